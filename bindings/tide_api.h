@@ -1,0 +1,137 @@
+/* tide's flat C API. LuaJIT's ffi.cdef reads this file as it is, so it holds
+   no preprocessor lines: C code includes it through bindings/tide.h, which
+   adds the guards and <stdint.h>. Every function that can fail returns 0 on
+   success or -1 with the reason in tide_last_error(); none raises a Lua error
+   or calls back into Lua. Dimensions are 0-based here; the Lua face converts
+   its 1-based and negative ones. Index tensors hold 0-based values (token ids
+   are indices). Functions that return a new tensor write it to *out with one
+   reference owned by the caller. */
+
+enum tide_dtype {
+  TIDE_F32 = 0, TIDE_F64 = 1, TIDE_BF16 = 2, TIDE_F16 = 3,
+  TIDE_I32 = 4, TIDE_I64 = 5, TIDE_U8 = 6, TIDE_BOOL = 7, TIDE_U16 = 8,
+  TIDE_NUM_DTYPES = 9
+};
+
+enum tide_unary_op {
+  TIDE_NEG = 0, TIDE_ABS, TIDE_EXP, TIDE_LOG, TIDE_SQRT, TIDE_RSQRT, TIDE_TANH,
+  TIDE_SIGMOID, TIDE_RELU, TIDE_GELU, TIDE_NOT, TIDE_SIN, TIDE_COS, TIDE_FLOOR,
+  TIDE_CEIL, TIDE_ROUND, TIDE_SIGN, TIDE_LOG1P, TIDE_EXPM1, TIDE_SQUARE,
+  TIDE_RECIPROCAL, TIDE_ISNAN, TIDE_ISINF, TIDE_NUM_UNARY
+};
+
+enum tide_binary_op {
+  TIDE_ADD = 0, TIDE_SUB, TIDE_MUL, TIDE_DIV, TIDE_POW, TIDE_MAXIMUM,
+  TIDE_MINIMUM, TIDE_EQ, TIDE_NE, TIDE_LT, TIDE_LE, TIDE_GT, TIDE_GE,
+  TIDE_AND, TIDE_OR, TIDE_XOR, TIDE_FMOD, TIDE_NUM_BINARY
+};
+
+enum tide_reduce_op {
+  TIDE_SUM = 0, TIDE_MEAN, TIDE_MAX, TIDE_MIN, TIDE_ARGMAX, TIDE_ARGMIN,
+  TIDE_PROD, TIDE_NUM_REDUCE
+};
+
+typedef struct tide_storage tide_storage;
+
+/* A tensor handle: a strided view of a refcounted storage. Lua reads the
+   fields directly (shape, strides, dtype) so cheap queries cost no call. */
+typedef struct tide_tensor {
+  tide_storage *storage;
+  char *data;             /* address of the element at offset */
+  int64_t shape[8];
+  int64_t stride[8];      /* in elements */
+  int64_t offset;         /* in elements, from the start of storage */
+  int64_t numel;
+  int32_t ndim;
+  int32_t dtype;
+  int32_t device;         /* -1: CPU */
+  int32_t refcount;
+} tide_tensor;
+
+/* Philox4x32-10 stream: (seed, offset) fully determine what comes next. */
+typedef struct tide_generator {
+  uint64_t seed;
+  uint64_t offset;
+} tide_generator;
+
+typedef struct tide_mem_stats {
+  int64_t live_bytes;
+  int64_t peak_bytes;
+  int64_t total_allocated;
+  int64_t allocations;
+} tide_mem_stats;
+
+/* errors, version, threads, memory */
+const char *tide_last_error(void);
+const char *tide_version(void);
+const char *tide_api_header(void);
+void tide_set_num_threads(int32_t n);
+int32_t tide_get_num_threads(void);
+void tide_mem_get_stats(tide_mem_stats *s);
+int64_t tide_mem_live_bytes(void);
+int32_t tide_dtype_size(int32_t dtype);
+const char *tide_dtype_name(int32_t dtype);
+int32_t tide_promote_types(int32_t a, int32_t b);
+
+/* lifetime */
+void tide_tensor_retain(tide_tensor *t);
+void tide_tensor_release(tide_tensor *t);
+int tide_is_contiguous(const tide_tensor *t);
+
+/* creation */
+int tide_empty(int32_t dtype, int32_t ndim, const int64_t *shape, tide_tensor **out);
+int tide_full(int32_t dtype, int32_t ndim, const int64_t *shape, double value, tide_tensor **out);
+int tide_arange(double start, double step, int64_t n, int32_t dtype, tide_tensor **out);
+int tide_fill_(tide_tensor *t, double value);
+int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high);
+int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std);
+int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high);
+
+/* views (share storage) */
+int tide_view(const tide_tensor *t, int32_t ndim, const int64_t *shape, tide_tensor **out);
+int tide_reshape(const tide_tensor *t, int32_t ndim, const int64_t *shape, tide_tensor **out);
+int tide_as_strided(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset, tide_tensor **out);
+int tide_permute(const tide_tensor *t, const int32_t *dims, tide_tensor **out);
+int tide_transpose(const tide_tensor *t, int32_t d0, int32_t d1, tide_tensor **out);
+int tide_narrow(const tide_tensor *t, int32_t dim, int64_t start, int64_t length, tide_tensor **out);
+int tide_select(const tide_tensor *t, int32_t dim, int64_t index, tide_tensor **out);
+int tide_expand(const tide_tensor *t, int32_t ndim, const int64_t *shape, tide_tensor **out);
+int tide_squeeze(const tide_tensor *t, int32_t dim, tide_tensor **out);
+int tide_unsqueeze(const tide_tensor *t, int32_t dim, tide_tensor **out);
+int tide_contiguous(const tide_tensor *t, tide_tensor **out);
+
+/* copy and cast */
+int tide_cast(const tide_tensor *t, int32_t dtype, tide_tensor **out);
+int tide_copy_(tide_tensor *dst, const tide_tensor *src);
+
+/* elementwise; *_ variants write into their first argument */
+int tide_unary(int32_t op, const tide_tensor *a, tide_tensor **out);
+int tide_unary_(int32_t op, tide_tensor *a);
+int tide_binary(int32_t op, const tide_tensor *a, const tide_tensor *b, tide_tensor **out);
+int tide_binary_(int32_t op, tide_tensor *a, const tide_tensor *b);
+int tide_binary_scalar(int32_t op, const tide_tensor *a, double s, int32_t scalar_first, tide_tensor **out);
+int tide_binary_scalar_(int32_t op, tide_tensor *a, double s);
+int tide_clamp(const tide_tensor *a, double lo, double hi, tide_tensor **out);
+int tide_where(const tide_tensor *cond, const tide_tensor *a, const tide_tensor *b, tide_tensor **out);
+
+/* reductions: dim < 0 reduces over all elements; indices (may be NULL) gets
+   the positions for TIDE_MAX / TIDE_MIN over one dim */
+int tide_reduce(int32_t op, const tide_tensor *a, int32_t dim, int32_t keepdim, tide_tensor **out, tide_tensor **indices);
+int tide_cumsum(const tide_tensor *a, int32_t dim, tide_tensor **out);
+
+/* linear algebra: torch.matmul semantics (1-D operands, broadcast batch) */
+int tide_matmul(const tide_tensor *a, const tide_tensor *b, tide_tensor **out);
+
+/* indexing and shuffling */
+int tide_index_select(const tide_tensor *a, int32_t dim, const tide_tensor *index, tide_tensor **out);
+int tide_gather(const tide_tensor *a, int32_t dim, const tide_tensor *index, tide_tensor **out);
+int tide_scatter_add_(tide_tensor *a, int32_t dim, const tide_tensor *index, const tide_tensor *src);
+int tide_masked_fill_(tide_tensor *a, const tide_tensor *mask, double value);
+int tide_cat(int32_t n, tide_tensor *const *ts, int32_t dim, tide_tensor **out);
+int tide_stack(int32_t n, tide_tensor *const *ts, int32_t dim, tide_tensor **out);
+int tide_sort(const tide_tensor *a, int32_t dim, int32_t descending, tide_tensor **values, tide_tensor **indices);
+int tide_topk(const tide_tensor *a, int64_t k, int32_t dim, int32_t largest, int32_t sorted, tide_tensor **values, tide_tensor **indices);
+int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, tide_generator *g, tide_tensor **out);
+
+/* CUDA: how many devices the driver reports (0 without CUDA or a GPU) */
+int32_t tide_cuda_device_count(void);

@@ -1,0 +1,35 @@
+// The first CUDA kernel: a fill, so the CUDA build path (nvcc, cudart, cuBLAS
+// linkage) is exercised from day one. Real kernels arrive with the GPU issues.
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+#include <stdint.h>
+
+extern "C" {
+#include "error.h"
+}
+
+__global__ static void fill_f32(float *p, int64_t n, float v) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (; i < n; i += stride) p[i] = v;
+}
+
+extern "C" int tide_cuda_fill_f32(float *p, int64_t n, float value) {
+  if (n <= 0) return 0;
+  int blocks = (int)((n + 255) / 256);
+  if (blocks > 65535) blocks = 65535;
+  fill_f32<<<blocks, 256>>>(p, n, value);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return tide_fail("cuda fill: %s", cudaGetErrorString(e));
+  return 0;
+}
+
+// Keeps cuBLAS linked so a missing library shows at build time, not later.
+extern "C" int tide_cuda_blas_version(void) {
+  int v = 0;
+  cublasHandle_t h;
+  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return 0;
+  cublasGetVersion(h, &v);
+  cublasDestroy(h);
+  return v;
+}

@@ -1,0 +1,112 @@
+-- Command line of the `tide` executable:
+--   tide FILE.lua [--key=value ...] [args]   run a recipe
+--   tide -e CODE                            run a chunk (returned values are printed)
+--   tide test [DIR_OR_FILE ...] [--filter=PATTERN]
+--   tide                                    the REPL (statements from stdin when piped)
+local M = {}
+
+local usage = [[
+usage: tide FILE.lua [--key=value] [--flag] [args...]   run a recipe
+       tide -e CODE                                    run a chunk of Lua
+       tide test [DIR_OR_FILE...] [--filter=PATTERN]   run Lua tests
+       tide                                            interactive REPL
+       tide -h | --version
+Recipe options --key=value and --flag land in tide.args (numbers and
+booleans converted); everything else stays in arg.]]
+
+-- Converts an option value: numbers and true/false become Lua values.
+local function convert(v)
+  if v == 'true' then return true end
+  if v == 'false' then return false end
+  local n = tonumber(v)
+  if n ~= nil and v:match('^%s*[-+]?[%d.]') then return n end
+  return v
+end
+
+-- Splits recipe arguments into tide.args (options) and a plain list.
+function M.parse_args(list)
+  local opts, rest = {}, {}
+  local only_positional = false
+  for _, a in ipairs(list) do
+    if only_positional then
+      rest[#rest + 1] = a
+    elseif a == '--' then
+      only_positional = true
+    else
+      local k, v = a:match('^%-%-([%w_%.%-]+)=(.*)$')
+      if k then
+        opts[k:gsub('-', '_')] = convert(v)
+      else
+        local flag = a:match('^%-%-([%w_%.%-]+)$')
+        if flag then
+          local neg = flag:match('^no%-(.+)$')
+          if neg then opts[neg:gsub('-', '_')] = false else opts[flag:gsub('-', '_')] = true end
+        else
+          rest[#rest + 1] = a
+        end
+      end
+    end
+  end
+  return opts, rest
+end
+
+local function print_values(n, ...)
+  if n == 0 then return end
+  local parts = {}
+  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  print(table.concat(parts, '\t'))
+end
+
+local function run_chunk(fn, ...)
+  local res = { xpcall(fn, debug.traceback, ...) }
+  if not res[1] then
+    io.stderr:write('tide: ', tostring(res[2]), '\n')
+    return 1
+  end
+  return 0, res
+end
+
+function M.main(argv)
+  local tide = require 'tide'
+  local a1 = argv[1]
+  if a1 == nil then return 'repl' end
+  if a1 == '-h' or a1 == '--help' then print(usage); return 0 end
+  if a1 == '-v' or a1 == '--version' then print('tide ' .. tide.version); return 0 end
+  if a1 == '-' then return 'repl' end
+  if a1 == '-e' then
+    local code = argv[2]
+    if code == nil then io.stderr:write('tide: -e needs a chunk of code\n'); return 1 end
+    local rest = {}
+    for i = 3, #argv do rest[#rest + 1] = argv[i] end
+    tide.args, rest = M.parse_args(rest)
+    rest[0] = '-e'
+    _G.arg = rest
+    local fn, err = loadstring(code, '=(command line)')
+    if not fn then io.stderr:write('tide: ', err, '\n'); return 1 end
+    local status, res = run_chunk(fn, unpack(rest))
+    if status == 0 then print_values(#res - 1, unpack(res, 2)) end
+    return status
+  end
+  if a1 == 'test' then
+    local paths = {}
+    for i = 2, #argv do paths[#paths + 1] = argv[i] end
+    return require('tide.testing').main(paths)
+  end
+  if a1:sub(1, 1) == '-' then
+    io.stderr:write('tide: unknown option ', a1, '\n', usage, '\n')
+    return 1
+  end
+  local rest = {}
+  for i = 2, #argv do rest[#rest + 1] = argv[i] end
+  local opts
+  opts, rest = M.parse_args(rest)
+  tide.args = opts
+  rest[0] = a1
+  rest[-1] = argv[0]
+  _G.arg = rest
+  local fn, err = loadfile(a1)
+  if not fn then io.stderr:write('tide: ', err, '\n'); return 1 end
+  return (run_chunk(fn, unpack(rest)))
+end
+
+return M

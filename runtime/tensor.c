@@ -1,0 +1,421 @@
+#include "tensor.h"
+#include "alloc.h"
+#include <stdatomic.h>
+#include <stdlib.h>
+
+int64_t tide_shape_numel(int32_t ndim, const int64_t *shape, const char *what) {
+  if (ndim < 0 || ndim > TIDE_MAX_DIMS)
+    return tide_fail("%s: %d dimensions (tide supports 0 to %d)", what, ndim, TIDE_MAX_DIMS);
+  int64_t n = 1;
+  for (int32_t i = 0; i < ndim; i++) {
+    if (shape[i] < 0) {
+      char b[160];
+      return tide_fail("%s: negative size %lld in shape %s", what, (long long)shape[i], tide_shape_str(b, sizeof b, ndim, shape));
+    }
+    if (shape[i] && n > INT64_MAX / 16 / shape[i]) {
+      char b[160];
+      return tide_fail("%s: shape %s is too large", what, tide_shape_str(b, sizeof b, ndim, shape));
+    }
+    n *= shape[i];
+  }
+  return n;
+}
+
+void tide_contiguous_strides(int32_t ndim, const int64_t *shape, int64_t *stride) {
+  int64_t s = 1;
+  for (int32_t i = ndim - 1; i >= 0; i--) {
+    stride[i] = s;
+    s *= shape[i] > 0 ? shape[i] : 1;
+  }
+}
+
+static tide_tensor *handle(tide_storage *st, int32_t dtype, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
+  tide_tensor *t = calloc(1, sizeof *t);
+  if (!t) {
+    tide_fail("out of memory allocating a tensor handle");
+    return NULL;
+  }
+  t->storage = st;
+  t->dtype = dtype;
+  t->ndim = ndim;
+  t->numel = 1;
+  for (int32_t i = 0; i < ndim; i++) {
+    t->shape[i] = shape[i];
+    t->stride[i] = stride[i];
+    t->numel *= shape[i];
+  }
+  t->offset = offset;
+  t->data = st->data + offset * tide_dtype_size(dtype);
+  t->device = st->device;
+  t->refcount = 1;
+  atomic_fetch_add(&st->refcount, 1);
+  return t;
+}
+
+tide_tensor *tide_new(int32_t dtype, int32_t ndim, const int64_t *shape) {
+  if (!tide_dtype_valid(dtype)) {
+    tide_fail("invalid dtype code %d", dtype);
+    return NULL;
+  }
+  int64_t n = tide_shape_numel(ndim, shape, "tensor");
+  if (n < 0) return NULL;
+  tide_storage *st = calloc(1, sizeof *st);
+  if (!st) {
+    tide_fail("out of memory allocating storage");
+    return NULL;
+  }
+  st->nbytes = (size_t)n * (size_t)tide_dtype_size(dtype);
+  st->data = tide_alloc(st->nbytes);
+  st->device = -1;
+  if (!st->data) {
+    free(st);
+    return NULL;
+  }
+  int64_t stride[TIDE_MAX_DIMS];
+  tide_contiguous_strides(ndim, shape, stride);
+  tide_tensor *t = handle(st, dtype, ndim, shape, stride, 0);
+  if (!t) {
+    tide_free(st->data, st->nbytes);
+    free(st);
+    return NULL;
+  }
+  atomic_fetch_sub(&st->refcount, 1);  /* handle() took the first reference */
+  st->refcount = 1;
+  return t;
+}
+
+tide_tensor *tide_new_like(const tide_tensor *t) { return tide_new(t->dtype, t->ndim, t->shape); }
+
+tide_tensor *tide_new_view(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
+  return handle(t->storage, t->dtype, ndim, shape, stride, offset);
+}
+
+static void storage_release(tide_storage *st) {
+  if (atomic_fetch_sub(&st->refcount, 1) == 1) {
+    tide_free(st->data, st->nbytes);
+    free(st);
+  }
+}
+
+void tide_tensor_retain(tide_tensor *t) {
+  if (t) __atomic_fetch_add(&t->refcount, 1, __ATOMIC_RELAXED);
+}
+
+void tide_tensor_release(tide_tensor *t) {
+  if (!t) return;
+  if (__atomic_fetch_sub(&t->refcount, 1, __ATOMIC_ACQ_REL) == 1) {
+    storage_release(t->storage);
+    free(t);
+  }
+}
+
+int tide_check_tensor(const tide_tensor *t, const char *what) {
+  if (!t) return tide_fail("%s: expected a tensor, got nil", what);
+  if (t->refcount <= 0 || !t->storage) return tide_fail("%s: tensor was already released", what);
+  if (t->device != -1) return tide_fail("%s: tensor is on cuda:%d; this op runs on the CPU", what, t->device);
+  return 0;
+}
+
+int tide_check_dim(const tide_tensor *t, int32_t dim, const char *what) {
+  int32_t n = t->ndim ? t->ndim : 1;
+  if (dim < 0 || dim >= n)
+    return tide_fail("%s: dimension %d out of range for a %d-d tensor", what, dim + 1, t->ndim);
+  return 0;
+}
+
+int tide_is_contiguous(const tide_tensor *t) {
+  int64_t s = 1;
+  for (int32_t i = t->ndim - 1; i >= 0; i--) {
+    if (t->shape[i] != 1 && t->stride[i] != s) return 0;
+    s *= t->shape[i];
+  }
+  return 1;
+}
+
+int tide_broadcast_shapes(int32_t na, const int64_t *a, int32_t nb, const int64_t *b, int32_t *out_ndim, int64_t *out, const char *what) {
+  int32_t n = na > nb ? na : nb;
+  for (int32_t i = 0; i < n; i++) {
+    int64_t da = i < n - na ? 1 : a[i - (n - na)];
+    int64_t db = i < n - nb ? 1 : b[i - (n - nb)];
+    if (da != db && da != 1 && db != 1) {
+      char sa[160], sb[160];
+      return tide_fail("%s: shapes %s and %s cannot be broadcast together (size %lld vs %lld at dimension %d)", what,
+                       tide_shape_str(sa, sizeof sa, na, a), tide_shape_str(sb, sizeof sb, nb, b), (long long)da, (long long)db, i + 1);
+    }
+    out[i] = da == 1 ? db : da;
+  }
+  *out_ndim = n;
+  return 0;
+}
+
+void tide_broadcast_strides(const tide_tensor *t, int32_t ndim, const int64_t *shape, int64_t *stride) {
+  int32_t lead = ndim - t->ndim;
+  for (int32_t i = 0; i < ndim; i++) {
+    if (i < lead) stride[i] = 0;
+    else stride[i] = (t->shape[i - lead] == 1 && shape[i] != 1) ? 0 : t->stride[i - lead];
+  }
+}
+
+/* creation ---------------------------------------------------------------- */
+
+int tide_empty(int32_t dtype, int32_t ndim, const int64_t *shape, tide_tensor **out) {
+  tide_tensor *t = tide_new(dtype, ndim, shape);
+  if (!t) return -1;
+  *out = t;
+  return 0;
+}
+
+int tide_full(int32_t dtype, int32_t ndim, const int64_t *shape, double value, tide_tensor **out) {
+  tide_tensor *t = tide_new(dtype, ndim, shape);
+  if (!t) return -1;
+  if (tide_fill_(t, value)) {
+    tide_tensor_release(t);
+    return -1;
+  }
+  *out = t;
+  return 0;
+}
+
+/* views -------------------------------------------------------------------- */
+
+static int emit_view(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset, tide_tensor **out) {
+  tide_tensor *v = tide_new_view(t, ndim, shape, stride, offset);
+  if (!v) return -1;
+  *out = v;
+  return 0;
+}
+
+/* Resolves one -1 in a requested shape against numel. */
+static int infer_shape(const tide_tensor *t, int32_t ndim, const int64_t *req, int64_t *shape, const char *what) {
+  if (ndim < 0 || ndim > TIDE_MAX_DIMS) return tide_fail("%s: %d dimensions (tide supports 0 to %d)", what, ndim, TIDE_MAX_DIMS);
+  int32_t infer = -1;
+  int64_t known = 1;
+  for (int32_t i = 0; i < ndim; i++) {
+    shape[i] = req[i];
+    if (req[i] == -1) {
+      if (infer >= 0) return tide_fail("%s: only one dimension can be inferred (-1)", what);
+      infer = i;
+    } else if (req[i] < 0) {
+      return tide_fail("%s: invalid size %lld at dimension %d", what, (long long)req[i], i + 1);
+    } else {
+      if (req[i] && known > INT64_MAX / req[i]) return tide_fail("%s: shape is too large", what);
+      known *= req[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || t->numel % known) {
+      char a[160], b[160];
+      return tide_fail("%s: shape %s is invalid for a tensor of shape %s (%lld elements)", what,
+                       tide_shape_str(a, sizeof a, ndim, req), tide_shape_str(b, sizeof b, t->ndim, t->shape), (long long)t->numel);
+    }
+    shape[infer] = t->numel / known;
+    known *= shape[infer];
+  }
+  if (known != t->numel) {
+    char a[160], b[160];
+    return tide_fail("%s: shape %s is invalid for a tensor of shape %s (%lld elements)", what,
+                     tide_shape_str(a, sizeof a, ndim, shape), tide_shape_str(b, sizeof b, t->ndim, t->shape), (long long)t->numel);
+  }
+  return 0;
+}
+
+/* Strides for viewing t with a new shape without copying, or 0 if impossible.
+   Old dimensions are grouped into runs that are contiguous among themselves;
+   each run must be covered exactly by consecutive new dimensions. */
+static int view_strides(const tide_tensor *t, int32_t ndim, const int64_t *shape, int64_t *stride) {
+  if (t->numel == 0 || tide_is_contiguous(t)) {
+    tide_contiguous_strides(ndim, shape, stride);
+    return 1;
+  }
+  int32_t vi = ndim - 1;
+  int64_t base = t->stride[t->ndim - 1], run = 1, covered = 1;
+  for (int32_t ti = t->ndim - 1; ti >= 0; ti--) {
+    run *= t->shape[ti];
+    int run_ends = ti == 0 || (t->shape[ti - 1] != 1 && t->stride[ti - 1] != run * base);
+    if (!run_ends) continue;
+    while (vi >= 0 && (covered < run || shape[vi] == 1)) {
+      stride[vi] = covered * base;
+      covered *= shape[vi];
+      vi--;
+    }
+    if (covered != run) return 0;
+    if (ti > 0) {
+      base = t->stride[ti - 1];
+      run = covered = 1;
+    }
+  }
+  return vi == -1;
+}
+
+int tide_view(const tide_tensor *t, int32_t ndim, const int64_t *req, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "view"));
+  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
+  TIDE_TRY(infer_shape(t, ndim, req, shape, "view"));
+  if (!view_strides(t, ndim, shape, stride)) {
+    char a[160], b[160];
+    return tide_fail("view: cannot view a non-contiguous tensor of shape %s as %s without copying (use reshape or contiguous)",
+                     tide_shape_str(a, sizeof a, t->ndim, t->shape), tide_shape_str(b, sizeof b, ndim, shape));
+  }
+  return emit_view(t, ndim, shape, stride, t->offset, out);
+}
+
+int tide_reshape(const tide_tensor *t, int32_t ndim, const int64_t *req, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "reshape"));
+  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
+  TIDE_TRY(infer_shape(t, ndim, req, shape, "reshape"));
+  if (view_strides(t, ndim, shape, stride)) return emit_view(t, ndim, shape, stride, t->offset, out);
+  tide_tensor *c = tide_contiguous_as(t, t->dtype);
+  if (!c) return -1;
+  tide_contiguous_strides(ndim, shape, stride);
+  int rc = emit_view(c, ndim, shape, stride, c->offset, out);
+  tide_tensor_release(c);
+  return rc;
+}
+
+int tide_as_strided(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "as_strided"));
+  int64_t n = tide_shape_numel(ndim, shape, "as_strided");
+  if (n < 0) return -1;
+  int64_t cap = (int64_t)(t->storage->nbytes / (size_t)tide_dtype_size(t->dtype));
+  if (offset < 0) return tide_fail("as_strided: negative offset %lld", (long long)offset);
+  int64_t lo = offset, hi = offset;
+  for (int32_t i = 0; i < ndim && n > 0; i++) {
+    if (stride[i] < 0) lo += stride[i] * (shape[i] - 1);
+    else hi += stride[i] * (shape[i] - 1);
+  }
+  if (n > 0 && (lo < 0 || hi >= cap))
+    return tide_fail("as_strided: the view reaches elements %lld..%lld outside a storage of %lld elements", (long long)lo, (long long)hi, (long long)cap);
+  return emit_view(t, ndim, shape, stride, offset, out);
+}
+
+int tide_permute(const tide_tensor *t, const int32_t *dims, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "permute"));
+  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
+  int seen[TIDE_MAX_DIMS] = {0};
+  for (int32_t i = 0; i < t->ndim; i++) {
+    int32_t d = dims[i];
+    if (d < 0 || d >= t->ndim) return tide_fail("permute: dimension %d out of range for a %d-d tensor", d + 1, t->ndim);
+    if (seen[d]++) return tide_fail("permute: dimension %d appears twice", d + 1);
+    shape[i] = t->shape[d];
+    stride[i] = t->stride[d];
+  }
+  return emit_view(t, t->ndim, shape, stride, t->offset, out);
+}
+
+int tide_transpose(const tide_tensor *t, int32_t d0, int32_t d1, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "transpose"));
+  if (t->ndim == 0 && d0 == 0 && d1 == 0) return emit_view(t, 0, t->shape, t->stride, t->offset, out);
+  TIDE_TRY(tide_check_dim(t, d0, "transpose"));
+  TIDE_TRY(tide_check_dim(t, d1, "transpose"));
+  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
+  for (int32_t i = 0; i < t->ndim; i++) { shape[i] = t->shape[i]; stride[i] = t->stride[i]; }
+  shape[d0] = t->shape[d1]; stride[d0] = t->stride[d1];
+  shape[d1] = t->shape[d0]; stride[d1] = t->stride[d0];
+  return emit_view(t, t->ndim, shape, stride, t->offset, out);
+}
+
+int tide_narrow(const tide_tensor *t, int32_t dim, int64_t start, int64_t length, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "narrow"));
+  if (t->ndim == 0) return tide_fail("narrow: cannot narrow a 0-d tensor");
+  TIDE_TRY(tide_check_dim(t, dim, "narrow"));
+  if (start < 0 || length < 0 || start > t->shape[dim] || length > t->shape[dim] - start)
+    return tide_fail("narrow: elements %lld..%lld are outside dimension %d of size %lld", (long long)start + 1,
+                     (long long)(start + length), dim + 1, (long long)t->shape[dim]);
+  int64_t shape[TIDE_MAX_DIMS];
+  for (int32_t i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
+  shape[dim] = length;
+  return emit_view(t, t->ndim, shape, t->stride, t->offset + start * t->stride[dim], out);
+}
+
+int tide_select(const tide_tensor *t, int32_t dim, int64_t index, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "select"));
+  if (t->ndim == 0) return tide_fail("select: cannot index a 0-d tensor");
+  TIDE_TRY(tide_check_dim(t, dim, "select"));
+  if (index < 0 || index >= t->shape[dim])
+    return tide_fail("select: index %lld out of range for dimension %d of size %lld", (long long)index + 1, dim + 1, (long long)t->shape[dim]);
+  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
+  int32_t n = 0;
+  for (int32_t i = 0; i < t->ndim; i++) {
+    if (i == dim) continue;
+    shape[n] = t->shape[i];
+    stride[n++] = t->stride[i];
+  }
+  return emit_view(t, n, shape, stride, t->offset + index * t->stride[dim], out);
+}
+
+int tide_expand(const tide_tensor *t, int32_t ndim, const int64_t *req, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "expand"));
+  if (ndim < t->ndim || ndim > TIDE_MAX_DIMS) {
+    char a[160], b[160];
+    return tide_fail("expand: cannot expand shape %s to %s", tide_shape_str(a, sizeof a, t->ndim, t->shape), tide_shape_str(b, sizeof b, ndim, req));
+  }
+  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
+  int32_t lead = ndim - t->ndim;
+  for (int32_t i = 0; i < ndim; i++) {
+    int64_t have = i < lead ? 1 : t->shape[i - lead];
+    int64_t want = req[i] == -1 && i >= lead ? have : req[i];
+    if (want < 0 || (have != want && have != 1)) {
+      char a[160], b[160];
+      return tide_fail("expand: cannot expand shape %s to %s (dimension %d: %lld to %lld)", tide_shape_str(a, sizeof a, t->ndim, t->shape),
+                       tide_shape_str(b, sizeof b, ndim, req), i + 1, (long long)have, (long long)want);
+    }
+    shape[i] = want;
+    stride[i] = (i < lead || (have == 1 && want != 1)) ? 0 : t->stride[i - lead];
+  }
+  return emit_view(t, ndim, shape, stride, t->offset, out);
+}
+
+int tide_squeeze(const tide_tensor *t, int32_t dim, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "squeeze"));
+  if (dim >= 0 && t->ndim > 0) TIDE_TRY(tide_check_dim(t, dim, "squeeze"));
+  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
+  int32_t n = 0;
+  for (int32_t i = 0; i < t->ndim; i++) {
+    int drop = t->shape[i] == 1 && (dim < 0 || dim == i);
+    if (drop) continue;
+    shape[n] = t->shape[i];
+    stride[n++] = t->stride[i];
+  }
+  return emit_view(t, n, shape, stride, t->offset, out);
+}
+
+int tide_unsqueeze(const tide_tensor *t, int32_t dim, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "unsqueeze"));
+  if (t->ndim >= TIDE_MAX_DIMS) return tide_fail("unsqueeze: a tensor has at most %d dimensions", TIDE_MAX_DIMS);
+  if (dim < 0 || dim > t->ndim) return tide_fail("unsqueeze: dimension %d out of range for a %d-d tensor", dim + 1, t->ndim);
+  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
+  int32_t n = 0;
+  for (int32_t i = 0; i <= t->ndim; i++) {
+    if (i == dim) {
+      shape[n] = 1;
+      stride[n++] = i < t->ndim ? t->stride[i] * t->shape[i] : 1;
+    }
+    if (i < t->ndim) {
+      shape[n] = t->shape[i];
+      stride[n++] = t->stride[i];
+    }
+  }
+  return emit_view(t, n, shape, stride, t->offset, out);
+}
+
+tide_tensor *tide_contiguous_as(const tide_tensor *src, int32_t dtype) {
+  if (src->dtype == dtype && tide_is_contiguous(src)) {
+    tide_tensor_retain((tide_tensor *)src);
+    return (tide_tensor *)src;
+  }
+  tide_tensor *c = tide_new(dtype, src->ndim, src->shape);
+  if (!c) return NULL;
+  if (tide_copy_into(c, src)) {
+    tide_tensor_release(c);
+    return NULL;
+  }
+  return c;
+}
+
+int tide_contiguous(const tide_tensor *t, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(t, "contiguous"));
+  tide_tensor *c = tide_contiguous_as(t, t->dtype);
+  if (!c) return -1;
+  *out = c;
+  return 0;
+}

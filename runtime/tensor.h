@@ -1,0 +1,41 @@
+/* Storage and tensor handles: allocation, refcounts, shapes and views. The
+   kernels build on the helpers declared here. */
+#ifndef TIDE_TENSOR_H
+#define TIDE_TENSOR_H
+#include "tide.h"
+#include "dtype.h"
+#include "error.h"
+
+#define TIDE_MAX_DIMS 8
+
+struct tide_storage {
+  char *data;
+  size_t nbytes;
+  _Atomic int32_t refcount;
+  int32_t device;
+};
+
+/* Allocates a contiguous tensor of dtype and shape (uninitialised); NULL with an error set on failure. */
+tide_tensor *tide_new(int32_t dtype, int32_t ndim, const int64_t *shape);
+/* A new contiguous tensor with t's dtype and shape. */
+tide_tensor *tide_new_like(const tide_tensor *t);
+/* A new handle on t's storage with the given geometry (offset in elements); no checks. */
+tide_tensor *tide_new_view(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset);
+/* Checks that t is a usable CPU tensor handle; `what` names the caller in the message. */
+int tide_check_tensor(const tide_tensor *t, const char *what);
+/* Checks that dim is in [0, ndim). */
+int tide_check_dim(const tide_tensor *t, int32_t dim, const char *what);
+/* Product of shape with overflow checks; -1 with an error set when negative or too large. */
+int64_t tide_shape_numel(int32_t ndim, const int64_t *shape, const char *what);
+/* Broadcasts two shapes (numpy rules) into out/out_ndim; names the shapes on failure. */
+int tide_broadcast_shapes(int32_t na, const int64_t *a, int32_t nb, const int64_t *b, int32_t *out_ndim, int64_t *out, const char *what);
+/* Strides (in elements) that read t as if it had the broadcast shape; 0 where broadcast. */
+void tide_broadcast_strides(const tide_tensor *t, int32_t ndim, const int64_t *shape, int64_t *stride);
+/* Row-major contiguous strides for shape. */
+void tide_contiguous_strides(int32_t ndim, const int64_t *shape, int64_t *stride);
+/* Copies src into dst elementwise with dtype conversion; shapes must match (dst may be any view). */
+int tide_copy_into(tide_tensor *dst, const tide_tensor *src);
+/* src itself (retained) when already contiguous with dtype, else a contiguous converted copy. */
+tide_tensor *tide_contiguous_as(const tide_tensor *src, int32_t dtype);
+
+#endif
