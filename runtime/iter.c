@@ -107,19 +107,3 @@ void tide_iter_run(const tide_iter *it, tide_loop_fn fn, void *ctx, int64_t grai
   }
 #endif
 }
-
-void tide_set_num_threads(int32_t n) {
-#ifdef _OPENMP
-  if (n > 0) omp_set_num_threads(n);
-#else
-  (void)n;
-#endif
-}
-
-int32_t tide_get_num_threads(void) {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}

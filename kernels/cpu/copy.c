@@ -158,8 +158,8 @@ int tide_copy_(tide_tensor *dst, const tide_tensor *src) {
   TIDE_TRY(tide_check_tensor(src, "copy_"));
   int32_t nd;
   int64_t shape[TIDE_MAX_DIMS];
-  TIDE_TRY(tide_broadcast_shapes(dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape, "copy_"));
-  if (nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * (size_t)nd)) {
+  int rc = tide_broadcast_shapes(dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape, "copy_");
+  if (rc || nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * (size_t)nd)) {
     char a[160], b[160];
     return tide_fail("copy_: source of shape %s cannot be broadcast to destination of shape %s",
                      tide_shape_str(a, sizeof a, src->ndim, src->shape), tide_shape_str(b, sizeof b, dst->ndim, dst->shape));

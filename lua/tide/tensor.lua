@@ -171,11 +171,6 @@ mt.__newindex = function(t, k, v)
   rawset(t, k, v)
 end
 
-mt.__len = function(t)
-  local c = t._c
-  return c.ndim > 0 and tonumber(c.shape[0]) or 0
-end
-
 -- queries ----------------------------------------------------------------------
 
 function Tensor:shape()
