@@ -1,4 +1,5 @@
 #include "host.h"
+#include "interrupt.h"
 #include <lauxlib.h>
 #include <lualib.h>
 #include <signal.h>
@@ -10,18 +11,24 @@
 #include <libgen.h>
 
 /* The state that a SIGINT should interrupt. A signal handler cannot be given
-   an argument, so this one pointer is the only way to reach the state. */
+   an argument, so this is the only way for it to reach the running code; the
+   pending flag itself is the engine's (runtime/interrupt.c). */
 static lua_State *volatile interrupt_target;
 
+/* Raises "interrupted" inside interpreted Lua code. */
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
+  /* JIT-compiled traces never run hooks, so tensor ops also poll the flag
+     (lua/tide/tensor.lua); whichever sees it first takes it */
+  if (!tide_interrupt_take()) return;
   luaL_error(L, "interrupted");
 }
 
 static void on_sigint(int sig) {
   (void)sig;
-  signal(SIGINT, SIG_DFL);  /* a second Ctrl-C before the hook fires kills the process */
+  signal(SIGINT, SIG_DFL);  /* a second Ctrl-C before the first is seen kills the process */
+  tide_interrupt_raise();
   if (interrupt_target)
     lua_sethook(interrupt_target, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
@@ -41,6 +48,7 @@ int tide_host_pcall(lua_State *L, int nargs, int nresults) {
   lua_pushcfunction(L, traceback);
   lua_insert(L, base);
   interrupt_target = L;
+  tide_interrupt_clear();
   signal(SIGINT, on_sigint);
   int status = lua_pcall(L, nargs, nresults, base);
   signal(SIGINT, SIG_DFL);

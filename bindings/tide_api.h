@@ -133,5 +133,9 @@ int tide_sort(const tide_tensor *a, int32_t dim, int32_t descending, tide_tensor
 int tide_topk(const tide_tensor *a, int64_t k, int32_t dim, int32_t largest, int32_t sorted, tide_tensor **values, tide_tensor **indices);
 int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, tide_generator *g, tide_tensor **out);
 
+/* 1 if Ctrl-C arrived since the last call, clearing it (the tide executable
+   raises it from its SIGINT handler) */
+int32_t tide_interrupt_take(void);
+
 /* CUDA: how many devices the driver reports (0 without CUDA or a GPU) */
 int32_t tide_cuda_device_count(void);

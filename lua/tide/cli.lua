@@ -50,15 +50,28 @@ function M.parse_args(list)
   return opts, rest
 end
 
+-- Values a chunk returned, shown as the REPL shows them.
 local function print_values(n, ...)
-  if n == 0 then return end
-  local parts = {}
-  for i = 1, n do parts[i] = tostring((select(i, ...))) end
-  print(table.concat(parts, '\t'))
+  local text = require('tide.repl').format_results(n, ...)
+  if text then print(text) end
 end
 
+-- The message and traceback of an error in a recipe; the frames below the
+-- recipe's own (this file calling it) say nothing to its author.
+local function on_error(e)
+  if type(e) ~= 'string' and type(e) ~= 'number' then
+    local mt = getmetatable(e)
+    e = (mt and mt.__tostring) and tostring(e) or ('(error object is a %s value)'):format(type(e))
+  end
+  local tb = debug.traceback(tostring(e), 2)
+  local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")
+  return cut and tb:sub(1, cut - 1) or tb
+end
+
+local function pack(...) return { n = select('#', ...), ... } end
+
 local function run_chunk(fn, ...)
-  local res = { xpcall(fn, debug.traceback, ...) }
+  local res = pack(xpcall(fn, on_error, ...))
   if not res[1] then
     io.stderr:write('tide: ', tostring(res[2]), '\n')
     return 1
@@ -84,7 +97,7 @@ function M.main(argv)
     local fn, err = loadstring(code, '=(command line)')
     if not fn then io.stderr:write('tide: ', err, '\n'); return 1 end
     local status, res = run_chunk(fn, unpack(rest))
-    if status == 0 then print_values(#res - 1, unpack(res, 2)) end
+    if status == 0 then print_values(res.n - 1, unpack(res, 2, res.n)) end
     return status
   end
   if a1 == 'test' then

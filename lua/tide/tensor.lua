@@ -60,12 +60,15 @@ local gc_threshold = gc_floor
 local release = C.tide_tensor_release
 
 local function wrap(ptr)
+  local t = setmetatable({ _c = ffi.gc(ptr, release) }, mt)
   if C.tide_mem_live_bytes() > gc_threshold then
     collectgarbage('collect')
     local live = tonumber(C.tide_mem_live_bytes())
     gc_threshold = math.max(gc_floor, 2 * live)
   end
-  return setmetatable({ _c = ffi.gc(ptr, release) }, mt)
+  -- Ctrl-C: hooks never fire inside JIT-compiled loops, but every op passes here
+  if C.tide_interrupt_take() ~= 0 then error('interrupted', 3) end
+  return t
 end
 M.wrap = wrap
 
@@ -113,6 +116,9 @@ M.dim0 = dim0
 local shape_buf = ffi.new('int64_t[8]')
 M.shape_buf = shape_buf
 
+-- ops where -1 means "infer this size"
+local infer_ok = { view = true, reshape = true, expand = true }
+
 -- Reads a shape given as varargs (2, 3) or a table {2, 3}; a trailing table
 -- without array part is the options table. Returns ndim, shape list, opts.
 function M.parse_shape(what, level, ...)
@@ -136,7 +142,7 @@ function M.parse_shape(what, level, ...)
     if type(v) ~= 'number' or v % 1 ~= 0 then
       error(("%s: size %d must be an integer, got %s"):format(what, i, tostring(v)), level + 1)
     end
-    if v < 0 and not (v == -1) then
+    if v < 0 and not (v == -1 and infer_ok[what]) then
       error(("%s: negative size %d at dimension %d"):format(what, v, i), level + 1)
     end
     shape_buf[i - 1] = v
