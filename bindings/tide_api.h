@@ -59,6 +59,8 @@ typedef struct tide_mem_stats {
   int64_t peak_bytes;
   int64_t total_allocated;
   int64_t allocations;
+  int64_t cached_bytes;   /* freed large blocks kept for reuse */
+  int64_t cache_limit;
 } tide_mem_stats;
 
 /* errors, version, threads, memory */
@@ -69,6 +71,8 @@ void tide_set_num_threads(int32_t n);
 int32_t tide_get_num_threads(void);
 void tide_mem_get_stats(tide_mem_stats *s);
 int64_t tide_mem_live_bytes(void);
+void tide_mem_empty_cache(void);
+void tide_mem_set_cache_limit(int64_t bytes);   /* < 0: the default, a quarter of RAM */
 int32_t tide_dtype_size(int32_t dtype);
 const char *tide_dtype_name(int32_t dtype);
 int32_t tide_promote_types(int32_t a, int32_t b);

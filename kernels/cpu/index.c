@@ -121,6 +121,7 @@ static void block_init(block_geom *g, int32_t nd, const int64_t *shape, const in
 
 /* Copies the block g starting at src into contiguous dst. */
 static void copy_block(char *dst, const char *src, const block_geom *g, int32_t es) {
+  if (g->numel == 0) return;  /* a zero-size trailing dim: nothing to copy (and no inner size to divide by) */
   if (g->nd == 0) {
     copy_elem(dst, src, es);
     return;

@@ -17,12 +17,7 @@ for k, v in pairs(core.api) do tide[k] = v end
 -- op families add methods to Tensor and functions to tide
 for _, name in ipairs { 'tide.ops.pointwise', 'tide.ops.reduce', 'tide.ops.linalg',
                         'tide.ops.index', 'tide.random', 'tide.print' } do
-  local ok, mod = pcall(require, name)
-  if ok then
-    if type(mod) == 'table' and mod.install then mod.install(tide, core) end
-  elseif not tostring(mod):find("module '" .. name .. "' not found", 1, true) then
-    error(mod, 0)
-  end
+  require(name).install(tide, core)
 end
 
 function tide.set_num_threads(n)
@@ -38,7 +33,16 @@ function tide.memory()
   local s = ffi.new('tide_mem_stats')
   C.tide_mem_get_stats(s)
   return { live = tonumber(s.live_bytes), peak = tonumber(s.peak_bytes),
-           allocated = tonumber(s.total_allocated), allocations = tonumber(s.allocations) }
+           allocated = tonumber(s.total_allocated), allocations = tonumber(s.allocations),
+           cached = tonumber(s.cached_bytes), cache_limit = tonumber(s.cache_limit) }
+end
+
+-- Freed blocks of 1 MiB and more are cached for reuse (fresh pages fault on
+-- first touch); these give the cache back or bound it, in bytes.
+function tide.empty_cache() C.tide_mem_empty_cache() end
+function tide.set_cache_limit(bytes)
+  if type(bytes) ~= 'number' then error('set_cache_limit: expected a number of bytes', 2) end
+  C.tide_mem_set_cache_limit(bytes)
 end
 
 tide.cuda = {

@@ -347,7 +347,8 @@ local function nested_shape(x, what)
       if tv == 'boolean' then v = v and 1 or 0
       elseif tv == 'number' then
         all_bool = false
-        if v % 1 ~= 0 or v ~= v or v == math.huge or v == -math.huge then is_float = true end
+        -- integers past int64's range are floats, as Python's 1e30 is
+        if v % 1 ~= 0 or v ~= v or v >= 2 ^ 63 or v < -2 ^ 63 then is_float = true end
       elseif is_tensor(v) and v:numel() == 1 then
         all_bool = false
         v = v:item(); if type(v) == 'boolean' then v = v and 1 or 0 end
@@ -385,7 +386,7 @@ function api.tensor(data, opts)
     shape = {}
     all_bool = type(data) == 'boolean'
     flat = { type(data) == 'boolean' and (data and 1 or 0) or data }
-    is_float = type(data) == 'number' and data % 1 ~= 0
+    is_float = type(data) == 'number' and (data % 1 ~= 0 or data ~= data or data >= 2 ^ 63 or data < -2 ^ 63)
   elseif type(data) == 'table' then
     shape, flat, is_float, all_bool = nested_shape(data, 'tensor')
   else

@@ -199,6 +199,33 @@ T.test('memory is returned by refcount and the GC follows tensor bytes', functio
   T.truthy(peak < 1024 * 1024 * 1024, 'live bytes peaked at ' .. peak)
 end)
 
+T.test('large freed blocks are cached and reused', function()
+  collectgarbage('collect')
+  tide.empty_cache()
+  T.eq(tide.memory().cached, 0)
+  local a = tide.empty(1024 * 1024)  -- 4 MiB: cached when freed
+  local addr = tostring(a:data_ptr())
+  a = nil
+  collectgarbage('collect')
+  T.eq(tide.memory().cached, 4 * 1024 * 1024)
+  local b = tide.empty(1024 * 1024)
+  T.eq(tostring(b:data_ptr()), addr, 'the same block comes back')
+  T.eq(tide.memory().cached, 0)
+  b = nil
+  collectgarbage('collect')
+  tide.set_cache_limit(0)
+  T.eq(tide.memory().cached, 0)
+  tide.set_cache_limit(-1)
+  T.truthy(tide.memory().cache_limit > 0)
+  T.raises(function() tide.set_cache_limit('x') end, 'expected a number of bytes')
+end)
+
+T.test('numbers beyond int64 make float tensors', function()
+  T.eq(tide.tensor({ 1e30 }):dtype(), 'f32')
+  T.eq(tide.tensor(1e30):dtype(), 'f32')
+  T.eq(tide.tensor({ 2 ^ 62 }):dtype(), 'i64')
+end)
+
 T.test('threads can be set', function()
   local n = tide.get_num_threads()
   tide.set_num_threads(1)

@@ -1,0 +1,512 @@
+/* Random fills and sampling on the CPU: uniform, normal, randint and
+   multinomial over the Philox stream layout documented in runtime/philox.h.
+   Element i of a call always takes the same counter and slot, so any strides
+   and any thread count give the same values. */
+
+/* The layout fixes each rounding step; letting the compiler fuse a*b+c into
+   an FMA would change results by an ulp and break CPU/GPU agreement. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include "iter.h"
+#include "philox.h"
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+enum { DIST_UNIFORM, DIST_NORMAL, DIST_INT };
+
+/* Everything a fill needs, fixed before any thread starts. */
+typedef struct {
+  int kind, per_block, wide;
+  int32_t dtype, es;
+  uint64_t seed, base;
+  double low, high, width;    /* uniform */
+  double top, bottom;         /* uniform: replacements for results >= high or < low */
+  double mean, std;           /* normal */
+  int64_t ilow;               /* randint */
+  uint64_t range;
+} fill_plan;
+
+typedef union { double d; int64_t i; } rvalue;
+
+/* Largest finite value of a float dtype. */
+static double float_max(int32_t dt) {
+  switch (dt) {
+    case TIDE_F32: return FLT_MAX;
+    case TIDE_BF16: return 3.3895313892515355e38;
+    case TIDE_F16: return 65504.0;
+    default: return DBL_MAX;
+  }
+}
+
+/* v rounded to the nearest value of float dtype dt (via f32 for bf16/f16), as a double. */
+static double round_to(double v, int32_t dt) {
+  switch (dt) {
+    case TIDE_F32: return (float)v;
+    case TIDE_BF16: return tide_bf16_to_f32(tide_f32_to_bf16((float)v));
+    case TIDE_F16: return tide_f16_to_f32(tide_f32_to_f16((float)v));
+    default: return v;
+  }
+}
+
+/* The neighbour of v (a value of dt) one step toward +inf (dir > 0) or -inf. */
+static double step_to(double v, int32_t dt, int dir) {
+  if (dt == TIDE_F64) return nextafter(v, dir > 0 ? INFINITY : -INFINITY);
+  if (dt == TIDE_F32) return nextafterf((float)v, dir > 0 ? INFINITY : -INFINITY);
+  /* bf16/f16 bits: sign-magnitude, so a step is +-1 on the magnitude */
+  uint16_t h = dt == TIDE_BF16 ? tide_f32_to_bf16((float)v) : tide_f32_to_f16((float)v);
+  uint16_t mag = h & 0x7fffu, sign = h & 0x8000u;
+  if (mag == 0) h = (uint16_t)(dir > 0 ? 0x0001u : 0x8001u);
+  else if ((dir > 0) == (sign == 0)) h = (uint16_t)(h + 1);
+  else h = (uint16_t)(h - 1);
+  return dt == TIDE_BF16 ? tide_bf16_to_f32(h) : tide_f16_to_f32(h);
+}
+
+/* The values of one block: E rvalues, doubles already representable in the
+   output dtype for uniform, doubles to round for normal, int64 for randint. */
+static inline void gen_block(const fill_plan *pl, int64_t b, rvalue *v) {
+  uint32_t w[4];
+  tide_philox_block(pl->seed, pl->base, (uint64_t)b, w);
+  switch (pl->kind) {
+    case DIST_UNIFORM: {
+      double u[4];
+      if (pl->per_block == 4) {
+        for (int s = 0; s < 4; s++) u[s] = tide_philox_u24(w[s]);
+      } else {
+        u[0] = tide_philox_u53(w[0], w[1]);
+        u[1] = tide_philox_u53(w[2], w[3]);
+      }
+      for (int s = 0; s < pl->per_block; s++) {
+        double r = round_to(pl->low + u[s] * pl->width, pl->dtype);
+        if (r >= pl->high) r = pl->top;
+        else if (r < pl->low) r = pl->bottom;
+        v[s].d = r;
+      }
+      break;
+    }
+    case DIST_NORMAL: {
+      double z[4];
+      if (pl->per_block == 4) {
+        tide_philox_normal2_w32(w[0], w[1], &z[0], &z[1]);
+        tide_philox_normal2_w32(w[2], w[3], &z[2], &z[3]);
+      } else {
+        tide_philox_normal2_w64(w, &z[0], &z[1]);
+      }
+      for (int s = 0; s < pl->per_block; s++) v[s].d = pl->mean + pl->std * z[s];
+      break;
+    }
+    default: {
+      if (pl->wide) {
+        uint64_t hi = (uint64_t)w[3] << 32 | w[2], lo = (uint64_t)w[1] << 32 | w[0];
+        v[0].i = (int64_t)((uint64_t)pl->ilow + tide_philox_bounded128(hi, lo, pl->range));
+      } else {
+        for (int s = 0; s < 2; s++) {
+          uint64_t x = (uint64_t)w[2 * s + 1] << 32 | w[2 * s];
+          v[s].i = (int64_t)((uint64_t)pl->ilow + tide_philox_bounded64(x, pl->range));
+        }
+      }
+    }
+  }
+}
+
+/* Writes one value into element p of the plan's dtype (randint values fit by the plan's checks). */
+static inline void store(const fill_plan *pl, char *p, rvalue v) {
+  if (pl->kind == DIST_INT) {
+    switch (pl->dtype) {
+      case TIDE_I64: *(int64_t *)p = v.i; return;
+      case TIDE_I32: *(int32_t *)p = (int32_t)v.i; return;
+      case TIDE_U8: case TIDE_BOOL: *(uint8_t *)p = (uint8_t)v.i; return;
+      case TIDE_U16: *(uint16_t *)p = (uint16_t)v.i; return;
+      default: tide_store_f64(p, pl->dtype, (double)v.i); return;
+    }
+  }
+  switch (pl->dtype) {
+    case TIDE_F32: *(float *)p = (float)v.d; return;
+    case TIDE_F64: *(double *)p = v.d; return;
+    default: tide_store_f64(p, pl->dtype, v.d); return;
+  }
+}
+
+/* Fills the elements of blocks [b0, b1), walking t in logical row-major order. */
+static void fill_blocks(const fill_plan *pl, tide_tensor *t, int64_t b0, int64_t b1) {
+  int32_t nd = t->ndim, E = pl->per_block;
+  int64_t i = b0 * E, end = b1 * E < t->numel ? b1 * E : t->numel;
+  int64_t idx[TIDE_MAX_DIMS], bstride[TIDE_MAX_DIMS];
+  char *p = t->data;
+  int64_t rem = i;
+  for (int32_t d = nd - 1; d >= 0; d--) {
+    bstride[d] = t->stride[d] * pl->es;
+    idx[d] = rem % t->shape[d];
+    rem /= t->shape[d];
+    p += idx[d] * bstride[d];
+  }
+  rvalue v[4];
+  for (int64_t b = b0; b < b1; b++) {
+    gen_block(pl, b, v);
+    for (int s = 0; s < E && i < end; s++, i++) {
+      store(pl, p, v[s]);
+      for (int32_t d = nd - 1; d >= 0; d--) {  /* odometer step to the next element */
+        p += bstride[d];
+        if (++idx[d] < t->shape[d]) break;
+        p -= bstride[d] * t->shape[d];
+        idx[d] = 0;
+      }
+    }
+  }
+}
+
+/* 1 when no two elements of t can share memory (a sufficient test: sorted by
+   stride, each dim's step clears the whole extent of the smaller ones). */
+static int provably_disjoint(const tide_tensor *t) {
+  int64_t st[TIDE_MAX_DIMS], sz[TIDE_MAX_DIMS];
+  int n = 0;
+  for (int32_t d = 0; d < t->ndim; d++) {
+    if (t->shape[d] <= 1) continue;
+    int64_t s = t->stride[d] < 0 ? -t->stride[d] : t->stride[d];
+    int k = n++;
+    while (k > 0 && st[k - 1] > s) { st[k] = st[k - 1]; sz[k] = sz[k - 1]; k--; }
+    st[k] = s;
+    sz[k] = t->shape[d];
+  }
+  int64_t extent = 0;
+  for (int k = 0; k < n; k++) {
+    if (st[k] <= extent) return 0;
+    extent += st[k] * (sz[k] - 1);
+  }
+  return 1;
+}
+
+/* Checks shared by every fill: a usable tensor, a generator, no repeated elements. */
+static int check_fill(const tide_tensor *t, const tide_generator *g, const char *what) {
+  TIDE_TRY(tide_check_tensor(t, what));
+  if (!g) return tide_fail("%s: generator is NULL", what);
+  for (int32_t d = 0; d < t->ndim; d++)
+    if (t->stride[d] == 0 && t->shape[d] > 1)
+      return tide_fail("%s: the tensor repeats elements (an expanded view with stride 0); "
+                       "fill a tensor that owns its elements, e.g. after contiguous()", what);
+  return 0;
+}
+
+/* Runs the plan over t and advances the generator by the blocks used. */
+static void run_fill(fill_plan *pl, tide_tensor *t, tide_generator *g) {
+  int64_t n = t->numel, E = pl->per_block;
+  int64_t blocks = (n + E - 1) / E;
+  pl->seed = g->seed;
+  pl->base = g->offset;
+  g->offset += (uint64_t)blocks;
+  if (n == 0) return;
+  int nt = 1;
+#ifdef _OPENMP
+  /* threads write disjoint elements only when no two elements alias */
+  if (n >= 2 * TIDE_GRAIN && provably_disjoint(t)) {
+    nt = omp_get_max_threads();
+    if (n / TIDE_GRAIN < nt) nt = (int)(n / TIDE_GRAIN);
+  }
+#endif
+  if (nt <= 1) {
+    fill_blocks(pl, t, 0, blocks);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  {
+    int k = omp_get_thread_num(), m = omp_get_num_threads();
+    int64_t b0 = blocks * k / m, b1 = blocks * (k + 1) / m;
+    if (b0 < b1) fill_blocks(pl, t, b0, b1);
+  }
+#endif
+}
+
+int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high) {
+  TIDE_TRY(check_fill(t, g, "rand_"));
+  int32_t dt = t->dtype;
+  if (!tide_is_float(dt))
+    return tide_fail("rand_: uniform values need a floating-point tensor, got %s (use randint or random_ for integers)", tide_dtype_name(dt));
+  if (!isfinite(low) || !isfinite(high) || !(low < high))
+    return tide_fail("rand_: expected finite low < high, got low=%g, high=%g", low, high);
+  double mx = float_max(dt);
+  if (low < -mx || high > mx)
+    return tide_fail("rand_: [%g, %g) exceeds the range of %s (largest finite value %g)", low, high, tide_dtype_name(dt), mx);
+  fill_plan pl = {0};
+  pl.kind = DIST_UNIFORM;
+  pl.dtype = dt;
+  pl.es = tide_dtype_size(dt);
+  pl.per_block = dt == TIDE_F64 ? 2 : 4;
+  pl.low = low;
+  pl.high = high;
+  pl.width = high - low;
+  if (!isfinite(pl.width))
+    return tide_fail("rand_: the interval [%g, %g) is too wide (high - low overflows f64)", low, high);
+  /* the type values that stand in for rounding across a bound */
+  pl.top = round_to(high, dt);
+  while (pl.top >= high) pl.top = step_to(pl.top, dt, -1);
+  pl.bottom = round_to(low, dt);
+  while (pl.bottom < low) pl.bottom = step_to(pl.bottom, dt, 1);
+  if (pl.bottom >= high)
+    return tide_fail("rand_: no %s value lies in [%.17g, %.17g)", tide_dtype_name(dt), low, high);
+  run_fill(&pl, t, g);
+  return 0;
+}
+
+int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std) {
+  TIDE_TRY(check_fill(t, g, "randn_"));
+  int32_t dt = t->dtype;
+  if (!tide_is_float(dt))
+    return tide_fail("randn_: normal values need a floating-point tensor, got %s", tide_dtype_name(dt));
+  if (!isfinite(mean)) return tide_fail("randn_: mean must be finite, got %g", mean);
+  if (!isfinite(std) || std < 0) return tide_fail("randn_: std must be finite and >= 0, got %g", std);
+  fill_plan pl = {0};
+  pl.kind = DIST_NORMAL;
+  pl.dtype = dt;
+  pl.es = tide_dtype_size(dt);
+  pl.per_block = dt == TIDE_F64 ? 2 : 4;
+  pl.mean = mean;
+  pl.std = std;
+  run_fill(&pl, t, g);
+  return 0;
+}
+
+int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high) {
+  TIDE_TRY(check_fill(t, g, "randint_"));
+  int32_t dt = t->dtype;
+  if (high <= low)
+    return tide_fail("randint_: expected low < high, got low=%lld, high=%lld", (long long)low, (long long)high);
+  /* every value in [low, high) must be exact in the dtype */
+  int64_t lo_ok, hi_ok;  /* inclusive bounds */
+  switch (dt) {
+    case TIDE_I32: lo_ok = INT32_MIN; hi_ok = INT32_MAX; break;
+    case TIDE_I64: lo_ok = INT64_MIN; hi_ok = INT64_MAX; break;
+    case TIDE_U8: lo_ok = 0; hi_ok = 255; break;
+    case TIDE_BOOL: lo_ok = 0; hi_ok = 1; break;
+    case TIDE_U16: lo_ok = 0; hi_ok = 65535; break;
+    case TIDE_F32: lo_ok = -(INT64_C(1) << 24); hi_ok = INT64_C(1) << 24; break;
+    case TIDE_F64: lo_ok = -(INT64_C(1) << 53); hi_ok = INT64_C(1) << 53; break;
+    case TIDE_BF16: lo_ok = -(INT64_C(1) << 8); hi_ok = INT64_C(1) << 8; break;
+    default: lo_ok = -(INT64_C(1) << 11); hi_ok = INT64_C(1) << 11; break;  /* f16 */
+  }
+  if (low < lo_ok || high - 1 > hi_ok)
+    return tide_fail("randint_: [%lld, %lld) does not fit in %s, which holds integers %lld..%lld exactly",
+                     (long long)low, (long long)high, tide_dtype_name(dt), (long long)lo_ok, (long long)hi_ok);
+  fill_plan pl = {0};
+  pl.kind = DIST_INT;
+  pl.dtype = dt;
+  pl.es = tide_dtype_size(dt);
+  pl.ilow = low;
+  pl.range = (uint64_t)high - (uint64_t)low;
+  pl.wide = pl.range > (UINT64_C(1) << 32);
+  pl.per_block = pl.wide ? 1 : 2;
+  run_fill(&pl, t, g);
+  return 0;
+}
+
+/* multinomial ---------------------------------------------------------------- */
+
+typedef struct { double key; int64_t idx; } keyed;
+
+/* Orders by key, then index, so ties resolve the same way everywhere. */
+static int keyed_cmp(const void *a, const void *b) {
+  const keyed *x = a, *y = b;
+  if (x->key < y->key) return -1;
+  if (x->key > y->key) return 1;
+  return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* True when x orders before y (key, then index). */
+static inline int keyed_less(const keyed *x, const keyed *y) {
+  return x->key < y->key || (x->key == y->key && x->idx < y->idx);
+}
+
+/* Restores the max-heap property below position i of h[0..n). */
+static void sift_down(keyed *h, int64_t n, int64_t i) {
+  for (;;) {
+    int64_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && keyed_less(&h[m], &h[l])) m = l;
+    if (r < n && keyed_less(&h[m], &h[r])) m = r;
+    if (m == i) return;
+    keyed tmp = h[i]; h[i] = h[m]; h[m] = tmp;
+    i = m;
+  }
+}
+
+/* Offers x to a max-heap h of the `cap` smallest entries seen so far (size *n). */
+static inline void heap_offer(keyed *h, int64_t *n, int64_t cap, keyed x) {
+  if (*n < cap) {
+    int64_t i = (*n)++;
+    h[i] = x;
+    while (i > 0 && keyed_less(&h[(i - 1) / 2], &h[i])) {  /* sift up */
+      int64_t p = (i - 1) / 2;
+      keyed tmp = h[i]; h[i] = h[p]; h[p] = tmp;
+      i = p;
+    }
+  } else if (keyed_less(&x, &h[0])) {
+    h[0] = x;
+    sift_down(h, *n, 0);
+  }
+}
+
+/* The category for uniform u in a row with running sums cdf[0..K): the first
+   with cdf > u * total, else the last nonzero one. */
+static int64_t pick(const double *cdf, int64_t K, int64_t last_nz, double u) {
+  double x = u * cdf[K - 1];
+  int64_t lo = 0, hi = K;  /* answer in [lo, hi] */
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (cdf[mid] > x) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo < K ? lo : last_nz;
+}
+
+int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, tide_generator *g, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(probs, "multinomial"));
+  if (!g) return tide_fail("multinomial: generator is NULL");
+  if (!out) return tide_fail("multinomial: output pointer is NULL");
+  if (probs->ndim != 1 && probs->ndim != 2)
+    return tide_fail("multinomial: expected a 1-d or 2-d tensor of weights, got %d-d", probs->ndim);
+  if (!tide_is_float(probs->dtype))
+    return tide_fail("multinomial: weights must be a floating-point tensor, got %s", tide_dtype_name(probs->dtype));
+  if (n < 0) return tide_fail("multinomial: number of samples must be >= 0, got %lld", (long long)n);
+  int64_t K = probs->shape[probs->ndim - 1], rows = probs->ndim == 2 ? probs->shape[0] : 1;
+  if (K == 0) return tide_fail("multinomial: the weights have no categories (last dimension is 0)");
+  tide_tensor *w = tide_contiguous_as(probs, TIDE_F64);
+  if (!w) return -1;
+  const double *wd = (const double *)w->data;
+  int64_t *last_nz = malloc(sizeof(int64_t) * (size_t)(rows ? rows : 1));
+  double *cdf = replacement ? malloc(sizeof(double) * (size_t)(rows ? rows * K : 1)) : NULL;
+  tide_tensor *res = NULL;
+  int rc = -1;
+  if (!last_nz || (replacement && !cdf)) {
+    tide_fail("multinomial: out of memory");
+    goto done;
+  }
+  /* validate every row before drawing anything */
+  for (int64_t r = 0; r < rows; r++) {
+    const double *row = wd + r * K;
+    double sum = 0;
+    int64_t nnz = 0;
+    last_nz[r] = -1;
+    for (int64_t c = 0; c < K; c++) {
+      double v = row[c];
+      if (!(v >= 0) || isinf(v)) {
+        if (rows > 1) tide_fail("multinomial: weight %g at position %lld of row %lld of %lld is not finite and >= 0", v, (long long)c + 1, (long long)r + 1, (long long)rows);
+        else tide_fail("multinomial: weight %g at position %lld is not finite and >= 0", v, (long long)c + 1);
+        goto done;
+      }
+      sum += v;
+      if (replacement) cdf[r * K + c] = sum;
+      if (v > 0) { nnz++; last_nz[r] = c; }
+    }
+    if (nnz == 0) {
+      if (rows > 1) tide_fail("multinomial: row %lld of %lld has only zero weights; at least one must be positive", (long long)r + 1, (long long)rows);
+      else tide_fail("multinomial: all weights are zero; at least one must be positive");
+      goto done;
+    }
+    if (isinf(sum)) {
+      tide_fail("multinomial: the weights of row %lld sum to infinity; scale them down", (long long)r + 1);
+      goto done;
+    }
+    if (!replacement && n > nnz) {
+      if (rows > 1) tide_fail("multinomial: cannot draw %lld samples without replacement from row %lld, which has %lld nonzero weights", (long long)n, (long long)r + 1, (long long)nnz);
+      else tide_fail("multinomial: cannot draw %lld samples without replacement from %lld nonzero weights", (long long)n, (long long)nnz);
+      goto done;
+    }
+  }
+  int64_t shape[2] = {rows, n};
+  if (probs->ndim == 2) res = tide_new(TIDE_I64, 2, shape);
+  else res = tide_new(TIDE_I64, 1, &n);
+  if (!res) goto done;
+  int64_t *o = (int64_t *)res->data;
+  uint64_t seed = g->seed, base = g->offset;
+  if (rows == 0 || n == 0) {
+    rc = 0;
+    goto done;
+  }
+  int nt = 1;
+  if (replacement) {
+    int64_t total = rows * n, blocks = (total + 1) / 2;
+    g->offset += (uint64_t)blocks;
+#ifdef _OPENMP
+    if (total >= 2 * TIDE_GRAIN / 8) {  /* a binary search per sample: worth threads sooner */
+      nt = omp_get_max_threads();
+      if (total / (TIDE_GRAIN / 8) < nt) nt = (int)(total / (TIDE_GRAIN / 8));
+    }
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+#ifdef _OPENMP
+      int k = omp_get_thread_num(), m = omp_get_num_threads();
+#else
+      int k = 0, m = 1;
+#endif
+      int64_t b0 = blocks * k / m, b1 = blocks * (k + 1) / m;
+      for (int64_t b = b0; b < b1; b++) {
+        uint32_t wv[4];
+        tide_philox_block(seed, base, (uint64_t)b, wv);
+        for (int s = 0; s < 2; s++) {
+          int64_t i = 2 * b + s;
+          if (i >= total) break;
+          int64_t r = i / n;
+          o[i] = pick(cdf + r * K, K, last_nz[r], tide_philox_u53(wv[2 * s], wv[2 * s + 1]));
+        }
+      }
+    }
+  } else {
+    int64_t total = rows * K, blocks = (total + 1) / 2;
+    g->offset += (uint64_t)blocks;
+#ifdef _OPENMP
+    if (rows > 1 && total >= 2 * TIDE_GRAIN / 8) {
+      nt = omp_get_max_threads();
+      if (rows < nt) nt = (int)rows;
+    }
+#endif
+    keyed *scratch = malloc(sizeof(keyed) * (size_t)n * (size_t)nt);
+    if (!scratch) {
+      g->offset = base;
+      tide_fail("multinomial: out of memory");
+      goto done;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+#ifdef _OPENMP
+      keyed *kv = scratch + (size_t)n * (size_t)omp_get_thread_num();
+#else
+      keyed *kv = scratch;
+#endif
+      const double *row = wd + r * K;
+      int64_t m = 0;  /* entries in the heap of the n smallest keys */
+      uint32_t wv[4];
+      int64_t have = -1;
+      for (int64_t c = 0; c < K; c++) {
+        if (!(row[c] > 0)) continue;
+        int64_t i = r * K + c, b = i / 2;
+        if (b != have) {
+          tide_philox_block(seed, base, (uint64_t)b, wv);
+          have = b;
+        }
+        uint64_t x = ((uint64_t)wv[2 * (i & 1) + 1] << 32 | wv[2 * (i & 1)]) >> 11;
+        keyed e = {tide_philox_neglog(x + 1, 53) / row[c], c};
+        heap_offer(kv, &m, n, e);
+      }
+      qsort(kv, (size_t)m, sizeof(keyed), keyed_cmp);
+      for (int64_t j = 0; j < n; j++) o[r * n + j] = kv[j].idx;
+    }
+    free(scratch);
+  }
+  rc = 0;
+done:
+  free(last_nz);
+  free(cdf);
+  tide_tensor_release(w);
+  if (rc == 0) *out = res;
+  else tide_tensor_release(res);
+  return rc;
+}

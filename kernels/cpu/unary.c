@@ -1,0 +1,239 @@
+/* Elementwise unary ops and clamp. As in binary.c, macros generate one loop
+   per (op, compute type) and the op is picked from a table once per call. */
+#include "pointwise.h"
+#include <stdio.h>
+
+/* per-element operations ----------------------------------------------------- */
+
+#define DEF_FLOAT_UN(TY, T, SUF)                                                    \
+  static inline T neg_##TY(T a) { return -a; }                                      \
+  static inline T abs_##TY(T a) { return fabs##SUF(a); }                            \
+  static inline T exp_##TY(T a) { return exp##SUF(a); }                             \
+  static inline T log_##TY(T a) { return log##SUF(a); }                             \
+  static inline T sqrt_##TY(T a) { return sqrt##SUF(a); }                           \
+  static inline T rsqrt_##TY(T a) { return (T)1 / sqrt##SUF(a); }                   \
+  static inline T tanh_##TY(T a) { return tanh##SUF(a); }                           \
+  /* exp(-a) overflows to inf for very negative a, giving exactly 0 */              \
+  static inline T sigmoid_##TY(T a) { return (T)1 / ((T)1 + exp##SUF(-a)); }        \
+  /* NaN passes through, as PyTorch's relu (a clamp at 0) does */                   \
+  static inline T relu_##TY(T a) { return (a > 0 || a != a) ? a : (T)0; }           \
+  static inline T gelu_##TY(T a) {                                                  \
+    return (T)0.5 * a * ((T)1 + tanh##SUF((T)0.7978845608028654 * (a + (T)0.044715 * a * a * a))); \
+  }                                                                                 \
+  static inline uint8_t not_##TY(T a) { return a == 0; }                            \
+  static inline T sin_##TY(T a) { return sin##SUF(a); }                             \
+  static inline T cos_##TY(T a) { return cos##SUF(a); }                             \
+  static inline T floor_##TY(T a) { return floor##SUF(a); }                         \
+  static inline T ceil_##TY(T a) { return ceil##SUF(a); }                           \
+  /* the default rounding mode rounds half to even, like torch.round */             \
+  static inline T round_##TY(T a) { return nearbyint##SUF(a); }                     \
+  /* 0, -0 and NaN return themselves (NumPy's choice; PyTorch gives 0 for NaN) */   \
+  static inline T sign_##TY(T a) { return a > 0 ? (T)1 : a < 0 ? (T)-1 : a; }       \
+  static inline T log1p_##TY(T a) { return log1p##SUF(a); }                         \
+  static inline T expm1_##TY(T a) { return expm1##SUF(a); }                         \
+  static inline T square_##TY(T a) { return a * a; }                               \
+  static inline T reciprocal_##TY(T a) { return (T)1 / a; }                         \
+  static inline uint8_t isnan_##TY(T a) { return a != a; }                          \
+  static inline uint8_t isinf_##TY(T a) { return fabs##SUF(a) == (T)INFINITY; }
+
+/* Integers: negation and squaring wrap through the unsigned type UT; the
+   rounding ops are the identity and nothing is NaN or infinite. */
+#define DEF_INT_UN(TY, T, UT)                                                       \
+  static inline T neg_##TY(T a) { return (T)((UT)0 - (UT)a); }                      \
+  static inline T square_##TY(T a) { return (T)((UT)a * (UT)a); }                   \
+  static inline T floor_##TY(T a) { return a; }                                     \
+  static inline T ceil_##TY(T a) { return a; }                                      \
+  static inline T round_##TY(T a) { return a; }                                     \
+  static inline uint8_t not_##TY(T a) { return a == 0; }                            \
+  static inline uint8_t isnan_##TY(T a) { (void)a; return 0; }                      \
+  static inline uint8_t isinf_##TY(T a) { (void)a; return 0; }
+
+/* abs(INT_MIN) wraps to INT_MIN, as in PyTorch. */
+#define DEF_SIGNED_UN(TY, T, UT)                                                    \
+  static inline T abs_##TY(T a) { return a < 0 ? (T)((UT)0 - (UT)a) : a; }          \
+  static inline T sign_##TY(T a) { return (T)((a > 0) - (a < 0)); }                 \
+  static inline T relu_##TY(T a) { return a > 0 ? a : 0; }
+
+DEF_FLOAT_UN(F32, float, f)
+DEF_FLOAT_UN(F64, double, )
+DEF_INT_UN(I32, int32_t, uint32_t)
+DEF_INT_UN(I64, int64_t, uint64_t)
+DEF_INT_UN(U8, uint8_t, uint8_t)
+DEF_SIGNED_UN(I32, int32_t, uint32_t)
+DEF_SIGNED_UN(I64, int64_t, uint64_t)
+static inline uint8_t abs_U8(uint8_t a) { return a; }
+static inline uint8_t sign_U8(uint8_t a) { return a != 0; }
+static inline uint8_t relu_U8(uint8_t a) { return a; }
+
+/* loops ------------------------------------------------------------------------- */
+
+#define ULOOP(NAME, TY, T, U)                                                                   \
+  static void NAME##_##TY##_loop(char **p, const int64_t *st, int64_t n, void *ctx) {           \
+    (void)ctx;                                                                                  \
+    if (st[0] == (int64_t)sizeof(U) && st[1] == (int64_t)sizeof(T)) {                           \
+      U *o = (U *)p[0];                                                                         \
+      const T *x = (const T *)p[1];                                                             \
+      PW_SIMD for (int64_t i = 0; i < n; i++) o[i] = NAME##_##TY(x[i]);                         \
+    } else {                                                                                    \
+      for (int64_t i = 0; i < n; i++) *(U *)(p[0] + i * st[0]) = NAME##_##TY(*(const T *)(p[1] + i * st[1])); \
+    }                                                                                           \
+  }
+
+/* ops every compute type has */
+#define COMMON_LOOPS(TY, T)                                                         \
+  ULOOP(neg, TY, T, T) ULOOP(abs, TY, T, T) ULOOP(relu, TY, T, T)                   \
+  ULOOP(floor, TY, T, T) ULOOP(ceil, TY, T, T) ULOOP(round, TY, T, T)               \
+  ULOOP(sign, TY, T, T) ULOOP(square, TY, T, T) ULOOP(not, TY, T, uint8_t)          \
+  ULOOP(isnan, TY, T, uint8_t) ULOOP(isinf, TY, T, uint8_t)
+/* ops that only floats have (integer inputs are computed in f32) */
+#define FLOAT_LOOPS(TY, T)                                                          \
+  ULOOP(exp, TY, T, T) ULOOP(log, TY, T, T) ULOOP(sqrt, TY, T, T)                   \
+  ULOOP(rsqrt, TY, T, T) ULOOP(tanh, TY, T, T) ULOOP(sigmoid, TY, T, T)             \
+  ULOOP(gelu, TY, T, T) ULOOP(sin, TY, T, T) ULOOP(cos, TY, T, T)                   \
+  ULOOP(log1p, TY, T, T) ULOOP(expm1, TY, T, T) ULOOP(reciprocal, TY, T, T)
+
+COMMON_LOOPS(F32, float)
+COMMON_LOOPS(F64, double)
+COMMON_LOOPS(I32, int32_t)
+COMMON_LOOPS(I64, int64_t)
+COMMON_LOOPS(U8, uint8_t)
+FLOAT_LOOPS(F32, float)
+FLOAT_LOOPS(F64, double)
+
+#define ALL(NAME) {NAME##_F32_loop, NAME##_F64_loop, NAME##_I32_loop, NAME##_I64_loop, NAME##_U8_loop}
+#define FLT(NAME) {NAME##_F32_loop, NAME##_F64_loop, NULL, NULL, NULL}
+
+static const tide_loop_fn un_loops[TIDE_NUM_UNARY][PW_NUM_CT] = {
+  [TIDE_NEG] = ALL(neg), [TIDE_ABS] = ALL(abs), [TIDE_EXP] = FLT(exp), [TIDE_LOG] = FLT(log),
+  [TIDE_SQRT] = FLT(sqrt), [TIDE_RSQRT] = FLT(rsqrt), [TIDE_TANH] = FLT(tanh), [TIDE_SIGMOID] = FLT(sigmoid),
+  [TIDE_RELU] = ALL(relu), [TIDE_GELU] = FLT(gelu), [TIDE_NOT] = ALL(not), [TIDE_SIN] = FLT(sin),
+  [TIDE_COS] = FLT(cos), [TIDE_FLOOR] = ALL(floor), [TIDE_CEIL] = ALL(ceil), [TIDE_ROUND] = ALL(round),
+  [TIDE_SIGN] = ALL(sign), [TIDE_LOG1P] = FLT(log1p), [TIDE_EXPM1] = FLT(expm1), [TIDE_SQUARE] = ALL(square),
+  [TIDE_RECIPROCAL] = FLT(reciprocal), [TIDE_ISNAN] = ALL(isnan), [TIDE_ISINF] = ALL(isinf),
+};
+
+static const char *const un_names[TIDE_NUM_UNARY] = {
+  "neg", "abs", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "gelu", "logical_not", "sin", "cos",
+  "floor", "ceil", "round", "sign", "log1p", "expm1", "square", "reciprocal", "isnan", "isinf",
+};
+
+/* entry points --------------------------------------------------------------------- */
+
+/* Shared body of tide_unary and tide_unary_ (dst: the in-place target). */
+static int unary_core(int32_t op, const tide_tensor *a, tide_tensor *dst, tide_tensor **out, const char *name) {
+  if (op == TIDE_NEG && a->dtype == TIDE_BOOL)
+    return tide_fail("%s: negating a bool tensor is not supported; use logical_not", name);
+  int float_only = un_loops[op][PW_I64] == NULL;
+  int predicate = op == TIDE_NOT || op == TIDE_ISNAN || op == TIDE_ISINF;
+  /* integer and bool inputs of float-only ops compute and return f32 */
+  int32_t cd = float_only && !tide_is_float(a->dtype) ? TIDE_F32 : pw_compute_dtype(a->dtype);
+  int32_t od = predicate ? TIDE_BOOL : float_only && !tide_is_float(a->dtype) ? TIDE_F32 : a->dtype;
+  if (dst) TIDE_TRY(tide_pw_check_writable(dst, name));
+  tide_tensor *ca = tide_pw_operand(a, cd), *res = NULL;
+  if (!ca) return -1;
+  int rc = -1;
+  if ((res = dst ? dst : tide_new(od, a->ndim, a->shape))) {
+    const tide_tensor *ins[1] = {ca};
+    rc = tide_pw_run(un_loops[op][pw_ct(cd)], NULL, predicate ? TIDE_BOOL : cd, res, a->ndim, a->shape, 1, ins);
+    if (!dst) {
+      if (rc == 0) *out = res;
+      else tide_tensor_release(res);
+    }
+  }
+  tide_tensor_release(ca);
+  return rc;
+}
+
+static int unary_name(int32_t op, int inplace, char *buf, size_t cap) {
+  if (op < 0 || op >= TIDE_NUM_UNARY) return tide_fail("unary op: invalid op code %d", op);
+  snprintf(buf, cap, "%s%s", un_names[op], inplace ? "_" : "");
+  return 0;
+}
+
+int tide_unary(int32_t op, const tide_tensor *a, tide_tensor **out) {
+  char name[32];
+  TIDE_TRY(unary_name(op, 0, name, sizeof name));
+  TIDE_TRY(tide_check_tensor(a, name));
+  return unary_core(op, a, NULL, out, name);
+}
+
+/* Computed as tide_unary would, then stored into a's dtype. */
+int tide_unary_(int32_t op, tide_tensor *a) {
+  char name[32];
+  TIDE_TRY(unary_name(op, 1, name, sizeof name));
+  TIDE_TRY(tide_check_tensor(a, name));
+  return unary_core(op, a, a, NULL, name);
+}
+
+/* clamp ---------------------------------------------------------------------------- */
+
+typedef struct { double lo, hi; } clamp_ctx;
+
+/* lo is applied first, so lo > hi gives hi everywhere (as PyTorch); a NaN
+   element fails both comparisons and stays NaN. */
+#define CLAMP_LOOP(TY, T, LO, HI)                                                   \
+  static void clamp_##TY##_loop(char **p, const int64_t *st, int64_t n, void *vctx) { \
+    const clamp_ctx *c = vctx;                                                      \
+    const T lo = LO(c->lo), hi = HI(c->hi);                                         \
+    if (st[0] == (int64_t)sizeof(T) && st[1] == (int64_t)sizeof(T)) {               \
+      T *o = (T *)p[0];                                                             \
+      const T *x = (const T *)p[1];                                                 \
+      PW_SIMD for (int64_t i = 0; i < n; i++) {                                     \
+        T v = x[i] < lo ? lo : x[i];                                                \
+        o[i] = v > hi ? hi : v;                                                     \
+      }                                                                             \
+    } else {                                                                        \
+      for (int64_t i = 0; i < n; i++) {                                             \
+        T v = *(const T *)(p[1] + i * st[1]);                                       \
+        v = v < lo ? lo : v;                                                        \
+        *(T *)(p[0] + i * st[0]) = v > hi ? hi : v;                                 \
+      }                                                                             \
+    }                                                                               \
+  }
+
+/* A NaN bound is no bound; integer bounds saturate to the type's range (a
+   bound outside it clamps nothing). */
+static inline int64_t sat(double v, int64_t lo, int64_t hi) {
+  int64_t i = tide_f64_to_i64(v);
+  return i < lo ? lo : i > hi ? hi : i;
+}
+#define LO_F32(v) ((v) != (v) ? -INFINITY : (float)(v))
+#define HI_F32(v) ((v) != (v) ? INFINITY : (float)(v))
+#define LO_F64(v) ((v) != (v) ? -INFINITY : (v))
+#define HI_F64(v) ((v) != (v) ? INFINITY : (v))
+#define LO_I32(v) (int32_t)((v) != (v) ? INT32_MIN : sat(v, INT32_MIN, INT32_MAX))
+#define HI_I32(v) (int32_t)((v) != (v) ? INT32_MAX : sat(v, INT32_MIN, INT32_MAX))
+#define LO_I64(v) ((v) != (v) ? INT64_MIN : sat(v, INT64_MIN, INT64_MAX))
+#define HI_I64(v) ((v) != (v) ? INT64_MAX : sat(v, INT64_MIN, INT64_MAX))
+#define LO_U8(v) (uint8_t)((v) != (v) ? 0 : sat(v, 0, UINT8_MAX))
+#define HI_U8(v) (uint8_t)((v) != (v) ? UINT8_MAX : sat(v, 0, UINT8_MAX))
+
+CLAMP_LOOP(F32, float, LO_F32, HI_F32)
+CLAMP_LOOP(F64, double, LO_F64, HI_F64)
+CLAMP_LOOP(I32, int32_t, LO_I32, HI_I32)
+CLAMP_LOOP(I64, int64_t, LO_I64, HI_I64)
+CLAMP_LOOP(U8, uint8_t, LO_U8, HI_U8)
+
+static const tide_loop_fn clamp_loops[PW_NUM_CT] = ALL(clamp);
+
+/* The result dtype follows the bounds like a binary op with numbers: an
+   integer tensor with a fractional bound gives f32. */
+int tide_clamp(const tide_tensor *a, double lo, double hi, tide_tensor **out) {
+  TIDE_TRY(tide_check_tensor(a, "clamp"));
+  int32_t od = a->dtype;
+  if (lo == lo) od = pw_scalar_result(od, lo);
+  if (hi == hi) od = pw_scalar_result(od, hi);
+  int32_t cd = pw_compute_dtype(od);
+  clamp_ctx c = {lo, hi};
+  tide_tensor *ca = tide_pw_operand(a, cd), *res = NULL;
+  if (!ca) return -1;
+  int rc = -1;
+  if ((res = tide_new(od, a->ndim, a->shape))) {
+    const tide_tensor *ins[1] = {ca};
+    rc = tide_pw_run(clamp_loops[pw_ct(cd)], &c, cd, res, a->ndim, a->shape, 1, ins);
+    if (rc == 0) *out = res;
+    else tide_tensor_release(res);
+  }
+  tide_tensor_release(ca);
+  return rc;
+}
