@@ -8,8 +8,7 @@ local n, d = args.n or 4096, args.dim or 64
 local steps, lr = args.steps or 200, args.lr or 0.1
 tide.manual_seed(args.seed or 0)
 
-local clock = os.clock
-local t0 = clock()
+local t0 = tide.clock()
 
 -- data: y = X w* + small noise
 local X = tide.randn(n, d)
@@ -31,7 +30,7 @@ end
 
 local gap = (w - w_true):abs():max():item()
 print(('max |w - w*| = %.3e after %d steps (%.2f s on %d threads)')
-  :format(gap, steps, clock() - t0, tide.get_num_threads()))
+  :format(gap, steps, tide.clock() - t0, tide.get_num_threads()))
 print('first weights, fitted then true:')
 print(tide.cat({ w:narrow(1, 1, 4):t(), w_true:narrow(1, 1, 4):t() }, 1))
 if gap > 1e-2 then

@@ -45,6 +45,17 @@ function tide.set_cache_limit(bytes)
   C.tide_mem_set_cache_limit(bytes)
 end
 
+-- Seconds on a monotonic wall clock (os.clock counts CPU time of all threads).
+ffi.cdef [[
+  struct tide_timespec { long tv_sec; long tv_nsec; };
+  int clock_gettime(int clk, struct tide_timespec *ts);
+]]
+local ts = ffi.new('struct tide_timespec')
+function tide.clock()
+  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
 tide.cuda = {
   device_count = function() return tonumber(C.tide_cuda_device_count()) end,
   is_available = function() return C.tide_cuda_device_count() > 0 end,
