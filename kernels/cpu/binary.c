@@ -129,9 +129,17 @@ static const tide_loop_fn bin_loops[TIDE_NUM_BINARY][PW_NUM_CT] = {
   [TIDE_XOR] = ROW(xor), [TIDE_FMOD] = ROW(fmod),
 };
 
-static const char *const bin_names[TIDE_NUM_BINARY] = {
-  "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
-  "logical_and", "logical_or", "logical_xor", "fmod",
+/* op names for messages: [0] out of place, [1] in place (trailing _),
+   spelled out so the success path formats nothing */
+static const char *const bin_names[2][TIDE_NUM_BINARY] = {
+  {
+    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+    "logical_and", "logical_or", "logical_xor", "fmod",
+  },
+  {
+    "add_", "sub_", "mul_", "div_", "pow_", "maximum_", "minimum_", "eq_", "ne_", "lt_", "le_",
+    "gt_", "ge_", "logical_and_", "logical_or_", "logical_xor_", "fmod_",
+  },
 };
 
 /* Comparisons and logical ops: their result is bool whatever the inputs. */
@@ -328,15 +336,15 @@ done:
 }
 
 /* Checks the op code and writes the op's name (with a trailing _ for in-place forms). */
-static int binary_name(int32_t op, int inplace, char *buf, size_t cap) {
+static int binary_name(int32_t op, int inplace, const char **name) {
   if (op < 0 || op >= TIDE_NUM_BINARY) return tide_fail("binary op: invalid op code %d", op);
-  snprintf(buf, cap, "%s%s", bin_names[op], inplace ? "_" : "");
+  *name = bin_names[inplace][op];
   return 0;
 }
 
 int tide_binary(int32_t op, const tide_tensor *a, const tide_tensor *b, tide_tensor **out) {
-  char name[32];
-  TIDE_TRY(binary_name(op, 0, name, sizeof name));
+  const char *name = NULL;
+  TIDE_TRY(binary_name(op, 0, &name));
   TIDE_TRY(tide_check_tensor(a, name));
   TIDE_TRY(tide_check_tensor(b, name));
   return binary_core(op, a, b, tide_pw_result_type(a, b), NULL, out, name);
@@ -344,8 +352,8 @@ int tide_binary(int32_t op, const tide_tensor *a, const tide_tensor *b, tide_ten
 
 /* The result is computed in the promoted dtype, then stored into a's dtype. */
 int tide_binary_(int32_t op, tide_tensor *a, const tide_tensor *b) {
-  char name[32];
-  TIDE_TRY(binary_name(op, 1, name, sizeof name));
+  const char *name = NULL;
+  TIDE_TRY(binary_name(op, 1, &name));
   TIDE_TRY(tide_check_tensor(a, name));
   TIDE_TRY(tide_check_tensor(b, name));
   return binary_core(op, a, b, tide_pw_result_type(a, b), a, NULL, name);
@@ -363,15 +371,15 @@ static int binary_scalar(int32_t op, tide_tensor *a, double s, int scalar_first,
 }
 
 int tide_binary_scalar(int32_t op, const tide_tensor *a, double s, int32_t scalar_first, tide_tensor **out) {
-  char name[32];
-  TIDE_TRY(binary_name(op, 0, name, sizeof name));
+  const char *name = NULL;
+  TIDE_TRY(binary_name(op, 0, &name));
   TIDE_TRY(tide_check_tensor(a, name));
   return binary_scalar(op, (tide_tensor *)a, s, scalar_first, NULL, out, name);
 }
 
 int tide_binary_scalar_(int32_t op, tide_tensor *a, double s) {
-  char name[32];
-  TIDE_TRY(binary_name(op, 1, name, sizeof name));
+  const char *name = NULL;
+  TIDE_TRY(binary_name(op, 1, &name));
   TIDE_TRY(tide_check_tensor(a, name));
   return binary_scalar(op, a, s, 0, a, NULL, name);
 }

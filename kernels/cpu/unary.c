@@ -112,9 +112,19 @@ static const tide_loop_fn un_loops[TIDE_NUM_UNARY][PW_NUM_CT] = {
   [TIDE_RECIPROCAL] = FLT(reciprocal), [TIDE_ISNAN] = ALL(isnan), [TIDE_ISINF] = ALL(isinf),
 };
 
-static const char *const un_names[TIDE_NUM_UNARY] = {
-  "neg", "abs", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "gelu", "logical_not", "sin", "cos",
-  "floor", "ceil", "round", "sign", "log1p", "expm1", "square", "reciprocal", "isnan", "isinf",
+/* op names for messages: [0] out of place, [1] in place (trailing _),
+   spelled out so the success path formats nothing */
+static const char *const un_names[2][TIDE_NUM_UNARY] = {
+  {
+    "neg", "abs", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "gelu", "logical_not",
+    "sin", "cos", "floor", "ceil", "round", "sign", "log1p", "expm1", "square", "reciprocal",
+    "isnan", "isinf",
+  },
+  {
+    "neg_", "abs_", "exp_", "log_", "sqrt_", "rsqrt_", "tanh_", "sigmoid_", "relu_", "gelu_",
+    "logical_not_", "sin_", "cos_", "floor_", "ceil_", "round_", "sign_", "log1p_", "expm1_",
+    "square_", "reciprocal_", "isnan_", "isinf_",
+  },
 };
 
 /* entry points --------------------------------------------------------------------- */
@@ -144,23 +154,23 @@ static int unary_core(int32_t op, const tide_tensor *a, tide_tensor *dst, tide_t
   return rc;
 }
 
-static int unary_name(int32_t op, int inplace, char *buf, size_t cap) {
+static int unary_name(int32_t op, int inplace, const char **name) {
   if (op < 0 || op >= TIDE_NUM_UNARY) return tide_fail("unary op: invalid op code %d", op);
-  snprintf(buf, cap, "%s%s", un_names[op], inplace ? "_" : "");
+  *name = un_names[inplace][op];
   return 0;
 }
 
 int tide_unary(int32_t op, const tide_tensor *a, tide_tensor **out) {
-  char name[32];
-  TIDE_TRY(unary_name(op, 0, name, sizeof name));
+  const char *name = NULL;
+  TIDE_TRY(unary_name(op, 0, &name));
   TIDE_TRY(tide_check_tensor(a, name));
   return unary_core(op, a, NULL, out, name);
 }
 
 /* Computed as tide_unary would, then stored into a's dtype. */
 int tide_unary_(int32_t op, tide_tensor *a) {
-  char name[32];
-  TIDE_TRY(unary_name(op, 1, name, sizeof name));
+  const char *name = NULL;
+  TIDE_TRY(unary_name(op, 1, &name));
   TIDE_TRY(tide_check_tensor(a, name));
   return unary_core(op, a, a, NULL, name);
 }
