@@ -232,6 +232,11 @@ T.test('dtypes and promotion', function()
   local u = tide.tensor({ { 200, 100 } }, { dtype = 'u8' })
   T.same(u:matmul(tide.tensor({ { 1 }, { 1 } }, { dtype = 'u8' })):tolist(), { { 44 } })
   T.eq(u:matmul(tide.tensor({ { 1 }, { 1 } }, { dtype = 'u8' })):dtype(), 'u8')
+  -- bool: a product of booleans is true where any pair is true on both sides
+  local p = tide.tensor({ { true, false }, { false, false } })
+  local q = tide.tensor({ { false, true }, { true, true } })
+  T.same(p:matmul(q):tolist(), { { false, true }, { false, false } })
+  T.eq(p:matmul(q):dtype(), 'bool')
 end)
 
 T.test('sizes past the BLAS threading and batching cutoffs', function()
