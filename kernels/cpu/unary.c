@@ -1,20 +1,25 @@
 /* Elementwise unary ops and clamp. As in binary.c, macros generate one loop
    per (op, compute type) and the op is picked from a table once per call. */
 #include "pointwise.h"
+#include "vmath.h"
 #include <stdio.h>
+
+/* f32 exp (and sigmoid through it) vectorise; f64 keeps libm's exp */
+#define EXP_F32 tide_expf
+#define EXP_F64 exp
 
 /* per-element operations ----------------------------------------------------- */
 
 #define DEF_FLOAT_UN(TY, T, SUF)                                                    \
   static inline T neg_##TY(T a) { return -a; }                                      \
   static inline T abs_##TY(T a) { return fabs##SUF(a); }                            \
-  static inline T exp_##TY(T a) { return exp##SUF(a); }                             \
+  static inline T exp_##TY(T a) { return EXP_##TY(a); }                             \
   static inline T log_##TY(T a) { return log##SUF(a); }                             \
   static inline T sqrt_##TY(T a) { return sqrt##SUF(a); }                           \
   static inline T rsqrt_##TY(T a) { return (T)1 / sqrt##SUF(a); }                   \
   static inline T tanh_##TY(T a) { return tanh##SUF(a); }                           \
   /* exp(-a) overflows to inf for very negative a, giving exactly 0 */              \
-  static inline T sigmoid_##TY(T a) { return (T)1 / ((T)1 + exp##SUF(-a)); }        \
+  static inline T sigmoid_##TY(T a) { return (T)1 / ((T)1 + EXP_##TY(-a)); }        \
   /* NaN passes through, as PyTorch's relu (a clamp at 0) does */                   \
   static inline T relu_##TY(T a) { return (a > 0 || a != a) ? a : (T)0; }           \
   static inline T gelu_##TY(T a) {                                                  \
