@@ -44,7 +44,7 @@ Commands
   :quit  :q             leave the REPL
 
 A short tour of tide
-  t = tide.tensor({{1, 2}, {3, 4}})    from nested tables (f32 by default)
+  t = tide.tensor({{1, 2}, {3, 4}})    from nested tables (i64 here; {{1.5}} gives f32)
   tide.zeros(2, 3)  tide.ones(2, 3)  tide.full({2, 3}, 7)  tide.arange(6)
   tide.rand(2, 3)  tide.randn(4)  tide.manual_seed(0)
   t:shape()  t:size(1)  t:dim()  t:numel()  t:dtype()  t:item()  t:tolist()
