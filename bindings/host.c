@@ -64,8 +64,8 @@ void tide_host_report(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* Module search path: $TIDE_LUA_PATH, the source tree this binary was built
-   from, and share/tide/lua beside an installed binary. */
+/* Module search path: $TIDE_LUA_PATH, share/tide/lua beside an installed
+   binary, then the source tree this binary was built from. */
 static void set_paths(lua_State *L, const char *argv0) {
   char exe[PATH_MAX] = "", buf[4 * PATH_MAX + 256];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -73,8 +73,9 @@ static void set_paths(lua_State *L, const char *argv0) {
   else if (argv0) snprintf(exe, sizeof exe, "%s", argv0);
   char *dir = dirname(exe);
   const char *env = getenv("TIDE_LUA_PATH");
-  snprintf(buf, sizeof buf, "%s%s%s/?.lua;%s/?/init.lua;%s/../share/tide/lua/?.lua;%s/../share/tide/lua/?/init.lua;",
-           env ? env : "", env ? ";" : "", TIDE_LUA_DIR, TIDE_LUA_DIR, dir, dir);
+  /* an installed tide uses the library installed beside it, not the tree it was built from */
+  snprintf(buf, sizeof buf, "%s%s%s/../share/tide/lua/?.lua;%s/../share/tide/lua/?/init.lua;%s/?.lua;%s/?/init.lua;",
+           env ? env : "", env ? ";" : "", dir, dir, TIDE_LUA_DIR, TIDE_LUA_DIR);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
   lua_pushstring(L, buf);
