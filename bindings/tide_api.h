@@ -63,79 +63,146 @@ typedef struct tide_mem_stats {
   int64_t cache_limit;
 } tide_mem_stats;
 
-/* errors, version, threads, memory */
+/* errors, version, threads, memory ------------------------------------------ */
+
+/* The message of this thread's last failed call. */
 const char *tide_last_error(void);
+/* tide's version, "MAJOR.MINOR.PATCH". */
 const char *tide_version(void);
+/* This header's text, compiled into the executable for ffi.cdef. */
 const char *tide_api_header(void);
+/* Sets the threads used by CPU kernels and OpenBLAS (n >= 1; else ignored). */
 void tide_set_num_threads(int32_t n);
+/* The threads CPU kernels use. */
 int32_t tide_get_num_threads(void);
+/* Fills s with the engine's memory counters. */
 void tide_mem_get_stats(tide_mem_stats *s);
+/* Bytes held by live tensors right now (what Lua's GC is paced by). */
 int64_t tide_mem_live_bytes(void);
+/* Returns every cached free block to the system. */
 void tide_mem_empty_cache(void);
-void tide_mem_set_cache_limit(int64_t bytes);   /* < 0: the default, a quarter of RAM */
+/* Bounds the bytes of freed blocks kept for reuse; < 0: the default, a quarter of RAM. */
+void tide_mem_set_cache_limit(int64_t bytes);
+/* Bytes per element of dtype (0 for an invalid code). */
 int32_t tide_dtype_size(int32_t dtype);
+/* "f32", "i64", ... for a dtype code ("invalid" otherwise). */
 const char *tide_dtype_name(int32_t dtype);
+/* The dtype two operands' result takes (PyTorch's promotion); -1 for invalid codes. */
 int32_t tide_promote_types(int32_t a, int32_t b);
 
-/* lifetime */
+/* lifetime -------------------------------------------------------------------- */
+
+/* Adds a reference to a handle. */
 void tide_tensor_retain(tide_tensor *t);
+/* Drops a reference; the last one frees the handle, and its storage when no view is left. */
 void tide_tensor_release(tide_tensor *t);
+/* 1 when t's elements are laid out row-major without gaps. */
 int tide_is_contiguous(const tide_tensor *t);
 
-/* creation */
+/* creation ---------------------------------------------------------------------- */
+
+/* A contiguous tensor of uninitialised memory. */
 int tide_empty(int32_t dtype, int32_t ndim, const int64_t *shape, tide_tensor **out);
+/* A contiguous tensor with every element value (converted to dtype). */
 int tide_full(int32_t dtype, int32_t ndim, const int64_t *shape, double value, tide_tensor **out);
+/* The 1-d tensor start, start + step, ... of n elements. */
 int tide_arange(double start, double step, int64_t n, int32_t dtype, tide_tensor **out);
+/* Sets every element of t (any view) to value. */
 int tide_fill_(tide_tensor *t, double value);
+/* Fills t with uniform values in [low, high) from g (layout in runtime/philox.h). */
 int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high);
+/* Fills t with normal values of mean and std from g. */
 int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std);
+/* Fills t with integers in [low, high) from g. */
 int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high);
 
-/* views (share storage) */
+/* views: share t's storage; a -1 in a shape is inferred ------------------------- */
+
+/* t with a new shape, without copying; fails when the strides do not allow it. */
 int tide_view(const tide_tensor *t, int32_t ndim, const int64_t *shape, tide_tensor **out);
+/* A view when possible, else a contiguous copy with the new shape. */
 int tide_reshape(const tide_tensor *t, int32_t ndim, const int64_t *shape, tide_tensor **out);
+/* Any geometry over t's storage (offset in elements), bounds-checked. */
 int tide_as_strided(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset, tide_tensor **out);
+/* t's dims reordered: out dim i is t's dim dims[i]. */
 int tide_permute(const tide_tensor *t, const int32_t *dims, tide_tensor **out);
+/* t with dims d0 and d1 swapped. */
 int tide_transpose(const tide_tensor *t, int32_t d0, int32_t d1, tide_tensor **out);
+/* Elements start .. start + length - 1 of dim. */
 int tide_narrow(const tide_tensor *t, int32_t dim, int64_t start, int64_t length, tide_tensor **out);
+/* The slice at index of dim, which it removes. */
 int tide_select(const tide_tensor *t, int32_t dim, int64_t index, tide_tensor **out);
+/* Size-1 dims (and new leading ones) repeated to shape with stride 0; -1 keeps a size. */
 int tide_expand(const tide_tensor *t, int32_t ndim, const int64_t *shape, tide_tensor **out);
+/* Drops dim if its size is 1, or every size-1 dim when dim < 0. */
 int tide_squeeze(const tide_tensor *t, int32_t dim, tide_tensor **out);
+/* Inserts a size-1 dim at position dim (0..ndim). */
 int tide_unsqueeze(const tide_tensor *t, int32_t dim, tide_tensor **out);
+/* t itself (a new reference) if contiguous, else a contiguous copy. */
 int tide_contiguous(const tide_tensor *t, tide_tensor **out);
 
-/* copy and cast */
+/* copy and cast -------------------------------------------------------------------- */
+
+/* A contiguous copy of t converted to dtype (floats to integers saturate). */
 int tide_cast(const tide_tensor *t, int32_t dtype, tide_tensor **out);
+/* Copies src, broadcast to dst's shape, into dst with conversion. */
 int tide_copy_(tide_tensor *dst, const tide_tensor *src);
 
-/* elementwise; *_ variants write into their first argument */
+/* elementwise: broadcasting, PyTorch's dtype promotion; *_ forms write into
+   their first argument ------------------------------------------------------------ */
+
+/* op(a) for a tide_unary_op. */
 int tide_unary(int32_t op, const tide_tensor *a, tide_tensor **out);
+/* a = op(a). */
 int tide_unary_(int32_t op, tide_tensor *a);
+/* a op b for a tide_binary_op. */
 int tide_binary(int32_t op, const tide_tensor *a, const tide_tensor *b, tide_tensor **out);
+/* a = a op b (b broadcast to a's shape, the result stored in a's dtype). */
 int tide_binary_(int32_t op, tide_tensor *a, const tide_tensor *b);
+/* a op s, or s op a when scalar_first is 1. */
 int tide_binary_scalar(int32_t op, const tide_tensor *a, double s, int32_t scalar_first, tide_tensor **out);
+/* a = a op s. */
 int tide_binary_scalar_(int32_t op, tide_tensor *a, double s);
+/* a clamped to [lo, hi]; a NaN bound means no bound on that side. */
 int tide_clamp(const tide_tensor *a, double lo, double hi, tide_tensor **out);
+/* a where cond is nonzero, else b, all three broadcast. */
 int tide_where(const tide_tensor *cond, const tide_tensor *a, const tide_tensor *b, tide_tensor **out);
 
-/* reductions: dim < 0 reduces over all elements; indices (may be NULL) gets
-   the positions for TIDE_MAX / TIDE_MIN over one dim */
+/* reductions -------------------------------------------------------------------------- */
+
+/* op over dim (dim < 0: over all elements); indices (may be NULL) receives the
+   positions for TIDE_MAX / TIDE_MIN over one dim. */
 int tide_reduce(int32_t op, const tide_tensor *a, int32_t dim, int32_t keepdim, tide_tensor **out, tide_tensor **indices);
+/* Inclusive running sum along dim (integers and bool give i64). */
 int tide_cumsum(const tide_tensor *a, int32_t dim, tide_tensor **out);
 
-/* linear algebra: torch.matmul semantics (1-D operands, broadcast batch) */
+/* linear algebra ---------------------------------------------------------------------- */
+
+/* torch.matmul: 1-d operands, broadcast batch dims; f32/f64 through OpenBLAS. */
 int tide_matmul(const tide_tensor *a, const tide_tensor *b, tide_tensor **out);
 
-/* indexing and shuffling */
+/* indexing, joining, ordering, sampling -------------------------------------------------- */
+
+/* The slices of a along dim at the positions in the 1-d integer tensor index. */
 int tide_index_select(const tide_tensor *a, int32_t dim, const tide_tensor *index, tide_tensor **out);
+/* out[i][j] = a[index[i][j]][j] along dim (torch.gather). */
 int tide_gather(const tide_tensor *a, int32_t dim, const tide_tensor *index, tide_tensor **out);
+/* a[index[i][j]][j] += src[i][j] along dim; every index is checked before any write. */
 int tide_scatter_add_(tide_tensor *a, int32_t dim, const tide_tensor *index, const tide_tensor *src);
+/* Sets the elements of a where mask (broadcast) is nonzero to value. */
 int tide_masked_fill_(tide_tensor *a, const tide_tensor *mask, double value);
+/* The n tensors joined along an existing dim (dtypes promoted). */
 int tide_cat(int32_t n, tide_tensor *const *ts, int32_t dim, tide_tensor **out);
+/* The n equal-shape tensors joined along a new dim. */
 int tide_stack(int32_t n, tide_tensor *const *ts, int32_t dim, tide_tensor **out);
+/* Stable sort along dim (NaN as the largest), with the i64 positions. */
 int tide_sort(const tide_tensor *a, int32_t dim, int32_t descending, tide_tensor **values, tide_tensor **indices);
+/* The k largest (or smallest) along dim, with their i64 positions. */
 int tide_topk(const tide_tensor *a, int64_t k, int32_t dim, int32_t largest, int32_t sorted, tide_tensor **values, tide_tensor **indices);
+/* n category ids per row of non-negative weights probs (1-d or 2-d), i64. */
 int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, tide_generator *g, tide_tensor **out);
+
+/* the process ------------------------------------------------------------------------- */
 
 /* 1 if Ctrl-C arrived since the last call, clearing it (the tide executable
    raises it from its SIGINT handler) */
