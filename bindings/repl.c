@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <wchar.h>
 
 /* libedit's callbacks take no user pointer, so the state they need is here. */
 static lua_State *repl_L;
@@ -74,12 +78,61 @@ static char **attempt_completion(const char *text, int start, int end) {
   return matches;
 }
 
-/* At the prompt Ctrl-C abandons the line instead of ending the process.
-   Installed without SA_RESTART so the terminal read returns, and readline with
-   it; the flag tells that return apart from end of input. */
+/* At the prompt Ctrl-C abandons the line instead of ending the process. A
+   signal that lands while libedit is busy (redrawing after a completion, say)
+   would not interrupt a read that has not started yet, so the handler also
+   writes to a pipe that read_key() waits on beside the terminal. */
+static int wake_pipe[2] = {-1, -1};
+
 static void on_prompt_sigint(int sig) {
   (void)sig;
   prompt_interrupted = 1;
+  if (wake_pipe[1] >= 0) {
+    ssize_t w = write(wake_pipe[1], "", 1);
+    (void)w;
+  }
+}
+
+/* The next byte of the terminal, or EOF once Ctrl-C has been pressed. */
+static int read_byte(int fd) {
+  for (;;) {
+    if (prompt_interrupted) return EOF;
+    struct pollfd fds[2] = {{fd, POLLIN, 0}, {wake_pipe[0], POLLIN, 0}};
+    int n = poll(fds, wake_pipe[0] >= 0 ? 2 : 1, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return EOF;
+    }
+    if (fds[1].revents & POLLIN) {
+      char drain[16];
+      while (read(wake_pipe[0], drain, sizeof drain) > 0) {}
+      continue;
+    }
+    unsigned char c;
+    ssize_t r = read(fd, &c, 1);
+    if (r == 1) return c;
+    if (r < 0 && errno == EINTR) continue;
+    return EOF;
+  }
+}
+
+/* libedit's key reader. libedit takes what this returns as one wide
+   character, so a multibyte character (UTF-8 in a UTF-8 locale) is decoded
+   here, as libedit's own reader does; EOF after Ctrl-C ends readline at once. */
+static int read_key(FILE *in) {
+  int fd = fileno(in);
+  mbstate_t st;
+  memset(&st, 0, sizeof st);
+  for (;;) {
+    int b = read_byte(fd);
+    if (b == EOF) return EOF;
+    char ch = (char)b;
+    wchar_t wc;
+    size_t n = mbrtowc(&wc, &ch, 1, &st);
+    if (n == (size_t)-2) continue;  /* the character goes on */
+    if (n == (size_t)-1) return b;  /* not valid here: pass the byte on */
+    return (int)wc;
+  }
 }
 
 static void catch_sigint_at_prompt(void) {
@@ -183,13 +236,21 @@ static int run_piped(lua_State *L) {
 }
 
 static int run_terminal(lua_State *L) {
-  setlocale(LC_CTYPE, "");  /* lets libedit edit UTF-8 text as characters */
+  /* lets libedit edit UTF-8 text as characters; with no locale configured
+     (plain "C"), UTF-8 is still the best guess for a terminal today */
+  const char *loc = setlocale(LC_CTYPE, "");
+  if (!loc || !strcmp(loc, "C") || !strcmp(loc, "POSIX")) setlocale(LC_CTYPE, "C.UTF-8");
   rl_readline_name = "tide";  /* for $if tide in ~/.editrc */
   /* '.' and ':' are not breaks, so x:su and tide.ze are completed whole */
   static char breaks[] = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^#~";
   rl_basic_word_break_characters = breaks;
   rl_completer_word_break_characters = breaks;
   rl_attempted_completion_function = attempt_completion;
+  if (wake_pipe[0] < 0 && pipe(wake_pipe) == 0) {
+    fcntl(wake_pipe[0], F_SETFL, O_NONBLOCK);
+    fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK);
+  }
+  rl_getc_function = read_key;
   rl_completion_append_character = '\0';
   using_history();
   stifle_history(1000);

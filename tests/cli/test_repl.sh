@@ -132,7 +132,7 @@ fi
 if ! command -v tmux >/dev/null 2>&1; then
   skip 'interactive REPL: tmux is not installed'
 else
-  T() { tmux -L "$sock" -f "$tmp/tmux.conf" "$@"; }
+  T() { LC_ALL=C.UTF-8 tmux -u -L "$sock" -f "$tmp/tmux.conf" "$@"; }
   screen() { T capture-pane -p -t repl 2>/dev/null; }
   # wait_for WHAT PATTERN [SECONDS]: polls the screen until grep -E matches
   wait_for() {
@@ -157,6 +157,9 @@ EOF
     wait_for 'the prompt appears' '^> ?$'
     T send-keys -t repl '1+1' Enter
     wait_for '1+1 shows 2' '^2$'
+    # multibyte input reaches Lua as the same UTF-8 bytes (2 bytes for é)
+    T send-keys -t repl 'print("héllo", #"é")' Enter
+    wait_for 'UTF-8 input arrives intact' '^héllo[[:space:]]+2$'
 
     T send-keys -t repl 'tide.ze' Tab
     wait_for 'tide.ze<Tab> completes tide.zeros' '^> tide\.zeros'
