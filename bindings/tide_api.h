@@ -202,6 +202,99 @@ int tide_topk(const tide_tensor *a, int64_t k, int32_t dim, int32_t largest, int
 /* n category ids per row of non-negative weights probs (1-d or 2-d), i64. */
 int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, tide_generator *g, tide_tensor **out);
 
+/* neural-network ops, forward and backward (kernels/cpu/nn_*.c). Floats
+   only: f32 and f64 compute natively, bf16/f16 through f32. ---------------------- */
+
+enum tide_reduction { TIDE_REDUCE_NONE = 0, TIDE_REDUCE_MEAN = 1, TIDE_REDUCE_SUM = 2 };
+
+/* Layer norm over the last dim of x ([..., C]); weight and bias [C] may be NULL.
+   mean and rstd ([...], f32 or f64) are saved for the backward. */
+int tide_layer_norm(const tide_tensor *x, const tide_tensor *weight, const tide_tensor *bias, double eps,
+                    tide_tensor **out, tide_tensor **mean, tide_tensor **rstd);
+/* Gradients of layer norm; dweight/dbias may be NULL when not wanted (or weight is NULL). */
+int tide_layer_norm_backward(const tide_tensor *dout, const tide_tensor *x, const tide_tensor *weight,
+                             const tide_tensor *mean, const tide_tensor *rstd,
+                             tide_tensor **dx, tide_tensor **dweight, tide_tensor **dbias);
+/* Softmax (log_softmax when log is 1) along dim, computed stably. */
+int tide_softmax(const tide_tensor *x, int32_t dim, int32_t log, tide_tensor **out);
+/* Gradient of softmax / log_softmax from its output. */
+int tide_softmax_backward(const tide_tensor *dout, const tide_tensor *out, int32_t dim, int32_t log, tide_tensor **dx);
+/* Gradient of the tanh-approximated GELU at x. */
+int tide_gelu_backward(const tide_tensor *dout, const tide_tensor *x, tide_tensor **dx);
+/* Rows of weight [V, C] at the 0-based ids (any shape): [..., C]. */
+int tide_embedding(const tide_tensor *weight, const tide_tensor *ids, tide_tensor **out);
+/* Gradient of embedding: dout [..., C] summed into rows of a [num_embeddings, C] tensor. */
+int tide_embedding_backward(const tide_tensor *dout, const tide_tensor *ids, int64_t num_embeddings, tide_tensor **dweight);
+/* Cross-entropy of logits [N, V] (or [..., V]) against 0-based targets [N] (or [...]),
+   skipping targets equal to ignore_index; log-sum-exp in f32 or better, no one-hot.
+   lse ([N], f32/f64) is saved for the backward; loss is 0-d unless reduction is NONE. */
+int tide_cross_entropy(const tide_tensor *logits, const tide_tensor *targets, int64_t ignore_index, int32_t reduction,
+                       tide_tensor **loss, tide_tensor **lse);
+/* Gradient of cross-entropy with respect to the logits. */
+int tide_cross_entropy_backward(const tide_tensor *dloss, const tide_tensor *logits, const tide_tensor *targets,
+                                const tide_tensor *lse, int64_t ignore_index, int32_t reduction, tide_tensor **dlogits);
+/* Inverted dropout: zeroes elements with probability p from g and scales the rest by 1/(1-p);
+   mask (u8, 1 = kept) is saved for the backward. */
+int tide_dropout(const tide_tensor *x, double p, tide_generator *g, tide_tensor **out, tide_tensor **mask);
+/* Gradient of dropout: dout * mask / (1 - p). */
+int tide_dropout_backward(const tide_tensor *dout, const tide_tensor *mask, double p, tide_tensor **dx);
+/* Scaled dot-product attention of q [B, H, T, D] with k, v [B, H, S, D]: softmax(q k^T * scale) v,
+   with a causal mask when causal is 1; lse [B, H, T] is saved for the backward. */
+int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor *v, int32_t causal, double scale,
+                   tide_tensor **out, tide_tensor **lse);
+/* Gradients of attention with respect to q, k and v. */
+int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k, const tide_tensor *v,
+                            const tide_tensor *out, const tide_tensor *lse, int32_t causal, double scale,
+                            tide_tensor **dq, tide_tensor **dk, tide_tensor **dv);
+/* One AdamW step in place, exactly torch.optim.AdamW's arithmetic: decoupled decay
+   p -= lr*wd*p, then moments and the bias-corrected update (step counts from 1). */
+int tide_adamw_step_(tide_tensor *param, const tide_tensor *grad, tide_tensor *exp_avg, tide_tensor *exp_avg_sq,
+                     double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step);
+
+/* safetensors and JSON (runtime/safetensors.c, runtime/json.c) --------------------- */
+
+typedef struct tide_st_file tide_st_file;
+
+/* Opens and validates a safetensors file (header bounds, offsets, overlaps, shapes). */
+int tide_st_open(const char *path, tide_st_file **out);
+/* Closes a file from tide_st_open (NULL is fine). */
+void tide_st_close(tide_st_file *f);
+/* Number of tensors in the file. */
+int64_t tide_st_count(const tide_st_file *f);
+/* Name of tensor i (in file order), or NULL when i is out of range. */
+const char *tide_st_name(const tide_st_file *f, int64_t i);
+/* dtype code and shape of tensor i without reading it. */
+int tide_st_info(const tide_st_file *f, int64_t i, int32_t *dtype, int32_t *ndim, int64_t *shape);
+/* Reads tensor i into a new contiguous tensor. */
+int tide_st_load(tide_st_file *f, int64_t i, tide_tensor **out);
+/* The __metadata__ object as JSON text ("{}" when absent). */
+const char *tide_st_metadata(const tide_st_file *f);
+/* Writes n named tensors (any strides) atomically: temp file, fsync, rename.
+   metadata_json is a JSON object of string values, or NULL. */
+int tide_st_save(const char *path, int32_t n, const char *const *names, tide_tensor *const *tensors, const char *metadata_json);
+
+/* A parsed JSON document; node 0 is the root, children are reached by index. */
+typedef struct tide_json tide_json;
+enum tide_json_type { TIDE_JSON_NULL = 0, TIDE_JSON_FALSE, TIDE_JSON_TRUE, TIDE_JSON_NUMBER,
+                      TIDE_JSON_STRING, TIDE_JSON_ARRAY, TIDE_JSON_OBJECT };
+
+/* Parses len bytes of JSON (RFC 8259); errors name the line and column. */
+int tide_json_parse(const char *text, int64_t len, tide_json **out);
+/* Frees a document (NULL is fine). */
+void tide_json_free(tide_json *doc);
+/* The type of a node (a tide_json_type), -1 for a bad node. */
+int32_t tide_json_type(const tide_json *doc, int64_t node);
+/* A number node's value. */
+double tide_json_number(const tide_json *doc, int64_t node);
+/* A string node's bytes (escapes decoded, may hold NUL) and their length. */
+const char *tide_json_string(const tide_json *doc, int64_t node, int64_t *len);
+/* Elements of an array or members of an object (0 for other nodes). */
+int64_t tide_json_length(const tide_json *doc, int64_t node);
+/* The node of element i (array) or of member i's value (object), -1 if out of range. */
+int64_t tide_json_child(const tide_json *doc, int64_t node, int64_t i);
+/* Member i's key of an object node and its length, NULL if out of range. */
+const char *tide_json_key(const tide_json *doc, int64_t node, int64_t i, int64_t *len);
+
 /* the process ------------------------------------------------------------------------- */
 
 /* 1 if Ctrl-C arrived since the last call, clearing it (the tide executable
