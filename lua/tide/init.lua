@@ -19,6 +19,8 @@ for _, name in ipairs { 'tide.ops.pointwise', 'tide.ops.reduce', 'tide.ops.linal
                         'tide.ops.index', 'tide.random', 'tide.print' } do
   require(name).install(tide, core)
 end
+-- autograd wraps the methods above, so it comes after them
+require('tide.autograd').install(tide, core)
 
 function tide.set_num_threads(n)
   if type(n) ~= 'number' or n < 1 or n % 1 ~= 0 then

@@ -1,0 +1,307 @@
+-- Reverse-mode automatic differentiation. The tape lives here, in Lua; every
+-- backward formula is computed with engine ops (C kernels), so a loss or a
+-- function written in a recipe is differentiable like a built-in one.
+--
+-- A tensor that requires grad carries `requires_grad = true`; one computed
+-- from such tensors also carries `_node`, the record of the op that made it:
+-- its differentiable inputs and a closure computing their gradients from the
+-- output's. `loss:backward()` walks the nodes in reverse topological order,
+-- sums gradients where a tensor feeds several ops, accumulates into the
+-- `.grad` of leaves, and drops each closure (and the tensors it saved) as
+-- soon as it has run.
+local M = {}
+
+local tide, core, Tensor, is_tensor
+local enabled = true   -- grad mode: off inside tide.no_grad
+
+-- graph records ---------------------------------------------------------------
+
+local function needs(x)
+  return is_tensor(x) and rawget(x, 'requires_grad') == true
+end
+M.needs = needs
+
+-- True when grad mode is on and one of the (up to four) arguments requires grad.
+local function wants(a, b, c, d)
+  return enabled and (needs(a) or needs(b) or needs(c) or needs(d))
+end
+M.wants = wants
+
+-- Attaches a node to `out`: `inputs` is an array of the op's arguments
+-- (inputs.n counts them when there are nil holes) and backward(g) returns one
+-- gradient per argument, in order (nil for those without one).
+local function record(name, out, inputs, backward)
+  local any = false
+  for i = 1, inputs.n or #inputs do if needs(inputs[i]) then any = true; break end end
+  if not any then return out end
+  rawset(out, 'requires_grad', true)
+  rawset(out, '_node', { name = name, inputs = inputs, backward = backward })
+  return out
+end
+M.record = record
+
+-- Runs fn with grad mode off (restored even if fn fails); returns fn's results.
+local function no_grad(fn, ...)
+  local prev = enabled
+  enabled = false
+  local res = { pcall(fn, ...) }
+  enabled = prev
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
+end
+M.no_grad = no_grad
+
+function M.is_grad_enabled() return enabled end
+function M.set_grad_enabled(on) enabled = on and true or false end
+
+-- Sums g over the dims that broadcasting added or stretched, so it has `shape`.
+local function sum_to(g, shape)
+  local gs = g:shape()
+  if #gs == #shape then
+    local same = true
+    for i = 1, #gs do if gs[i] ~= shape[i] then same = false; break end end
+    if same then return g end
+  end
+  local lead = #gs - #shape
+  local r = g
+  for i = 1, lead do r = r:sum(1) end
+  for i = 1, #shape do
+    if shape[i] == 1 and gs[lead + i] ~= 1 then r = r:sum(i, true) end
+  end
+  if #shape == 0 then return r:reshape({}) end
+  return r:reshape(shape)
+end
+M.sum_to = sum_to
+
+-- the backward pass -----------------------------------------------------------
+
+local function accumulate_leaf(t, g)
+  local cur = rawget(t, 'grad')
+  if g:dtype() ~= t:dtype() then g = g:to(t:dtype()) end
+  if cur == nil then
+    -- a fresh copy: the same gradient tensor can reach several leaves
+    rawset(t, 'grad', g:clone())
+  else
+    cur:add_(g)
+  end
+end
+
+-- Tensor:backward([grad], {retain_graph=false})
+local function backward(root, grad, opts)
+  if not is_tensor(root) then error('backward: expected a tensor', 2) end
+  opts = opts or {}
+  if not needs(root) then
+    error('backward: the tensor does not require grad and has no graph (did you forget requires_grad_()?)', 3)
+  end
+  if grad == nil then
+    if root:numel() ~= 1 then
+      error(('backward: the tensor has %d elements; give the gradient explicitly for a non-scalar'):format(root:numel()), 3)
+    end
+    grad = tide.ones_like(root)
+  elseif not is_tensor(grad) then
+    grad = tide.full_like(root, grad)
+  else
+    local gs, rs = grad:shape(), root:shape()
+    if #gs ~= #rs then error('backward: gradient shape does not match the tensor', 3) end
+    for i = 1, #gs do if gs[i] ~= rs[i] then error('backward: gradient shape does not match the tensor', 3) end end
+  end
+  local root_node = rawget(root, '_node')
+  if root_node == nil then  -- a leaf
+    no_grad(accumulate_leaf, root, grad)
+    return
+  end
+  -- topological order of nodes by iterative DFS over inputs' nodes
+  local order, seen, stack = {}, {}, { { root_node, 1 } }
+  seen[root_node] = true
+  while #stack > 0 do
+    local top = stack[#stack]
+    local node, i = top[1], top[2]
+    if node.backward == nil then
+      error('backward: the graph was already freed by an earlier backward (pass {retain_graph=true} to keep it)', 3)
+    end
+    local inputs = node.inputs
+    local ninputs = inputs.n or #inputs
+    local pushed = false
+    while i <= ninputs do
+      local x = inputs[i]
+      i = i + 1
+      local xn = is_tensor(x) and rawget(x, '_node')
+      if xn and not seen[xn] then
+        seen[xn] = true
+        top[2] = i
+        stack[#stack + 1] = { xn, 1 }
+        pushed = true
+        break
+      end
+    end
+    if not pushed then
+      order[#order + 1] = node
+      stack[#stack] = nil
+    end
+  end
+  -- gradients flowing into each node's output, keyed by node
+  local pending = { [root_node] = grad }
+  no_grad(function()
+    for k = #order, 1, -1 do
+      local node = order[k]
+      local g = pending[node]
+      pending[node] = nil
+      if g ~= nil then
+        local grads = { node.backward(g) }
+        local inputs = node.inputs
+        for i = 1, inputs.n or #inputs do
+          local x, gi = inputs[i], grads[i]
+          if gi ~= nil and needs(x) then
+            local xn = rawget(x, '_node')
+            if xn then
+              local prev = pending[xn]
+              pending[xn] = prev and (prev + gi) or gi
+            else
+              accumulate_leaf(x, gi)
+            end
+          end
+        end
+      end
+      if not opts.retain_graph then
+        node.backward = nil  -- frees the tensors the closure saved
+      end
+    end
+  end)
+end
+M.backward = backward
+
+-- custom functions -------------------------------------------------------------
+
+-- tide.autograd.Function{forward = function(ctx, ...) ... end,
+--                        backward = function(ctx, grad_out) return grad_1, ... end}
+-- returns a callable; forward runs without recording, backward gets one
+-- gradient per forward argument (nil for non-tensors or no gradient).
+function M.Function(def)
+  if type(def) ~= 'table' or type(def.forward) ~= 'function' or type(def.backward) ~= 'function' then
+    error('Function: expected a table with forward and backward functions', 2)
+  end
+  local fn = {}
+  local function apply(...)
+    local ctx = {}
+    function ctx.save_for_backward(_, ...) ctx.saved_tensors = { ... } end
+    local args = { ... }
+    local n = select('#', ...)
+    local out = no_grad(def.forward, ctx, ...)
+    if not is_tensor(out) then error('Function: forward must return a tensor', 2) end
+    local any = false
+    for i = 1, n do if needs(args[i]) then any = true end end
+    if enabled and any then
+      local inputs = { n = n }
+      for i = 1, n do inputs[i] = is_tensor(args[i]) and args[i] or false end
+      record(def.name or 'Function', out, inputs, function(g)
+        local grads = { def.backward(ctx, g) }
+        ctx.saved_tensors = nil
+        return unpack(grads, 1, n)
+      end)
+    end
+    return out
+  end
+  fn.apply = function(_, ...) return apply(...) end
+  return setmetatable(fn, { __call = function(_, ...) return apply(...) end })
+end
+
+-- gradcheck --------------------------------------------------------------------
+
+-- Compares backward's gradients of fn(inputs...) with central differences in
+-- f64. Every input must be an f64 tensor; those with requires_grad are checked.
+-- A non-scalar output is projected on fixed pseudo-random weights first.
+-- Returns true, or raises an error naming the input and element that differ.
+function M.gradcheck(fn, inputs, opts)
+  opts = opts or {}
+  local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-5, opts.rtol or 1e-3
+  local ffi = require 'ffi'
+  if type(inputs) ~= 'table' then error('gradcheck: inputs must be a list of tensors', 2) end
+  for i, x in ipairs(inputs) do
+    if is_tensor(x) and x:dtype() ~= 'f64' then
+      error(('gradcheck: input %d is %s; gradcheck needs f64 tensors'):format(i, x:dtype()), 2)
+    end
+  end
+  local weights
+  local function scalar_of(out)
+    if out:numel() == 1 then return out:sum() end
+    if weights == nil then
+      local n, s = out:numel(), 12345
+      local w = {}
+      for k = 1, n do
+        s = (s * 1103515245 + 12345) % 2147483648
+        w[k] = s / 2147483648 - 0.5
+      end
+      weights = tide.tensor(w, { dtype = 'f64' }):view(out:shape())
+    end
+    return (out:to('f64') * weights):sum()
+  end
+  -- analytic
+  for _, x in ipairs(inputs) do if needs(x) then rawset(x, 'grad', nil) end end
+  local out = fn(unpack(inputs))
+  if not is_tensor(out) then error('gradcheck: fn must return a tensor', 2) end
+  scalar_of(out):backward()
+  -- numeric, element by element of each contiguous input
+  for i, x in ipairs(inputs) do
+    if needs(x) then
+      if not x:is_contiguous() then error(('gradcheck: input %d must be contiguous'):format(i), 2) end
+      local analytic = rawget(x, 'grad')
+      local ga = analytic and analytic:contiguous() or tide.zeros_like(x)
+      local pa = ffi.cast('double*', ga._c.data)
+      local px = ffi.cast('double*', x._c.data)
+      for k = 0, x:numel() - 1 do
+        local orig = px[k]
+        px[k] = orig + eps
+        local fp = no_grad(function() return scalar_of(fn(unpack(inputs))):item() end)
+        px[k] = orig - eps
+        local fm = no_grad(function() return scalar_of(fn(unpack(inputs))):item() end)
+        px[k] = orig
+        local numeric = (fp - fm) / (2 * eps)
+        local a = pa[k]
+        if math.abs(a - numeric) > atol + rtol * math.abs(numeric) then
+          error(('gradcheck: input %d, element %d: backward gives %.10g, finite differences %.10g')
+            :format(i, k + 1, a, numeric), 2)
+        end
+      end
+    end
+  end
+  return true
+end
+
+-- installing --------------------------------------------------------------------
+
+function M.install(t, c)
+  tide, core = t, c
+  Tensor, is_tensor = c.Tensor, c.is_tensor
+  tide.autograd = M
+  tide.no_grad = no_grad
+  tide.is_grad_enabled = M.is_grad_enabled
+  tide.set_grad_enabled = M.set_grad_enabled
+
+  function Tensor:backward(grad, opts) backward(self, grad, opts) end
+
+  function Tensor:requires_grad_(on)
+    if on == nil then on = true end
+    if on and not self:is_floating_point() then
+      error(('requires_grad_: only floating-point tensors can require grad (this one is %s)'):format(self:dtype()), 2)
+    end
+    if not on and rawget(self, '_node') then
+      error('requires_grad_: cannot turn off grad on a non-leaf tensor; use detach()', 2)
+    end
+    rawset(self, 'requires_grad', on and true or nil)
+    return self
+  end
+
+  -- a new tensor sharing storage with this one, outside the graph
+  function Tensor:detach()
+    local ffi = require 'ffi'
+    local h = ffi.cast('tide_tensor*', self._c)
+    require('tide.C').tide_tensor_retain(h)
+    return core.wrap(h)
+  end
+
+  function Tensor:is_leaf() return rawget(self, '_node') == nil end
+
+  require('tide.autograd_ops').install(tide, core, M)
+end
+
+return M

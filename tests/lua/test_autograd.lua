@@ -1,0 +1,254 @@
+-- Autograd: the tape, gradient accumulation, no_grad, detach, custom
+-- functions, and gradcheck (central differences in f64) of every
+-- differentiable Tensor op, with broadcasting and views.
+local T = require 'tide.testing'
+local gradcheck = tide.autograd.gradcheck
+
+-- A random f64 tensor that requires grad, values in [lo, hi).
+local rng = T.lcg(2024)
+local function param(shape, lo, hi)
+  lo, hi = lo or -1, hi or 1
+  local n = 1
+  for _, s in ipairs(shape) do n = n * s end
+  local vals = {}
+  for i = 1, n do vals[i] = lo + (hi - lo) * rng() end
+  local t = tide.tensor(vals, { dtype = 'f64' })
+  if #shape == 0 then t = t:reshape({}) else t = t:view(shape) end
+  return t:requires_grad_()
+end
+
+-- Runs backward on a scalar (a line cannot start with a parenthesis in Lua).
+local function bw(t) t:backward() end
+
+local function check(name, fn, inputs, opts)
+  local ok, err = pcall(gradcheck, fn, inputs, opts)
+  if not ok then error(name .. ': ' .. tostring(err), 2) end
+end
+
+T.test('a first gradient', function()
+  local a = tide.tensor({ 1, 2, 3 }, { dtype = 'f64' }):requires_grad_()
+  local y = (a * a + a * 3):sum()
+  y:backward()
+  T.same(a.grad:tolist(), { 5, 7, 9 })
+  T.eq(a:is_leaf(), true)
+  T.eq(y:is_leaf(), false)
+  T.eq(y.requires_grad, true)
+end)
+
+T.test('gradients accumulate across backward calls and reset with nil', function()
+  local a = tide.tensor({ 1, 2 }, { dtype = 'f64' }):requires_grad_()
+  bw((a * 2):sum())
+  bw((a * 3):sum())
+  T.same(a.grad:tolist(), { 5, 5 })
+  a.grad = nil
+  bw((a * a):sum())
+  T.same(a.grad:tolist(), { 2, 4 })
+end)
+
+T.test('a tensor used twice sums its gradients', function()
+  local a = tide.tensor({ 2 }, { dtype = 'f64' }):requires_grad_()
+  local b = a * a
+  local c = b * a + b   -- a^3 + a^2: 3a^2 + 2a = 16
+  c:sum():backward()
+  T.same(a.grad:tolist(), { 16 })
+end)
+
+T.test('the same gradient reaching two leaves is not shared', function()
+  local a = tide.zeros(2, { dtype = 'f64' }):requires_grad_()
+  local b = tide.zeros(2, { dtype = 'f64' }):requires_grad_()
+  bw((a + b):sum())
+  a.grad:add_(1)
+  T.same(b.grad:tolist(), { 1, 1 })
+end)
+
+T.test('no_grad, detach and requires_grad_', function()
+  local a = tide.ones(2, { dtype = 'f64' }):requires_grad_()
+  local b = tide.no_grad(function() return a * 2 end)
+  T.eq(b.requires_grad, nil)
+  T.eq(tide.is_grad_enabled(), true)
+  local d = a:detach()
+  T.eq(d.requires_grad, nil)
+  d:fill_(5)  -- shares storage
+  T.same(a:tolist(), { 5, 5 })
+  T.raises(function() tide.arange(3):requires_grad_() end, 'only floating-point tensors can require grad')
+  -- an error inside no_grad restores grad mode
+  pcall(tide.no_grad, function() error('x') end)
+  T.eq(tide.is_grad_enabled(), true)
+end)
+
+T.test('backward needs a scalar or an explicit gradient', function()
+  local a = tide.ones(3, { dtype = 'f64' }):requires_grad_()
+  local y = a * 2
+  T.raises(function() y:backward() end, 'has 3 elements; give the gradient explicitly')
+  y:backward(tide.tensor({ 1, 2, 3 }, { dtype = 'f64' }))
+  T.same(a.grad:tolist(), { 2, 4, 6 })
+  T.raises(function() tide.ones(2):backward() end, 'does not require grad')
+end)
+
+T.test('the graph is freed by backward unless retained', function()
+  local a = tide.ones(2, { dtype = 'f64' }):requires_grad_()
+  local y = (a * a):sum()
+  y:backward()
+  T.raises(function() y:backward() end, 'already freed')
+  local z = (a * a):sum()
+  z:backward(nil, { retain_graph = true })
+  z:backward()
+  T.same(a.grad:tolist(), { 6, 6 })
+end)
+
+T.test('saved tensors are released once backward has used them', function()
+  collectgarbage('collect')
+  local a = tide.randn(256, 256, { dtype = 'f64' }):requires_grad_()
+  local y = (a:exp() * a):sum()
+  collectgarbage('collect')
+  local before = tide.memory().live
+  y:backward()
+  y = nil
+  collectgarbage('collect')
+  -- the exp output and the product were held by the graph; now only a and a.grad remain
+  T.truthy(tide.memory().live <= before, 'live bytes grew after backward')
+end)
+
+T.test('in-place ops on tensors in the graph are refused', function()
+  local a = tide.ones(2):requires_grad_()
+  T.raises(function() a:add_(1) end, 'add_: in-place operation on a tensor that requires grad')
+  T.raises(function() a:fill_(0) end, 'fill_: in-place operation')
+  tide.no_grad(function() a:add_(1) end)
+  T.same(a:tolist(), { 2, 2 })
+end)
+
+T.test('custom functions with their own backward', function()
+  local Cube = tide.autograd.Function {
+    forward = function(ctx, x)
+      ctx:save_for_backward(x)
+      return x * x * x
+    end,
+    backward = function(ctx, g)
+      local x = ctx.saved_tensors[1]
+      return g * x * x * 3
+    end,
+  }
+  local a = tide.tensor({ 1, 2 }, { dtype = 'f64' }):requires_grad_()
+  Cube(a):sum():backward()
+  T.same(a.grad:tolist(), { 3, 12 })
+  check('Function', function(x) return Cube(x) end, { param({ 3 }) })
+  T.raises(function() tide.autograd.Function({}) end, 'expected a table with forward and backward')
+end)
+
+T.test('gradcheck catches a wrong backward', function()
+  local Bad = tide.autograd.Function {
+    forward = function(_, x) return x * 2 end,
+    backward = function(_, g) return g * 3 end,
+  }
+  T.raises(function() gradcheck(function(x) return Bad(x) end, { param({ 2 }) }) end, 'backward gives')
+  T.raises(function() gradcheck(function(x) return x end, { tide.ones(2):requires_grad_() }) end, 'needs f64')
+end)
+
+T.test('gradcheck: arithmetic with broadcasting and numbers', function()
+  check('add', function(a, b) return a + b end, { param({ 3, 1 }), param({ 4 }) })
+  check('add alpha', function(a, b) return a:add(b, { alpha = 2.5 }) end, { param({ 2, 3 }), param({ 3 }) })
+  check('sub', function(a, b) return a - b end, { param({ 2, 3 }), param({ 1, 3 }) })
+  check('sub alpha', function(a, b) return a:sub(b, { alpha = -1.5 }) end, { param({ 2, 3 }), param({ 2, 3 }) })
+  check('mul', function(a, b) return a * b end, { param({ 2, 1, 3 }), param({ 4, 1 }) })
+  check('div', function(a, b) return a / b end, { param({ 3, 2 }), param({ 2 }, 0.5, 2) })
+  check('pow tensor', function(a, b) return a ^ b end, { param({ 4 }, 0.5, 2), param({ 4 }) })
+  check('pow number', function(a) return a ^ 3 end, { param({ 4 }) })
+  check('number first', function(a) return (2 - a) * (3 / (a + 4)) + (1 + a) end, { param({ 3 }) })
+  check('pow number base', function(a) return 2 ^ a end, { param({ 3 }) })
+  check('neg', function(a) return -a end, { param({ 3 }) })
+  check('maximum', function(a, b) return a:maximum(b) end, { param({ 5 }), param({ 5 }) })
+  check('minimum', function(a, b) return a:minimum(b) end, { param({ 2, 3 }), param({ 3 }) })
+  check('0-d', function(a, b) return a * b end, { param({}), param({ 2, 2 }) })
+end)
+
+T.test('gradcheck: unary ops', function()
+  local x = param({ 2, 3 }, 0.2, 1.5)
+  for _, name in ipairs { 'exp', 'log', 'sqrt', 'rsqrt', 'tanh', 'sigmoid', 'sin', 'cos', 'log1p', 'expm1',
+                          'square', 'reciprocal', 'abs' } do
+    check(name, function(a) return a[name](a) end, { x })
+  end
+  local y = param({ 7 }, -2, 2)
+  check('relu', function(a) return a:relu() end, { y })
+  check('clamp', function(a) return a:clamp(-0.5, 0.7) end, { y })
+  check('clamp min', function(a) return a:clamp(-0.5) end, { y })
+end)
+
+T.test('gradcheck: reductions', function()
+  local x = param({ 3, 4, 2 })
+  check('sum', function(a) return a:sum() end, { x })
+  check('sum dim', function(a) return a:sum(2) end, { x })
+  check('sum keepdim', function(a) return a:sum(-1, true) end, { x })
+  check('sum dims', function(a) return a:sum({ 1, 3 }) end, { x })
+  check('mean', function(a) return a:mean() end, { x })
+  check('mean dim', function(a) return a:mean(1, true) end, { x })
+  check('max', function(a) return a:max() end, { x })
+  check('max dim', function(a) local v = a:max(2); return v end, { x })
+  check('min dim keepdim', function(a) local v = a:min(-1, true); return v end, { x })
+  check('amax', function(a) return a:amax(3) end, { x })
+  check('cumsum', function(a) return a:cumsum(2) end, { x })
+  -- ties share the gradient evenly
+  local t = tide.tensor({ 1, 3, 3 }, { dtype = 'f64' }):requires_grad_()
+  t:max():backward()
+  T.same(t.grad:tolist(), { 0, 0.5, 0.5 })
+end)
+
+T.test('gradcheck: matrix products', function()
+  check('matmul 2d', function(a, b) return a:matmul(b) end, { param({ 3, 4 }), param({ 4, 2 }) })
+  check('matmul batched broadcast', function(a, b) return a:matmul(b) end, { param({ 2, 3, 4 }), param({ 4, 5 }) })
+  check('matmul vec', function(a, b) return a:matmul(b) end, { param({ 3, 4 }), param({ 4 }) })
+  check('vec matmul', function(a, b) return a:matmul(b) end, { param({ 4 }), param({ 4, 2 }) })
+  check('dot', function(a, b) return a:dot(b) end, { param({ 5 }), param({ 5 }) })
+  check('transposed operand', function(a, b) return a:matmul(b:t()) end, { param({ 3, 4 }), param({ 2, 4 }) })
+  check('bmm', function(a, b) return a:bmm(b) end, { param({ 2, 3, 4 }), param({ 2, 4, 2 }) })
+  check('outer', function(a, b) return a:outer(b) end, { param({ 3 }), param({ 2 }) })
+end)
+
+T.test('gradcheck: views', function()
+  local x = param({ 2, 3, 4 })
+  check('view', function(a) return a:view(6, 4) * 2 end, { x })
+  check('reshape of a transpose', function(a) return a:transpose(1, 3):reshape(4, 6) end, { x })
+  check('permute', function(a) return a:permute(3, 1, 2) * tide.arange(3):to('f64') end, { x })
+  check('narrow', function(a) return a:narrow(3, 2, 2) end, { x })
+  check('select', function(a) return a:select(2, -1) end, { x })
+  check('expand', function(a) return a:expand(3, 4, 2) end, { param({ 4, 1 }) })
+  check('unsqueeze/squeeze', function(a) return a:unsqueeze(1):squeeze(1) end, { x })
+  check('flatten', function(a) return a:flatten(2) end, { x })
+  check('t', function(a) return a:t() end, { param({ 2, 3 }) })
+  check('contiguous', function(a) return a:t():contiguous() end, { param({ 2, 3 }) })
+  check('index', function(a) return a[2][1] end, { x })
+  check('split', function(a) local p = a:split(2, 3); return p[2] * p[1] end, { x })
+  check('chunk', function(a) local p = a:chunk(3, 2); return p[3] end, { x })
+  check('to f64', function(a) return a:to('f64') * 1 end, { x })
+end)
+
+T.test('gradcheck: indexing, joining, where and masks', function()
+  local x = param({ 4, 3 })
+  local idx = tide.tensor({ 2, 0, 2 })
+  check('index_select', function(a) return a:index_select(1, idx) end, { x })
+  check('index_select dim 2', function(a) return a:index_select(2, tide.tensor({ 1, 1 })) end, { x })
+  check('gather', function(a) return a:gather(2, tide.tensor({ { 0, 2 }, { 1, 1 }, { 2, 0 }, { 0, 0 } })) end, { x })
+  check('cat', function(a, b) return tide.cat({ a, b }, 1) end, { param({ 2, 3 }), param({ 1, 3 }) })
+  check('stack', function(a, b) return tide.stack({ a, b }, 2) end, { param({ 2, 3 }), param({ 2, 3 }) })
+  local cond = tide.tensor({ { true, false, true } })
+  check('where', function(a, b) return tide.where(cond, a, b) end, { param({ 2, 3 }), param({ 3 }) })
+  check('where method', function(a, b) return a:where(cond, b) end, { param({ 2, 3 }), param({ 2, 3 }) })
+  check('masked_fill', function(a) return a:masked_fill(cond, 0) end, { param({ 2, 3 }) })
+end)
+
+T.test('a loss built from ops trains: gradient descent lowers it', function()
+  tide.manual_seed(3)
+  local x = tide.randn(64, 3)
+  local w_true = tide.tensor({ { 1.5 }, { -2 }, { 0.5 } })
+  local y = x:matmul(w_true)
+  local w = tide.zeros(3, 1):requires_grad_()
+  local first, last
+  for step = 1, 100 do
+    local loss = ((x:matmul(w) - y) ^ 2):mean()
+    if step == 1 then first = loss:item() end
+    last = loss:item()
+    w.grad = nil
+    loss:backward()
+    tide.no_grad(function() w:sub_(w.grad * 0.1) end)
+  end
+  T.truthy(last < first * 1e-3, ('loss went from %g to %g'):format(first, last))
+end)
