@@ -54,6 +54,10 @@
      index, in increasing key order are the samples (exponential races: the
      same law as drawing one at a time and renormalising).
      Offset += ceil(rows*n/2) resp. ceil(rows*K/2); nothing when n or rows is 0.
+   - dropout (kernels/cpu/nn_dropout.c), E=4: element i in logical row-major
+     order takes the f32 uniform draw above (slot i%4 of block i/4,
+     u = (w >> 8) * 2^-24) and is dropped when u < p; offset += ceil(n/4).
+     p = 0 and p = 1 draw nothing and leave the offset unchanged.
 
    Floating-point evaluation: each +, -, *, / must round on its own. C code
    must not let the compiler fuse a*b+c into an FMA: this header turns FP

@@ -292,11 +292,11 @@ function M.install(t, c)
   end
 
   -- a new tensor sharing storage with this one, outside the graph
+  -- (a new handle with the same geometry: a second ffi.gc on the same cdata
+  -- would replace the first finaliser and leak a reference)
   function Tensor:detach()
-    local ffi = require 'ffi'
-    local h = ffi.cast('tide_tensor*', self._c)
-    require('tide.C').tide_tensor_retain(h)
-    return core.wrap(h)
+    local c = self._c
+    return core.call(require('tide.C').tide_as_strided, c, c.ndim, c.shape, c.stride, c.offset, core.out1)
   end
 
   function Tensor:is_leaf() return rawget(self, '_node') == nil end

@@ -19,8 +19,15 @@ for _, name in ipairs { 'tide.ops.pointwise', 'tide.ops.reduce', 'tide.ops.linal
                         'tide.ops.index', 'tide.random', 'tide.print' } do
   require(name).install(tide, core)
 end
+require('tide.json').install(tide)
+require('tide.io.safetensors').install(tide)
 -- autograd wraps the methods above, so it comes after them
 require('tide.autograd').install(tide, core)
+require('tide.functional').install(tide, core)
+require('tide.nn').install(tide, core)
+require('tide.models.gpt2').install(tide, core)
+require('tide.losses').install(tide, core)
+tide.optim = require 'tide.optim'
 
 function tide.set_num_threads(n)
   if type(n) ~= 'number' or n < 1 or n % 1 ~= 0 then

@@ -1,0 +1,197 @@
+/* The fused AdamW step: one pass over param, grad, exp_avg and exp_avg_sq
+   that reproduces torch.optim.AdamW's single-tensor path (foreach=False, the
+   CPU default; amsgrad and maximize off) operation by operation:
+
+     param.mul_(1 - lr*wd)
+     exp_avg.lerp_(grad, 1 - beta1)
+     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+     denom = (exp_avg_sq.sqrt() / sqrt(1 - beta2^step)).add_(eps)
+     param.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1^step))
+
+   The scalar factors are computed in double, as Python computes them, then
+   rounded once to the tensor's dtype, as torch's CPU kernels do with a
+   Python scalar. Every tensor op rounds to the dtype, in torch's order, and
+   fuses where torch's AVX2/AVX-512 kernels fuse:
+     lerp (weight w < 0.5):  m + w*(g - m)       as fma(w, g - m, m)
+          (weight w >= 0.5): g - (g - m)*(1 - w) as fma(w - 1, g - m, g)
+       (g - m rounded first; w = 1 - beta1 = 0.1 takes the first form)
+     addcmul: v*beta2 + (c*g)*g                  as fma(c*g, g, v*beta2)
+     denom:   sqrt(v) / bc2_sqrt + eps, addcdiv: p + (s*m)/denom
+   Checked against torch 2.15 (AVX-512 and AVX2 dispatch): exp_avg and
+   exp_avg_sq are bit-equal; param is bit-equal except where torch's f32/f64
+   sqrt (MKL's vector sqrt, not correctly rounded: about 1 element in 6 is
+   1 ulp off) differs from our correctly rounded one, which moves that
+   element's update by about one ulp of the update. torch's pre-AVX2
+   "default" kernels do not fuse. Without a hardware FMA (TIDE_NATIVE=OFF
+   on x86) fmaf is still exact, only slower. No a*b + c is left unfused, so
+   FMA contraction settings cannot change the results.
+
+   Non-contiguous operands go through the strided iterator (every operand is
+   read and written through its own strides); the unit-stride f32 case uses
+   AVX2 when compiled for it, whose results are identical to the scalar loop
+   (every op is correctly rounded: mul, sub, fma, sqrt, div, add). */
+#include "pointwise.h"
+#include <math.h>
+#include <stdio.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+typedef struct {
+  double decay, w, beta2, c2, bc2_sqrt, eps, neg_step_size;
+  int small;  /* lerp weight below 0.5: torch's first lerp formula */
+} adamw_ctx;
+
+/* One element in type T; F is the fma function of T. */
+#define ADAMW_ELEM(T, F, p, g, m, v, k)                                     \
+  do {                                                                     \
+    T pv_ = (p) * k##decay, gv_ = (g), mv_ = (m);                          \
+    T d_ = gv_ - mv_;                                                      \
+    mv_ = k##small ? F(k##w, d_, mv_) : F(k##w - (T)1, d_, gv_);           \
+    T vv_ = (v) * k##beta2;                                                \
+    vv_ = F(k##c2 * gv_, gv_, vv_);                                        \
+    T den_ = sqrt_##T(vv_) / k##bc2s + k##eps;                             \
+    (p) = pv_ + (k##nss * mv_) / den_;                                     \
+    (m) = mv_;                                                             \
+    (v) = vv_;                                                             \
+  } while (0)
+
+static inline float sqrt_float(float x) { return sqrtf(x); }
+static inline double sqrt_double(double x) { return sqrt(x); }
+
+#define DEF_ADAMW_LOOP(T, F)                                                                  \
+  static void adamw_loop_##T(char **ptr, const int64_t *st, int64_t n, void *vctx) {          \
+    const adamw_ctx *c = vctx;                                                                \
+    const T kdecay = (T)c->decay, kw = (T)c->w, kbeta2 = (T)c->beta2, kc2 = (T)c->c2;        \
+    const T kbc2s = (T)c->bc2_sqrt, keps = (T)c->eps, knss = (T)c->neg_step_size;            \
+    const int ksmall = c->small;                                                              \
+    const int64_t es = (int64_t)sizeof(T);                                                    \
+    int64_t i = 0;                                                                            \
+    if (st[0] == es && st[1] == es && st[2] == es && st[3] == es) {                           \
+      T *P = (T *)ptr[0], *M = (T *)ptr[2], *V = (T *)ptr[3];                                 \
+      const T *G = (const T *)ptr[1];                                                         \
+      i = adamw_simd_##T(P, G, M, V, n, c);                                                   \
+      for (; i < n; i++) ADAMW_ELEM(T, F, P[i], G[i], M[i], V[i], k);                         \
+      return;                                                                                 \
+    }                                                                                         \
+    for (; i < n; i++) {                                                                      \
+      T *p = (T *)(ptr[0] + i * st[0]), *m = (T *)(ptr[2] + i * st[2]);                       \
+      T *v = (T *)(ptr[3] + i * st[3]);                                                       \
+      const T g = *(const T *)(ptr[1] + i * st[1]);                                           \
+      ADAMW_ELEM(T, F, *p, g, *m, *v, k);                                                     \
+    }                                                                                         \
+  }
+
+/* The unit-stride f32 body in 8-lane AVX2; returns how many elements it did
+   (the rest go through the scalar loop, which computes the same values). */
+static int64_t adamw_simd_float(float *P, const float *G, float *M, float *V, int64_t n, const adamw_ctx *c) {
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256 decay = _mm256_set1_ps((float)c->decay), beta2 = _mm256_set1_ps((float)c->beta2);
+  const __m256 c2 = _mm256_set1_ps((float)c->c2), bc2s = _mm256_set1_ps((float)c->bc2_sqrt);
+  const __m256 eps = _mm256_set1_ps((float)c->eps), nss = _mm256_set1_ps((float)c->neg_step_size);
+  const __m256 coef = _mm256_set1_ps(c->small ? (float)c->w : (float)c->w - 1.0f);
+  const int small = c->small;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 p = _mm256_mul_ps(_mm256_loadu_ps(P + i), decay);
+    __m256 g = _mm256_loadu_ps(G + i), m = _mm256_loadu_ps(M + i);
+    __m256 d = _mm256_sub_ps(g, m);
+    m = _mm256_fmadd_ps(coef, d, small ? m : g);
+    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(V + i), beta2);
+    v = _mm256_fmadd_ps(_mm256_mul_ps(c2, g), g, v);
+    __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v), bc2s), eps);
+    p = _mm256_add_ps(p, _mm256_div_ps(_mm256_mul_ps(nss, m), den));
+    _mm256_storeu_ps(P + i, p);
+    _mm256_storeu_ps(M + i, m);
+    _mm256_storeu_ps(V + i, v);
+  }
+  return i;
+#else
+  (void)P; (void)G; (void)M; (void)V; (void)n; (void)c;
+  return 0;
+#endif
+}
+
+/* f64 is for checks; its scalar loop is fast enough. */
+static int64_t adamw_simd_double(double *P, const double *G, double *M, double *V, int64_t n, const adamw_ctx *c) {
+  (void)P; (void)G; (void)M; (void)V; (void)n; (void)c;
+  return 0;
+}
+
+DEF_ADAMW_LOOP(float, fmaf)
+DEF_ADAMW_LOOP(double, fma)
+
+/* Byte range [lo, hi) that t's elements occupy; empty when t has none. */
+static void extent(const tide_tensor *t, uintptr_t *lo, uintptr_t *hi) {
+  int64_t es = tide_dtype_size(t->dtype), a = 0, b = 0;
+  if (t->numel == 0) { *lo = *hi = 0; return; }
+  for (int32_t i = 0; i < t->ndim; i++) {
+    int64_t span = (t->shape[i] - 1) * t->stride[i];
+    if (span < 0) a += span; else b += span;
+  }
+  *lo = (uintptr_t)(t->data + a * es);
+  *hi = (uintptr_t)(t->data + (b + 1) * es);
+}
+
+int tide_adamw_step_(tide_tensor *param, const tide_tensor *grad, tide_tensor *exp_avg, tide_tensor *exp_avg_sq,
+                     double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step) {
+  static const char *const names[4] = {"param", "grad", "exp_avg", "exp_avg_sq"};
+  const tide_tensor *ts[4] = {param, grad, exp_avg, exp_avg_sq};
+  char what[48];
+  for (int k = 0; k < 4; k++) {
+    snprintf(what, sizeof what, "adamw_step_ (%s)", names[k]);
+    TIDE_TRY(tide_check_tensor(ts[k], what));
+  }
+  int32_t dt = param->dtype;
+  if (dt != TIDE_F32 && dt != TIDE_F64)
+    return tide_fail("adamw_step_: param has dtype %s; the fused AdamW step supports f32 and f64 parameters",
+                     tide_dtype_name(dt));
+  for (int k = 1; k < 4; k++) {
+    if (ts[k]->dtype != dt)
+      return tide_fail("adamw_step_: %s has dtype %s but param has dtype %s; they must match",
+                       names[k], tide_dtype_name(ts[k]->dtype), tide_dtype_name(dt));
+    if (ts[k]->ndim != param->ndim || memcmp(ts[k]->shape, param->shape, sizeof(int64_t) * (size_t)param->ndim)) {
+      char a[160], b[160];
+      return tide_fail("adamw_step_: %s has shape %s but param has shape %s; they must match", names[k],
+                       tide_shape_str(a, sizeof a, ts[k]->ndim, ts[k]->shape),
+                       tide_shape_str(b, sizeof b, param->ndim, param->shape));
+    }
+  }
+  if (step < 1) return tide_fail("adamw_step_: step must be >= 1 (the count after this update), got %lld", (long long)step);
+  if (!(lr >= 0) || !isfinite(lr)) return tide_fail("adamw_step_: invalid learning rate %g (expected a finite lr >= 0)", lr);
+  if (!(beta1 >= 0 && beta1 < 1)) return tide_fail("adamw_step_: invalid beta1 %g (expected 0 <= beta1 < 1)", beta1);
+  if (!(beta2 >= 0 && beta2 < 1)) return tide_fail("adamw_step_: invalid beta2 %g (expected 0 <= beta2 < 1)", beta2);
+  if (!(eps >= 0) || !isfinite(eps)) return tide_fail("adamw_step_: invalid eps %g (expected a finite eps >= 0)", eps);
+  if (!(weight_decay >= 0) || !isfinite(weight_decay))
+    return tide_fail("adamw_step_: invalid weight_decay %g (expected a finite value >= 0)", weight_decay);
+  TIDE_TRY(tide_pw_check_writable(param, "adamw_step_ (param)"));
+  TIDE_TRY(tide_pw_check_writable(exp_avg, "adamw_step_ (exp_avg)"));
+  TIDE_TRY(tide_pw_check_writable(exp_avg_sq, "adamw_step_ (exp_avg_sq)"));
+  /* each element reads all four operands before writing three of them;
+     overlapping operands would see each other's new values */
+  uintptr_t lo[4], hi[4];
+  for (int k = 0; k < 4; k++) extent(ts[k], &lo[k], &hi[k]);
+  for (int a = 0; a < 4; a++)
+    for (int b = a + 1; b < 4; b++)
+      if (lo[a] < hi[b] && lo[b] < hi[a])
+        return tide_fail("adamw_step_: %s and %s share memory; each needs its own storage", names[a], names[b]);
+  if (param->numel == 0) return 0;
+
+  /* the Python-side scalars of torch's _single_tensor_adamw, in double */
+  double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+  adamw_ctx c = {
+    .decay = 1.0 - lr * weight_decay,
+    .w = 1.0 - beta1,
+    .beta2 = beta2,
+    .c2 = 1.0 - beta2,
+    .bc2_sqrt = sqrt(bc2),
+    .eps = eps,
+    .neg_step_size = -(lr / bc1),
+  };
+  /* torch decides the lerp formula on the weight in the tensor's dtype */
+  c.small = dt == TIDE_F32 ? fabsf((float)c.w) < 0.5f : fabs(c.w) < 0.5;
+  tide_iter it;
+  tide_iter_init(&it, param->ndim, param->shape, 4, ts);
+  tide_iter_run(&it, dt == TIDE_F32 ? adamw_loop_float : adamw_loop_double, &c, TIDE_GRAIN / 4);
+  return 0;
+}

@@ -1,0 +1,230 @@
+-- tide.F: the fused neural-network ops, named as in torch.nn.functional.
+-- Forward and backward are C kernels (kernels/cpu/nn_*.c); this file calls
+-- them and records the autograd node that links the two.
+local ffi = require 'ffi'
+local C = require 'tide.C'
+
+local M = {}
+
+function M.install(tide, core)
+  local F = {}
+  tide.F = F
+  local ag = tide.autograd
+  local is_tensor, wrap, check = core.is_tensor, core.wrap, core.check
+  local out1, out2 = core.out1, core.out2
+  local out3 = ffi.new('tide_tensor*[1]')
+  local record = ag.record
+
+  local function handle(x, what, name)
+    if not is_tensor(x) then
+      error(('%s: %s must be a tensor, got %s'):format(what, name, type(x)), 3)
+    end
+    return x._c
+  end
+  local function opt_handle(x, what, name)
+    if x == nil then return nil end
+    return handle(x, what, name)
+  end
+
+  -- Runs a kernel with out slots and raises its error at the caller of F.*.
+  local function run(rc)
+    if rc ~= 0 then error(ffi.string(C.tide_last_error()), 3) end
+  end
+
+  -- linear and Conv1D ---------------------------------------------------------
+
+  -- x [..., in] @ weight^T [in, out] (+ bias), through one 2-d product so the
+  -- weight's gradient is one GEMM too.
+  function F.linear(x, weight, bias)
+    handle(x, 'linear', 'input')
+    handle(weight, 'linear', 'weight')
+    local shape = x:shape()
+    local x2 = #shape == 2 and x or x:reshape(-1, shape[#shape])
+    local y = x2:matmul(weight:t())
+    if bias ~= nil then y = y + bias end
+    if #shape ~= 2 then
+      shape[#shape] = weight:size(1)
+      y = y:view(shape)
+    end
+    return y
+  end
+
+  -- GPT-2's Conv1D: weight [in, out], y = x @ weight + bias.
+  function F.conv1d_gpt2(x, weight, bias)
+    handle(x, 'conv1d', 'input')
+    handle(weight, 'conv1d', 'weight')
+    local shape = x:shape()
+    local x2 = #shape == 2 and x or x:reshape(-1, shape[#shape])
+    local y = x2:matmul(weight)
+    if bias ~= nil then y = y + bias end
+    if #shape ~= 2 then
+      shape[#shape] = weight:size(2)
+      y = y:view(shape)
+    end
+    return y
+  end
+
+  -- embedding -------------------------------------------------------------------
+
+  -- F.embedding(ids, weight): rows of weight [V, C] at 0-based ids.
+  function F.embedding(ids, weight)
+    local ci, cw = handle(ids, 'embedding', 'ids'), handle(weight, 'embedding', 'weight')
+    run(C.tide_embedding(cw, ci, out1))
+    local out = wrap(out1[0])
+    if ag.wants(weight) then
+      local V = weight:size(1)
+      record('embedding', out, { n = 2, false, weight }, function(g)
+        local dw = core.call(C.tide_embedding_backward, g._c, ids._c, V, out1)
+        return nil, dw
+      end)
+    end
+    return out
+  end
+
+  -- layer norm --------------------------------------------------------------------
+
+  -- F.layer_norm(x, normalized_shape, weight, bias, eps): over the last dim.
+  function F.layer_norm(x, normalized_shape, weight, bias, eps)
+    local cx = handle(x, 'layer_norm', 'input')
+    local last = x:size(-1)
+    local ns = type(normalized_shape) == 'table' and normalized_shape or { normalized_shape }
+    if #ns ~= 1 or ns[1] ~= last then
+      error(('layer_norm: normalized_shape must be the last dim {%d}; got {%s}')
+        :format(last, table.concat(ns, ', ')), 2)
+    end
+    local cw, cb = opt_handle(weight, 'layer_norm', 'weight'), opt_handle(bias, 'layer_norm', 'bias')
+    run(C.tide_layer_norm(cx, cw, cb, eps or 1e-5, out1, out2, out3))
+    local out, mean, rstd = wrap(out1[0]), wrap(out2[0]), wrap(out3[0])
+    if ag.wants(x, weight, bias) then
+      record('layer_norm', out, { n = 3, x, weight, bias }, function(g)
+        local want_w, want_b = weight ~= nil and ag.needs(weight), bias ~= nil and ag.needs(bias)
+        run(C.tide_layer_norm_backward(g._c, x._c, cw, mean._c, rstd._c, out1,
+          want_w and out2 or nil, want_b and out3 or nil))
+        local dx = wrap(out1[0])
+        local dw, db
+        if want_w then dw = wrap(out2[0]) end
+        if want_b then db = wrap(out3[0]) end
+        return dx, dw, db
+      end)
+    end
+    return out
+  end
+
+  -- softmax -----------------------------------------------------------------------
+
+  local function softmax(name, log, x, dim)
+    local cx = handle(x, name, 'input')
+    if dim == nil then error(name .. ': dim is required', 3) end
+    local d = core.dim0(dim, x:dim(), name, nil, 2)
+    run(C.tide_softmax(cx, d, log, out1))
+    local out = wrap(out1[0])
+    if ag.wants(x) then
+      record(name, out, { n = 1, x }, function(g)
+        return core.call(C.tide_softmax_backward, g._c, out._c, d, log, out1)
+      end)
+    end
+    return out
+  end
+  function F.softmax(x, dim) return softmax('softmax', 0, x, dim) end
+  function F.log_softmax(x, dim) return softmax('log_softmax', 1, x, dim) end
+  core.Tensor.softmax = function(x, dim) return softmax('softmax', 0, x, dim) end
+  core.Tensor.log_softmax = function(x, dim) return softmax('log_softmax', 1, x, dim) end
+
+  function F.gelu(x, approximate) return x:gelu(approximate) end
+  function F.relu(x) return x:relu() end
+  function F.tanh(x) return x:tanh() end
+  function F.sigmoid(x) return x:sigmoid() end
+
+  -- dropout ---------------------------------------------------------------------------
+
+  -- F.dropout(x, p, training, {generator=}): identity unless training and p > 0.
+  function F.dropout(x, p, training, opts)
+    handle(x, 'dropout', 'input')
+    p = p or 0.5
+    if type(p) ~= 'number' or p < 0 or p > 1 then
+      error(('dropout: p must be in [0, 1], got %s'):format(tostring(p)), 2)
+    end
+    if training == false or p == 0 then return x end
+    local g = opts and opts.generator or tide.default_generator
+    run(C.tide_dropout(x._c, p, g._g, out1, out2))
+    local out, mask = wrap(out1[0]), wrap(out2[0])
+    if ag.wants(x) then
+      record('dropout', out, { n = 1, x }, function(gr)
+        return core.call(C.tide_dropout_backward, gr._c, mask._c, p, out1)
+      end)
+    end
+    return out
+  end
+
+  -- attention --------------------------------------------------------------------------
+
+  -- F.scaled_dot_product_attention(q, k, v, {is_causal=false, scale=1/sqrt(D)})
+  -- with q [B, H, T, D], k and v [B, H, S, D].
+  function F.scaled_dot_product_attention(q, k, v, opts)
+    local cq, ck, cv = handle(q, 'attention', 'q'), handle(k, 'attention', 'k'), handle(v, 'attention', 'v')
+    opts = opts or {}
+    local causal = opts.is_causal and 1 or 0
+    local scale = opts.scale or 1 / math.sqrt(q:size(-1))
+    run(C.tide_attention(cq, ck, cv, causal, scale, out1, out2))
+    local out, lse = wrap(out1[0]), wrap(out2[0])
+    if ag.wants(q, k, v) then
+      record('attention', out, { n = 3, q, k, v }, function(g)
+        run(C.tide_attention_backward(g._c, q._c, k._c, v._c, out._c, lse._c, causal, scale, out1, out2, out3))
+        return wrap(out1[0]), wrap(out2[0]), wrap(out3[0])
+      end)
+    end
+    return out
+  end
+
+  -- losses -------------------------------------------------------------------------------
+
+  local reductions = { none = C.TIDE_REDUCE_NONE, mean = C.TIDE_REDUCE_MEAN, sum = C.TIDE_REDUCE_SUM }
+
+  -- F.cross_entropy(logits [N, V] or [..., V], targets [N] or [...],
+  --                 {reduction='mean'|'sum'|'none', ignore_index=-100})
+  function F.cross_entropy(logits, targets, opts)
+    local cl, ct = handle(logits, 'cross_entropy', 'logits'), handle(targets, 'cross_entropy', 'targets')
+    opts = opts or {}
+    local red = reductions[opts.reduction or 'mean']
+    if red == nil then
+      error(("cross_entropy: reduction must be 'mean', 'sum' or 'none', got %s"):format(tostring(opts.reduction)), 2)
+    end
+    local ignore = opts.ignore_index or -100
+    run(C.tide_cross_entropy(cl, ct, ignore, red, out1, out2))
+    local loss, lse = wrap(out1[0]), wrap(out2[0])
+    if ag.wants(logits) then
+      record('cross_entropy', loss, { n = 2, logits, false }, function(g)
+        return core.call(C.tide_cross_entropy_backward, g._c, logits._c, targets._c, lse._c, ignore, red, out1), nil
+      end)
+    end
+    return loss
+  end
+
+  function F.mse_loss(a, b, opts)
+    local d = a - b
+    local sq = d * d
+    local red = opts and opts.reduction or 'mean'
+    if red == 'mean' then return sq:mean() end
+    if red == 'sum' then return sq:sum() end
+    if red == 'none' then return sq end
+    error(("mse_loss: reduction must be 'mean', 'sum' or 'none', got %s"):format(tostring(red)), 2)
+  end
+
+  -- token selection --------------------------------------------------------------------------
+
+  -- tide.isin(t, ids): a bool tensor, true where t's value is one of ids (a
+  -- Lua list of numbers or a 1-d tensor).
+  function tide.isin(t, ids)
+    handle(t, 'isin', 'input')
+    if is_tensor(ids) then ids = ids:tolist() end
+    if type(ids) ~= 'table' then error('isin: ids must be a list of numbers or a 1-d tensor', 2) end
+    local r = tide.zeros_like(t, { dtype = 'bool' })
+    tide.no_grad(function()
+      for _, id in ipairs(ids) do r = r:logical_or(t:eq(id)) end
+    end)
+    return r
+  end
+  core.Tensor.isin = tide.isin
+end
+
+return M

@@ -1,0 +1,299 @@
+-- GPT-2 as Hugging Face's GPT2LMHeadModel computes it, with its parameter
+-- names and layouts (Conv1D weights are [in, out]), so Hugging Face
+-- directories load and save as they are. docs/dev/gpt2-facts.md describes the
+-- reference behaviour this follows.
+local M = {}
+
+-- The released configurations (vocab 50257, 1024 positions).
+local named = {
+  ['gpt2'] = { n_embd = 768, n_layer = 12, n_head = 12 },
+  ['gpt2-medium'] = { n_embd = 1024, n_layer = 24, n_head = 16 },
+  ['gpt2-large'] = { n_embd = 1280, n_layer = 36, n_head = 20 },
+  ['gpt2-xl'] = { n_embd = 1600, n_layer = 48, n_head = 25 },
+  ['distilgpt2'] = { n_embd = 768, n_layer = 6, n_head = 12 },
+}
+
+-- GPT2Config's defaults.
+local defaults = {
+  vocab_size = 50257, n_positions = 1024, n_embd = 768, n_layer = 12, n_head = 12,
+  n_inner = nil, activation_function = 'gelu_new',
+  resid_pdrop = 0.1, embd_pdrop = 0.1, attn_pdrop = 0.1,
+  layer_norm_epsilon = 1e-5, initializer_range = 0.02,
+  scale_attn_weights = true, scale_attn_by_inverse_layer_idx = false, reorder_and_upcast_attn = false,
+  tie_word_embeddings = true, bos_token_id = 50256, eos_token_id = 50256,
+}
+M.defaults = defaults
+
+function M.install(tide, core)
+  local nn, F = tide.nn, tide.F
+  local gpt2 = {}
+  tide.gpt2 = gpt2
+
+  -- tide.gpt2.config('gpt2' | table, overrides): a full config table.
+  function gpt2.config(name_or_table, overrides)
+    local cfg = {}
+    for k, v in pairs(defaults) do cfg[k] = v end
+    if type(name_or_table) == 'string' then
+      local base = named[name_or_table]
+      if base == nil then
+        local names = {}
+        for k in pairs(named) do names[#names + 1] = k end
+        table.sort(names)
+        error(('gpt2.config: unknown model %q (known: %s)'):format(name_or_table, table.concat(names, ', ')), 2)
+      end
+      for k, v in pairs(base) do cfg[k] = v end
+    elseif type(name_or_table) == 'table' then
+      for k, v in pairs(name_or_table) do cfg[k] = v end
+    elseif name_or_table ~= nil then
+      error('gpt2.config: expected a model name or a table', 2)
+    end
+    for k, v in pairs(overrides or {}) do cfg[k] = v end
+    for _, k in ipairs { 'vocab_size', 'n_positions', 'n_embd', 'n_layer', 'n_head' } do
+      local v = cfg[k]
+      if type(v) ~= 'number' or v < 1 or v % 1 ~= 0 then
+        error(('gpt2.config: %s must be a positive integer, got %s'):format(k, tostring(v)), 2)
+      end
+    end
+    if cfg.n_embd % cfg.n_head ~= 0 then
+      error(('gpt2.config: n_embd (%d) must be divisible by n_head (%d)'):format(cfg.n_embd, cfg.n_head), 2)
+    end
+    if cfg.activation_function ~= 'gelu_new' and cfg.activation_function ~= 'gelu_pytorch_tanh' then
+      error(('gpt2.config: activation_function %q is not supported (gelu_new, the tanh GELU, is)')
+        :format(tostring(cfg.activation_function)), 2)
+    end
+    return cfg
+  end
+
+  -- blocks --------------------------------------------------------------------
+
+  local Attention = nn.Module:extend('GPT2Attention')
+  function Attention:init(cfg, layer_idx)
+    self.n_head, self.n_embd = cfg.n_head, cfg.n_embd
+    self.head_dim = cfg.n_embd / cfg.n_head
+    self.scale = 1 / math.sqrt(self.head_dim)
+    if cfg.scale_attn_weights == false then self.scale = 1 end
+    if cfg.scale_attn_by_inverse_layer_idx then self.scale = self.scale / (layer_idx + 1) end
+    self.attn_pdrop = cfg.attn_pdrop
+    self:add_module('c_attn', nn.Conv1D(3 * cfg.n_embd, cfg.n_embd))
+    self:add_module('c_proj', nn.Conv1D(cfg.n_embd, cfg.n_embd))
+    self:add_module('resid_dropout', nn.Dropout(cfg.resid_pdrop))
+  end
+  function Attention:forward(x)
+    local B, T, C = x:size(1), x:size(2), x:size(3)
+    local H, D = self.n_head, self.head_dim
+    local qkv = self.c_attn(x)
+    local parts = qkv:split(C, 3)
+    -- [B, T, C] -> [B, H, T, D] as views: the kernel reads any strides
+    local q = parts[1]:view(B, T, H, D):transpose(2, 3)
+    local k = parts[2]:view(B, T, H, D):transpose(2, 3)
+    local v = parts[3]:view(B, T, H, D):transpose(2, 3)
+    local y
+    if self.training and self.attn_pdrop > 0 then
+      -- dropout on the attention probabilities needs them materialised: the
+      -- explicit path (scores, mask, softmax, dropout, weighted sum)
+      local scores = q:matmul(k:transpose(3, 4)) * self.scale
+      local future = tide.arange(T):view(1, T):gt(tide.arange(T):view(T, 1))
+      local probs = F.softmax(scores:masked_fill(future, -math.huge), -1)
+      y = F.dropout(probs, self.attn_pdrop, true):matmul(v)
+    else
+      y = F.scaled_dot_product_attention(q, k, v, { is_causal = true, scale = self.scale })
+    end
+    y = y:transpose(2, 3):reshape(B, T, C)
+    return self.resid_dropout(self.c_proj(y))
+  end
+
+  local MLP = nn.Module:extend('GPT2MLP')
+  function MLP:init(cfg)
+    local inner = cfg.n_inner or 4 * cfg.n_embd
+    self:add_module('c_fc', nn.Conv1D(inner, cfg.n_embd))
+    self:add_module('c_proj', nn.Conv1D(cfg.n_embd, inner))
+    self:add_module('dropout', nn.Dropout(cfg.resid_pdrop))
+  end
+  function MLP:forward(x)
+    return self.dropout(self.c_proj(self.c_fc(x):gelu()))
+  end
+
+  local Block = nn.Module:extend('GPT2Block')
+  function Block:init(cfg, layer_idx)
+    self:add_module('ln_1', nn.LayerNorm(cfg.n_embd, { eps = cfg.layer_norm_epsilon }))
+    self:add_module('attn', Attention(cfg, layer_idx))
+    self:add_module('ln_2', nn.LayerNorm(cfg.n_embd, { eps = cfg.layer_norm_epsilon }))
+    self:add_module('mlp', MLP(cfg))
+  end
+  function Block:forward(x)
+    x = x + self.attn(self.ln_1(x))
+    return x + self.mlp(self.ln_2(x))
+  end
+
+  local Transformer = nn.Module:extend('GPT2Model')
+  function Transformer:init(cfg)
+    self:add_module('wte', nn.Embedding(cfg.vocab_size, cfg.n_embd))
+    self:add_module('wpe', nn.Embedding(cfg.n_positions, cfg.n_embd))
+    self:add_module('drop', nn.Dropout(cfg.embd_pdrop))
+    local h = nn.ModuleList()
+    for i = 0, cfg.n_layer - 1 do h:append(Block(cfg, i)) end
+    self:add_module('h', h)
+    self:add_module('ln_f', nn.LayerNorm(cfg.n_embd, { eps = cfg.layer_norm_epsilon }))
+  end
+
+  -- the model ---------------------------------------------------------------------
+
+  local LMHead = nn.Module:extend('GPT2LMHeadModel')
+  gpt2.GPT2LMHeadModel = LMHead
+
+  function LMHead:init(cfg, opts)
+    self.config = cfg
+    self:add_module('transformer', Transformer(cfg))
+    -- lm_head shares wte's weight: one tensor under two names
+    local head = nn.Module:extend('Linear')()
+    if cfg.tie_word_embeddings ~= false then
+      head:register_parameter('weight', self.transformer.wte.weight)
+    else
+      head:register_parameter('weight', tide.empty(cfg.vocab_size, cfg.n_embd):normal_(0, cfg.initializer_range))
+    end
+    self:add_module('lm_head', head)
+    if not (opts and opts.skip_init) then self:init_weights() end
+  end
+
+  -- Hugging Face's _init_weights: normal(0, initializer_range) for Conv1D and
+  -- embedding weights, zero biases, LayerNorm weight 1 and bias 0; then every
+  -- c_proj.weight normal(0, initializer_range / sqrt(2 n_layer)).
+  function LMHead:init_weights()
+    local cfg = self.config
+    local std = cfg.initializer_range
+    tide.no_grad(function()
+      for _, pair in ipairs(self:named_modules()) do
+        local name, m = pair[1], pair[2]
+        if m.type_name == 'Conv1D' then
+          local s = name:match('c_proj$') and std / math.sqrt(2 * cfg.n_layer) or std
+          m.weight:normal_(0, s)
+          m.bias:zero_()
+        elseif m.type_name == 'Embedding' then
+          m.weight:normal_(0, std)
+        elseif m.type_name == 'LayerNorm' then
+          m.weight:fill_(1)
+          m.bias:zero_()
+        end
+      end
+    end)
+  end
+
+  -- model:forward(ids) -> logits [B, T, V]; model(ids, {labels=ids}) -> {logits, loss}
+  function LMHead:forward(ids, opts)
+    if not core.is_tensor(ids) then error('GPT2LMHeadModel: input_ids must be an integer tensor', 2) end
+    if ids:dim() == 1 then ids = ids:unsqueeze(1) end
+    local B, T = ids:size(1), ids:size(2)
+    local cfg = self.config
+    if T > cfg.n_positions then
+      error(('GPT2LMHeadModel: sequence length %d exceeds n_positions %d'):format(T, cfg.n_positions), 2)
+    end
+    local tr = self.transformer
+    local pos = tide.arange(T)
+    local x = tr.wte(ids) + tr.wpe(pos)
+    x = tr.drop(x)
+    for i = 1, tr.h:len() do x = tr.h[i](x) end
+    x = tr.ln_f(x)
+    local logits = F.linear(x, self.lm_head.weight)
+    if opts == nil or opts.labels == nil then
+      if opts ~= nil then return { logits = logits } end
+      return logits
+    end
+    local labels = opts.labels
+    if labels:dim() == 1 then labels = labels:unsqueeze(1) end
+    -- predict token t+1 from tokens up to t
+    local shift_logits = logits:narrow(2, 1, T - 1)
+    local shift_labels = labels:narrow(2, 2, T - 1)
+    local loss = F.cross_entropy(shift_logits:reshape(B * (T - 1), cfg.vocab_size),
+      shift_labels:reshape(B * (T - 1)), { ignore_index = -100 })
+    return { logits = logits, loss = loss }
+  end
+
+  -- The number of distinct parameters of a config (lm_head tied), without
+  -- building the model: embeddings, per block two LayerNorms, c_attn, c_proj,
+  -- c_fc and the MLP's c_proj, then ln_f.
+  function gpt2.num_parameters(cfg)
+    local C, inner = cfg.n_embd, cfg.n_inner or 4 * cfg.n_embd
+    local block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * inner + inner) + (inner * C + C)
+    local n = cfg.vocab_size * C + cfg.n_positions * C + cfg.n_layer * block + 2 * C
+    if cfg.tie_word_embeddings == false then n = n + cfg.vocab_size * C end
+    return n
+  end
+
+  -- Hugging Face directories ---------------------------------------------------
+
+  local function join(dir, name) return (dir:gsub('/+$', '')) .. '/' .. name end
+
+  -- tide.gpt2.from_pretrained(dir): config.json + model.safetensors as
+  -- transformers writes them; names with or without the 'transformer.'
+  -- prefix, Conv1D weights [in, out], any float dtype (converted to f32).
+  function gpt2.from_pretrained(dir, overrides)
+    if type(dir) ~= 'string' then error('from_pretrained: expected a directory path', 2) end
+    local ok, file_cfg = pcall(tide.json.read_file, join(dir, 'config.json'))
+    if not ok then error(('from_pretrained: cannot read %s: %s'):format(join(dir, 'config.json'), tostring(file_cfg)), 2) end
+    if file_cfg.model_type ~= nil and file_cfg.model_type ~= 'gpt2' then
+      error(('from_pretrained: %s is a %s model, not gpt2'):format(dir, tostring(file_cfg.model_type)), 2)
+    end
+    local given = {}
+    for k, v in pairs(file_cfg) do
+      if defaults[k] ~= nil or k == 'n_inner' then given[k] = v ~= tide.json.null and v or nil end
+    end
+    local cfg = gpt2.config(given, overrides)
+    local ok2, tensors, names = pcall(tide.io.load_safetensors, join(dir, 'model.safetensors'))
+    if not ok2 then error('from_pretrained: ' .. tostring(tensors), 2) end
+    local model = LMHead(cfg, { skip_init = true })
+    local sd = {}
+    for _, name in ipairs(names) do
+      local key = name
+      -- the causal-mask buffers older versions saved are not parameters
+      if not (key:match('%.attn%.bias$') or key:match('%.attn%.masked_bias$')) then
+        if not key:match('^transformer%.') and not key:match('^lm_head%.') then key = 'transformer.' .. key end
+        sd[key] = tensors[name]
+      end
+    end
+    -- a tied head is wte itself; a file's own lm_head.weight is only used untied
+    if cfg.tie_word_embeddings ~= false then sd['lm_head.weight'] = nil end
+    local own = model:state_dict()
+    if cfg.tie_word_embeddings ~= false then own['lm_head.weight'] = nil end
+    local missing = {}
+    for k in pairs(own) do if sd[k] == nil then missing[#missing + 1] = k end end
+    table.sort(missing)
+    if #missing > 0 then
+      error(('from_pretrained: %s lacks %d parameters: %s'):format(dir, #missing, table.concat(missing, ', ', 1, math.min(#missing, 5))), 2)
+    end
+    local unexpected = {}
+    for k in pairs(sd) do if own[k] == nil then unexpected[#unexpected + 1] = k end end
+    if #unexpected > 0 then
+      table.sort(unexpected)
+      error(('from_pretrained: %s has tensors the model does not: %s'):format(dir, table.concat(unexpected, ', ', 1, math.min(#unexpected, 5))), 2)
+    end
+    local ok3, err = pcall(model.load_state_dict, model, sd, { strict = false })
+    if not ok3 then error('from_pretrained: ' .. tostring(err):gsub('^[^:]*:%d+: ', ''), 2) end
+    return model
+  end
+
+  -- model:save_pretrained(dir): config.json and model.safetensors that
+  -- transformers.AutoModelForCausalLM.from_pretrained(dir) loads unchanged.
+  -- Both files are written atomically (temp file, fsync, rename).
+  function LMHead:save_pretrained(dir)
+    if type(dir) ~= 'string' then error('save_pretrained: expected a directory path', 2) end
+    local rc = os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+    if rc ~= 0 and rc ~= true then error('save_pretrained: cannot create directory ' .. dir, 2) end
+    local cfg = {}
+    for k, v in pairs(self.config) do cfg[k] = v end
+    cfg.model_type = 'gpt2'
+    cfg.architectures = tide.json.array({ 'GPT2LMHeadModel' })
+    cfg.n_inner = cfg.n_inner or tide.json.null
+    cfg.torch_dtype = 'float32'
+    local tensors = {}
+    for _, p in ipairs(self:named_parameters()) do tensors[#tensors + 1] = { p[1], p[2] } end
+    tide.io.save_safetensors(join(dir, 'model.safetensors'), tensors, { format = 'pt' })
+    tide.json.write_file(join(dir, 'config.json'), cfg, { indent = 2 })
+  end
+
+  -- tide.gpt2.new(config_or_name, overrides)
+  function gpt2.new(cfg, overrides)
+    return LMHead(gpt2.config(cfg, overrides))
+  end
+end
+
+return M

@@ -1,0 +1,137 @@
+-- GPT-2 against PyTorch + transformers: the golden files in tests/ref/gpt2_tiny
+-- (made by tests/ref/make_gpt2_golden.py) hold a random GPT-2 saved by
+-- save_pretrained, batches, and what transformers computed from them.
+-- Tensors are compared as wholes: max|tide - ref| / max|ref| (tests/ref/README.md).
+local T = require 'tide.testing'
+
+local dir = 'tests/ref/gpt2_tiny/'
+local load = tide.io.load_safetensors
+
+local function rel_err(a, b)
+  local scale = b:abs():max():item()
+  if scale == 0 then scale = 1 end
+  return (a:to('f64') - b:to('f64')):abs():max():item() / scale
+end
+
+local function expect_close(name, a, b, tol)
+  local e = rel_err(a, b)
+  if not (e <= tol) then error(('%s: relative error %.3g exceeds %.0e'):format(name, e, tol), 2) end
+end
+
+local function grads_match(model, ref, tol, what)
+  local n = 0
+  for _, p in ipairs(model:named_parameters()) do
+    local r = ref[p[1]]
+    T.truthy(r ~= nil, 'no reference gradient for ' .. p[1])
+    T.truthy(p[2].grad ~= nil, 'no gradient for ' .. p[1])
+    expect_close(what .. ' ' .. p[1], p[2].grad, r, tol)
+    n = n + 1
+  end
+  T.eq(n, 28)
+end
+
+T.test('logits, loss and every gradient match transformers', function()
+  local model = tide.gpt2.from_pretrained(dir .. 'model')
+  T.eq(model:num_parameters(), 134912)
+  local inp, ref = load(dir .. 'inputs.safetensors'), load(dir .. 'outputs.safetensors')
+  local out = model(inp.input_ids, { labels = inp.input_ids })
+  expect_close('logits', out.logits, ref.logits, 1e-5)
+  expect_close('loss', out.loss, ref.loss, 1e-5)
+  out.loss:backward()
+  grads_match(model, ref, 1e-4, 'gradient of')
+  -- the second batch has -100 labels, which the loss skips
+  local out2 = model(inp.input_ids_2, { labels = inp.labels_2 })
+  expect_close('logits_2', out2.logits, ref.logits_2, 1e-5)
+  expect_close('loss_2', out2.loss, ref.loss_2, 1e-5)
+end)
+
+T.test('gradient accumulation over two half-weighted batches', function()
+  local model = tide.gpt2.from_pretrained(dir .. 'model')
+  local inp, ref = load(dir .. 'inputs.safetensors'), load(dir .. 'accum.safetensors')
+  local l1 = model(inp.input_ids, { labels = inp.input_ids }).loss
+  ;(l1 / 2):backward()
+  local l2 = model(inp.input_ids_2, { labels = inp.labels_2 }).loss
+  ;(l2 / 2):backward()
+  grads_match(model, ref, 1e-4, 'accumulated gradient of')
+end)
+
+T.test('the keytoken-weighted loss and its gradients match the course code', function()
+  local model = tide.gpt2.from_pretrained(dir .. 'model')
+  local inp, ref = load(dir .. 'inputs.safetensors'), load(dir .. 'keytoken.safetensors')
+  local ids = ref.keytoken_ids:tolist()
+  local loss = tide.losses.keytoken_weighted_loss(inp.input_ids, model(inp.input_ids), ids, 1.0)
+  expect_close('keytoken loss', loss, ref.loss, 1e-5)
+  loss:backward()
+  grads_match(model, ref, 1e-4, 'keytoken gradient of')
+end)
+
+T.test('five AdamW steps with clipping and a cosine schedule match torch', function()
+  if tide.optim == nil then T.skip('tide.optim is not built yet') end
+  local model = tide.gpt2.from_pretrained(dir .. 'model')
+  local inp, ref = load(dir .. 'inputs.safetensors'), load(dir .. 'train.safetensors')
+  local opt = tide.optim.AdamW(tide.optim.grouped_params(model, 0.1), { lr = 5e-4, betas = { 0.9, 0.95 }, eps = 1e-8 })
+  local sched = tide.optim.get_scheduler('cosine', opt, { num_warmup_steps = 2, num_training_steps = 5 })
+  local losses, norms, lrs = ref.losses:tolist(), ref.grad_norms:tolist(), ref.lrs:tolist()
+  for step = 1, 5 do
+    opt:zero_grad()
+    local out = model(inp.input_ids, { labels = inp.input_ids })
+    T.close(out.loss:item(), losses[step], { rtol = 1e-5, atol = 0 }, 'loss before step ' .. (step - 1))
+    out.loss:backward()
+    local norm = tide.optim.clip_grad_norm(model:parameters(), 1.0)
+    T.close(norm, norms[step], { rtol = 1e-5, atol = 0 }, 'grad norm at step ' .. (step - 1))
+    T.close(opt.param_groups[1].lr, lrs[step], { rtol = 1e-12, atol = 1e-15 }, 'lr at step ' .. (step - 1))
+    opt:step()
+    sched:step()
+  end
+  local final = tide.no_grad(function() return model(inp.input_ids, { labels = inp.input_ids }).loss:item() end)
+  T.close(final, losses[6], { rtol = 1e-5, atol = 0 }, 'loss after 5 steps')
+  for _, p in ipairs(model:named_parameters()) do
+    T.close(p[2], ref[p[1]], { rtol = 0, atol = 1e-5 }, p[1] .. ' after 5 steps')
+  end
+end)
+
+T.test('save_pretrained writes what from_pretrained reads back exactly', function()
+  tide.manual_seed(9)
+  local model = tide.gpt2.new({ vocab_size = 97, n_positions = 16, n_embd = 24, n_layer = 2, n_head = 4 })
+  local tmp = os.tmpname()
+  os.remove(tmp)
+  model:save_pretrained(tmp)
+  local st, names, meta = load(tmp .. '/model.safetensors')
+  T.eq(meta.format, 'pt')
+  T.eq(st['lm_head.weight'], nil)
+  T.truthy(st['transformer.h.1.mlp.c_fc.weight'] ~= nil)
+  local cfg = tide.json.read_file(tmp .. '/config.json')
+  T.eq(cfg.model_type, 'gpt2')
+  T.eq(cfg.n_layer, 2)
+  local back = tide.gpt2.from_pretrained(tmp)
+  local ids = tide.randint(0, 97, { 2, 10 })
+  model:eval()
+  back:eval()
+  T.close(back(ids), model(ids), { rtol = 0, atol = 0 })
+  os.execute("rm -rf '" .. tmp .. "'")
+end)
+
+T.test('from_pretrained: names without the transformer. prefix, and clear errors', function()
+  local st, names = load(dir .. 'model/model.safetensors')
+  local tmp = os.tmpname()
+  os.remove(tmp)
+  os.execute("mkdir -p '" .. tmp .. "'")
+  local bare = {}
+  for _, n in ipairs(names) do bare[#bare + 1] = { n:gsub('^transformer%.', ''), st[n] } end
+  tide.io.save_safetensors(tmp .. '/model.safetensors', bare, { format = 'pt' })
+  local f = io.open(dir .. 'model/config.json')
+  local cfg_text = f:read('*a')
+  f:close()
+  f = io.open(tmp .. '/config.json', 'w')
+  f:write(cfg_text)
+  f:close()
+  local a = tide.gpt2.from_pretrained(tmp)
+  local b = tide.gpt2.from_pretrained(dir .. 'model')
+  T.close(a.transformer.h[2].attn.c_proj.weight, b.transformer.h[2].attn.c_proj.weight, { rtol = 0, atol = 0 })
+  -- a missing tensor is named
+  table.remove(bare, 3)
+  tide.io.save_safetensors(tmp .. '/model.safetensors', bare, { format = 'pt' })
+  T.raises(function() tide.gpt2.from_pretrained(tmp) end, 'lacks 1 parameters')
+  T.raises(function() tide.gpt2.from_pretrained(tmp .. '/nowhere') end, 'cannot read')
+  os.execute("rm -rf '" .. tmp .. "'")
+end)
