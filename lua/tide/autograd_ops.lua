@@ -217,6 +217,72 @@ function M.install(tide, core, ag)
     return g:sum(dim, true):expand(g:shape()) - g:cumsum(dim) + g
   end)
 
+  -- var, std and logsumexp: with a gradient wanted, computed from recorded ops
+  local function var_args(dim, opts, keepdim)
+    if type(dim) == 'table' and dim[1] == nil and next(dim) ~= nil and opts == nil then opts, dim = dim, dim.dim end
+    local correction = 1
+    if type(opts) == 'boolean' then correction = opts and 1 or 0
+    elseif type(opts) == 'table' then
+      if opts.correction ~= nil then correction = opts.correction elseif opts.unbiased == false then correction = 0 end
+      if keepdim == nil then keepdim = opts.keepdim end
+    end
+    return dim, correction, keepdim and true or false
+  end
+  local function composite_var(x, dim, correction, keepdim)
+    local mu = x:mean(dim, true)
+    local d = x - mu
+    local n = x:numel() / mu:numel()
+    return (d * d):sum(dim, keepdim) / math.max(0, n - correction)
+  end
+  for _, name in ipairs { 'var', 'std' } do
+    local raw = Tensor[name]
+    local w = function(x, dim, opts, keepdim)
+      if not ag.wants(x) then return raw(x, dim, opts, keepdim) end
+      run(name, raw, x, dim, opts, keepdim)  -- checks the arguments
+      local d, corr, keep = var_args(dim, opts, keepdim)
+      local v = composite_var(x, d, corr, keep)
+      return name == 'std' and v:sqrt() or v
+    end
+    Tensor[name] = w
+    wrapped[raw] = w
+  end
+  local raw_lse = Tensor.logsumexp
+  Tensor.logsumexp = function(x, dim, keepdim)
+    if not ag.wants(x) then return raw_lse(x, dim, keepdim) end
+    local out = run('logsumexp', raw_lse, x, dim, keepdim)
+    if type(keepdim) == 'table' then keepdim = keepdim.keepdim end
+    return record('logsumexp', out, { n = 1, x }, function(g)
+      -- d/dx log sum exp x = softmax(x) over the reduced dims
+      local o = unreduce(out, x, dim, keepdim)
+      return unreduce(g, x, dim, keepdim) * (x - o):exp()
+    end)
+  end
+  wrapped[raw_lse] = Tensor.logsumexp
+  local raw_prod = Tensor.prod
+  Tensor.prod = function(x, ...)
+    if ag.wants(x) then error('prod: no gradient is implemented for prod; compute it under tide.no_grad', 2) end
+    return raw_prod(x, ...)
+  end
+  wrapped[raw_prod] = Tensor.prod
+
+  -- sort and topk: the values' gradient goes back to where they came from
+  for _, name in ipairs { 'sort', 'topk' } do
+    local raw = Tensor[name]
+    local w = function(x, a1, a2, a3, a4)
+      if not ag.wants(x) then return raw(x, a1, a2, a3, a4) end
+      local ok, vals, idx = pcall(raw, x, a1, a2, a3, a4)
+      if not ok then error(vals, 2) end
+      local dim = name == 'sort' and a1 or a2
+      if dim == nil then dim = -1 end
+      record(name, vals, { n = 1, x }, function(g)
+        return tide.zeros_like(x, { dtype = g:dtype() }):scatter_add_(dim, idx, g)
+      end)
+      return vals, idx
+    end
+    Tensor[name] = w
+    wrapped[raw] = w
+  end
+
   -- matrix products ------------------------------------------------------------------------
 
   local function mm_grads(g, a, b)
