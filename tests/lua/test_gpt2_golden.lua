@@ -132,6 +132,6 @@ T.test('from_pretrained: names without the transformer. prefix, and clear errors
   table.remove(bare, 3)
   tide.io.save_safetensors(tmp .. '/model.safetensors', bare, { format = 'pt' })
   T.raises(function() tide.gpt2.from_pretrained(tmp) end, 'lacks 1 parameters')
-  T.raises(function() tide.gpt2.from_pretrained(tmp .. '/nowhere') end, 'cannot read')
+  T.raises(function() tide.gpt2.from_pretrained(tmp .. '/nowhere') end, 'cannot open ' .. tmp .. '/nowhere/config.json')
   os.execute("rm -rf '" .. tmp .. "'")
 end)

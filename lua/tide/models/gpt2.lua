@@ -48,6 +48,13 @@ function M.install(tide, core)
       error('gpt2.config: expected a model name or a table', 2)
     end
     for k, v in pairs(overrides or {}) do cfg[k] = v end
+    -- GPT2Config's bos/eos default (50256) lies outside a smaller vocabulary,
+    -- which transformers warns about; such a model gets the last id instead
+    local given = function(k) return (type(name_or_table) == 'table' and name_or_table[k] ~= nil)
+      or (overrides and overrides[k] ~= nil) end
+    for _, k in ipairs { 'bos_token_id', 'eos_token_id' } do
+      if type(cfg.vocab_size) == 'number' and cfg[k] >= cfg.vocab_size and not given(k) then cfg[k] = cfg.vocab_size - 1 end
+    end
     for _, k in ipairs { 'vocab_size', 'n_positions', 'n_embd', 'n_layer', 'n_head' } do
       local v = cfg[k]
       if type(v) ~= 'number' or v < 1 or v % 1 ~= 0 then
@@ -229,7 +236,7 @@ function M.install(tide, core)
   function gpt2.from_pretrained(dir, overrides)
     if type(dir) ~= 'string' then error('from_pretrained: expected a directory path', 2) end
     local ok, file_cfg = pcall(tide.json.read_file, join(dir, 'config.json'))
-    if not ok then error(('from_pretrained: cannot read %s: %s'):format(join(dir, 'config.json'), tostring(file_cfg)), 2) end
+    if not ok then error('from_pretrained: ' .. tostring(file_cfg):gsub('^[^:]*:%d+: ', ''), 2) end
     if file_cfg.model_type ~= nil and file_cfg.model_type ~= 'gpt2' then
       error(('from_pretrained: %s is a %s model, not gpt2'):format(dir, tostring(file_cfg.model_type)), 2)
     end
