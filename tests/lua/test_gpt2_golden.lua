@@ -135,3 +135,25 @@ T.test('from_pretrained: names without the transformer. prefix, and clear errors
   T.raises(function() tide.gpt2.from_pretrained(tmp .. '/nowhere') end, 'cannot open ' .. tmp .. '/nowhere/config.json')
   os.execute("rm -rf '" .. tmp .. "'")
 end)
+
+T.test('parameter counts of every named config equal transformers\' (param_counts.json)', function()
+  local counts = tide.json.read_file(dir .. 'param_counts.json')
+  local n = 0
+  for name, entry in pairs(counts) do
+    if type(entry) == 'table' and entry.config and tide.gpt2.config then
+      for key, c in pairs(entry) do
+        local vocab = type(key) == 'string' and tonumber(key:match('^vocab_(%d+)$'))
+        if vocab then
+          local ok, cfg = pcall(tide.gpt2.config, name, { vocab_size = vocab })
+          if ok then
+            T.eq(tide.gpt2.num_parameters(cfg), c.total, name .. ' vocab ' .. vocab)
+            T.eq(tide.gpt2.num_parameters(tide.gpt2.config(name, { vocab_size = vocab, tie_word_embeddings = false })),
+              c.untied_total, name .. ' untied')
+            n = n + 1
+          end
+        end
+      end
+    end
+  end
+  T.truthy(n >= 7, 'only ' .. n .. ' configurations checked')
+end)
