@@ -27,12 +27,12 @@
 
    Determinism. The work is cut by shape alone, never by thread count, and
    every output element is summed in one fixed order, so 1 and N threads give
-   the same bits. The backward has two schedules, chosen by B*H:
-   - per head (B*H >= HEADS_PER_HEAD_PATH): one task per head walks its query
-     blocks and accumulates dk, dv in order (five products per tile);
-   - split (fewer heads): tasks per key block compute dk, dv and tasks per
-     query block compute dq, recomputing P and dP in both (seven products per
-     tile) so a single head still spreads over threads. */
+   the same bits. The backward gives each head one task that walks its query
+   blocks in order, computing dq and adding into dk, dv (five products per
+   tile, P recomputed from q, k and lse). With fewer heads than GROUP_TASKS
+   a head's query blocks are dealt round-robin to G groups (G from the shape)
+   that sum dk, dv into partial buffers of S x D each, added in group order
+   afterwards, so one head still spreads over threads. */
 #ifndef ATTN_REAL
 
 #include "tensor.h"
@@ -43,14 +43,14 @@
 #include <math.h>
 #include <string.h>
 
-/* queries per block (and keys per block in the split backward) */
+/* queries per block */
 #define BLK 64
 /* OpenBLAS runs a GEMM on the calling thread when m*n*k is at most its
    SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD (65536 * 4); products are
    cut to stay under it, since we call from inside our own OpenMP loop. */
 #define SINGLE_MNK (65536.0 * 4.0)
-/* from this many (batch, head) pairs the backward gives each head one task */
-#define HEADS_PER_HEAD_PATH 16
+/* the backward aims for this many tasks when there are fewer heads */
+#define GROUP_TASKS 16
 
 /* A [B, H, R, D] operand with unit stride along D: element (b, h, r, d) is
    at p + b*sb + h*sh + r*ld + d elements of the compute type. */
@@ -80,8 +80,8 @@ static int64_t n_visible(const attn_ctx *c, int64_t t, int64_t j0, int64_t j1) {
   return max64(0, min64(j1, t + 1) - j0);
 }
 
-/* Elements per row of a BLAS operand must fit blasint; split products of
-   width 1 still need ld >= 1. */
+/* The leading dimension handed to BLAS, which checks ld >= max(1, width)
+   even for a single row, whose stride never matters. */
 static int64_t blas_ld(int64_t ld, int64_t width) { return max64(ld, max64(width, 1)); }
 
 /* A tile of the score matrix: queries [i0, i1) x keys [j0, j1). Under the
@@ -112,6 +112,18 @@ static inline int64_t row_width(const tile_geo *g, int64_t r, int64_t n) {
   return min64(lim, (n + 15) & ~(int64_t)15);
 }
 
+/* Query-block groups per head in the backward: one when there are enough
+   heads to go round, else up to GROUP_TASKS tasks in all. A function of
+   the shape alone, so the summation order of dk, dv never depends on the
+   thread count. */
+static int64_t backward_groups(int64_t nh, int64_t nqb) {
+  if (nh >= GROUP_TASKS || nqb <= 1) return 1;
+  return min64(nqb, (GROUP_TASKS + nh - 1) / nh);
+}
+
+/* The kernels are written once, after the #else below, in terms of R
+   (ATTN_REAL) and FN(name) (name_f32, name_f64): this file includes itself
+   once per compute type. */
 #define ATTN_CAT_(a, b) a##_##b
 #define ATTN_CAT(a, b) ATTN_CAT_(a, b)
 #define FN(name) ATTN_CAT(name, ATTN_SFX)
@@ -556,61 +568,53 @@ static void FN(rowdots)(const attn_ctx *c) {
   }
 }
 
-/* Zeroes rows [r0, r1) of a head of an output. */
-static void FN(zero_rows)(const opnd *o, int64_t b, int64_t h, int64_t r0, int64_t r1, int64_t D) {
-  R *p = FN(at)(o, b, h);
-  for (int64_t r = r0; r < r1; r++) memset(p + r * o->ld, 0, (size_t)D * sizeof(R));
+/* Zeroes n rows of D elements at row stride ld. */
+static void FN(zero_rows)(R *p, int64_t ld, int64_t n, int64_t D) {
+  for (int64_t r = 0; r < n; r++) memset(p + r * ld, 0, (size_t)D * sizeof(R));
 }
 
-/* dq for queries [i0, i1) of head (b, h), against every key they see; when
-   `kv` is set also adds this block's share of dk and dv (the per-head path,
-   whose caller walks the blocks of one head in order). */
-static void FN(bwd_qblock)(const attn_ctx *c, int64_t b, int64_t h, int64_t i0, int64_t i1, R *P, R *dS, int kv) {
+/* dst[d] = sum over g in order of src[g * gstride + d], d < D. */
+static void FN(sum_groups)(R *dst, const R *src, int64_t G, int64_t gstride, int64_t D) {
+  memcpy(dst, src, (size_t)D * sizeof(R));
+  for (int64_t g = 1; g < G; g++) {
+    const R *x = src + g * gstride;
+#pragma omp simd
+    for (int64_t d = 0; d < D; d++) dst[d] += x[d];
+  }
+}
+
+/* dq for queries [i0, i1) of head (b, h), and their share of dk and dv
+   added into dK and dV (that head's rows 0..S at row stride ldk / ldv). */
+static void FN(bwd_qblock)(const attn_ctx *c, int64_t b, int64_t h, int64_t i0, int64_t i1, R *P, R *dS, R *dK,
+                           int64_t ldk, R *dV, int64_t ldv) {
   int64_t D = c->D;
   tile_geo g = tile_at(c, i0, i1, 0, key_end(c, i1));
   int64_t kend = g.j1;
   R *dQ = FN(at)(&c->dq, b, h) + i0 * c->dq.ld;
   if (kend == 0) {
-    FN(zero_rows)(&c->dq, b, h, i0, i1, D);
+    FN(zero_rows)(dQ, c->dq.ld, i1 - i0, D);
     return;
   }
   FN(tile)(c, b, h, &g, P, dS, kend);
   R scale = (R)c->scale;
+  const R *Q = FN(at)(&c->q, b, h) + i0 * c->q.ld, *dO = FN(at)(&c->dout, b, h) + i0 * c->dout.ld;
   FN(prod_rd)(&g, D, scale, dS, kend, FN(at)(&c->k, b, h), c->k.ld, (R)0, dQ, c->dq.ld);
-  if (kv) {
-    const R *Q = FN(at)(&c->q, b, h) + i0 * c->q.ld, *dO = FN(at)(&c->dout, b, h) + i0 * c->dout.ld;
-    FN(prod_kd)(&g, D, (R)1, P, kend, dO, c->dout.ld, FN(at)(&c->dv, b, h), c->dv.ld);
-    FN(prod_kd)(&g, D, scale, dS, kend, Q, c->q.ld, FN(at)(&c->dk, b, h), c->dk.ld);
-  }
-}
-
-/* dk and dv for keys [j0, j1) of head (b, h): a sum over the query blocks
-   that see them, in order. */
-static void FN(bwd_kblock)(const attn_ctx *c, int64_t b, int64_t h, int64_t j0, int64_t j1, R *P, R *dS) {
-  int64_t nk = j1 - j0, D = c->D;
-  FN(zero_rows)(&c->dk, b, h, j0, j1, D);
-  FN(zero_rows)(&c->dv, b, h, j0, j1, D);
-  R *dK = FN(at)(&c->dk, b, h) + j0 * c->dk.ld, *dV = FN(at)(&c->dv, b, h) + j0 * c->dv.ld;
-  R scale = (R)c->scale;
-  /* causal: query t sees key j0 only when t >= j0 */
-  for (int64_t i0 = c->causal ? j0 - j0 % BLK : 0; i0 < c->T; i0 += BLK) {
-    int64_t i1 = min64(c->T, i0 + BLK);
-    tile_geo g = tile_at(c, i0, i1, j0, j1);
-    const R *Q = FN(at)(&c->q, b, h) + i0 * c->q.ld, *dO = FN(at)(&c->dout, b, h) + i0 * c->dout.ld;
-    FN(tile)(c, b, h, &g, P, dS, nk);
-    FN(prod_kd)(&g, D, (R)1, P, nk, dO, c->dout.ld, dV, c->dv.ld);
-    FN(prod_kd)(&g, D, scale, dS, nk, Q, c->q.ld, dK, c->dk.ld);
-  }
+  FN(prod_kd)(&g, D, (R)1, P, kend, dO, c->dout.ld, dV, ldv);
+  FN(prod_kd)(&g, D, scale, dS, kend, Q, c->q.ld, dK, ldk);
 }
 
 static int FN(backward)(const attn_ctx *c) {
   int64_t B = c->B, H = c->H, T = c->T, S = c->S, D = c->D, nh = B * H;
   if (nh == 0) return 0;
   FN(rowdots)(c);
-  int64_t nqb = (T + BLK - 1) / BLK, nkb = (S + BLK - 1) / BLK;
-  int per_head = nh >= HEADS_PER_HEAD_PATH;
-  /* tasks: per head, or key blocks of every head then query blocks */
-  int64_t ntask = per_head ? nh : nh * (nkb + nqb);
+  int64_t nqb = (T + BLK - 1) / BLK, G = S * D > 0 ? backward_groups(nh, nqb) : 1;
+  /* with several groups per head, each sums its dk, dv into its own slice
+     of `part` ([nh][G][S][D] twice), added up in group order at the end */
+  size_t pbytes = G > 1 ? (size_t)(nh * G) * (size_t)S * (size_t)D * sizeof(R) : 0;
+  R *part = NULL;
+  if (pbytes && !(part = tide_alloc(2 * pbytes)))
+    return tide_fail("attention_backward: out of memory for %zu bytes of partial key gradients", 2 * pbytes);
+  int64_t ntask = nh * G;
   size_t bytes = (size_t)BLK * (size_t)max64(S, 1) * sizeof(R);
   int failed = 0;
 #pragma omp parallel if (ntask > 1)
@@ -623,21 +627,36 @@ static int FN(backward)(const attn_ctx *c) {
 #pragma omp for schedule(dynamic, 1)
     for (int64_t e = 0; e < ntask; e++) {
       if (!P) continue;
-      if (per_head) {
-        int64_t b = e / H, h = e % H;
-        FN(zero_rows)(&c->dk, b, h, 0, S, D);
-        FN(zero_rows)(&c->dv, b, h, 0, S, D);
-        for (int64_t i0 = 0; i0 < T; i0 += BLK) FN(bwd_qblock)(c, b, h, i0, min64(T, i0 + BLK), P, dS, 1);
-      } else if (e < nh * nkb) {
-        int64_t bh = e / nkb, j = e % nkb;
-        FN(bwd_kblock)(c, bh / H, bh % H, j * BLK, min64(S, (j + 1) * BLK), P, dS);
+      int64_t bh = e / G, grp = e % G, b = bh / H, h = bh % H;
+      R *dK, *dV;
+      int64_t ldk, ldv;
+      if (G == 1) {
+        dK = FN(at)(&c->dk, b, h), dV = FN(at)(&c->dv, b, h), ldk = c->dk.ld, ldv = c->dv.ld;
       } else {
-        int64_t bh = (e - nh * nkb) / nqb, i = (e - nh * nkb) % nqb;
-        FN(bwd_qblock)(c, bh / H, bh % H, i * BLK, min64(T, (i + 1) * BLK), P, dS, 0);
+        dK = part + e * S * D, dV = part + pbytes / sizeof(R) + e * S * D, ldk = ldv = max64(D, 1);
       }
+      FN(zero_rows)(dK, ldk, S, D);
+      FN(zero_rows)(dV, ldv, S, D);
+      /* blocks dealt round-robin: causal blocks further down cost more */
+      for (int64_t i = grp; i < nqb; i += G)
+        FN(bwd_qblock)(c, b, h, i * BLK, min64(T, (i + 1) * BLK), P, dS, dK, ldk, dV, ldv);
     }
     if (P) tide_free(P, 2 * bytes);
   }
+  if (part && !failed) {
+    int64_t rows = nh * S;
+#pragma omp parallel for schedule(static) if (rows * D * G >= 32768)
+    for (int64_t e = 0; e < rows; e++) {
+      int64_t bh = e / S, s0 = e % S;
+      for (int which = 0; which < 2; which++) {
+        const R *src = part + (which ? pbytes / sizeof(R) : 0) + (bh * G * S + s0) * D;
+        const opnd *o = which ? &c->dv : &c->dk;
+        R *dst = FN(at)(o, bh / H, bh % H) + s0 * o->ld;
+        FN(sum_groups)(dst, src, G, S * D, D);
+      }
+    }
+  }
+  if (part) tide_free(part, 2 * pbytes);
   if (failed)
     return tide_fail("attention_backward: out of memory for %zu bytes of per-thread scores (S = %lld)", 2 * bytes, (long long)S);
   return 0;
