@@ -6,7 +6,7 @@
 --
 --   tide recipes/train_gpt2_tiny.lua --steps=200 --batch=8 --seq=64 --lr=3e-3
 local args = tide.args
-local steps = args.steps or 200
+local steps = args.steps or 600
 local B, T = args.batch or 8, args.seq or 64
 local lr = args.lr or 3e-3
 tide.manual_seed(args.seed or 0)
