@@ -295,6 +295,36 @@ int64_t tide_json_child(const tide_json *doc, int64_t node, int64_t i);
 /* Member i's key of an object node and its length, NULL if out of range. */
 const char *tide_json_key(const tide_json *doc, int64_t node, int64_t i, int64_t *len);
 
+/* tokenizer: byte-level BPE, GPT-2-exact (runtime/bpe.c, runtime/pretokenize.c) -- */
+
+/* A loaded byte-level BPE tokenizer; read-only after loading, so one may be shared by threads. */
+typedef struct tide_bpe tide_bpe;
+
+/* Loads GPT-2-style vocab.json and merges.txt; errors name the file and, for merges, the line. */
+int tide_bpe_load(const char *vocab_path, const char *merges_path, tide_bpe **out);
+/* Loads a Hugging Face tokenizer.json (model.type BPE, vocab, merges, added_tokens). */
+int tide_bpe_load_json(const char *path, tide_bpe **out);
+/* Frees a tokenizer (NULL is fine). */
+void tide_bpe_free(tide_bpe *t);
+/* One more than the largest token id (vocabulary and added tokens). */
+int64_t tide_bpe_vocab_size(const tide_bpe *t);
+/* The id of a token given as its byte-mapped string ("\xc4\xa0say" for " say"), -1 when absent. */
+int64_t tide_bpe_token_to_id(const tide_bpe *t, const char *s, int64_t len);
+/* The byte-mapped string of token id and its length, NULL when no token has that id. */
+const char *tide_bpe_id_to_token(const tide_bpe *t, int64_t id, int64_t *len);
+/* Number of added tokens (tokenizer.json added_tokens; <|endoftext|> for vocab.json files that hold it). */
+int32_t tide_bpe_added_count(const tide_bpe *t);
+/* Added token i (0-based): its content and length, with its id and special flag, NULL if out of range. */
+const char *tide_bpe_added_token(const tide_bpe *t, int32_t i, int64_t *len, int32_t *id, int32_t *special);
+/* Encodes len bytes into ids (capacity len + 1 suffices); added tokens whose ids are in allowed (nallowed, or all when nallowed < 0) are matched in the text. */
+int tide_bpe_encode(const tide_bpe *t, const char *text, int64_t len, const int32_t *allowed, int32_t nallowed, int32_t *ids, int64_t *nids);
+/* The bytes of n ids: *len is set to their length; they are written to out only when out is not NULL and cap >= *len. */
+int tide_bpe_decode(const tide_bpe *t, const int32_t *ids, int64_t n, char *out, int64_t cap, int64_t *len);
+/* Copies n bytes to out (capacity 3n), each maximal invalid UTF-8 subsequence replaced by U+FFFD; returns the length written. */
+int64_t tide_utf8_replace_invalid(const char *in, int64_t n, char *out);
+/* The Unicode version of the pre-tokenizer's letter, number and space tables. */
+const char *tide_unicode_version_str(void);
+
 /* the process ------------------------------------------------------------------------- */
 
 /* 1 if Ctrl-C arrived since the last call, clearing it (the tide executable

@@ -27,6 +27,7 @@ require('tide.functional').install(tide, core)
 require('tide.nn').install(tide, core)
 require('tide.models.gpt2').install(tide, core)
 require('tide.losses').install(tide, core)
+require('tide.tokenizer').install(tide, core)
 tide.optim = require 'tide.optim'
 
 function tide.set_num_threads(n)

@@ -1,0 +1,642 @@
+/* Byte-level BPE: loading, encoding, decoding. See bpe.h. */
+#define _GNU_SOURCE  /* memmem */
+#include "bpe.h"
+#include "error.h"
+#include "json.h"
+#include "pretokenize.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { uint32_t off, len; } span;
+
+struct tide_bpe {
+  int64_t nids;            /* largest id + 1 */
+  span *tok;               /* per id: byte-mapped string in arena (len UINT32_MAX: no token) */
+  span *raw;               /* per id: the bytes it decodes to, in arena */
+  char *arena;
+  size_t arena_len, arena_cap;
+  int32_t *shash;          /* byte-mapped string -> id, open addressing, -1 empty */
+  uint64_t smask;
+  uint64_t *pkey;          /* (left id << 32 | right id) -> merge, open addressing */
+  int32_t *prank, *pnew;   /* rank and merged id; prank -1 marks an empty slot */
+  uint64_t pmask;
+  int32_t byte_id[256];
+  int32_t nadded;
+  int32_t *added_id;
+  uint8_t *added_special;
+};
+
+#define NO_TOKEN UINT32_MAX
+
+uint32_t tide_bpe_byte_char(unsigned b) {
+  /* printable Latin-1 bytes keep their code point; the other 68 are numbered
+     from U+0100 in byte order */
+  if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
+  uint32_t k = 0;
+  for (unsigned c = 0; c < b; c++)
+    if (!((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF))) k++;
+  return 256 + k;
+}
+
+/* The byte a code point stands for under bytes_to_unicode, -1 if none. */
+static int char_byte(uint32_t cp) {
+  if ((cp >= '!' && cp <= '~') || (cp >= 0xA1 && cp <= 0xAC) || (cp >= 0xAE && cp <= 0xFF)) return (int)cp;
+  if (cp < 256 || cp >= 256 + 68) return -1;
+  uint32_t k = 0;
+  for (unsigned c = 0; c < 256; c++)
+    if (!((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF)))
+      if (k++ == cp - 256) return (int)c;
+  return -1;
+}
+
+static int put_utf8(char *o, uint32_t cp) {
+  if (cp < 0x80) { o[0] = (char)cp; return 1; }
+  if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+  if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+static uint64_t hash_bytes(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return h ^ (h >> 29);
+}
+
+static uint64_t hash_pair(uint64_t k) {
+  k *= 0x9E3779B97F4A7C15ull;
+  return k ^ (k >> 31);
+}
+
+static int arena_add(tide_bpe *t, const char *s, size_t n, span *out) {
+  if (t->arena_len + n > UINT32_MAX - 1) return tide_fail("tokenizer: vocabulary strings exceed 4 GiB");
+  if (t->arena_len + n > t->arena_cap) {
+    size_t cap = t->arena_cap ? t->arena_cap : 1 << 16;
+    while (cap < t->arena_len + n) cap *= 2;
+    char *a = realloc(t->arena, cap);
+    if (!a) return tide_fail("tokenizer: out of memory");
+    t->arena = a;
+    t->arena_cap = cap;
+  }
+  if (n) memcpy(t->arena + t->arena_len, s, n);
+  out->off = (uint32_t)t->arena_len;
+  out->len = (uint32_t)n;
+  t->arena_len += n;
+  return 0;
+}
+
+int64_t tide_bpe_token_to_id(const tide_bpe *t, const char *s, int64_t len) {
+  if (!t || !s || len < 0) return -1;
+  for (uint64_t h = hash_bytes(s, (size_t)len) & t->smask;; h = (h + 1) & t->smask) {
+    int32_t id = t->shash[h];
+    if (id < 0) return -1;
+    if (t->tok[id].len == (uint64_t)len && memcmp(t->arena + t->tok[id].off, s, (size_t)len) == 0) return id;
+  }
+}
+
+/* Registers string s (byte-mapped form) as token id; the tables are sized
+   beforehand. A string already present keeps its first id. */
+static int add_token(tide_bpe *t, const char *s, size_t n, int64_t id, const char *where) {
+  if (id < 0 || id >= t->nids) return tide_fail("%s: token id %lld is out of range", where, (long long)id);
+  if (t->tok[id].len != NO_TOKEN) {
+    span o = t->tok[id];
+    if (o.len == n && memcmp(t->arena + o.off, s, n) == 0) return 0;
+    return tide_fail("%s: id %lld is given to two tokens ('%.*s' and '%.*s')", where, (long long)id,
+                     (int)(o.len > 40 ? 40 : o.len), t->arena + o.off, (int)(n > 40 ? 40 : n), s);
+  }
+  if (tide_bpe_token_to_id(t, s, (int64_t)n) >= 0) return 0;
+  TIDE_TRY(arena_add(t, s, n, &t->tok[id]));
+  uint64_t h = hash_bytes(s, n) & t->smask;
+  while (t->shash[h] >= 0) h = (h + 1) & t->smask;
+  t->shash[h] = (int32_t)id;
+  return 0;
+}
+
+static int size_tables(tide_bpe *t, int64_t nids, int64_t nstrings) {
+  t->nids = nids;
+  t->tok = malloc((size_t)(nids ? nids : 1) * sizeof *t->tok);
+  t->raw = malloc((size_t)(nids ? nids : 1) * sizeof *t->raw);
+  uint64_t cap = 16;
+  while (cap < (uint64_t)nstrings * 2) cap *= 2;
+  t->shash = malloc(cap * sizeof *t->shash);
+  if (!t->tok || !t->raw || !t->shash) return tide_fail("tokenizer: out of memory");
+  t->smask = cap - 1;
+  for (int64_t i = 0; i < nids; i++) t->tok[i].len = t->raw[i].len = NO_TOKEN;
+  memset(t->shash, 0xFF, cap * sizeof *t->shash);
+  return 0;
+}
+
+static int size_merges(tide_bpe *t, int64_t nmerges) {
+  uint64_t cap = 16;
+  while (cap < (uint64_t)nmerges * 2) cap *= 2;
+  t->pkey = malloc(cap * sizeof *t->pkey);
+  t->prank = malloc(cap * sizeof *t->prank);
+  t->pnew = malloc(cap * sizeof *t->pnew);
+  if (!t->pkey || !t->prank || !t->pnew) return tide_fail("tokenizer: out of memory");
+  t->pmask = cap - 1;
+  memset(t->prank, 0xFF, cap * sizeof *t->prank);
+  return 0;
+}
+
+/* Slot of pair (a, b): its own, or the empty one where it would go. */
+static uint64_t pair_slot(const tide_bpe *t, int32_t a, int32_t b) {
+  uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+  uint64_t h = hash_pair(key) & t->pmask;
+  while (t->prank[h] >= 0 && t->pkey[h] != key) h = (h + 1) & t->pmask;
+  return h;
+}
+
+/* Adds merge "a b" with the given rank; `where` names the line or entry. */
+static int add_merge(tide_bpe *t, const char *a, size_t na, const char *b, size_t nb, int32_t rank, const char *where) {
+  int64_t ia = tide_bpe_token_to_id(t, a, (int64_t)na), ib = tide_bpe_token_to_id(t, b, (int64_t)nb);
+  if (ia < 0 || ib < 0)
+    return tide_fail("%s: merge '%.*s %.*s': '%.*s' is not in the vocabulary", where, (int)na, a, (int)nb, b,
+                     ia < 0 ? (int)na : (int)nb, ia < 0 ? a : b);
+  char stack[256];
+  char *ab = na + nb <= sizeof stack ? stack : malloc(na + nb);
+  if (!ab) return tide_fail("tokenizer: out of memory");
+  memcpy(ab, a, na);
+  memcpy(ab + na, b, nb);
+  int64_t iab = tide_bpe_token_to_id(t, ab, (int64_t)(na + nb));
+  if (ab != stack) free(ab);
+  if (iab < 0)
+    return tide_fail("%s: merge '%.*s %.*s': the merged token is not in the vocabulary", where, (int)na, a, (int)nb, b);
+  uint64_t h = pair_slot(t, (int32_t)ia, (int32_t)ib);
+  if (t->prank[h] >= 0) return 0;  /* a repeated merge keeps its first rank */
+  t->pkey[h] = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
+  t->prank[h] = rank;
+  t->pnew[h] = (int32_t)iab;
+  return 0;
+}
+
+/* After the vocabulary: the raw bytes of every token and the ids of the 256 bytes. */
+static int finish_vocab(tide_bpe *t, const char *where) {
+  char *buf = NULL;
+  size_t cap = 0;
+  for (int64_t id = 0; id < t->nids; id++) {
+    span s = t->tok[id];
+    if (s.len == NO_TOKEN) continue;
+    if (s.len > cap) {
+      cap = s.len;
+      char *nb = realloc(buf, cap);
+      if (!nb) { free(buf); return tide_fail("tokenizer: out of memory"); }
+      buf = nb;
+    }
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)t->arena + s.off;
+    for (int64_t i = 0; i < s.len;) {
+      uint32_t cp;
+      int l = tide_utf8_decode(p, s.len, i, &cp);
+      int b = l > 0 ? char_byte(cp) : -1;
+      if (b >= 0) { buf[o++] = (char)b; i += l; continue; }
+      /* not a byte-mapped character: it stands for itself */
+      int k = l > 0 ? l : -l;
+      memcpy(buf + o, p + i, (size_t)k);
+      o += (size_t)k;
+      i += k;
+    }
+    if (arena_add(t, buf, o, &t->raw[id])) { free(buf); return -1; }
+  }
+  free(buf);
+  for (unsigned b = 0; b < 256; b++) {
+    char c[4];
+    int n = put_utf8(c, tide_bpe_byte_char(b));
+    int64_t id = tide_bpe_token_to_id(t, c, n);
+    if (id < 0) return tide_fail("%s: the vocabulary has no token for byte 0x%02X ('%.*s'), so it is not byte-level BPE",
+                                 where, b, n, c);
+    t->byte_id[b] = (int32_t)id;
+  }
+  return 0;
+}
+
+static int add_added(tide_bpe *t, int32_t id, int special) {
+  int32_t *ids = realloc(t->added_id, (size_t)(t->nadded + 1) * sizeof *ids);
+  if (!ids) return tide_fail("tokenizer: out of memory");
+  t->added_id = ids;
+  uint8_t *sp = realloc(t->added_special, (size_t)(t->nadded + 1));
+  if (!sp) return tide_fail("tokenizer: out of memory");
+  t->added_special = sp;
+  t->added_id[t->nadded] = id;
+  t->added_special[t->nadded] = (uint8_t)special;
+  t->nadded++;
+  return 0;
+}
+
+void tide_bpe_free(tide_bpe *t) {
+  if (!t) return;
+  free(t->tok); free(t->raw); free(t->arena); free(t->shash);
+  free(t->pkey); free(t->prank); free(t->pnew);
+  free(t->added_id); free(t->added_special);
+  free(t);
+}
+
+static int read_file(const char *path, const char *what, char **data, int64_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return tide_fail("tokenizer: cannot open %s %s: %s", what, path, strerror(errno));
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  for (;;) {
+    if (!buf) { fclose(f); return tide_fail("tokenizer: out of memory reading %s", path); }
+    n += fread(buf + n, 1, cap - n, f);
+    if (n < cap) break;
+    cap *= 2;
+    char *nb = realloc(buf, cap);
+    if (!nb) free(buf);
+    buf = nb;
+  }
+  int err = ferror(f);
+  fclose(f);
+  if (err) { free(buf); return tide_fail("tokenizer: cannot read %s %s", what, path); }
+  *data = buf;
+  *len = (int64_t)n;
+  return 0;
+}
+
+/* Parses JSON, prefixing a parse error with the file's name. */
+static int parse_json(const char *text, int64_t len, const char *path, tide_json **doc) {
+  if (tide_json_parse(text, len, doc) == 0) return 0;
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", tide_last_error());
+  return tide_fail("tokenizer: %s: %s", path, msg);
+}
+
+/* Loads the vocabulary object `vocab` of doc plus extra ids up to max_extra. */
+static int load_vocab(tide_bpe *t, const tide_json *doc, int64_t vocab, int64_t min_nids, const char *where) {
+  if (tide_json_type(doc, vocab) != TIDE_JSON_OBJECT) return tide_fail("%s: the vocabulary is not a JSON object", where);
+  int64_t dup = tide_json_dup_member(doc, vocab);
+  if (dup >= 0) {
+    int64_t kl;
+    const char *k = tide_json_key(doc, vocab, dup, &kl);
+    return tide_fail("%s: token '%.*s' appears twice in the vocabulary", where, (int)(kl > 40 ? 40 : kl), k);
+  }
+  int64_t n = tide_json_length(doc, vocab), maxid = min_nids - 1;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t v = tide_json_child(doc, vocab, i), id, kl;
+    const char *k = tide_json_key(doc, vocab, i, &kl);
+    if (!tide_json_int64(doc, v, &id) || id < 0 || id >= (1 << 30))
+      return tide_fail("%s: the id of token '%.*s' is not an integer in [0, 2^30)", where, (int)(kl > 40 ? 40 : kl), k);
+    if (id > maxid) maxid = id;
+  }
+  TIDE_TRY(size_tables(t, maxid + 1, n + 1024));
+  for (int64_t i = 0; i < n; i++) {
+    int64_t id, kl;
+    const char *k = tide_json_key(doc, vocab, i, &kl);
+    tide_json_int64(doc, tide_json_child(doc, vocab, i), &id);
+    TIDE_TRY(add_token(t, k, (size_t)kl, id, where));
+  }
+  return 0;
+}
+
+static tide_bpe *bpe_new(void) {
+  tide_bpe *t = calloc(1, sizeof *t);
+  if (!t) tide_fail("tokenizer: out of memory");
+  return t;
+}
+
+static int load_files(tide_bpe *t, const char *vocab_path, const char *merges_path) {
+  char *text = NULL;
+  int64_t len;
+  tide_json *doc = NULL;
+  char where[600];
+  snprintf(where, sizeof where, "tokenizer: %s", vocab_path);
+  TIDE_TRY(read_file(vocab_path, "vocab.json", &text, &len));
+  int rc = parse_json(text, len, vocab_path, &doc);
+  free(text);
+  if (rc) return -1;
+  rc = load_vocab(t, doc, 0, 0, where);
+  tide_json_free(doc);
+  if (rc) return -1;
+  TIDE_TRY(finish_vocab(t, where));
+  TIDE_TRY(read_file(merges_path, "merges.txt", &text, &len));
+  int64_t lines = 1;
+  for (int64_t i = 0; i < len; i++) lines += text[i] == '\n';
+  if (size_merges(t, lines)) { free(text); return -1; }
+  int32_t rank = 0;
+  int64_t line = 0;
+  for (int64_t i = 0; i < len;) {
+    int64_t e = i;
+    while (e < len && text[e] != '\n') e++;
+    line++;
+    int64_t end = e > i && text[e - 1] == '\r' ? e - 1 : e;  /* CRLF files */
+    const char *s = text + i;
+    int64_t n = end - i;
+    i = e + 1;
+    if (n >= 8 && memcmp(s, "#version", 8) == 0) continue;
+    const char *sp = memchr(s, ' ', (size_t)n);
+    int64_t parts = 1;
+    for (int64_t k = 0; k < n; k++) parts += s[k] == ' ';
+    if (!sp || parts != 2 || sp == s || sp == s + n - 1) {
+      tide_fail("tokenizer: %s line %lld: expected two tokens separated by one space, got '%.*s'", merges_path,
+                (long long)line, (int)(n > 60 ? 60 : n), s);
+      free(text);
+      return -1;
+    }
+    snprintf(where, sizeof where, "tokenizer: %s line %lld", merges_path, (long long)line);
+    if (add_merge(t, s, (size_t)(sp - s), sp + 1, (size_t)(s + n - sp - 1), rank++, where)) { free(text); return -1; }
+  }
+  free(text);
+  /* GPT-2's files carry <|endoftext|> in the vocabulary: it is the added (special) token */
+  int64_t eot = tide_bpe_token_to_id(t, "<|endoftext|>", 13);
+  if (eot >= 0) {
+    TIDE_TRY(add_added(t, (int32_t)eot, 1));
+    TIDE_TRY(arena_add(t, "<|endoftext|>", 13, &t->raw[eot]));
+  }
+  return 0;
+}
+
+int tide_bpe_load(const char *vocab_path, const char *merges_path, tide_bpe **out) {
+  if (!vocab_path || !merges_path || !out) return tide_fail("tide_bpe_load: NULL argument");
+  tide_bpe *t = bpe_new();
+  if (!t) return -1;
+  if (load_files(t, vocab_path, merges_path)) { tide_bpe_free(t); return -1; }
+  *out = t;
+  return 0;
+}
+
+static int load_json(tide_bpe *t, const tide_json *doc, const char *path) {
+  char where[600];
+  snprintf(where, sizeof where, "tokenizer: %s", path);
+  if (tide_json_type(doc, 0) != TIDE_JSON_OBJECT) return tide_fail("%s: the top level is not a JSON object", where);
+  int64_t model = tide_json_get(doc, 0, "model");
+  if (tide_json_type(doc, model) != TIDE_JSON_OBJECT) return tide_fail("%s: no \"model\" object", where);
+  int64_t type = tide_json_get(doc, model, "type"), tl = 0;
+  const char *ts = type >= 0 ? tide_json_string(doc, type, &tl) : NULL;
+  if (type >= 0 && (!ts || tl != 3 || memcmp(ts, "BPE", 3) != 0))
+    return tide_fail("%s: model.type is %.*s; only BPE models are supported", where, ts ? (int)tl : 9, ts ? ts : "not a string");
+  int64_t im = tide_json_get(doc, model, "ignore_merges");
+  if (tide_json_type(doc, im) == TIDE_JSON_TRUE) return tide_fail("%s: model.ignore_merges = true is not supported", where);
+  int64_t added = tide_json_get(doc, 0, "added_tokens");
+  int64_t nadded = added >= 0 ? tide_json_length(doc, added) : 0, maxadded = -1;
+  if (added >= 0 && tide_json_type(doc, added) != TIDE_JSON_ARRAY && tide_json_type(doc, added) != TIDE_JSON_NULL)
+    return tide_fail("%s: added_tokens is not an array", where);
+  for (int64_t i = 0; i < nadded; i++) {
+    int64_t a = tide_json_child(doc, added, i), id, cl;
+    int64_t idn = tide_json_get(doc, a, "id"), cn = tide_json_get(doc, a, "content");
+    if (!tide_json_int64(doc, idn, &id) || id < 0 || id >= (1 << 30) || !tide_json_string(doc, cn, &cl) || cl == 0)
+      return tide_fail("%s: added_tokens[%lld] needs an integer \"id\" in [0, 2^30) and a non-empty string \"content\"",
+                       where, (long long)i);
+    if (id > maxadded) maxadded = id;
+  }
+  TIDE_TRY(load_vocab(t, doc, tide_json_get(doc, model, "vocab"), maxadded + 1, where));
+  for (int64_t i = 0; i < nadded; i++) {
+    int64_t a = tide_json_child(doc, added, i), id, cl;
+    tide_json_int64(doc, tide_json_get(doc, a, "id"), &id);
+    const char *c = tide_json_string(doc, tide_json_get(doc, a, "content"), &cl);
+    TIDE_TRY(add_token(t, c, (size_t)cl, id, where));
+  }
+  TIDE_TRY(finish_vocab(t, where));
+  for (int64_t i = 0; i < nadded; i++) {
+    int64_t a = tide_json_child(doc, added, i), id, cl;
+    tide_json_int64(doc, tide_json_get(doc, a, "id"), &id);
+    const char *c = tide_json_string(doc, tide_json_get(doc, a, "content"), &cl);
+    TIDE_TRY(add_added(t, (int32_t)id, tide_json_type(doc, tide_json_get(doc, a, "special")) == TIDE_JSON_TRUE));
+    TIDE_TRY(arena_add(t, c, (size_t)cl, &t->raw[id]));  /* added tokens decode to their content */
+  }
+  int64_t merges = tide_json_get(doc, model, "merges");
+  int64_t nm = tide_json_length(doc, merges);
+  if (merges >= 0 && tide_json_type(doc, merges) != TIDE_JSON_ARRAY) return tide_fail("%s: model.merges is not an array", where);
+  TIDE_TRY(size_merges(t, nm));
+  for (int64_t i = 0; i < nm; i++) {
+    int64_t m = tide_json_child(doc, merges, i), la, lb;
+    const char *a = NULL, *b = NULL;
+    char mw[640];
+    snprintf(mw, sizeof mw, "%s: model.merges[%lld]", where, (long long)i);
+    if (tide_json_type(doc, m) == TIDE_JSON_STRING) {
+      int64_t l;
+      const char *s = tide_json_string(doc, m, &l);
+      const char *sp = memchr(s, ' ', (size_t)l);
+      int parts = 1;
+      for (int64_t k = 0; k < l; k++) parts += s[k] == ' ';
+      if (sp && parts == 2 && sp != s && sp != s + l - 1) { a = s; la = sp - s; b = sp + 1; lb = s + l - sp - 1; }
+    } else if (tide_json_type(doc, m) == TIDE_JSON_ARRAY && tide_json_length(doc, m) == 2) {
+      a = tide_json_string(doc, tide_json_child(doc, m, 0), &la);
+      b = tide_json_string(doc, tide_json_child(doc, m, 1), &lb);
+    }
+    if (!a || !b) return tide_fail("%s: expected \"a b\" or [\"a\", \"b\"]", mw);
+    TIDE_TRY(add_merge(t, a, (size_t)la, b, (size_t)lb, (int32_t)i, mw));
+  }
+  return 0;
+}
+
+int tide_bpe_load_json(const char *path, tide_bpe **out) {
+  if (!path || !out) return tide_fail("tide_bpe_load_json: NULL argument");
+  char *text;
+  int64_t len;
+  TIDE_TRY(read_file(path, "tokenizer.json", &text, &len));
+  tide_json *doc = NULL;
+  int rc = parse_json(text, len, path, &doc);
+  free(text);
+  if (rc) return -1;
+  tide_bpe *t = bpe_new();
+  if (!t) { tide_json_free(doc); return -1; }
+  rc = load_json(t, doc, path);
+  tide_json_free(doc);
+  if (rc) { tide_bpe_free(t); return -1; }
+  *out = t;
+  return 0;
+}
+
+int64_t tide_bpe_vocab_size(const tide_bpe *t) { return t ? t->nids : 0; }
+
+const char *tide_bpe_id_to_token(const tide_bpe *t, int64_t id, int64_t *len) {
+  if (!t || id < 0 || id >= t->nids || t->tok[id].len == NO_TOKEN) return NULL;
+  if (len) *len = t->tok[id].len;
+  return t->arena + t->tok[id].off;
+}
+
+int32_t tide_bpe_added_count(const tide_bpe *t) { return t ? t->nadded : 0; }
+
+const char *tide_bpe_added_token(const tide_bpe *t, int32_t i, int64_t *len, int32_t *id, int32_t *special) {
+  if (!t || i < 0 || i >= t->nadded) return NULL;
+  int32_t k = t->added_id[i];
+  if (len) *len = t->raw[k].len;
+  if (id) *id = k;
+  if (special) *special = t->added_special[i];
+  return t->arena + t->raw[k].off;
+}
+
+const char *tide_unicode_version_str(void) { return tide_unicode_version; }
+
+/* Scratch for merging one piece, grown as pieces get longer. */
+typedef struct { int32_t rank, pos, lid, rid, nid; } cand;
+typedef struct {
+  int32_t *id, *len, *next, *prev;
+  cand *heap;
+  int64_t cap, hn;
+} work;
+
+static int work_grow(work *w, int64_t n) {
+  if (n <= w->cap) return 0;
+  int64_t cap = w->cap ? w->cap : 64;
+  while (cap < n) cap *= 2;
+  free(w->id); free(w->len); free(w->next); free(w->prev); free(w->heap);
+  w->id = malloc((size_t)cap * sizeof(int32_t));
+  w->len = malloc((size_t)cap * sizeof(int32_t));
+  w->next = malloc((size_t)cap * sizeof(int32_t));
+  w->prev = malloc((size_t)cap * sizeof(int32_t));
+  w->heap = malloc((size_t)cap * 3 * sizeof(cand));  /* n - 1 pairs, then at most 2 per merge */
+  w->cap = cap;
+  if (!w->id || !w->len || !w->next || !w->prev || !w->heap) { w->cap = 0; return tide_fail("tide_bpe_encode: out of memory"); }
+  return 0;
+}
+
+static int cand_less(const cand *a, const cand *b) {
+  return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static void heap_push(work *w, const tide_bpe *t, int32_t l, int32_t r) {
+  uint64_t h = pair_slot(t, w->id[l], w->id[r]);
+  if (t->prank[h] < 0) return;
+  cand c = { t->prank[h], l, w->id[l], w->id[r], t->pnew[h] };
+  int64_t i = w->hn++;
+  while (i > 0) {
+    int64_t p = (i - 1) / 2;
+    if (!cand_less(&c, &w->heap[p])) break;
+    w->heap[i] = w->heap[p];
+    i = p;
+  }
+  w->heap[i] = c;
+}
+
+static cand heap_pop(work *w) {
+  cand top = w->heap[0], last = w->heap[--w->hn];
+  int64_t i = 0, n = w->hn;
+  for (;;) {
+    int64_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n && cand_less(&w->heap[c + 1], &w->heap[c])) c++;
+    if (!cand_less(&w->heap[c], &last)) break;
+    w->heap[i] = w->heap[c];
+    i = c;
+  }
+  if (n > 0) w->heap[i] = last;
+  return top;
+}
+
+/* Merges the bytes p[0..n) and appends their ids to ids[*k...]. */
+static int encode_piece(const tide_bpe *t, work *w, const unsigned char *p, int64_t n, int32_t *ids, int64_t *k) {
+  if (n == 1) { ids[(*k)++] = t->byte_id[p[0]]; return 0; }
+  if (n > INT32_MAX / 4) return tide_fail("tide_bpe_encode: a piece of %lld bytes is too long", (long long)n);
+  TIDE_TRY(work_grow(w, n));
+  int32_t m = (int32_t)n;
+  for (int32_t i = 0; i < m; i++) {
+    w->id[i] = t->byte_id[p[i]];
+    w->len[i] = 1;
+    w->next[i] = i + 1;
+    w->prev[i] = i - 1;
+  }
+  w->hn = 0;
+  for (int32_t i = 0; i + 1 < m; i++) heap_push(w, t, i, i + 1);
+  while (w->hn > 0) {
+    cand c = heap_pop(w);
+    int32_t l = c.pos, r = w->next[l];
+    /* stale entries: a side has merged since the pair was queued */
+    if (w->len[l] == 0 || w->id[l] != c.lid || r >= m || w->id[r] != c.rid) continue;
+    w->id[l] = c.nid;
+    w->len[l] += w->len[r];
+    w->len[r] = 0;
+    w->next[l] = w->next[r];
+    if (w->next[r] < m) w->prev[w->next[r]] = l;
+    if (w->prev[l] >= 0) heap_push(w, t, w->prev[l], l);
+    if (w->next[l] < m) heap_push(w, t, l, w->next[l]);
+  }
+  for (int32_t i = 0; i < m; i = w->next[i]) ids[(*k)++] = w->id[i];
+  return 0;
+}
+
+static int encode_plain(const tide_bpe *t, work *w, const unsigned char *s, int64_t n, int32_t *ids, int64_t *k) {
+  for (int64_t i = 0; i < n;) {
+    int64_t e = tide_pretok_next(s, n, i);
+    TIDE_TRY(encode_piece(t, w, s + i, e - i, ids, k));
+    i = e;
+  }
+  return 0;
+}
+
+int tide_bpe_encode(const tide_bpe *t, const char *text, int64_t len, const int32_t *allowed, int32_t nallowed,
+                    int32_t *ids, int64_t *nids) {
+  if (!t || (!text && len > 0) || len < 0 || !ids || !nids) return tide_fail("tide_bpe_encode: NULL argument or negative length");
+  if (nallowed > 0 && !allowed) return tide_fail("tide_bpe_encode: allowed is NULL with nallowed = %d", nallowed);
+  for (int32_t i = 0; i < nallowed; i++) {
+    int32_t j = 0;
+    while (j < t->nadded && t->added_id[j] != allowed[i]) j++;
+    if (j == t->nadded) return tide_fail("tide_bpe_encode: allowed id %d is not an added token", allowed[i]);
+  }
+  const unsigned char *s = (const unsigned char *)text;
+  work w = { 0 };
+  int64_t k = 0, i = 0;
+  int rc = 0;
+  int32_t nspecial = nallowed < 0 ? t->nadded : nallowed;
+  /* where each allowed token next occurs (len: none left), searched again
+     only once passed, so many tokens cost no rescans of the text */
+  int64_t *next_at = malloc((size_t)(nspecial ? nspecial : 1) * sizeof *next_at);
+  if (!next_at) return tide_fail("tide_bpe_encode: out of memory");
+  for (int32_t j = 0; j < nspecial; j++) next_at[j] = -1;
+  while (i < len && rc == 0) {
+    /* the leftmost allowed added token, the longest where two start together */
+    int64_t at = len, best = -1;
+    for (int32_t j = 0; j < nspecial; j++) {
+      int32_t id = nallowed < 0 ? t->added_id[j] : allowed[j];
+      span r = t->raw[id];
+      if (next_at[j] < i) {
+        const char *f = r.len == 0 || r.len > (uint64_t)(len - i) ? NULL
+                        : memmem(text + i, (size_t)(len - i), t->arena + r.off, r.len);
+        next_at[j] = f ? f - text : len;
+      }
+      int64_t pos = next_at[j];
+      if (pos < len && (pos < at || (pos == at && r.len > t->raw[best].len))) { at = pos; best = id; }
+    }
+    rc = encode_plain(t, &w, s + i, at - i, ids, &k);
+    if (best < 0) break;
+    ids[k++] = (int32_t)best;
+    i = at + t->raw[best].len;
+  }
+  free(next_at);
+  free(w.id); free(w.len); free(w.next); free(w.prev); free(w.heap);
+  *nids = k;
+  return rc;
+}
+
+int tide_bpe_decode(const tide_bpe *t, const int32_t *ids, int64_t n, char *out, int64_t cap, int64_t *len) {
+  if (!t || (!ids && n > 0) || n < 0 || !len) return tide_fail("tide_bpe_decode: NULL argument or negative count");
+  int64_t total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (ids[i] < 0 || ids[i] >= t->nids || t->raw[ids[i]].len == NO_TOKEN)
+      return tide_fail("tide_bpe_decode: id %d at position %lld is not a token (vocabulary size %lld)", ids[i],
+                       (long long)i + 1, (long long)t->nids);
+    total += t->raw[ids[i]].len;
+  }
+  *len = total;
+  if (!out || cap < total) return 0;
+  char *o = out;
+  for (int64_t i = 0; i < n; i++) {
+    span r = t->raw[ids[i]];
+    memcpy(o, t->arena + r.off, r.len);
+    o += r.len;
+  }
+  return 0;
+}
+
+int64_t tide_utf8_replace_invalid(const char *in, int64_t n, char *out) {
+  const unsigned char *s = (const unsigned char *)in;
+  int64_t o = 0;
+  for (int64_t i = 0; i < n;) {
+    uint32_t cp;
+    int l = tide_utf8_decode(s, n, i, &cp);
+    if (l > 0) {
+      memcpy(out + o, in + i, (size_t)l);
+      o += l;
+      i += l;
+    } else {
+      o += put_utf8(out + o, 0xFFFD);
+      i += -l;
+    }
+  }
+  return o;
+}
