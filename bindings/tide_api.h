@@ -325,6 +325,38 @@ int64_t tide_utf8_replace_invalid(const char *in, int64_t n, char *out);
 /* The Unicode version of the pre-tokenizer's letter, number and space tables. */
 const char *tide_unicode_version_str(void);
 
+/* tokenizer (more): saving and batches (runtime/bpe.c) ---------------------------------- */
+
+/* Number of distinct merges, in rank order (what merges.txt lists). */
+int64_t tide_bpe_merge_count(const tide_bpe *t);
+/* Merge i (0-based, rank order) as the ids of its left and right tokens. */
+int tide_bpe_merge(const tide_bpe *t, int64_t i, int32_t *left, int32_t *right);
+/* Encodes n texts over OpenMP threads; text i's ids go to ids + sum over j < i of (lens[j] + 1), their count to nids[i]. */
+int tide_bpe_encode_batch(const tide_bpe *t, int64_t n, const char *const *texts, const int64_t *lens, const int32_t *allowed, int32_t nallowed, int32_t *ids, int64_t *nids);
+
+/* tokenizer training: Hugging Face BpeTrainer-exact byte-level BPE (runtime/bpe_train.c) ---- */
+
+/* A BPE trainer: counts of the distinct pre-tokenized pieces, then the learned vocabulary and merges. */
+typedef struct tide_bpe_trainer tide_bpe_trainer;
+/* Makes an empty trainer. */
+int tide_bpe_trainer_new(tide_bpe_trainer **out);
+/* Frees a trainer (NULL is fine). */
+void tide_bpe_trainer_free(tide_bpe_trainer *t);
+/* Splits len bytes with the GPT-2 pre-tokenizer and adds one to the count of each piece. */
+int tide_bpe_trainer_add_text(tide_bpe_trainer *t, const char *text, int64_t len);
+/* Number of distinct pieces counted so far. */
+int64_t tide_bpe_trainer_piece_count(const tide_bpe_trainer *t);
+/* Learns as BpeTrainer does: specials (nspecial strings with lengths) first, the alphabet (all 256 byte chars when full_alphabet, else those seen) by code point, then merges until vocab_size tokens or a best count below max(min_frequency, 1); max_token_length <= 0: unlimited. */
+int tide_bpe_trainer_train(tide_bpe_trainer *t, int64_t vocab_size, int64_t min_frequency, int64_t max_token_length, const char *const *specials, const int64_t *special_lens, int32_t nspecial, int32_t full_alphabet);
+/* Number of tokens the last train learned (specials, alphabet and merged tokens). */
+int64_t tide_bpe_trainer_vocab_size(const tide_bpe_trainer *t);
+/* The byte-mapped string of learned token id and its length, NULL if out of range. */
+const char *tide_bpe_trainer_token(const tide_bpe_trainer *t, int64_t id, int64_t *len);
+/* Number of merges the last train learned. */
+int64_t tide_bpe_trainer_merge_count(const tide_bpe_trainer *t);
+/* Merge i (0-based, rank order): the ids of its left, right and resulting tokens; -1 if out of range. */
+int tide_bpe_trainer_merge(const tide_bpe_trainer *t, int64_t i, int32_t *left, int32_t *right, int32_t *result);
+
 /* the process ------------------------------------------------------------------------- */
 
 /* 1 if Ctrl-C arrived since the last call, clearing it (the tide executable

@@ -23,6 +23,8 @@ struct tide_bpe {
   int32_t *prank, *pnew;   /* rank and merged id; prank -1 marks an empty slot */
   uint64_t pmask;
   int32_t byte_id[256];
+  int32_t *mleft, *mright; /* the distinct merges in rank order, for saving */
+  int64_t nmerges;
   int32_t nadded;
   int32_t *added_id;
   uint8_t *added_special;
@@ -135,6 +137,9 @@ static int size_tables(tide_bpe *t, int64_t nids, int64_t nstrings) {
 static int size_merges(tide_bpe *t, int64_t nmerges) {
   uint64_t cap = 16;
   while (cap < (uint64_t)nmerges * 2) cap *= 2;
+  t->mleft = malloc((size_t)(nmerges ? nmerges : 1) * sizeof *t->mleft);
+  t->mright = malloc((size_t)(nmerges ? nmerges : 1) * sizeof *t->mright);
+  if (!t->mleft || !t->mright) return tide_fail("tokenizer: out of memory");
   t->pkey = malloc(cap * sizeof *t->pkey);
   t->prank = malloc(cap * sizeof *t->prank);
   t->pnew = malloc(cap * sizeof *t->pnew);
@@ -172,6 +177,8 @@ static int add_merge(tide_bpe *t, const char *a, size_t na, const char *b, size_
   t->pkey[h] = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
   t->prank[h] = rank;
   t->pnew[h] = (int32_t)iab;
+  t->mleft[t->nmerges] = (int32_t)ia;
+  t->mright[t->nmerges++] = (int32_t)ib;
   return 0;
 }
 
@@ -232,6 +239,7 @@ void tide_bpe_free(tide_bpe *t) {
   if (!t) return;
   free(t->tok); free(t->raw); free(t->arena); free(t->shash);
   free(t->pkey); free(t->prank); free(t->pnew);
+  free(t->mleft); free(t->mright);
   free(t->added_id); free(t->added_special);
   free(t);
 }
@@ -601,6 +609,46 @@ int tide_bpe_encode(const tide_bpe *t, const char *text, int64_t len, const int3
   free(w.id); free(w.len); free(w.next); free(w.prev); free(w.heap);
   *nids = k;
   return rc;
+}
+
+int64_t tide_bpe_merge_count(const tide_bpe *t) { return t ? t->nmerges : 0; }
+
+int tide_bpe_merge(const tide_bpe *t, int64_t i, int32_t *left, int32_t *right) {
+  if (!t || !left || !right) return tide_fail("tide_bpe_merge: NULL argument");
+  if (i < 0 || i >= t->nmerges)
+    return tide_fail("tide_bpe_merge: merge %lld is out of range [0, %lld)", (long long)i, (long long)t->nmerges);
+  *left = t->mleft[i];
+  *right = t->mright[i];
+  return 0;
+}
+
+int tide_bpe_encode_batch(const tide_bpe *t, int64_t n, const char *const *texts, const int64_t *lens,
+                          const int32_t *allowed, int32_t nallowed, int32_t *ids, int64_t *nids) {
+  if (!t || n < 0 || (n > 0 && (!texts || !lens || !ids || !nids)))
+    return tide_fail("tide_bpe_encode_batch: NULL argument or negative count");
+  for (int64_t i = 0; i < n; i++)
+    if (lens[i] < 0 || (!texts[i] && lens[i] > 0))
+      return tide_fail("tide_bpe_encode_batch: text %lld is NULL or has negative length %lld", (long long)i,
+                       (long long)lens[i]);
+  /* text i's ids start at the sum of (len + 1) over the texts before it */
+  int64_t *off = malloc((size_t)(n ? n : 1) * sizeof *off);
+  if (!off) return tide_fail("tide_bpe_encode_batch: out of memory");
+  int64_t o = 0;
+  for (int64_t i = 0; i < n; i++) { off[i] = o; o += lens[i] + 1; }
+  /* the model is only read, so texts encode independently; the first failing
+     text's message is re-raised on the calling thread (errors are per thread) */
+  int64_t bad = -1;
+  char msg[512] = "";
+  #pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < n; i++) {
+    if (tide_bpe_encode(t, texts[i], lens[i], allowed, nallowed, ids + off[i], &nids[i]) != 0) {
+      #pragma omp critical(tide_bpe_batch_err)
+      if (bad < 0 || i < bad) { bad = i; snprintf(msg, sizeof msg, "%s", tide_last_error()); }
+    }
+  }
+  free(off);
+  if (bad >= 0) return tide_fail("tide_bpe_encode_batch: text %lld: %s", (long long)bad, msg);
+  return 0;
 }
 
 int tide_bpe_decode(const tide_bpe *t, const int32_t *ids, int64_t n, char *out, int64_t cap, int64_t *len) {

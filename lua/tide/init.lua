@@ -28,6 +28,7 @@ require('tide.nn').install(tide, core)
 require('tide.models.gpt2').install(tide, core)
 require('tide.losses').install(tide, core)
 require('tide.tokenizer').install(tide, core)
+require('tide.tokenizer_train').install(tide, core)
 tide.optim = require 'tide.optim'
 
 function tide.set_num_threads(n)

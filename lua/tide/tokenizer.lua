@@ -173,11 +173,271 @@ function Tokenizer:id_to_token(id)
   return ffi.string(p, lenbuf[0])
 end
 
+-- Encodes a Lua array of strings over OpenMP threads; returns an array of
+-- id arrays, each what encode(texts[i], opts) gives.
+function Tokenizer:encode_batch(texts, opts)
+  if type(texts) ~= 'table' then error('encode_batch: expected an array of strings, got ' .. type(texts), 2) end
+  if opts ~= nil and type(opts) ~= 'table' then error('encode_batch: options must be a table', 2) end
+  local n, total = #texts, 0
+  for i = 1, n do
+    if type(texts[i]) ~= 'string' then error(('encode_batch: texts[%d] is a %s, not a string'):format(i, type(texts[i])), 2) end
+    total = total + #texts[i] + 1
+  end
+  local allowed, nallowed = allowed_ids(self, opts and opts.allowed_special, 2)
+  local ptrs = ffi.new('const char*[?]', n + 1)
+  local lens = ffi.new('int64_t[?]', n + 1)
+  for i = 1, n do ptrs[i - 1] = texts[i]; lens[i - 1] = #texts[i] end  -- texts stays referenced: the strings live
+  local ids = ffi.new('int32_t[?]', total + 1)
+  local counts = ffi.new('int64_t[?]', n + 1)
+  if C.tide_bpe_encode_batch(self._t, n, ptrs, lens, allowed, nallowed, ids, counts) ~= 0 then raise(2) end
+  local out, off = {}, 0
+  for i = 1, n do
+    local t = {}
+    for k = 0, tonumber(counts[i - 1]) - 1 do t[k + 1] = ids[off + k] end
+    out[i] = t
+    off = off + #texts[i] + 1
+  end
+  return out
+end
+
+-- saving ----------------------------------------------------------------------
+
+pcall(ffi.cdef, 'int mkdir(const char *path, unsigned int mode);')
+
+-- The merges as {left, right} byte-mapped token pairs, in rank order.
+function Tokenizer:merges()
+  local out = {}
+  local l, r = ffi.new('int32_t[1]'), ffi.new('int32_t[1]')
+  for i = 0, tonumber(C.tide_bpe_merge_count(self._t)) - 1 do
+    if C.tide_bpe_merge(self._t, i, l, r) ~= 0 then raise(2) end
+    out[i + 1] = { self:id_to_token(l[0]), self:id_to_token(r[0]) }
+  end
+  return out
+end
+
+-- The vocabulary as a table byte-mapped token -> id (added tokens included).
+function Tokenizer:vocab()
+  local v = {}
+  for id = 0, self:vocab_size() - 1 do
+    local s = self:id_to_token(id)
+    if s and v[s] == nil then v[s] = id end
+  end
+  return v
+end
+
+-- Writes dir/tokenizer.json (Hugging Face's format, loadable by
+-- tokenizers.Tokenizer.from_file), vocab.json, merges.txt and a
+-- tokenizer_config.json for transformers.AutoTokenizer; each file atomically.
+-- dir and its missing parents are created.
+function Tokenizer:save(dir)
+  if type(dir) ~= 'string' then error('save: expected a directory path string, got ' .. type(dir), 2) end
+  local json = require 'tide.json'
+  dir = dir:gsub('/+$', '')
+  if dir == '' then dir = '/' end
+  if not is_dir(dir) then  -- created with its missing parents, as mkdir -p
+    local prefix = dir:sub(1, 1) == '/' and '' or '.'
+    for part in dir:gmatch('[^/]+') do
+      prefix = prefix .. '/' .. part
+      if not is_dir(prefix) then ffi.C.mkdir(prefix, tonumber('755', 8)) end
+    end
+    if not is_dir(dir) then error('save: cannot create directory ' .. dir .. ': ' .. ffi.string(ffi.C.strerror(ffi.errno())), 2) end
+  end
+  local null = json.null
+  local vocab, merges = self:vocab(), self:merges()
+  local merge_strings, lines = {}, { '#version: 0.2' }
+  for i, m in ipairs(merges) do
+    merge_strings[i] = m[1] .. ' ' .. m[2]
+    lines[i + 1] = merge_strings[i]
+  end
+  local added = {}
+  for i, a in ipairs(self.added) do
+    added[i] = { id = a.id, content = a.content, single_word = false, lstrip = false, rstrip = false,
+                 normalized = not a.special, special = a.special }
+  end
+  local byte_level = function(prefix, trim)
+    return { type = 'ByteLevel', add_prefix_space = prefix, trim_offsets = trim, use_regex = true }
+  end
+  local doc = {
+    version = '1.0', truncation = null, padding = null,
+    added_tokens = json.array(added),
+    normalizer = null,
+    pre_tokenizer = byte_level(false, true),
+    post_processor = byte_level(true, false),
+    decoder = byte_level(true, true),
+    model = {
+      type = 'BPE', dropout = null, unk_token = null, continuing_subword_prefix = null,
+      end_of_word_suffix = null, fuse_unk = false, byte_fallback = false, ignore_merges = false,
+      vocab = vocab, merges = json.array(merge_strings),
+    },
+  }
+  local eos = self.eos_id and '<|endoftext|>' or null
+  local config = { tokenizer_class = 'GPT2TokenizerFast', add_prefix_space = false,
+                   bos_token = eos, eos_token = eos, unk_token = eos, model_max_length = 1024 }
+  local ok, err = pcall(function()
+    json.write_file(dir .. '/tokenizer.json', doc)
+    json.write_file(dir .. '/vocab.json', vocab, { indent = false })
+    json.write_atomic(dir .. '/merges.txt', table.concat(lines, '\n') .. '\n')
+    json.write_file(dir .. '/tokenizer_config.json', config)
+  end)
+  if not ok then error('save: ' .. tostring(err):gsub('^[^:]*:%d+: ', ''), 2) end
+end
+
+-- streaming decoding ------------------------------------------------------------
+
+local Decoder = {}
+Decoder.__index = Decoder
+Decoder.__name = 'tide.TokenizerDecoder'
+
+-- The length of the tail of s that begins a UTF-8 character not yet complete
+-- (0 if none): those bytes are held back until more arrive.
+local function partial_tail(s)
+  local n = #s
+  for j = n, math.max(1, n - 2), -1 do
+    local b = s:byte(j)
+    if b < 0x80 or b >= 0xC0 then  -- a lead byte (or ASCII): the last character starts here
+      local need = b >= 0xF0 and 4 or b >= 0xE0 and 3 or b >= 0xC2 and 2 or 0
+      if b > 0xF4 or need == 0 or n - j + 1 >= need then return 0 end
+      if j < n then  -- the second byte's range depends on the lead (no overlongs, surrogates, > U+10FFFF)
+        local c, lo, hi = s:byte(j + 1), 0x80, 0xBF
+        if b == 0xE0 then lo = 0xA0 elseif b == 0xED then hi = 0x9F
+        elseif b == 0xF0 then lo = 0x90 elseif b == 0xF4 then hi = 0x8F end
+        if c < lo or c > hi then return 0 end
+      end
+      return n - j + 1
+    end
+  end
+  return 0
+end
+
+local function replace_invalid(s)
+  if #s == 0 then return s end
+  local rep = ffi.new('char[?]', 3 * #s + 1)
+  return ffi.string(rep, C.tide_utf8_replace_invalid(s, #s, rep))
+end
+
+-- A streaming decoder: dec:push(id) returns the text completed by that id
+-- (a character split across ids comes out whole with its last byte; bytes
+-- that can never form a character become U+FFFD), dec:flush() what is held
+-- back (U+FFFD for an unfinished character). The pushes and the flush
+-- together equal decode(ids, {errors = 'replace'}).
+function Tokenizer:decoder()
+  return setmetatable({ _tok = self, _pending = '', _id = ffi.new('int32_t[1]') }, Decoder)
+end
+
+function Decoder:push(id)
+  if type(id) ~= 'number' or id % 1 ~= 0 or id < -2147483648 or id > 2147483647 then
+    error('decoder:push: expected an integer id, got ' .. tostring(id), 2)
+  end
+  local t = self._tok._t
+  self._id[0] = id
+  if C.tide_bpe_decode(t, self._id, 1, nil, 0, lenbuf) ~= 0 then raise(2) end
+  local len = tonumber(lenbuf[0])
+  local buf = ffi.new('char[?]', len + 1)
+  if C.tide_bpe_decode(t, self._id, 1, buf, len, lenbuf) ~= 0 then raise(2) end
+  local s = self._pending .. ffi.string(buf, len)
+  local hold = partial_tail(s)
+  self._pending = s:sub(#s - hold + 1)
+  return replace_invalid(s:sub(1, #s - hold))
+end
+
+function Decoder:flush()
+  local s = self._pending
+  self._pending = ''
+  return replace_invalid(s)
+end
+
+-- inspection ----------------------------------------------------------------------
+
+local function text_list(texts, what)
+  if type(texts) == 'string' then return { texts } end
+  if type(texts) ~= 'table' then error(what .. ': expected a string or an array of strings, got ' .. type(texts), 3) end
+  for i, s in ipairs(texts) do
+    if type(s) ~= 'string' then error(('%s: texts[%d] is a %s, not a string'):format(what, i, type(s)), 3) end
+  end
+  return texts
+end
+
+-- Characters (code points, as Python's len) per token over texts (a string or
+-- an array of strings).
+function Tokenizer:chars_per_token(texts)
+  texts = text_list(texts, 'chars_per_token')
+  local chars, tokens = 0, 0
+  for _, ids in ipairs(self:encode_batch(texts)) do tokens = tokens + #ids end
+  for _, s in ipairs(texts) do
+    local _, cont = s:gsub('[\128-\191]', '')
+    chars = chars + #s - cont
+  end
+  if tokens == 0 then return 0 end
+  return chars / tokens
+end
+
+-- Subword fertility over texts: the mean number of tokens per word (words are
+-- the whitespace-separated runs, as Python's str.split(), each encoded on its
+-- own), and the proportion of continued words (those split into 2+ tokens).
+function Tokenizer:fertility(texts)
+  texts = text_list(texts, 'fertility')
+  local words = {}
+  for _, s in ipairs(texts) do
+    for w in s:gmatch('[^ \t\n\r\f\v]+') do words[#words + 1] = w end
+  end
+  if #words == 0 then return 0, 0 end
+  local tokens, continued = 0, 0
+  for _, ids in ipairs(self:encode_batch(words)) do
+    tokens = tokens + #ids
+    if #ids > 1 then continued = continued + 1 end
+  end
+  return tokens / #words, continued / #words
+end
+
+local function utf8_len(s)
+  local _, cont = s:gsub('[\128-\191]', '')
+  return #s - cont
+end
+
+-- The n longest tokens (byte-mapped strings, longest in characters first,
+-- lower id first among equals); added tokens are left out.
+function Tokenizer:longest_tokens(n)
+  n = n or 10
+  local added, list = {}, {}
+  for _, a in ipairs(self.added) do added[a.id] = true end
+  for id = 0, self:vocab_size() - 1 do
+    local s = self:id_to_token(id)
+    if s and not added[id] then list[#list + 1] = { id = id, s = s, n = utf8_len(s) } end
+  end
+  table.sort(list, function(a, b) if a.n ~= b.n then return a.n > b.n end return a.id < b.id end)
+  local out = {}
+  for i = 1, math.min(n, #list) do out[i] = list[i].s end
+  return out
+end
+
+-- The tokens made by the last n merges (byte-mapped strings), newest first:
+-- the last tokens a trained tokenizer learned.
+function Tokenizer:last_merges(n)
+  n = n or 10
+  local l, r = ffi.new('int32_t[1]'), ffi.new('int32_t[1]')
+  local out, m = {}, tonumber(C.tide_bpe_merge_count(self._t))
+  for i = m - 1, math.max(0, m - n), -1 do
+    if C.tide_bpe_merge(self._t, i, l, r) ~= 0 then raise(2) end
+    out[#out + 1] = self:id_to_token(l[0]) .. self:id_to_token(r[0])
+  end
+  return out
+end
+
+-- For each word of the array, whether it encodes to a single token: a table
+-- word -> boolean.
+function Tokenizer:is_single_token(words)
+  words = text_list(words, 'is_single_token')
+  local out = {}
+  for i, ids in ipairs(self:encode_batch(words)) do out[words[i]] = #ids == 1 end
+  return out
+end
+
 function Tokenizer:__tostring()
   return ('Tokenizer(%s, %d tokens)'):format(self.source, self:vocab_size())
 end
 
 M.Tokenizer = Tokenizer
+M.Decoder = Decoder
 M.unicode_version = ffi.string(C.tide_unicode_version_str())
 
 function M.install(tide, core)

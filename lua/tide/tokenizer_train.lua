@@ -1,0 +1,183 @@
+-- Training byte-level BPE tokenizers, merge for merge and id for id what
+-- Hugging Face tokenizers' BpeTrainer learns with the ByteLevel pre-tokenizer
+-- (the engine: runtime/bpe_train.c).
+--
+--   local tok = tide.tokenizer.train(lines, { vocab_size = 32768 })
+--   tok:encode('def f(x):')                 -- a tide.Tokenizer, ready to use
+--   local r = tide.tokenizer.learn(lines, { vocab_size = 1000 })
+--   r.vocab[1], r.merges[1]                 --> '<|endoftext|>', 'Ġ t'
+--
+-- source: a Lua array of strings or an iterator function returning strings
+-- until nil. Options (Hugging Face's names and defaults): vocab_size = 32768,
+-- min_frequency = 0, special_tokens = {'<|endoftext|>'}, initial_alphabet =
+-- 'bytes' (all 256 byte-level characters; 'seen' keeps only the bytes that
+-- occur), max_token_length = nil (unlimited), show_progress (default: on
+-- for sources over 16 MB) prints counting and training progress to stderr.
+local ffi = require 'ffi'
+local C = require 'tide.C'
+
+local M = {}
+
+local trbuf = ffi.new('tide_bpe_trainer*[1]')
+local lenbuf = ffi.new('int64_t[1]')
+local lbuf, rbuf, nbuf = ffi.new('int32_t[1]'), ffi.new('int32_t[1]'), ffi.new('int32_t[1]')
+
+local function raise(level)
+  error(ffi.string(C.tide_last_error()), level + 1)
+end
+
+local function int_opt(opts, name, default, min, level)
+  local v = opts[name]
+  if v == nil then return default end
+  if type(v) ~= 'number' or v % 1 ~= 0 then
+    error(('tokenizer.train: %s must be an integer, got %s'):format(name, tostring(v)), level + 1)
+  end
+  if v < min then
+    error(('tokenizer.train: %s must be >= %d, got %d'):format(name, min, v), level + 1)
+  end
+  return v
+end
+
+-- Counts the pieces of every text of source into a new trainer.
+local function feed(source, progress, level)
+  if C.tide_bpe_trainer_new(trbuf) ~= 0 then raise(level + 1) end
+  local tr = ffi.gc(trbuf[0], C.tide_bpe_trainer_free)
+  local bytes, next_report, t0 = 0, 16 * 2^20, os.clock()
+  local function add(text, where)
+    if type(text) ~= 'string' then
+      error(('tokenizer.train: %s is a %s, not a string'):format(where, type(text)), level + 2)
+    end
+    if C.tide_bpe_trainer_add_text(tr, text, #text) ~= 0 then raise(level + 2) end
+    bytes = bytes + #text
+    if bytes >= next_report and progress ~= false then
+      io.stderr:write(('tokenizer.train: counted %.0f MB, %d distinct pieces (%.1f s)\n'):format(
+        bytes / 2^20, tonumber(C.tide_bpe_trainer_piece_count(tr)), os.clock() - t0))
+      next_report = next_report + 16 * 2^20
+    end
+  end
+  if type(source) == 'table' then
+    for i = 1, #source do add(source[i], ('source[%d]'):format(i)) end
+  elseif type(source) == 'function' then
+    local i = 0
+    while true do
+      local text = source()
+      if text == nil then break end
+      i = i + 1
+      add(text, ('text %d of the iterator'):format(i))
+    end
+  else
+    error('tokenizer.train: source must be an array of strings or an iterator function, got ' .. type(source), level + 1)
+  end
+  return tr, bytes
+end
+
+-- Learns a vocabulary and merges: { vocab = {token of id 0, token of id 1, ...},
+-- merges = {'a b', ...} in rank order, special_tokens = {...} }.
+function M.learn(source, opts)
+  return M._learn(source, opts, 2)
+end
+
+function M._learn(source, opts, level)
+  level = level + 1
+  if opts ~= nil and type(opts) ~= 'table' then error('tokenizer.train: options must be a table', level) end
+  opts = opts or {}
+  local vocab_size = int_opt(opts, 'vocab_size', 32768, 1, level)
+  local min_frequency = int_opt(opts, 'min_frequency', 0, 0, level)
+  local max_len = int_opt(opts, 'max_token_length', 0, 1, level)
+  local specials = opts.special_tokens
+  if specials == nil then specials = { '<|endoftext|>' } end
+  if type(specials) ~= 'table' then error('tokenizer.train: special_tokens must be an array of strings', level) end
+  local alphabet = opts.initial_alphabet
+  if alphabet == nil then alphabet = 'bytes' end
+  if alphabet ~= 'bytes' and alphabet ~= 'seen' then
+    error("tokenizer.train: initial_alphabet must be 'bytes' (all 256) or 'seen', got " .. tostring(alphabet), level)
+  end
+  local ns = #specials
+  local sp, sl = ffi.new('const char*[?]', ns + 1), ffi.new('int64_t[?]', ns + 1)
+  local distinct = {}
+  for i = 1, ns do
+    local s = specials[i]
+    if type(s) ~= 'string' or s == '' then
+      error(('tokenizer.train: special_tokens[%d] must be a non-empty string'):format(i), level)
+    end
+    sp[i - 1], sl[i - 1] = s, #s
+    distinct[s] = true
+  end
+  local nspecial = 0
+  for _ in pairs(distinct) do nspecial = nspecial + 1 end
+  local floor = nspecial + (alphabet == 'bytes' and 256 or 0)
+  if vocab_size < floor then
+    error(('tokenizer.train: vocab_size %d is smaller than the %d special tokens and byte alphabet'):format(vocab_size, floor), level)
+  end
+  local tr, bytes = feed(source, opts.show_progress, level)
+  local progress = opts.show_progress or (opts.show_progress == nil and bytes >= 16 * 2^20)
+  local t0 = os.clock()
+  if C.tide_bpe_trainer_train(tr, vocab_size, min_frequency, max_len, sp, sl, ns, alphabet == 'bytes' and 1 or 0) ~= 0 then
+    raise(level)
+  end
+  local vocab, merges = {}, {}
+  for id = 0, tonumber(C.tide_bpe_trainer_vocab_size(tr)) - 1 do
+    local p = C.tide_bpe_trainer_token(tr, id, lenbuf)
+    vocab[id + 1] = ffi.string(p, lenbuf[0])
+  end
+  for i = 0, tonumber(C.tide_bpe_trainer_merge_count(tr)) - 1 do
+    C.tide_bpe_trainer_merge(tr, i, lbuf, rbuf, nbuf)
+    merges[i + 1] = vocab[lbuf[0] + 1] .. ' ' .. vocab[rbuf[0] + 1]
+  end
+  if progress then
+    io.stderr:write(('tokenizer.train: %d tokens, %d merges from %d distinct pieces (%.1f s)\n'):format(
+      #vocab, #merges, tonumber(C.tide_bpe_trainer_piece_count(tr)), os.clock() - t0))
+  end
+  local sps = {}
+  for i = 1, ns do sps[i] = specials[i] end
+  return { vocab = vocab, merges = merges, special_tokens = sps }
+end
+
+-- The tokenizer.json (Hugging Face's layout) of a learned vocabulary.
+local function tokenizer_json(tide, r)
+  local json = tide.json
+  local null = json.null
+  local vocab, merges, added = {}, json.array(), json.array()
+  for i, s in ipairs(r.vocab) do vocab[s] = i - 1 end
+  for i, m in ipairs(r.merges) do
+    local a, b = m:match('^(%S+) (%S+)$')
+    merges[i] = json.array({ a, b })
+  end
+  local seen = {}
+  for _, s in ipairs(r.special_tokens) do
+    if not seen[s] then
+      seen[s] = true
+      added[#added + 1] = { id = vocab[s], content = s, single_word = false, lstrip = false, rstrip = false,
+                            normalized = false, special = true }
+    end
+  end
+  local bl = { type = 'ByteLevel', add_prefix_space = false, trim_offsets = true, use_regex = true }
+  return json.encode({
+    version = '1.0', truncation = null, padding = null, added_tokens = added, normalizer = null,
+    pre_tokenizer = bl, post_processor = bl, decoder = bl,
+    model = { type = 'BPE', dropout = null, unk_token = null, continuing_subword_prefix = null,
+              end_of_word_suffix = null, fuse_unk = false, byte_fallback = false, ignore_merges = false,
+              vocab = vocab, merges = merges },
+  })
+end
+
+function M.install(tide, core)
+  local _ = core
+  local tk = tide.tokenizer
+  tk.learn = M.learn
+  -- Trains a tokenizer on source (see the top of this file); returns a tide.Tokenizer.
+  function tk.train(source, opts)
+    local r = M._learn(source, opts, 2)
+    local path = os.tmpname()
+    local f = assert(io.open(path, 'wb'))
+    f:write(tokenizer_json(tide, r))
+    f:close()
+    local ok, tok = pcall(tk.load, path)
+    os.remove(path)
+    if not ok then error(tok, 2) end
+    tok.source = 'trained'
+    return tok
+  end
+end
+
+return M

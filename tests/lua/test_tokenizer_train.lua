@@ -1,0 +1,106 @@
+-- tide.tokenizer.train: merges and ids identical to Hugging Face tokenizers'
+-- BpeTrainer (ByteLevel pre-tokenizer) on tests/ref/bpe_train/corpus.txt for
+-- several vocab_size / min_frequency / max_token_length settings (golden
+-- file from tests/ref/make_bpe_train_golden.py), the trained tokenizer
+-- encoding a held-out text as Hugging Face's does, and clear errors.
+local T = require 'tide.testing'
+local json = tide.json
+
+local DIR = 'tests/ref/bpe_train/'
+local function read(path)
+  local f = assert(io.open(path, 'rb'))
+  local s = f:read('*a')
+  f:close()
+  return s
+end
+
+local golden = json.read_file(DIR .. 'golden.json')
+-- The corpus as Hugging Face was fed it: one line at a time, '\n' kept.
+local lines = {}
+for line in read(DIR .. 'corpus.txt'):gmatch('[^\n]*\n?') do
+  if line ~= '' then lines[#lines + 1] = line end
+end
+
+local function opts_of(c)
+  return { vocab_size = c.vocab_size, min_frequency = c.min_frequency,
+           max_token_length = c.max_token_length ~= json.null and c.max_token_length or nil }
+end
+
+local function first_diff(a, b)
+  for i = 1, math.max(#a, #b) do
+    if a[i] ~= b[i] then return ('at %d: tide %s, HF %s'):format(i, tostring(a[i]), tostring(b[i])) end
+  end
+end
+
+for k, c in ipairs(golden.cases) do
+  local name = ('vocab_size=%d min_frequency=%d max_token_length=%s'):format(
+    c.vocab_size, c.min_frequency, tostring(c.max_token_length))
+  T.test('merges and vocab equal BpeTrainer: ' .. name, function()
+    local r = tide.tokenizer.learn(lines, opts_of(c))
+    assert(#r.merges == #c.merges and not first_diff(r.merges, c.merges),
+           ('merges differ (%d vs %d) %s'):format(#r.merges, #c.merges, first_diff(r.merges, c.merges) or "-"))
+    assert(#r.vocab == #c.vocab and not first_diff(r.vocab, c.vocab),
+           ('vocab differs (%d vs %d) %s'):format(#r.vocab, #c.vocab, first_diff(r.vocab, c.vocab) or "-"))
+  end)
+  local want = golden.heldout.ids[tostring(k)]
+  if c.vocab_size == 1000 and c.min_frequency == 0 and c.max_token_length == json.null then
+    T.test('trained tokenizer encodes held-out text as HF does: ' .. name, function()
+      local i = 0
+      local tok = tide.tokenizer.train(function() i = i + 1; return lines[i] end, opts_of(c))
+      T.same(tok:vocab_size(), c.vocab_size)
+      T.same(tok:encode(golden.heldout.text), want)
+      T.same(tok:decode(want), golden.heldout.text)
+      T.same(tok.eos_id, 0)
+      T.same(tok:token_to_id(c.vocab[#c.vocab]), #c.vocab - 1)
+    end)
+  end
+end
+
+T.test('ties go to the smaller (left id, right id) pair; words count with their multiplicity', function()
+  -- (a, b) and (c, d) both occur twice: (a, b) has the smaller ids and merges
+  -- first; then (c, d) and (Ġ, ab) tie and 'c' < 'Ġ' (U+0120). Checked with HF.
+  local r = tide.tokenizer.learn({ 'cd ab cd ab' }, { vocab_size = 259, special_tokens = {} })
+  T.same(r.merges, { 'a b', 'c d', 'Ġ ab' })
+  T.same(r.vocab[257], 'ab')
+  -- A piece counted 3 times beats one counted twice.
+  r = tide.tokenizer.learn({ 'xy', 'xy', 'zw', 'zw', 'zw' }, { vocab_size = 257, special_tokens = {} })
+  T.same(r.merges, { 'z w' })
+end)
+
+T.test('min_frequency and the seen alphabet', function()
+  local r = tide.tokenizer.learn({ 'aa bb aa' }, { vocab_size = 1000, min_frequency = 2, special_tokens = {},
+                                                  initial_alphabet = 'seen' })
+  -- After 'aa' (count 2) every pair occurs once: below min_frequency. Checked with HF.
+  T.same(r.vocab, { 'a', 'b', 'Ġ', 'aa' })
+  T.same(r.merges, { 'a a' })
+end)
+
+T.test('bad arguments give clear errors', function()
+  T.raises(function() tide.tokenizer.train(42) end, 'array of strings or an iterator')
+  T.raises(function() tide.tokenizer.train({ 'a', 5 }) end, 'source[2] is a number')
+  T.raises(function() tide.tokenizer.train({ 'a' }, { vocab_size = 100 }) end, 'vocab_size 100 is smaller than the 257')
+  T.raises(function() tide.tokenizer.train({ 'a' }, { min_frequency = -1 }) end, 'min_frequency must be >= 0')
+  T.raises(function() tide.tokenizer.train({ 'a' }, { vocab_size = 1.5 }) end, 'vocab_size must be an integer')
+  T.raises(function() tide.tokenizer.train({ 'a' }, { initial_alphabet = 'abc' }) end, 'initial_alphabet')
+  T.raises(function() tide.tokenizer.train({ 'a' }, { special_tokens = { '' } }) end, 'special_tokens[1]')
+  T.raises(function() tide.tokenizer.train({ 'a' }, 'big') end, 'options must be a table')
+end)
+
+T.test('the C trainer rejects bad input itself', function()
+  local ffi = require 'ffi'
+  local C = require 'tide.C'
+  local buf = ffi.new('tide_bpe_trainer*[1]')
+  T.same(C.tide_bpe_trainer_new(buf), 0)
+  local tr = ffi.gc(buf[0], C.tide_bpe_trainer_free)
+  T.same(C.tide_bpe_trainer_add_text(tr, 'hello hello world', 17), 0)
+  T.same(tonumber(C.tide_bpe_trainer_piece_count(tr)), 3)
+  T.same(C.tide_bpe_trainer_add_text(tr, nil, 5), -1)
+  T.same(C.tide_bpe_trainer_train(tr, 300, -1, 0, nil, nil, 0, 1), -1)
+  assert(ffi.string(C.tide_last_error()):find('min_frequency must be >= 0', 1, true))
+  T.same(C.tide_bpe_trainer_train(tr, 300, 0, 0, nil, nil, 1, 1), -1)
+  T.same(C.tide_bpe_trainer_train(tr, 260, 0, 0, nil, nil, 0, 1), 0)
+  T.same(tonumber(C.tide_bpe_trainer_vocab_size(tr)), 260)
+  T.same(tonumber(C.tide_bpe_trainer_merge_count(tr)), 4)
+  T.same(C.tide_bpe_trainer_merge(tr, 4, nil, nil, nil), -1)
+  T.same(C.tide_bpe_trainer_token(tr, 260, nil), nil)
+end)
