@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 threads=${1:-2}
 mb=${2:-8}
 py=${TIDE_REF_PYTHON:-python3}
-gpt2=${GPT2_DIR:-../shared/data/gpt2}
+gpt2=${GPT2_DIR:-data/gpt2}
 corpus=$(mktemp)
 trap 'rm -f "$corpus"' EXIT
 stdlib=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')

@@ -1,7 +1,7 @@
 -- Byte-level BPE tokenizers, GPT-2-exact (the engine: runtime/bpe.c and
 -- runtime/pretokenize.c).
 --
---   local tok = tide.tokenizer.load('../shared/data/gpt2')   -- vocab.json + merges.txt
+--   local tok = tide.tokenizer.load('data/gpt2')   -- vocab.json + merges.txt
 --   local ids = tok:encode('Hello world')                     --> { 15496, 995 }
 --   tok:decode(ids)                                           --> 'Hello world'
 --   tok:tokens(' say hi')                                     --> { 'Ġsay', 'Ġhi' }

@@ -3,10 +3,10 @@
 # tokenizers (Tokenizer.from_file) and transformers (AutoTokenizer) and
 # encodes test strings to tide's ids. Needs a Python with tokenizers and
 # transformers ($TIDE_REF_PYTHON, or the venv tests/ref/README.md makes) and
-# GPT-2's files in ../shared/data/gpt2; without them it is skipped (exit 77).
+# GPT-2's files in data/gpt2; without them it is skipped (exit 77).
 set -u
 TIDE=${1:-./build/tide}
-GPT2=${TIDE_GPT2_DIR:-../shared/data/gpt2}
+GPT2=${TIDE_GPT2_DIR:-data/gpt2}
 py=""
 for c in "${TIDE_REF_PYTHON:-}" /tmp/refenv/bin/python python3; do
   [ -n "$c" ] || continue

@@ -3,7 +3,7 @@
    NUL byte), a tokenizer.json, or text. Fuzzed files must load or fail with
    a message, never crash; a tokenizer that loads must encode and decode the
    input without crashing and give consistent lengths. Text is encoded with
-   GPT-2's vocabulary ($TIDE_GPT2_DIR, or ../shared/data/gpt2 from the
+   GPT-2's vocabulary ($TIDE_GPT2_DIR, or data/gpt2 from the
    repository root, when present) and with a small built-in one, and must
    satisfy decode(encode(x)) == x with added tokens allowed or not.
 
@@ -73,8 +73,8 @@ static void setup(void) {
   nref++;
   const char *g = getenv("TIDE_GPT2_DIR");
   char gv[1024], gm[1024];
-  snprintf(gv, sizeof gv, "%s/vocab.json", g ? g : "../shared/data/gpt2");
-  snprintf(gm, sizeof gm, "%s/merges.txt", g ? g : "../shared/data/gpt2");
+  snprintf(gv, sizeof gv, "%s/vocab.json", g ? g : "data/gpt2");
+  snprintf(gm, sizeof gm, "%s/merges.txt", g ? g : "data/gpt2");
   if (access(gv, R_OK) == 0 && access(gm, R_OK) == 0) {
     REQUIRE(tide_bpe_load(gv, gm, &ref[nref]) == 0);
     nref++;

@@ -6,7 +6,7 @@ local T = require 'tide.testing'
 local json = tide.json or require 'tide.json'
 local tokenizer = tide.tokenizer or require 'tide.tokenizer'
 
-local GPT2 = '../shared/data/gpt2'
+local GPT2 = 'data/gpt2'
 local function exists(path)
   local f = io.open(path, 'rb')
   if f then f:close() end
@@ -16,8 +16,11 @@ local have_gpt2 = exists(GPT2 .. '/vocab.json') and exists(GPT2 .. '/merges.txt'
 
 local tmpdir = os.tmpname()
 os.remove(tmpdir)
-assert(os.execute('mkdir -p ' .. tmpdir) == 0)
-local function tmp(name) return tmpdir .. '/' .. name end
+-- created on first use: the file's top level runs before its tests do
+local function tmp(name)
+  assert(os.execute('mkdir -p ' .. tmpdir) == 0)
+  return tmpdir .. '/' .. name
+end
 local function read(path)
   local f = assert(io.open(path, 'rb'))
   local s = f:read('*a')
@@ -236,4 +239,7 @@ T.test('long runs of one character encode in linear time', function()
   end
 end)
 
-os.execute('rm -rf ' .. tmpdir)
+T.test('temporary files are removed', function()
+  os.execute('rm -rf ' .. tmpdir)
+  T.eq(os.execute('test -e ' .. tmpdir) == 0, false)
+end)

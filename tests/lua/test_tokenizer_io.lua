@@ -6,7 +6,7 @@ local T = require 'tide.testing'
 local json = tide.json or require 'tide.json'
 local tokenizer = tide.tokenizer or require 'tide.tokenizer'
 
-local GPT2 = '../shared/data/gpt2'
+local GPT2 = 'data/gpt2'
 local function exists(path)
   local f = io.open(path, 'rb')
   if f then f:close() end

@@ -1,7 +1,7 @@
 """Golden GPT-2 token ids for tests/lua/test_tokenizer.lua.
 
 Reads tokenizer/texts.json (texts stored as hex so any bytes survive) and
-GPT-2's own vocab.json/merges.txt (../shared/data/gpt2 by default), writes
+GPT-2's own vocab.json/merges.txt (data/gpt2 by default), writes
 tokenizer/gpt2_ids.json. Run with the reference venv:
 
     /tmp/refenv/bin/python tests/ref/make_tokenizer_golden.py [--gpt2 DIR]
