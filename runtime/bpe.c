@@ -19,8 +19,9 @@ struct tide_bpe {
   size_t arena_len, arena_cap;
   int32_t *shash;          /* byte-mapped string -> id, open addressing, -1 empty */
   uint64_t smask;
-  uint64_t *pkey;          /* (left id << 32 | right id) -> merge, open addressing */
-  int32_t *prank, *pnew;   /* rank and merged id; prank -1 marks an empty slot */
+  struct pslot { uint64_t key; int32_t rank, nid; } *pair;
+                           /* (left id << 32 | right id) -> merge rank and merged id, open
+                              addressing, one slot per cache line fetch; rank -1: empty */
   uint64_t pmask;
   int32_t byte_id[256];
   int32_t *mleft, *mright; /* the distinct merges in rank order, for saving */
@@ -140,12 +141,10 @@ static int size_merges(tide_bpe *t, int64_t nmerges) {
   t->mleft = malloc((size_t)(nmerges ? nmerges : 1) * sizeof *t->mleft);
   t->mright = malloc((size_t)(nmerges ? nmerges : 1) * sizeof *t->mright);
   if (!t->mleft || !t->mright) return tide_fail("tokenizer: out of memory");
-  t->pkey = malloc(cap * sizeof *t->pkey);
-  t->prank = malloc(cap * sizeof *t->prank);
-  t->pnew = malloc(cap * sizeof *t->pnew);
-  if (!t->pkey || !t->prank || !t->pnew) return tide_fail("tokenizer: out of memory");
+  t->pair = malloc(cap * sizeof *t->pair);
+  if (!t->pair) return tide_fail("tokenizer: out of memory");
   t->pmask = cap - 1;
-  memset(t->prank, 0xFF, cap * sizeof *t->prank);
+  for (uint64_t i = 0; i < cap; i++) t->pair[i] = (struct pslot){ 0, -1, -1 };
   return 0;
 }
 
@@ -153,7 +152,7 @@ static int size_merges(tide_bpe *t, int64_t nmerges) {
 static uint64_t pair_slot(const tide_bpe *t, int32_t a, int32_t b) {
   uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
   uint64_t h = hash_pair(key) & t->pmask;
-  while (t->prank[h] >= 0 && t->pkey[h] != key) h = (h + 1) & t->pmask;
+  while (t->pair[h].rank >= 0 && t->pair[h].key != key) h = (h + 1) & t->pmask;
   return h;
 }
 
@@ -173,10 +172,8 @@ static int add_merge(tide_bpe *t, const char *a, size_t na, const char *b, size_
   if (iab < 0)
     return tide_fail("%s: merge '%.*s %.*s': the merged token is not in the vocabulary", where, (int)na, a, (int)nb, b);
   uint64_t h = pair_slot(t, (int32_t)ia, (int32_t)ib);
-  if (t->prank[h] >= 0) return 0;  /* a repeated merge keeps its first rank */
-  t->pkey[h] = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
-  t->prank[h] = rank;
-  t->pnew[h] = (int32_t)iab;
+  if (t->pair[h].rank >= 0) return 0;  /* a repeated merge keeps its first rank */
+  t->pair[h] = (struct pslot){ (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib, rank, (int32_t)iab };
   t->mleft[t->nmerges] = (int32_t)ia;
   t->mright[t->nmerges++] = (int32_t)ib;
   return 0;
@@ -238,7 +235,7 @@ static int add_added(tide_bpe *t, int32_t id, int special) {
 void tide_bpe_free(tide_bpe *t) {
   if (!t) return;
   free(t->tok); free(t->raw); free(t->arena); free(t->shash);
-  free(t->pkey); free(t->prank); free(t->pnew);
+  free(t->pair);
   free(t->mleft); free(t->mright);
   free(t->added_id); free(t->added_special);
   free(t);
@@ -473,11 +470,102 @@ const char *tide_unicode_version_str(void) { return tide_unicode_version; }
 
 /* Scratch for merging one piece, grown as pieces get longer. */
 typedef struct { int32_t rank, pos, lid, rid, nid; } cand;
+/* A memo of piece bytes -> ids: code repeats its identifiers and indents,
+   so most pieces were merged before. Slot empty when klen is 0. */
+typedef struct { uint32_t hash, koff, ioff; uint16_t klen, nids; } centry;
+#define CACHE_MAX_PIECE 64             /* longer pieces are rare and not memoized */
+#define CACHE_MAX_SLOTS (1u << 15)     /* bounds the memory; full: start over */
 typedef struct {
   int32_t *id, *len, *next, *prev;
   cand *heap;
   int64_t cap, hn;
+  centry *slot;                        /* open addressing, power-of-two size */
+  uint32_t nslot, used;
+  unsigned char *keys;                 /* the pieces' bytes */
+  int32_t *cids;                       /* their ids */
+  uint32_t klen, kcap, ilen, icap;
 } work;
+
+static void work_free(work *w) {
+  free(w->id); free(w->len); free(w->next); free(w->prev); free(w->heap);
+  free(w->slot); free(w->keys); free(w->cids);
+}
+
+static uint32_t hash_piece(const unsigned char *p, int64_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (int64_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+  return (uint32_t)(h ^ (h >> 32));
+}
+
+/* Whether a[0..n) == b[0..n); pieces are short, so a libc call costs more than the compare. */
+static int same_bytes(const unsigned char *a, const unsigned char *b, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    memcpy(&x, a + i, 8);
+    memcpy(&y, b + i, 8);
+    if (x != y) return 0;
+  }
+  for (; i < n; i++) if (a[i] != b[i]) return 0;
+  return 1;
+}
+
+/* The cached entry of piece p[0..n), or NULL. */
+static const centry *cache_find(const work *w, const unsigned char *p, int64_t n, uint32_t h) {
+  if (!w->nslot) return NULL;
+  for (uint32_t i = h & (w->nslot - 1);; i = (i + 1) & (w->nslot - 1)) {
+    const centry *e = &w->slot[i];
+    if (!e->klen) return NULL;
+    if (e->hash == h && e->klen == n && same_bytes(w->keys + e->koff, p, n)) return e;
+  }
+}
+
+static void cache_place(work *w, centry e) {
+  uint32_t i = e.hash & (w->nslot - 1);
+  while (w->slot[i].klen) i = (i + 1) & (w->nslot - 1);
+  w->slot[i] = e;
+}
+
+/* Remembers piece p[0..n) -> ids[0..m); on out of memory it just forgets. */
+static void cache_put(work *w, const unsigned char *p, int64_t n, uint32_t h, const int32_t *ids, int64_t m) {
+  if (n > CACHE_MAX_PIECE || m > n) return;
+  if (w->used + 1 > w->nslot / 2) {
+    if (w->nslot >= CACHE_MAX_SLOTS) {   /* full: drop everything */
+      memset(w->slot, 0, w->nslot * sizeof *w->slot);
+      w->used = w->klen = w->ilen = 0;
+    } else {
+      uint32_t ns = w->nslot ? w->nslot * 2 : 256;
+      centry *old = w->slot, *sl = calloc(ns, sizeof *sl);
+      if (!sl) return;
+      uint32_t on = w->nslot;
+      w->slot = sl;
+      w->nslot = ns;
+      for (uint32_t i = 0; i < on; i++) if (old[i].klen) cache_place(w, old[i]);
+      free(old);
+    }
+  }
+  if (w->klen + n > w->kcap) {
+    uint32_t c = w->kcap ? w->kcap * 2 : 4096;
+    unsigned char *k = realloc(w->keys, c);
+    if (!k) return;
+    w->keys = k;
+    w->kcap = c;
+  }
+  if (w->ilen + m > w->icap) {
+    uint32_t c = w->icap ? w->icap * 2 : 4096;
+    int32_t *k = realloc(w->cids, c * sizeof *k);
+    if (!k) return;
+    w->cids = k;
+    w->icap = c;
+  }
+  memcpy(w->keys + w->klen, p, (size_t)n);
+  memcpy(w->cids + w->ilen, ids, (size_t)m * sizeof *ids);
+  centry e = { h, w->klen, w->ilen, (uint16_t)n, (uint16_t)m };
+  w->klen += (uint32_t)n;
+  w->ilen += (uint32_t)m;
+  cache_place(w, e);
+  w->used++;
+}
 
 static int work_grow(work *w, int64_t n) {
   if (n <= w->cap) return 0;
@@ -500,8 +588,8 @@ static int cand_less(const cand *a, const cand *b) {
 
 static void heap_push(work *w, const tide_bpe *t, int32_t l, int32_t r) {
   uint64_t h = pair_slot(t, w->id[l], w->id[r]);
-  if (t->prank[h] < 0) return;
-  cand c = { t->prank[h], l, w->id[l], w->id[r], t->pnew[h] };
+  if (t->pair[h].rank < 0) return;
+  cand c = { t->pair[h].rank, l, w->id[l], w->id[r], t->pair[h].nid };
   int64_t i = w->hn++;
   while (i > 0) {
     int64_t p = (i - 1) / 2;
@@ -531,6 +619,17 @@ static cand heap_pop(work *w) {
 static int encode_piece(const tide_bpe *t, work *w, const unsigned char *p, int64_t n, int32_t *ids, int64_t *k) {
   if (n == 1) { ids[(*k)++] = t->byte_id[p[0]]; return 0; }
   if (n > INT32_MAX / 4) return tide_fail("tide_bpe_encode: a piece of %lld bytes is too long", (long long)n);
+  uint32_t h = 0;
+  if (n <= CACHE_MAX_PIECE) {
+    h = hash_piece(p, n);
+    const centry *e = cache_find(w, p, n, h);
+    if (e) {
+      memcpy(ids + *k, w->cids + e->ioff, (size_t)e->nids * sizeof *ids);
+      *k += e->nids;
+      return 0;
+    }
+  }
+  int64_t k0 = *k;
   TIDE_TRY(work_grow(w, n));
   int32_t m = (int32_t)n;
   for (int32_t i = 0; i < m; i++) {
@@ -555,6 +654,7 @@ static int encode_piece(const tide_bpe *t, work *w, const unsigned char *p, int6
     if (w->next[l] < m) heap_push(w, t, l, w->next[l]);
   }
   for (int32_t i = 0; i < m; i = w->next[i]) ids[(*k)++] = w->id[i];
+  if (n <= CACHE_MAX_PIECE) cache_put(w, p, n, h, ids + k0, *k - k0);
   return 0;
 }
 
@@ -567,8 +667,20 @@ static int encode_plain(const tide_bpe *t, work *w, const unsigned char *s, int6
   return 0;
 }
 
+/* tide_bpe_encode with the caller's scratch (and memo), reused across texts. */
+static int encode_text(const tide_bpe *t, work *wp, const char *text, int64_t len, const int32_t *allowed,
+                       int32_t nallowed, int32_t *ids, int64_t *nids);
+
 int tide_bpe_encode(const tide_bpe *t, const char *text, int64_t len, const int32_t *allowed, int32_t nallowed,
                     int32_t *ids, int64_t *nids) {
+  work w = { 0 };
+  int rc = encode_text(t, &w, text, len, allowed, nallowed, ids, nids);
+  work_free(&w);
+  return rc;
+}
+
+static int encode_text(const tide_bpe *t, work *wp, const char *text, int64_t len, const int32_t *allowed,
+                       int32_t nallowed, int32_t *ids, int64_t *nids) {
   if (!t || (!text && len > 0) || len < 0 || !ids || !nids) return tide_fail("tide_bpe_encode: NULL argument or negative length");
   if (nallowed > 0 && !allowed) return tide_fail("tide_bpe_encode: allowed is NULL with nallowed = %d", nallowed);
   for (int32_t i = 0; i < nallowed; i++) {
@@ -577,7 +689,6 @@ int tide_bpe_encode(const tide_bpe *t, const char *text, int64_t len, const int3
     if (j == t->nadded) return tide_fail("tide_bpe_encode: allowed id %d is not an added token", allowed[i]);
   }
   const unsigned char *s = (const unsigned char *)text;
-  work w = { 0 };
   int64_t k = 0, i = 0;
   int rc = 0;
   int32_t nspecial = nallowed < 0 ? t->nadded : nallowed;
@@ -600,13 +711,12 @@ int tide_bpe_encode(const tide_bpe *t, const char *text, int64_t len, const int3
       int64_t pos = next_at[j];
       if (pos < len && (pos < at || (pos == at && r.len > t->raw[best].len))) { at = pos; best = id; }
     }
-    rc = encode_plain(t, &w, s + i, at - i, ids, &k);
+    rc = encode_plain(t, wp, s + i, at - i, ids, &k);
     if (best < 0) break;
     ids[k++] = (int32_t)best;
     i = at + t->raw[best].len;
   }
   free(next_at);
-  free(w.id); free(w.len); free(w.next); free(w.prev); free(w.heap);
   *nids = k;
   return rc;
 }
@@ -639,12 +749,17 @@ int tide_bpe_encode_batch(const tide_bpe *t, int64_t n, const char *const *texts
      text's message is re-raised on the calling thread (errors are per thread) */
   int64_t bad = -1;
   char msg[512] = "";
-  #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t i = 0; i < n; i++) {
-    if (tide_bpe_encode(t, texts[i], lens[i], allowed, nallowed, ids + off[i], &nids[i]) != 0) {
-      #pragma omp critical(tide_bpe_batch_err)
-      if (bad < 0 || i < bad) { bad = i; snprintf(msg, sizeof msg, "%s", tide_last_error()); }
+  #pragma omp parallel
+  {
+    work w = { 0 };  /* per thread: scratch and memo carry over between its texts */
+    #pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < n; i++) {
+      if (encode_text(t, &w, texts[i], lens[i], allowed, nallowed, ids + off[i], &nids[i]) != 0) {
+        #pragma omp critical(tide_bpe_batch_err)
+        if (bad < 0 || i < bad) { bad = i; snprintf(msg, sizeof msg, "%s", tide_last_error()); }
+      }
     }
+    work_free(&w);
   }
   free(off);
   if (bad >= 0) return tide_fail("tide_bpe_encode_batch: text %lld: %s", (long long)bad, msg);

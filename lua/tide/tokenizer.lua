@@ -13,6 +13,7 @@
 -- Ids are 0-based, as in Hugging Face; decode(encode(x)) == x for any bytes.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local new_table = require 'table.new'  -- LuaJIT: presized, so filling ids never rehashes
 
 local M = {}
 
@@ -111,7 +112,7 @@ end
 -- or a set/list of added tokens that may be matched in the text.
 function Tokenizer:encode(text, opts)
   local buf, n = encode_raw(self, text, opts, 2)
-  local ids = {}
+  local ids = new_table(n, 0)
   for i = 0, n - 1 do ids[i + 1] = buf[i] end
   return ids
 end
@@ -190,10 +191,11 @@ function Tokenizer:encode_batch(texts, opts)
   local ids = ffi.new('int32_t[?]', total + 1)
   local counts = ffi.new('int64_t[?]', n + 1)
   if C.tide_bpe_encode_batch(self._t, n, ptrs, lens, allowed, nallowed, ids, counts) ~= 0 then raise(2) end
-  local out, off = {}, 0
+  local out, off = new_table(n, 0), 0
   for i = 1, n do
-    local t = {}
-    for k = 0, tonumber(counts[i - 1]) - 1 do t[k + 1] = ids[off + k] end
+    local m = tonumber(counts[i - 1])
+    local t = new_table(m, 0)
+    for k = 0, m - 1 do t[k + 1] = ids[off + k] end
     out[i] = t
     off = off + #texts[i] + 1
   end
