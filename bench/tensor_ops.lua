@@ -9,8 +9,7 @@
 -- (c) the cost of one small op called from a Lua loop, in ns per call.
 --
 -- Timing is wall-clock on CLOCK_MONOTONIC; every figure is the best of
--- several repetitions after warm-up calls, with the median beside it. An op
--- the library does not have yet is reported as "skipped: not implemented".
+-- several repetitions after warm-up calls, with the median beside it.
 local ffi = require 'ffi'
 local tide = tide or require 'tide'
 local C = ffi.C
@@ -68,8 +67,6 @@ end
 -- Frees dropped results now, outside the timed region.
 local function drop() collectgarbage('collect') end
 
-local function has(name) return tide.Tensor[name] ~= nil end
-
 local function sh(cmd)
   local p = io.popen(cmd .. ' 2>/dev/null')
   if not p then return '' end
@@ -116,10 +113,6 @@ local function bandwidth()
   local base_cpy, base_par
   local function row(name, counted, fn, opts)
     opts = opts or {}
-    if opts.need and not has(opts.need) then
-      print(('  %-44s skipped: not implemented'):format(name))
-      return
-    end
     local best, med = timeit(fn, reps, 2, opts.setup, opts.teardown or drop)
     local gbs = counted * nbytes / best / 1e9
     if opts.base == 'memcpy' then base_cpy = gbs end
@@ -150,17 +143,17 @@ local function bandwidth()
     end, { teardown = nothing })
     row('a:clone(), cache', 2, function() return a:clone() end)
     row('a:clone(), first touch', 2, function() return a:clone() end, { setup = cold })
-    row('a:add(b), cache', 3, function() return a:add(b) end, { need = 'add' })
-    row('a:add(b), first touch', 3, function() return a:add(b) end, { need = 'add', setup = cold })
-    row('a:mul(b), cache', 3, function() return a:mul(b) end, { need = 'mul' })
-    row('a:exp(), cache', 2, function() return a:exp() end, { need = 'exp' })
-    row('dst:add_(b), warm (in place)', 3, function() return dst:add_(b) end, { need = 'add_', teardown = nothing })
-    row('dst:mul_(b), warm (in place)', 3, function() return dst:mul_(b) end, { need = 'mul_', teardown = nothing })
+    row('a:add(b), cache', 3, function() return a:add(b) end)
+    row('a:add(b), first touch', 3, function() return a:add(b) end, { setup = cold })
+    row('a:mul(b), cache', 3, function() return a:mul(b) end)
+    row('a:exp(), cache', 2, function() return a:exp() end)
+    row('dst:add_(b), warm (in place)', 3, function() return dst:add_(b) end, { teardown = nothing })
+    row('dst:mul_(b), warm (in place)', 3, function() return dst:mul_(b) end, { teardown = nothing })
     row('dst:exp_(), warm (in place)', 2, function() return dst:exp_() end, {
-      need = 'exp_', teardown = nothing,
+      teardown = nothing,
       setup = function() dst:fill_(0.5) end })  -- keep the values finite and normal
-    row('a:sum(), all elements', 1, function() return a:sum() end, { need = 'sum' })
-    row(('m:sum(-1), %d rows of %d'):format(4096, n / 4096), 1, function() return mat:sum(-1) end, { need = 'sum' })
+    row('a:sum(), all elements', 1, function() return a:sum() end)
+    row(('m:sum(-1), %d rows of %d'):format(4096, n / 4096), 1, function() return mat:sum(-1) end)
     -- a tuned read-only pass for comparison: OpenBLAS's sum of |x|, on the
     -- same number of threads (tide.set_num_threads sets OpenBLAS's too)
     local x = ffi.cast('const float*', a._c.data)
@@ -240,20 +233,16 @@ local function overhead()
     { 't:size(1)', function(n) local s = 0; for _ = 1, n do s = s + a:size(1) end; return s end },
     { 't:dim()', function(n) local s = 0; for _ = 1, n do s = s + a:dim() end; return s end },
     { 't:t() (a new view)', function(n) local r; for _ = 1, n do r = m2:t() end; return r end },
-    { 'a:add(b), 4 elements, new result', function(n) local r; for _ = 1, n do r = a:add(b) end; return r end, 'add' },
-    { 'a:add_(b), 4 elements, in place', function(n) for _ = 1, n do a:add_(b) end end, 'add_' },
+    { 'a:add(b), 4 elements, new result', function(n) local r; for _ = 1, n do r = a:add(b) end; return r end },
+    { 'a:add_(b), 4 elements, in place', function(n) for _ = 1, n do a:add_(b) end end },
     { 'a:matmul(b), 2x2 @ 2x2, new result', function(n) local r; for _ = 1, n do r = m2:matmul(m2) end; return r end },
   }
   local results = {}
   for _, c in ipairs(cases) do
-    if c[3] and not has(c[3]) then
-      print(('  %-42s skipped: not implemented'):format(c[1]))
-    else
-      local best = timeit(function() return c[2](iters) end, 5, 1, nil, drop)
-      local ns = best / iters * 1e9
-      results[#results + 1] = { name = c[1], ns = ns }
-      print(('  %-42s %8.0f ns'):format(c[1], ns))
-    end
+    local best = timeit(function() return c[2](iters) end, 5, 1, nil, drop)
+    local ns = best / iters * 1e9
+    results[#results + 1] = { name = c[1], ns = ns }
+    print(('  %-42s %8.0f ns'):format(c[1], ns))
   end
   return results
 end
