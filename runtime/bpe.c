@@ -5,6 +5,7 @@
 #include "json.h"
 #include "pretokenize.h"
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +30,17 @@ struct tide_bpe {
   int32_t nadded;
   int32_t *added_id;
   uint8_t *added_special;
+  struct work *pool;       /* encode scratch and piece memos, kept between calls */
+  atomic_int *pool_busy;   /* per pool entry: 1 while a call uses it */
 };
 
+/* Encoders running at once that get a memo of their own; more share none. */
+#define POOL_SIZE 64
+
 #define NO_TOKEN UINT32_MAX
+
+static int pool_new(tide_bpe *t);
+static void pool_free(tide_bpe *t);
 
 uint32_t tide_bpe_byte_char(unsigned b) {
   /* printable Latin-1 bytes keep their code point; the other 68 are numbered
@@ -238,6 +247,7 @@ void tide_bpe_free(tide_bpe *t) {
   free(t->pair);
   free(t->mleft); free(t->mright);
   free(t->added_id); free(t->added_special);
+  pool_free(t);
   free(t);
 }
 
@@ -300,6 +310,7 @@ static int load_vocab(tide_bpe *t, const tide_json *doc, int64_t vocab, int64_t 
 
 static tide_bpe *bpe_new(void) {
   tide_bpe *t = calloc(1, sizeof *t);
+  if (t && pool_new(t) != 0) { free(t); t = NULL; }
   if (!t) tide_fail("tokenizer: out of memory");
   return t;
 }
@@ -474,8 +485,10 @@ typedef struct { int32_t rank, pos, lid, rid, nid; } cand;
    so most pieces were merged before. Slot empty when klen is 0. */
 typedef struct { uint32_t hash, koff, ioff; uint16_t klen, nids; } centry;
 #define CACHE_MAX_PIECE 64             /* longer pieces are rare and not memoized */
-#define CACHE_MAX_SLOTS (1u << 15)     /* bounds the memory; full: start over */
-typedef struct {
+#define CACHE_MAX_SLOTS (1u << 17)     /* bounds the memory (about 4 MB); full: start over */
+#define SHORT_PIECE 64                 /* up to this many bytes: merged by scanning, no heap */
+#define SCRATCH_KEEP 4096              /* longer scratch is freed after the call */
+typedef struct work {
   int32_t *id, *len, *next, *prev;
   cand *heap;
   int64_t cap, hn;
@@ -489,6 +502,51 @@ typedef struct {
 static void work_free(work *w) {
   free(w->id); free(w->len); free(w->next); free(w->prev); free(w->heap);
   free(w->slot); free(w->keys); free(w->cids);
+}
+
+static void scratch_free(work *w) {
+  free(w->id); free(w->len); free(w->next); free(w->prev); free(w->heap);
+  w->id = w->len = w->next = w->prev = NULL;
+  w->heap = NULL;
+  w->cap = 0;
+}
+
+static int pool_new(tide_bpe *t) {
+  t->pool = calloc(POOL_SIZE, sizeof *t->pool);  /* zeroed: empty scratch, empty memo */
+  t->pool_busy = malloc(POOL_SIZE * sizeof *t->pool_busy);
+  if (!t->pool || !t->pool_busy) { free(t->pool); free(t->pool_busy); return -1; }
+  for (int i = 0; i < POOL_SIZE; i++) atomic_init(&t->pool_busy[i], 0);
+  return 0;
+}
+
+static void pool_free(tide_bpe *t) {
+  if (t->pool) for (int i = 0; i < POOL_SIZE; i++) work_free(&t->pool[i]);
+  free(t->pool);
+  free(t->pool_busy);
+}
+
+/* A free pool entry for this call (its memo warm from earlier calls), or
+   NULL when all are in use. The model is read only; the pool is the one
+   thing calls share, so each entry is held by one call at a time. */
+static work *work_take(const tide_bpe *t, int *slot) {
+  for (int i = 0; i < POOL_SIZE; i++) {
+    int idle = 0;
+    if (atomic_load_explicit(&t->pool_busy[i], memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_strong(&t->pool_busy[i], &idle, 1)) {
+      *slot = i;
+      return &t->pool[i];
+    }
+  }
+  *slot = -1;
+  return NULL;
+}
+
+/* Hands back what work_take gave (or frees a call's own scratch); scratch
+   grown for one huge piece (a megabyte of spaces) is not kept. */
+static void work_give(const tide_bpe *t, work *w, int slot) {
+  if (slot < 0) { work_free(w); return; }
+  if (w->cap > SCRATCH_KEEP) scratch_free(w);
+  atomic_store(&t->pool_busy[slot], 0);
 }
 
 static uint32_t hash_piece(const unsigned char *p, int64_t n) {
@@ -615,6 +673,35 @@ static cand heap_pop(work *w) {
   return top;
 }
 
+/* Merge rank and merged id of pair (a, b); rank INT32_MAX when there is no such merge. */
+static inline int32_t pair_rank(const tide_bpe *t, int32_t a, int32_t b, int32_t *nid) {
+  const struct pslot *e = &t->pair[pair_slot(t, a, b)];
+  *nid = e->nid;
+  return e->rank < 0 ? INT32_MAX : e->rank;
+}
+
+/* encode_piece's merging for short pieces: the lowest rank found by a scan
+   over the pairs (leftmost on ties, as the heap orders them); for the
+   pieces most text is made of this beats a heap's bookkeeping. */
+static int64_t merge_short(const tide_bpe *t, const unsigned char *p, int32_t m, int32_t *out) {
+  int32_t id[SHORT_PIECE], rank[SHORT_PIECE], nid[SHORT_PIECE];
+  for (int32_t i = 0; i < m; i++) id[i] = t->byte_id[p[i]];
+  for (int32_t i = 0; i + 1 < m; i++) rank[i] = pair_rank(t, id[i], id[i + 1], &nid[i]);
+  while (m > 1) {
+    int32_t best = 0;
+    for (int32_t i = 1; i + 1 < m; i++) if (rank[i] < rank[best]) best = i;
+    if (rank[best] == INT32_MAX) break;
+    id[best] = nid[best];
+    /* drop symbol best + 1 and pair best + 1 */
+    for (int32_t i = best + 1; i + 1 < m; i++) { id[i] = id[i + 1]; rank[i] = rank[i + 1]; nid[i] = nid[i + 1]; }
+    m--;
+    if (best > 0) rank[best - 1] = pair_rank(t, id[best - 1], id[best], &nid[best - 1]);
+    if (best + 1 < m) rank[best] = pair_rank(t, id[best], id[best + 1], &nid[best]);
+  }
+  memcpy(out, id, (size_t)m * sizeof *id);
+  return m;
+}
+
 /* Merges the bytes p[0..n) and appends their ids to ids[*k...]. */
 static int encode_piece(const tide_bpe *t, work *w, const unsigned char *p, int64_t n, int32_t *ids, int64_t *k) {
   if (n == 1) { ids[(*k)++] = t->byte_id[p[0]]; return 0; }
@@ -630,6 +717,11 @@ static int encode_piece(const tide_bpe *t, work *w, const unsigned char *p, int6
     }
   }
   int64_t k0 = *k;
+  if (n <= SHORT_PIECE) {
+    *k += merge_short(t, p, (int32_t)n, ids + k0);
+    cache_put(w, p, n, h, ids + k0, *k - k0);
+    return 0;
+  }
   TIDE_TRY(work_grow(w, n));
   int32_t m = (int32_t)n;
   for (int32_t i = 0; i < m; i++) {
@@ -673,9 +765,13 @@ static int encode_text(const tide_bpe *t, work *wp, const char *text, int64_t le
 
 int tide_bpe_encode(const tide_bpe *t, const char *text, int64_t len, const int32_t *allowed, int32_t nallowed,
                     int32_t *ids, int64_t *nids) {
-  work w = { 0 };
-  int rc = encode_text(t, &w, text, len, allowed, nallowed, ids, nids);
-  work_free(&w);
+  if (!t) return tide_fail("tide_bpe_encode: NULL argument or negative length");
+  work own = { 0 };
+  int slot;
+  work *w = work_take(t, &slot);
+  if (!w) w = &own;
+  int rc = encode_text(t, w, text, len, allowed, nallowed, ids, nids);
+  work_give(t, w, slot);
   return rc;
 }
 
@@ -751,15 +847,19 @@ int tide_bpe_encode_batch(const tide_bpe *t, int64_t n, const char *const *texts
   char msg[512] = "";
   #pragma omp parallel
   {
-    work w = { 0 };  /* per thread: scratch and memo carry over between its texts */
+    /* per thread: scratch and memo carry over between its texts (and calls) */
+    work own = { 0 };
+    int slot;
+    work *w = work_take(t, &slot);
+    if (!w) w = &own;
     #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < n; i++) {
-      if (encode_text(t, &w, texts[i], lens[i], allowed, nallowed, ids + off[i], &nids[i]) != 0) {
+      if (encode_text(t, w, texts[i], lens[i], allowed, nallowed, ids + off[i], &nids[i]) != 0) {
         #pragma omp critical(tide_bpe_batch_err)
         if (bad < 0 || i < bad) { bad = i; snprintf(msg, sizeof msg, "%s", tide_last_error()); }
       }
     }
-    work_free(&w);
+    work_give(t, w, slot);
   }
   free(off);
   if (bad >= 0) return tide_fail("tide_bpe_encode_batch: text %lld: %s", (long long)bad, msg);

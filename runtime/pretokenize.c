@@ -64,6 +64,11 @@ int tide_char_class(const unsigned char *s, int64_t n, int64_t i, int *len) {
 /* End of the run of characters of class cls starting at i. */
 static int64_t run_of(const unsigned char *s, int64_t n, int64_t i, int cls) {
   while (i < n) {
+    if (s[i] < 0x80) {  /* most text is ASCII: no call, no table search */
+      if (ascii_class[s[i]] != cls) break;
+      i++;
+      continue;
+    }
     int len;
     if (tide_char_class(s, n, i, &len) != cls) break;
     i += len;

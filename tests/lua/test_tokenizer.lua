@@ -239,6 +239,26 @@ T.test('long runs of one character encode in linear time', function()
   end
 end)
 
+T.test('the piece memo kept between calls changes no ids', function()
+  need_gpt2()
+  -- tok's memo is warm from the tests above (and its scratch grew for the
+  -- megabyte pieces, then was given back); a fresh tokenizer starts cold;
+  -- batches hold per-thread memos of their own
+  local fresh = tide.tokenizer.load(GPT2)
+  local all = {}
+  for i = #texts, 1, -1 do all[#all + 1] = unhex(texts[i].hex) end
+  local batch = tok:encode_batch(all)
+  for round = 1, 2 do
+    for i, t in ipairs(texts) do
+      local want = {}
+      for k, v in ipairs(golden[i].ids) do want[k] = v end
+      T.same(tok:encode(unhex(t.hex)), want, t.name .. ' warm, round ' .. round)
+      T.same(fresh:encode(unhex(t.hex)), want, t.name .. ' fresh, round ' .. round)
+      T.same(batch[#texts + 1 - i], want, t.name .. ' batch')
+    end
+  end
+end)
+
 T.test('temporary files are removed', function()
   os.execute('rm -rf ' .. tmpdir)
   T.eq(os.execute('test -e ' .. tmpdir) == 0, false)
