@@ -322,6 +322,8 @@ int tide_bpe_encode(const tide_bpe *t, const char *text, int64_t len, const int3
 int tide_bpe_decode(const tide_bpe *t, const int32_t *ids, int64_t n, char *out, int64_t cap, int64_t *len);
 /* Copies n bytes to out (capacity 3n), each maximal invalid UTF-8 subsequence replaced by U+FFFD; returns the length written. */
 int64_t tide_utf8_replace_invalid(const char *in, int64_t n, char *out);
+/* GPT-2 pre-tokenization of len bytes: the end offset of each piece into ends (when cap allows), their number in *n. */
+int tide_pretokenize(const char *text, int64_t len, int64_t *ends, int64_t cap, int64_t *n);
 /* The Unicode version of the pre-tokenizer's letter, number and space tables. */
 const char *tide_unicode_version_str(void);
 

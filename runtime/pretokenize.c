@@ -1,5 +1,7 @@
 /* The GPT-2 pre-tokenizer as a scanner; see pretokenize.h for the rules. */
 #include "pretokenize.h"
+#include "error.h"
+#include "tide.h"
 
 /* ASCII classes, so the common case needs no table search. */
 static const unsigned char ascii_class[128] = {
@@ -100,4 +102,17 @@ int64_t tide_pretok_next(const unsigned char *s, int64_t n, int64_t i) {
   }
   if (j < n && last > i) return last;
   return j;
+}
+
+int tide_pretokenize(const char *text, int64_t len, int64_t *ends, int64_t cap, int64_t *n) {
+  if ((!text && len > 0) || len < 0 || !n || cap < 0 || (cap > 0 && !ends))
+    return tide_fail("tide_pretokenize: NULL argument or negative length");
+  const unsigned char *s = (const unsigned char *)text;
+  int64_t k = 0;
+  for (int64_t i = 0; i < len; k++) {
+    i = tide_pretok_next(s, len, i);
+    if (k < cap) ends[k] = i;
+  }
+  *n = k;
+  return 0;
 }

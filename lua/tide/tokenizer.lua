@@ -457,6 +457,24 @@ M.Tokenizer = Tokenizer
 M.Decoder = Decoder
 M.unicode_version = ffi.string(C.tide_unicode_version_str())
 
+-- The GPT-2 pre-tokenizer's pieces of text, as raw byte strings (what Hugging
+-- Face's ByteLevel pre_tokenize_str gives, before the byte-to-unicode map):
+-- pre_tokenize('Hello  world!') is { 'Hello', ' ', ' world', '!' }.
+function M.pre_tokenize(text)
+  if type(text) ~= 'string' then error('pre_tokenize: expected a string, got ' .. type(text), 2) end
+  if C.tide_pretokenize(text, #text, nil, 0, nbuf) ~= 0 then raise(2) end
+  local n = tonumber(nbuf[0])
+  local ends = ffi.new('int64_t[?]', n + 1)
+  if C.tide_pretokenize(text, #text, ends, n, nbuf) ~= 0 then raise(2) end
+  local out, at = new_table(n, 0), 0
+  for i = 0, n - 1 do
+    local e = tonumber(ends[i])
+    out[i + 1] = text:sub(at + 1, e)
+    at = e
+  end
+  return out
+end
+
 function M.install(tide, core)
   tide.tokenizer = M
 end

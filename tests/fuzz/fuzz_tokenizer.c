@@ -85,7 +85,14 @@ static void setup(void) {
 static void roundtrip(const tide_bpe *t, const uint8_t *text, size_t n, int exact) {
   int32_t *ids = malloc((n + 1) * sizeof *ids);
   char *back = malloc(n + 64);
-  REQUIRE(ids && back);
+  int64_t *ends = malloc((n + 1) * sizeof *ends), np = -1;
+  REQUIRE(ids && back && ends);
+  /* the pieces are non-empty, increasing and cover the text */
+  REQUIRE(tide_pretokenize((const char *)text, (int64_t)n, ends, (int64_t)n + 1, &np) == 0);
+  REQUIRE(np >= 0 && np <= (int64_t)n);
+  for (int64_t i = 0; i < np; i++) REQUIRE(ends[i] > (i ? ends[i - 1] : 0));
+  REQUIRE(np == 0 ? n == 0 : ends[np - 1] == (int64_t)n);
+  free(ends);
   for (int allow = 0; allow < 2; allow++) {
     int64_t k = -1, len = -1;
     REQUIRE(tide_bpe_encode(t, (const char *)text, (int64_t)n, NULL, allow ? -1 : 0, ids, &k) == 0);

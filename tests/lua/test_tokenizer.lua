@@ -89,7 +89,7 @@ T.test('pieces, vocabulary queries and eos_id', function()
   T.eq(tok:id_to_token(50257), nil)
   T.eq(tok:id_to_token(-1), nil)
   T.same(tok:encode(''), {})
-  T.eq(tokenizer.unicode_version, '15.0.0')
+  T.eq(tokenizer.unicode_version, '16.0.0')
 end)
 
 T.test('added tokens are matched only where allowed', function()
@@ -257,6 +257,22 @@ T.test('the piece memo kept between calls changes no ids', function()
       T.same(batch[#texts + 1 - i], want, t.name .. ' batch')
     end
   end
+end)
+
+T.test('pre_tokenize gives the pieces encode merges, covering the text', function()
+  local P = tide.tokenizer.pre_tokenize
+  T.same(P("Hello  world!"), { 'Hello', ' ', ' world', '!' })
+  T.same(P("I'LL it's\r\n\n  x"), { 'I', "'", 'LL', ' it', "'s", '\r\n\n ', ' x' })
+  T.same(P(''), {})
+  T.same(P('\xff\xfe a'), { '\xff\xfe', ' a' })
+  -- U+1C8A is a letter since Unicode 16.0 (as for Hugging Face), U+16EA0 only since 17.0
+  T.same(P('"\u{1C8A}",'), { '"', '\u{1C8A}', '",' })
+  T.same(P('"\u{16EA0}",'), { '"\u{16EA0}",' })
+  for _, t in ipairs(texts) do
+    local s = unhex(t.hex)
+    T.eq(table.concat(P(s)), s, t.name)
+  end
+  T.raises(function() P(42) end, 'pre_tokenize: expected a string')
 end)
 
 T.test('temporary files are removed', function()
