@@ -165,19 +165,43 @@ function M.install(tide, core)
   local _ = core
   local tk = tide.tokenizer
   tk.learn = M.learn
-  -- Trains a tokenizer on source (see the top of this file); returns a tide.Tokenizer.
-  function tk.train(source, opts)
-    local r = M._learn(source, opts, 2)
+  -- the learned vocab and merges as a tide.Tokenizer (through tokenizer.json)
+  local function as_tokenizer(r, level)
     local path = os.tmpname()
     local f = assert(io.open(path, 'wb'))
     f:write(tokenizer_json(tide, r))
     f:close()
     local ok, tok = pcall(tk.load, path)
     os.remove(path)
-    if not ok then error(tok, 2) end
+    if not ok then error(tok, level + 1) end
     tok.source = 'trained'
     return tok
   end
+  -- Trains a tokenizer on source (see the top of this file); returns a tide.Tokenizer.
+  function tk.train(source, opts)
+    return as_tokenizer(M._learn(source, opts, 2), 2)
+  end
+  -- Hugging Face's train_new_from_iterator: a new tokenizer of the same kind
+  -- (byte-level BPE, the full byte alphabet) trained on source, keeping this
+  -- one's added tokens, in id order, as its first ids. opts as for train
+  -- (min_frequency, max_token_length, show_progress).
+  local function train_new(self, source, vocab_size, opts)
+    if opts ~= nil and type(opts) ~= 'table' then error('train_new: options must be a table', 3) end
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    if o.special_tokens ~= nil or o.initial_alphabet ~= nil then
+      error('train_new: special_tokens and initial_alphabet come from the tokenizer; use tide.tokenizer.train to choose them', 3)
+    end
+    if type(vocab_size) ~= 'number' then error('train_new: vocab_size must be a number, got ' .. type(vocab_size), 3) end
+    o.vocab_size, o.initial_alphabet, o.special_tokens = vocab_size, 'bytes', {}
+    local added = {}
+    for _, a in ipairs(self.added) do added[#added + 1] = a end
+    table.sort(added, function(a, b) return a.id < b.id end)
+    for i, a in ipairs(added) do o.special_tokens[i] = a.content end
+    return as_tokenizer(M._learn(source, o, 3), 3)
+  end
+  function tk.Tokenizer:train_new(source, vocab_size, opts) return train_new(self, source, vocab_size, opts) end
+  function tk.Tokenizer:train_new_from_iterator(source, vocab_size, opts) return train_new(self, source, vocab_size, opts) end
 end
 
 return M

@@ -75,6 +75,35 @@ T.test('min_frequency and the seen alphabet', function()
   T.same(r.merges, { 'a a' })
 end)
 
+T.test("the course's train_new_from_iterator(GPT-2, 32768) id for id", function()
+  -- transformers retrained GPT-2's tokenizer on the corpus, 100 lines per
+  -- batch (tests/ref/bpe_train/train_new.json); lines one at a time are the
+  -- same input, since each string is pre-tokenized on its own
+  local want = json.read_file(DIR .. 'train_new.json')
+  local old = tide.tokenizer.load('data/gpt2')
+  local i = 0
+  local new = old:train_new_from_iterator(function() i = i + 1; return lines[i] end, 32768)
+  T.eq(new:vocab_size(), #want.vocab)
+  for id = 0, #want.vocab - 1 do
+    if new:id_to_token(id) ~= want.vocab[id + 1] then
+      error(('id %d: tide %q, transformers %q'):format(id, new:id_to_token(id), want.vocab[id + 1]))
+    end
+  end
+  T.eq(new.eos_id, 0)
+  local dir = os.tmpname()
+  os.remove(dir)
+  new:save(dir)
+  local merges = {}
+  for line in io.lines(dir .. '/merges.txt') do
+    if not line:match('^#version') then merges[#merges + 1] = line end
+  end
+  os.execute('rm -rf ' .. dir)
+  T.eq(#merges, #want.merges)
+  T.truthy(not first_diff(merges, want.merges), first_diff(merges, want.merges))
+  T.raises(function() old:train_new(lines, 300, { special_tokens = {} }) end, 'come from the tokenizer')
+  T.raises(function() old:train_new(lines) end, 'vocab_size must be a number')
+end)
+
 T.test('bad arguments give clear errors', function()
   T.raises(function() tide.tokenizer.train(42) end, 'array of strings or an iterator')
   T.raises(function() tide.tokenizer.train({ 'a', 5 }) end, 'source[2] is a number')

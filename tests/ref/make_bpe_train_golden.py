@@ -9,7 +9,13 @@ max_token_length settings, and writes tests/ref/bpe_train/golden.json:
    "max_token_length", "vocab": [token by id], "merges": ["a b", ...]}],
    "heldout": {"text", "ids": {case index: ids}}}
 
-tests/lua/test_tokenizer_train.lua checks tide's trainer against it.
+It also writes tests/ref/bpe_train/train_new.json: the Hugging Face course's
+case, GPT-2's tokenizer (data/gpt2, loaded by transformers' AutoTokenizer)
+retrained with `train_new_from_iterator(batches of 100 lines, 32768)`:
+{"transformers": version, "vocab": [token by id], "merges": [...]}. The corpus
+is small, so training stops when no pair is left, before 32,768.
+
+tests/lua/test_tokenizer_train.lua checks tide's trainer against both.
 
     /tmp/refenv/bin/python tests/ref/make_bpe_train_golden.py          # compare only
     /tmp/refenv/bin/python tests/ref/make_bpe_train_golden.py --write  # replace golden.json
@@ -55,6 +61,51 @@ def train(vocab_size, min_frequency, max_token_length):
     return tok
 
 
+def train_new():
+    """transformers' train_new_from_iterator on GPT-2's tokenizer, as the course runs it."""
+    import tempfile
+    import transformers
+    from tokenizers import AddedToken, decoders, processors
+    from transformers import AutoTokenizer
+    gpt2 = os.path.join(HERE, '..', '..', '..', 'data', 'gpt2')
+    # transformers 5 loads a fast tokenizer from tokenizer.json: build GPT-2's
+    # from its vocab.json and merges.txt the way its Hub repository has it
+    t = Tokenizer(models.BPE.from_file(os.path.join(gpt2, 'vocab.json'), os.path.join(gpt2, 'merges.txt')))
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    t.decoder = decoders.ByteLevel()
+    t.post_processor = processors.ByteLevel(trim_offsets=False)
+    t.add_special_tokens([AddedToken('<|endoftext|>', special=True)])
+    with tempfile.TemporaryDirectory() as d:
+        t.save(os.path.join(d, 'tokenizer.json'))
+        with open(os.path.join(d, 'tokenizer_config.json'), 'w') as f:
+            json.dump({'tokenizer_class': 'GPT2Tokenizer', 'bos_token': '<|endoftext|>',
+                       'eos_token': '<|endoftext|>', 'unk_token': '<|endoftext|>'}, f)
+        old = AutoTokenizer.from_pretrained(d)
+    ls = lines()
+    new = old.train_new_from_iterator((ls[i:i + 100] for i in range(0, len(ls), 100)), 32768)
+    model = json.loads(new.backend_tokenizer.to_str())['model']
+    by_id = [None] * len(model['vocab'])
+    for s, k in model['vocab'].items():
+        by_id[k] = s
+    assert None not in by_id
+    merges = [m if isinstance(m, str) else ' '.join(m) for m in model['merges']]
+    return {'transformers': transformers.__version__, 'vocab': by_id, 'merges': merges}
+
+
+def write_or_compare(name, obj):
+    text = json.dumps(obj, ensure_ascii=False, separators=(',', ':')) + '\n'
+    path = os.path.join(HERE, name)
+    if '--write' in sys.argv:
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(text)
+        print('wrote', path, len(text.encode()), 'bytes')
+        return True
+    with open(path, encoding='utf-8') as f:
+        same = f.read() == text
+    print(name, 'matches' if same else 'DIFFERS')
+    return same
+
+
 def main():
     cases, ids = [], {}
     for i, (vs, mf, mtl) in enumerate(SETTINGS):
@@ -71,16 +122,8 @@ def main():
         ids[str(i + 1)] = tok.encode(HELDOUT).ids
     out = {'tokenizers': tokenizers.__version__, 'cases': cases,
            'heldout': {'text': HELDOUT, 'ids': ids}}
-    text = json.dumps(out, ensure_ascii=False, separators=(',', ':')) + '\n'
-    path = os.path.join(HERE, 'golden.json')
-    if '--write' in sys.argv:
-        with open(path, 'w', encoding='utf-8') as f:
-            f.write(text)
-        print('wrote', path, len(text.encode()), 'bytes')
-        return 0
-    with open(path, encoding='utf-8') as f:
-        same = f.read() == text
-    print('golden.json', 'matches' if same else 'DIFFERS')
+    same = write_or_compare('golden.json', out)
+    same = write_or_compare('train_new.json', train_new()) and same
     return 0 if same else 1
 
 
