@@ -359,6 +359,73 @@ int64_t tide_bpe_trainer_merge_count(const tide_bpe_trainer *t);
 /* Merge i (0-based, rank order): the ids of its left, right and resulting tokens; -1 if out of range. */
 int tide_bpe_trainer_merge(const tide_bpe_trainer *t, int64_t i, int32_t *left, int32_t *right, int32_t *result);
 
+/* data: line readers, JSON Lines fields (runtime/lines.c, runtime/jsonl.c) ----------- */
+
+/* A line reader over one plain or gzip file. */
+typedef struct tide_lines tide_lines;
+/* Opens path to read line by line; gzip (found by its magic bytes, any number of members) is inflated as it streams, in constant memory. */
+int tide_lines_open(const char *path, tide_lines **out);
+/* The next line, without its '\n' ('\r' kept), valid until the next call: 1 for a line, 0 at the end, -1 on error (a corrupt or truncated gzip names the file and the compressed byte offset; every whole line before it was delivered). */
+int tide_lines_next(tide_lines *r, const char **line, int64_t *len);
+/* 1-based number of the last line returned (0 before the first). */
+int64_t tide_lines_lineno(const tide_lines *r);
+/* Bytes of the file consumed so far (compressed for gzip), bytes of text delivered, and the file's size. */
+void tide_lines_counts(const tide_lines *r, int64_t *file_bytes, int64_t *text_bytes, int64_t *file_size);
+/* Closes the reader (NULL is fine). */
+void tide_lines_close(tide_lines *r);
+
+/* A JSON Lines field extractor: parses one JSON object per line, keeping only the named top-level fields. */
+typedef struct tide_jsonl tide_jsonl;
+/* Kinds of extracted values. */
+enum { TIDE_JV_MISSING = 0, TIDE_JV_STRING = 1, TIDE_JV_NUMBER = 2, TIDE_JV_TRUE = 3, TIDE_JV_FALSE = 4, TIDE_JV_NULL = 5, TIDE_JV_RAW = 6 };
+/* An extractor for the nfields named fields (lengths in field_lens), or for every field when nfields is 0. */
+int tide_jsonl_new(const char *const *fields, const int64_t *field_lens, int32_t nfields, tide_jsonl **out);
+/* Frees an extractor (NULL is fine). */
+void tide_jsonl_free(tide_jsonl *p);
+/* Parses one line: 1 when it holds an object, 0 when it is blank (only whitespace), -1 when it is not one valid JSON object (the message gives the column and what was expected). */
+int tide_jsonl_parse(tide_jsonl *p, const char *line, int64_t len);
+/* Number of fields of the last parsed line: nfields (in the order named, missing ones of kind TIDE_JV_MISSING) or, with none named, those present in order. */
+int32_t tide_jsonl_count(const tide_jsonl *p);
+/* Field i of the last parsed line: its key, kind, and value (strings unescaped, invalid UTF-8 kept as bytes; numbers as their JSON text; arrays and objects as raw JSON text), valid until the next parse. */
+int tide_jsonl_field(const tide_jsonl *p, int32_t i, const char **key, int64_t *key_len, int32_t *kind, const char **val, int64_t *val_len);
+
+/* data: dedup hashes (runtime/dedup.c) ------------------------------------------------ */
+
+/* 64-bit hash (FNV-1a based, stable across runs and machines) of text with every whitespace run replaced by one space and leading and trailing whitespace dropped: equal for texts that differ only in whitespace. */
+uint64_t tide_hash_normalized(const char *text, int64_t len);
+/* MinHash signature (num_perm minimums of seeded 32-bit-range hashes) of the set of tokens of text, tokens being maximal runs of [A-Za-z0-9_] as in CodeParrot's near-dedup; *ntokens gets the number of distinct tokens (a text without tokens gets all-UINT32_MAX minimums). */
+int tide_minhash(const char *text, int64_t len, int32_t num_perm, uint64_t seed, uint32_t *sig, int64_t *ntokens);
+/* Estimated Jaccard similarity of two signatures: the fraction of equal positions. */
+double tide_minhash_jaccard(const uint32_t *a, const uint32_t *b, int32_t num_perm);
+/* LSH band keys of a signature: bands keys, band i hashing positions [i*rows, (i+1)*rows) with the band number, each key below 2^52 so Lua numbers hold it exactly. */
+int tide_minhash_bands(const uint32_t *sig, int32_t num_perm, int32_t bands, int32_t rows, double *keys);
+
+/* data: token shards in llm.c's format (runtime/shards.c) ----------------------------- */
+
+/* A shard being written: tokens go to PATH.tmp, renamed to PATH only by a committing close. */
+typedef struct tide_shard_writer tide_shard_writer;
+/* Opens a shard for writing tokens of token_bytes (2: llm.c's GPT-2 format, magic 20240520 version 1, uint16; 4: llm.c's uint32 format, magic 20240801 version 7). */
+int tide_shard_writer_open(const char *path, int32_t token_bytes, tide_shard_writer **out);
+/* Appends n tokens; each must fit the token width (an error names the value and its index). */
+int tide_shard_writer_write(tide_shard_writer *w, const int32_t *tokens, int64_t n);
+/* Tokens written so far. */
+int64_t tide_shard_writer_count(const tide_shard_writer *w);
+/* Closes the writer: with commit, patches the header's token count, flushes and renames PATH.tmp to PATH; without, removes PATH.tmp. Frees w either way (NULL is fine). */
+int tide_shard_writer_close(tide_shard_writer *w, int32_t commit);
+
+/* A memory-mapped token shard (read only). */
+typedef struct tide_shard tide_shard;
+/* Maps a shard: llm.c's uint16 (20240520 v1) or uint32 (20240801 v7) format, or with raw_uint16 a header-less nanoGPT .bin; a size that disagrees with the header is an error naming both. */
+int tide_shard_open(const char *path, int32_t raw_uint16, tide_shard **out);
+/* Number of tokens in the shard. */
+int64_t tide_shard_ntokens(const tide_shard *s);
+/* Bytes per token (2 or 4). */
+int32_t tide_shard_token_bytes(const tide_shard *s);
+/* Copies tokens [start, start + n) widened to int32 into out; a range outside the shard is an error. */
+int tide_shard_read(const tide_shard *s, int64_t start, int64_t n, int32_t *out);
+/* Unmaps and frees (NULL is fine). */
+void tide_shard_close(tide_shard *s);
+
 /* the process ------------------------------------------------------------------------- */
 
 /* 1 if Ctrl-C arrived since the last call, clearing it (the tide executable

@@ -29,6 +29,7 @@ require('tide.models.gpt2').install(tide, core)
 require('tide.losses').install(tide, core)
 require('tide.tokenizer').install(tide, core)
 require('tide.tokenizer_train').install(tide, core)
+require('tide.data').install(tide)
 tide.optim = require 'tide.optim'
 
 function tide.set_num_threads(n)

@@ -7,8 +7,9 @@
 --   local r = tide.tokenizer.learn(lines, { vocab_size = 1000 })
 --   r.vocab[1], r.merges[1]                 --> '<|endoftext|>', 'Ġ t'
 --
--- source: a Lua array of strings or an iterator function returning strings
--- until nil. Options (Hugging Face's names and defaults): vocab_size = 32768,
+-- source: a Lua array of strings, an iterator function returning strings
+-- until nil, or a tide.data stream (of strings, or of records whose
+-- opts.field, else content or text, holds the text). Options (Hugging Face's names and defaults): vocab_size = 32768,
 -- min_frequency = 0, special_tokens = {'<|endoftext|>'}, initial_alphabet =
 -- 'bytes' (all 256 byte-level characters; 'seen' keeps only the bytes that
 -- occur), max_token_length = nil (unlimited), show_progress (default: on
@@ -39,7 +40,7 @@ local function int_opt(opts, name, default, min, level)
 end
 
 -- Counts the pieces of every text of source into a new trainer.
-local function feed(source, progress, level)
+local function feed(source, progress, field, level)
   if C.tide_bpe_trainer_new(trbuf) ~= 0 then raise(level + 1) end
   local tr = ffi.gc(trbuf[0], C.tide_bpe_trainer_free)
   local bytes, next_report, t0 = 0, 16 * 2^20, os.clock()
@@ -55,7 +56,19 @@ local function feed(source, progress, level)
       next_report = next_report + 16 * 2^20
     end
   end
-  if type(source) == 'table' then
+  local stream = require 'tide.data.stream'
+  if stream.is_stream(source) then
+    -- a tide.data stream: each record's text (strings, or a record's
+    -- opts.field, else its content or text field)
+    local text_of = require('tide.data.pack').text_of
+    local i = 0
+    for rec in source:iter() do
+      i = i + 1
+      local ok, t = pcall(text_of, rec, field)
+      if not ok then error(('tokenizer.train: record %d of the stream: %s'):format(i, t), level + 1) end
+      add(t, ('record %d of the stream'):format(i))
+    end
+  elseif type(source) == 'table' then
     for i = 1, #source do add(source[i], ('source[%d]'):format(i)) end
   elseif type(source) == 'function' then
     local i = 0
@@ -66,7 +79,7 @@ local function feed(source, progress, level)
       add(text, ('text %d of the iterator'):format(i))
     end
   else
-    error('tokenizer.train: source must be an array of strings or an iterator function, got ' .. type(source), level + 1)
+    error('tokenizer.train: source must be an array of strings, an iterator function or a tide.data stream, got ' .. type(source), level + 1)
   end
   return tr, bytes
 end
@@ -109,7 +122,7 @@ function M._learn(source, opts, level)
   if vocab_size < floor then
     error(('tokenizer.train: vocab_size %d is smaller than the %d special tokens and byte alphabet'):format(vocab_size, floor), level)
   end
-  local tr, bytes = feed(source, opts.show_progress, level)
+  local tr, bytes = feed(source, opts.show_progress, opts.field, level)
   local progress = opts.show_progress or (opts.show_progress == nil and bytes >= 16 * 2^20)
   local t0 = os.clock()
   if C.tide_bpe_trainer_train(tr, vocab_size, min_frequency, max_len, sp, sl, ns, alphabet == 'bytes' and 1 or 0) ~= 0 then

@@ -104,8 +104,23 @@ T.test("the course's train_new_from_iterator(GPT-2, 32768) id for id", function(
   T.raises(function() old:train_new(lines) end, 'vocab_size must be a number')
 end)
 
+T.test('a tide.data stream is a source, records or strings', function()
+  local c = golden.cases[1]
+  local recs = {}
+  for i, l in ipairs(lines) do recs[i] = { content = l, path = 'x' } end
+  local from_records = tide.tokenizer.learn(tide.data.from(recs), opts_of(c))
+  T.same(from_records.merges, c.merges)
+  local o = opts_of(c)
+  o.field = 'body'
+  local bodies = {}
+  for i, l in ipairs(lines) do bodies[i] = { body = l } end
+  T.same(tide.tokenizer.learn(tide.data.from(bodies), o).merges, c.merges)
+  T.same(tide.tokenizer.learn(tide.data.from(lines), opts_of(c)).merges, c.merges)
+  T.raises(function() tide.tokenizer.learn(tide.data.from({ { n = 1 } }), opts_of(c)) end, 'record 1 of the stream')
+end)
+
 T.test('bad arguments give clear errors', function()
-  T.raises(function() tide.tokenizer.train(42) end, 'array of strings or an iterator')
+  T.raises(function() tide.tokenizer.train(42) end, 'an array of strings, an iterator function or a tide.data stream')
   T.raises(function() tide.tokenizer.train({ 'a', 5 }) end, 'source[2] is a number')
   T.raises(function() tide.tokenizer.train({ 'a' }, { vocab_size = 100 }) end, 'vocab_size 100 is smaller than the 257')
   T.raises(function() tide.tokenizer.train({ 'a' }, { min_frequency = -1 }) end, 'min_frequency must be >= 0')

@@ -1,0 +1,152 @@
+-- Tokenizing and packing streams: stream:tokenize(tok) gives each record's
+-- ids (encoded in batches over the tokenizer's threads), stream:pack(n)
+-- cuts them into sequences of n tokens, the two ways the seeds do:
+--   'concat'        documents joined with EOS between them and cut into n-token
+--                   chunks, the last partial chunk dropped (the seeds'
+--                   ConstantLengthDataset);
+--   'per_document'  each document cut on its own, chunks shorter than n dropped
+--                   (tokenizer(..., return_overflowing_tokens=True) and the
+--                   length filter of the Hugging Face course).
+-- Both count the tokens they drop; stream:report() shows the share.
+local stream = require 'tide.data.stream'
+local new_table = require 'table.new'
+local Stream = stream.Stream
+
+local M = {}
+
+-- The text of a record: the record itself when a string, else rec[field]
+-- (default: 'content', then 'text').
+local function text_of(rec, field)
+  if type(rec) == 'string' then return rec end
+  if type(rec) ~= 'table' then
+    error(('tokenize: records must be strings or tables, got a %s'):format(type(rec)), 0)
+  end
+  local t
+  if field then t = rec[field] else t = rec.content or rec.text end
+  if type(t) ~= 'string' then
+    error(('tokenize: the record has no string field %s'):format(field and ("'" .. field .. "'") or "'content' or 'text'"), 0)
+  end
+  return t
+end
+M.text_of = text_of
+
+-- A stream of id arrays (Lua arrays of 0-based ids), one per record. opts:
+-- field (which field holds the text), batch_bytes (text gathered per
+-- encode_batch call, default 4 MB: enough for every thread to keep busy),
+-- allowed_special (as for encode).
+function Stream:tokenize(tok, opts)
+  if type(tok) ~= 'table' or type(tok.encode_batch) ~= 'function' then
+    error('tokenize: expected a tokenizer (tide.tokenizer.load), got ' .. type(tok), 2)
+  end
+  opts = opts or {}
+  local field, batch_bytes = opts.field, opts.batch_bytes or 4 * 2^20
+  local eopts = opts.allowed_special and { allowed_special = opts.allowed_special } or nil
+  local s
+  s = stream.new(function()
+    local nx = self:iter()
+    local out, pos, eof = {}, 1, false
+    s.documents, s.tokens, s.bytes = 0, 0, 0
+    return function()
+      if pos > #out then
+        if eof then return nil end
+        local texts, bytes = {}, 0
+        while bytes < batch_bytes do
+          local rec = nx()
+          if rec == nil then eof = true; break end
+          local ok, t = pcall(text_of, rec, field)
+          if not ok then error(t, 2) end
+          texts[#texts + 1] = t
+          bytes = bytes + #t
+        end
+        if #texts == 0 then return nil end
+        out, pos = tok:encode_batch(texts, eopts), 1
+        s.documents, s.bytes = s.documents + #texts, s.bytes + bytes
+        for i = 1, #out do s.tokens = s.tokens + #out[i] end
+      end
+      local ids = out[pos]
+      out[pos] = nil
+      pos = pos + 1
+      return ids
+    end
+  end, 'tokenize' .. (field and (' ' .. field) or ''), self)
+  s.documents, s.tokens, s.bytes = 0, 0, 0
+  function s.report_line(st)
+    return ('tokenize: %d documents, %d tokens from %.1f MB (%.2f bytes per token)'):format(
+      st.documents, st.tokens, st.bytes / 1e6, st.tokens > 0 and st.bytes / st.tokens or 0)
+  end
+  return s
+end
+
+-- A stream of n-token sequences (Lua arrays) from a stream of id arrays.
+-- opts.mode: 'concat' (default; opts.eos, the id put after every document,
+-- is required) or 'per_document'.
+function Stream:pack(n, opts)
+  if type(n) ~= 'number' or n % 1 ~= 0 or n < 1 then
+    error('pack: the sequence length must be an integer >= 1, got ' .. tostring(n), 2)
+  end
+  opts = opts or {}
+  local mode = opts.mode or 'concat'
+  if mode ~= 'concat' and mode ~= 'per_document' then
+    error("pack: mode must be 'concat' or 'per_document', got " .. tostring(mode), 2)
+  end
+  local eos = opts.eos
+  if mode == 'concat' and (type(eos) ~= 'number' or eos % 1 ~= 0 or eos < 0) then
+    error('pack: concat mode needs opts.eos, the id joining documents (tok.eos_id)', 2)
+  end
+  local s
+  s = stream.new(function()
+    local nx = self:iter()
+    s.tokens_in, s.tokens_out, s.sequences = 0, 0, 0
+    -- pending tokens: buf[head .. tail], compacted when head runs far
+    local buf, head, tail = {}, 1, 0
+    local doc, dpos = nil, 1           -- per_document: the document being cut
+    local function take(src, from)
+      local seq = new_table(n, 0)
+      for i = 0, n - 1 do seq[i + 1] = src[from + i] end
+      s.sequences, s.tokens_out = s.sequences + 1, s.tokens_out + n
+      return seq
+    end
+    return function()
+      while true do
+        if mode == 'concat' then
+          if tail - head + 1 >= n then
+            local seq = take(buf, head)
+            head = head + n
+            if head > 65536 and head > tail / 2 then
+              local nb, k = {}, 0
+              for i = head, tail do k = k + 1; nb[k] = buf[i] end
+              buf, head, tail = nb, 1, k
+            end
+            return seq
+          end
+          local ids = nx()
+          if ids == nil then return nil end
+          if type(ids) ~= 'table' then error('pack: expected arrays of ids (stream:tokenize(tok)), got a ' .. type(ids), 2) end
+          for i = 1, #ids do buf[tail + i] = ids[i] end
+          tail = tail + #ids + 1
+          buf[tail] = eos
+          s.tokens_in = s.tokens_in + #ids + 1
+        else
+          if doc and #doc - dpos + 1 >= n then
+            local seq = take(doc, dpos)
+            dpos = dpos + n
+            return seq
+          end
+          doc, dpos = nx(), 1
+          if doc == nil then return nil end
+          if type(doc) ~= 'table' then error('pack: expected arrays of ids (stream:tokenize(tok)), got a ' .. type(doc), 2) end
+          s.tokens_in = s.tokens_in + #doc
+        end
+      end
+    end
+  end, ('pack %s %d'):format(mode, n), self)
+  s.tokens_in, s.tokens_out, s.sequences = 0, 0, 0
+  function s.report_line(st)
+    local dropped = st.tokens_in - st.tokens_out
+    return ('pack %s %d: %d sequences, %d of %d tokens dropped (%.3f%%)'):format(
+      mode, n, st.sequences, dropped, st.tokens_in, st.tokens_in > 0 and 100 * dropped / st.tokens_in or 0)
+  end
+  return s
+end
+
+return M

@@ -1,0 +1,309 @@
+-- Streams: the data pipeline's Lua face. A stream yields records (tables,
+-- strings, id arrays) one at a time and is read with a plain
+--   for rec in stream do ... end
+-- Each combinator returns a new stream over the old one; nothing is read
+-- until a loop asks, and a pass holds one record (or one buffer, for
+-- shuffle and batch) at a time, so memory stays constant however large the
+-- source. A stream can be read again: each pass starts over from its source
+-- (a loop left with `break` leaves its pass open, and the next `for`
+-- continues it; `stream:iter()` always starts a fresh pass).
+--
+-- Counts: every filter counts what it saw and kept, the readers count
+-- bytes, records and skipped lines, packing counts dropped tokens;
+-- `stream:report()` lists them for the last pass, from the source down.
+local rng = require 'tide.data.rng'
+local new_table = require 'table.new'
+
+local M = {}
+local Stream = {}
+Stream.__index = Stream
+M.Stream = Stream
+
+-- A stream whose passes come from open() (returning a next function that
+-- gives nil at the end). desc names the step for reports and manifests.
+local function new(open, desc, parent)
+  return setmetatable({ _open = open, desc = desc, parent = parent }, Stream)
+end
+M.new = new
+
+function M.is_stream(x)
+  return getmetatable(x) == Stream
+end
+
+-- A fresh pass: the next function of a new reading.
+function Stream:iter()
+  return self._open()
+end
+
+-- `for rec in stream do`: the loop calls the stream itself.
+function Stream:__call()
+  local nx = self._cur
+  if not nx then
+    nx = self._open()
+    self._cur = nx
+  end
+  local v = nx()
+  if v == nil then self._cur = nil end
+  return v
+end
+
+-- Ends an open pass, so the next `for` starts over.
+function Stream:reset()
+  self._cur = nil
+  return self
+end
+
+-- A stream over an array (each pass walks it) or an iterator function (one
+-- pass only: a function cannot be rewound).
+function M.from(src, desc)
+  if type(src) == 'table' and not M.is_stream(src) then
+    return new(function()
+      local i = 0
+      return function()
+        i = i + 1
+        return src[i]
+      end
+    end, desc or ('array of %d'):format(#src))
+  elseif type(src) == 'function' then
+    local used = false
+    return new(function()
+      if used then error('stream: a stream over an iterator function can be read only once', 3) end
+      used = true
+      return src
+    end, desc or 'iterator')
+  end
+  error('stream.from: expected an array or an iterator function, got ' .. type(src), 2)
+end
+
+local function check_fn(fn, what)
+  if type(fn) ~= 'function' and not (type(fn) == 'table' and getmetatable(fn) and getmetatable(fn).__call) then
+    error(what .. ': expected a function, got ' .. type(fn), 3)
+  end
+end
+
+-- Keeps the records for which fn(rec) is true. name labels the filter in
+-- reports (default: 'filter N'); the counts are in s.seen and s.kept.
+function Stream:filter(fn, name)
+  check_fn(fn, 'filter')
+  local s
+  s = new(function()
+    local nx = self:iter()
+    s.seen, s.kept = 0, 0
+    return function()
+      while true do
+        local rec = nx()
+        if rec == nil then return nil end
+        s.seen = s.seen + 1
+        if fn(rec) then
+          s.kept = s.kept + 1
+          return rec
+        end
+      end
+    end
+  end, 'filter ' .. (name or '?'), self)
+  s.is_filter, s.name, s.seen, s.kept = true, name, 0, 0
+  return s
+end
+
+-- Replaces each record by fn(rec); a nil result drops the record.
+function Stream:map(fn, name)
+  check_fn(fn, 'map')
+  return new(function()
+    local nx = self:iter()
+    return function()
+      while true do
+        local rec = nx()
+        if rec == nil then return nil end
+        local out = fn(rec)
+        if out ~= nil then return out end
+      end
+    end
+  end, 'map ' .. (name or '?'), self)
+end
+
+local function count_arg(n, what, min)
+  if type(n) ~= 'number' or n % 1 ~= 0 or n < min then
+    error(('%s: expected an integer >= %d, got %s'):format(what, min, tostring(n)), 3)
+  end
+end
+
+-- The first n records.
+function Stream:take(n)
+  count_arg(n, 'take', 0)
+  return new(function()
+    local nx, i = nil, 0
+    return function()
+      if i >= n then return nil end
+      nx = nx or self:iter()
+      i = i + 1
+      return nx()
+    end
+  end, 'take ' .. n, self)
+end
+
+-- All but the first n records.
+function Stream:skip(n)
+  count_arg(n, 'skip', 0)
+  return new(function()
+    local nx = self:iter()
+    for _ = 1, n do
+      if nx() == nil then break end
+    end
+    return nx
+  end, 'skip ' .. n, self)
+end
+
+-- Arrays of n records (the last may be shorter).
+function Stream:batch(n)
+  count_arg(n, 'batch', 1)
+  return new(function()
+    local nx, done = self:iter(), false
+    return function()
+      if done then return nil end
+      local b = new_table(n, 0)
+      for i = 1, n do
+        local rec = nx()
+        if rec == nil then done = true; break end
+        b[i] = rec
+      end
+      if #b == 0 then return nil end
+      return b
+    end
+  end, 'batch ' .. n, self)
+end
+
+-- A buffer shuffle, as datasets' IterableDataset.shuffle: buffer_size
+-- records are held; each output is a random one of them, replaced by the
+-- next record read. Deterministic for a seed; each pass reshuffles the same
+-- way (pass seed + epoch for a different order per epoch).
+function Stream:shuffle(buffer_size, seed)
+  count_arg(buffer_size, 'shuffle', 1)
+  seed = seed or 0
+  count_arg(seed, 'shuffle seed', 0)
+  return new(function()
+    local nx, r = self:iter(), rng.new(seed)
+    local buf, n, eof = new_table(buffer_size, 0), 0, false
+    return function()
+      while not eof and n < buffer_size do
+        local rec = nx()
+        if rec == nil then eof = true else n = n + 1; buf[n] = rec end
+      end
+      if n == 0 then return nil end
+      local i = r:below(n) + 1
+      local out = buf[i]
+      local rec = not eof and nx() or nil
+      if rec ~= nil then
+        buf[i] = rec
+      else
+        eof = true
+        buf[i] = buf[n]
+        buf[n] = nil
+        n = n - 1
+      end
+      return out
+    end
+  end, ('shuffle %d seed %d'):format(buffer_size, seed), self)
+end
+
+-- Two streams over the same source: { train = ..., valid = ... } (names and
+-- fractions from opts, e.g. {valid = 0.005, seed = 1}: every key but seed is
+-- a split and its fraction; what the fractions leave goes to 'train').
+-- Record i's split depends only on (seed, i), so the splits are disjoint,
+-- cover the source, and do not change from pass to pass.
+function Stream:split(opts)
+  if type(opts) ~= 'table' then error('split: expected a table such as {valid = 0.005, seed = 1}', 2) end
+  local seed = opts.seed or 0
+  count_arg(seed, 'split seed', 0)
+  local names, total = {}, 0
+  for k, v in pairs(opts) do
+    if k ~= 'seed' then
+      if type(k) ~= 'string' or type(v) ~= 'number' or v < 0 or v > 1 then
+        error(('split: %s = %s is not a fraction in [0, 1]'):format(tostring(k), tostring(v)), 2)
+      end
+      names[#names + 1] = k
+      total = total + v
+    end
+  end
+  if total > 1 + 1e-12 then error(('split: the fractions add up to %g, more than 1'):format(total), 2) end
+  table.sort(names)
+  local rest = opts.train == nil and 'train' or nil
+  local bounds, acc = {}, 0
+  for _, k in ipairs(names) do
+    acc = acc + opts[k]
+    bounds[#bounds + 1] = { k, acc }
+  end
+  local function which(i)
+    local u = rng.hash_uniform(seed, i)
+    for _, b in ipairs(bounds) do
+      if u < b[2] then return b[1] end
+    end
+    return rest or bounds[#bounds][1]
+  end
+  local out = {}
+  local all = rest and { rest } or {}
+  for _, k in ipairs(names) do all[#all + 1] = k end
+  for _, name in ipairs(all) do
+    out[name] = new(function()
+      local nx, i = self:iter(), -1
+      return function()
+        while true do
+          local rec = nx()
+          if rec == nil then return nil end
+          i = i + 1
+          if which(i) == name then return rec end
+        end
+      end
+    end, ('split %s seed %d'):format(name, seed), self)
+  end
+  return out
+end
+
+-- The number of records in a fresh pass.
+function Stream:count()
+  local n, nx = 0, self:iter()
+  while nx() ~= nil do n = n + 1 end
+  return n
+end
+
+-- The records of a fresh pass, as an array (for small streams).
+function Stream:collect()
+  local out, nx = {}, self:iter()
+  for rec in nx do out[#out + 1] = rec end
+  return out
+end
+
+-- The steps from the source to this stream, for manifests.
+function Stream:describe()
+  local steps, s = {}, self
+  while s do
+    table.insert(steps, 1, s.desc)
+    s = s.parent
+  end
+  return steps
+end
+
+-- The counts of the last pass, one line per counting step from the source
+-- down: the readers' bytes and records, each filter's share kept (and the
+-- share of the source left after it), packing's dropped tokens.
+function Stream:report()
+  local chain, s = {}, self
+  while s do
+    table.insert(chain, 1, s)
+    s = s.parent
+  end
+  local lines, source_n = {}, nil
+  for _, st in ipairs(chain) do
+    if st.report_line then
+      lines[#lines + 1] = st:report_line()
+      source_n = source_n or st.records
+    elseif st.is_filter then
+      local base = source_n or st.seen
+      lines[#lines + 1] = ('filter %s: kept %d of %d (%.2f%%); %.2f%% of data after filtering'):format(
+        st.name or '?', st.kept, st.seen, st.seen > 0 and 100 * st.kept / st.seen or 0,
+        base > 0 and 100 * st.kept / base or 0)
+    end
+  end
+  return table.concat(lines, '\n')
+end
+
+return M

@@ -1,0 +1,220 @@
+-- tide.data readers (jsonl, text) on real files: fields, gzip, globs,
+-- malformed lines and missing fields, corrupt and truncated gzip, the
+-- recipe that builds the local corpus, and the whole path to shards.
+local T = require 'tide.testing'
+local ffi = require 'ffi'
+local data = tide.data
+
+local tmpdir = os.tmpname()
+os.remove(tmpdir)
+local function tmp(name)
+  assert(os.execute('mkdir -p ' .. tmpdir) == 0)
+  return tmpdir .. '/' .. name
+end
+local function write(path, s)
+  local f = assert(io.open(path, 'wb'))
+  f:write(s)
+  f:close()
+end
+local function read(path)
+  local f = assert(io.open(path, 'rb'))
+  local s = f:read('*a')
+  f:close()
+  return s
+end
+pcall(ffi.cdef, [[
+typedef struct gzFile_s *gzFile;
+gzFile gzopen(const char *path, const char *mode);
+int gzwrite(gzFile file, const void *buf, unsigned len);
+int gzclose(gzFile file);
+]])
+local function write_gz(path, s)
+  local gz = ffi.C.gzopen(path, 'wb')
+  assert(gz ~= nil)
+  assert(ffi.C.gzwrite(gz, s, #s) == #s)
+  assert(ffi.C.gzclose(gz) == 0)
+end
+
+-- stderr of a function: the readers' warnings
+local function stderr_of(fn)
+  local path = tmp('stderr.txt')
+  local saved = io.stderr
+  local f = assert(io.open(path, 'wb'))
+  io.stderr = f
+  local ok, err = pcall(fn)
+  io.stderr = saved
+  f:close()
+  if not ok then error(err, 0) end
+  return read(path)
+end
+
+T.test('jsonl: the committed demo corpus, fields, glob and counts', function()
+  local ds = data.jsonl('tests/data/corpus/*.jsonl.gz', { fields = { 'repo_name', 'content' }, progress = false })
+  local recs
+  local warn = stderr_of(function() recs = ds:collect() end)
+  T.eq(#recs, 6)
+  T.eq(recs[1].repo_name, 'demo/plots')
+  T.eq(recs[1].content, 'import matplotlib.pyplot as plt\nplt.plot([1, 2])\n')
+  T.eq(recs[1].path, nil)  -- not asked for
+  T.eq(recs[5].content, "print('h\u{e9}llo \u{4e16}\u{754c}')\n")
+  T.eq(ds.records, 6)
+  T.eq(ds.malformed, 1)
+  T.eq(ds.files, 2)
+  T.truthy(warn:find('a.jsonl.gz: skipped 1 malformed line %(first: line 3: '), warn)
+  -- all fields, with their JSON types
+  local all = data.jsonl('tests/data/corpus/b.jsonl.gz', { progress = false }):collect()
+  T.eq(#all, 3)
+  T.eq(all[1].copies, '1')
+  T.eq(all[1].license, 'mit')
+  T.eq(all[2].size, tostring(#all[2].content))
+  -- a directory reads every jsonl file in it
+  T.eq(stderr_of(function() T.eq(data.jsonl('tests/data/corpus', { progress = false }):count(), 6) end) ~= '', true)
+end)
+
+T.test('jsonl: plain files, values of every kind, missing fields, strict', function()
+  local p = tmp('kinds.jsonl')
+  write(p, table.concat({
+    '{"a": 1.5, "b": true, "c": null, "d": [1, {"x": "y"}], "e": {"k": 2}, "s": "t\\u00e9\\n"}',
+    '',
+    '{"a": -2, "s": "\\ud83d\\ude00"}',
+    '{"s": "no a here"}',
+    '[1, 2]',
+    '{"a": 3, "s": "bad bytes \255\254 kept"}',
+  }, '\n'))
+  local recs = data.jsonl(p, { progress = false }):collect()
+  T.eq(#recs, 4)
+  T.eq(recs[1].a, 1.5)
+  T.eq(recs[1].b, true)
+  T.eq(recs[1].c, tide.json.null)
+  T.eq(recs[1].d[2].x, 'y')
+  T.eq(recs[1].e.k, 2)
+  T.eq(recs[1].s, 't\u{e9}\n')
+  T.eq(recs[2].s, '\u{1F600}')
+  T.eq(recs[4].s, 'bad bytes \255\254 kept')
+  local ds = data.jsonl(p, { fields = { 'a', 's' }, progress = false })
+  local got
+  local warn = stderr_of(function() got = ds:collect() end)
+  T.eq(#got, 3)
+  T.eq(ds.missing, 1)
+  T.eq(ds.malformed, 1)
+  T.truthy(warn:find('1 malformed line %(first: line 5: '), warn)
+  T.truthy(warn:find('1 record missing a field %(first: line 4 has no field "a"%)'), warn)
+  T.raises(function() data.jsonl(p, { fields = { 'a' }, strict = true }):count() end, 'kinds.jsonl:4: no field "a"')
+  local p2 = tmp('bad.jsonl')
+  write(p2, '{"a": 1}\n{"a": }\n')
+  T.raises(function() data.jsonl(p2, { strict = true }):count() end, 'bad.jsonl:2: ')
+end)
+
+T.test('jsonl: a corrupt or truncated gzip ends with an error after the whole records', function()
+  local lines = {}
+  for i = 1, 20000 do lines[i] = ('{"i": %d, "content": "%s"}'):format(i, ('x'):rep(i % 50)) end
+  local p = tmp('big.jsonl.gz')
+  write_gz(p, table.concat(lines, '\n') .. '\n')
+  local whole = read(p)
+  T.eq(data.jsonl(p, { progress = false }):count(), 20000)
+  local cut = tmp('cut.jsonl.gz')
+  write(cut, whole:sub(1, math.floor(#whole / 2)))
+  local seen = 0
+  local ok, err = pcall(function()
+    for rec in data.jsonl(cut, { progress = false }):iter() do
+      seen = seen + 1
+      assert(rec.i == seen)
+    end
+  end)
+  T.eq(ok, false)
+  T.truthy(tostring(err):find('cut.jsonl.gz') and tostring(err):find('byte'), err)
+  T.truthy(seen > 1000 and seen < 20000, seen)
+  local bad = tmp('bad.jsonl.gz')
+  local mid = math.floor(#whole / 2)
+  write(bad, whole:sub(1, mid) .. ('\0'):rep(64) .. whole:sub(mid + 65))
+  local ok2, err2 = pcall(function() data.jsonl(bad, { progress = false }):count() end)
+  T.eq(ok2, false)
+  T.truthy(tostring(err2):find('bad.jsonl.gz'), err2)
+  -- two gzip members in one file read as one stream
+  local two = tmp('two.jsonl.gz')
+  write(two, whole .. whole)
+  T.eq(data.jsonl(two, { progress = false }):count(), 40000)
+end)
+
+T.test('jsonl and text: missing paths and empty globs are clear errors', function()
+  T.raises(function() data.jsonl('no/such/file.jsonl') end, 'no such file or directory: no/such/file.jsonl')
+  T.raises(function() data.jsonl('tests/data/corpus/*.parquet') end, 'no file matches')
+  T.raises(function() data.jsonl(42) end, 'expected a path')
+  T.raises(function() data.jsonl('tests/data/corpus', { fields = 'content' }) end, 'fields must be an array')
+  T.raises(function() data.text('no/such/dir') end, 'no such file or directory')
+end)
+
+T.test('text: one record per file, recursively, by extension', function()
+  local d = tmp('tree')
+  os.execute('mkdir -p ' .. d .. '/sub')
+  write(d .. '/a.py', 'print(1)\n')
+  write(d .. '/sub/b.py', 'print(2)\n')
+  write(d .. '/sub/c.txt', 'not python\n')
+  local recs = data.text(d, { extensions = { '.py' } }):collect()
+  T.eq(#recs, 2)
+  T.eq(recs[1].path, d .. '/a.py')
+  T.eq(recs[2].text, 'print(2)\n')
+  T.eq(data.text(d):count(), 3)
+  T.eq(data.text(d .. '/sub/*.txt'):count(), 1)
+end)
+
+T.test('build_corpus writes a CodeParrot-schema jsonl.gz the reader reads back', function()
+  local src = tmp('pysrc')
+  os.execute('mkdir -p ' .. src .. '/pkg')
+  write(src .. '/mod.py', 'import os\n\ndef f():\n    return os.sep\n')
+  write(src .. '/pkg/__init__.py', '# init\n')
+  write(src .. '/latin.py', '# caf\233\n')  -- not UTF-8: skipped
+  local out = tmp('corpus/python.jsonl.gz')
+  -- the tide running this test runs the recipe
+  pcall(ffi.cdef, 'long readlink(const char *path, char *buf, size_t size);')
+  local buf = ffi.new('char[4096]')
+  local n = ffi.C.readlink('/proc/self/exe', buf, 4096)
+  assert(n > 0, 'readlink /proc/self/exe')
+  local exe = ffi.string(buf, n)
+  T.eq(os.execute(("'%s' recipes/build_corpus.lua --out=%s --roots=%s --quiet"):format(exe, out, src)), 0)
+  local recs = data.jsonl(out, { progress = false }):collect()
+  T.eq(#recs, 2)
+  T.eq(recs[1].repo_name, 'python/cpython')
+  T.eq(recs[1].path, 'Lib/mod.py')
+  T.eq(recs[1].content, 'import os\n\ndef f():\n    return os.sep\n')
+  T.eq(recs[1].size, tostring(#recs[1].content))
+  T.eq(recs[1].copies, '1')
+  T.eq(recs[2].path, 'Lib/pkg/__init__.py')
+end)
+
+T.test('the whole path: jsonl.gz, filter, tokenize, pack, shards, read back', function()
+  local tok = tide.tokenizer.load('data/gpt2')
+  local F = data.filters
+  local ds = data.jsonl('tests/data/corpus/*.jsonl.gz', { fields = { 'content' }, progress = false })
+  local kept = ds:filter(function(r) return F.any_keyword(r.content, F.data_science_keywords) end, 'ds')
+  local dir = tmp('shards')
+  local summary
+  stderr_of(function() summary = data.write_shards(dir, kept, { tokenizer = tok, seq_length = 8, seed = 5 }) end)
+  T.truthy(summary)
+  -- expected: the kept documents' ids, EOS after each, cut into 8s
+  local flat = {}
+  for _, r in ipairs({ 1, 3, 4 }) do  -- plots, frames, plots-copy (the malformed line is not a record)
+    local rec = data.jsonl('tests/data/corpus/*.jsonl.gz', { progress = false })
+    local i, text = 0, nil
+    stderr_of(function() for x in rec:iter() do i = i + 1; if i == r then text = x.content end end end)
+    for _, id in ipairs(tok:encode(text)) do flat[#flat + 1] = id end
+    flat[#flat + 1] = tok.eos_id
+  end
+  local got = {}
+  for batch in data.shards(dir, { batch_size = 1, drop_last = false }) do
+    T.eq(batch:size(2), 8)
+    for k = 1, 8 do got[#got + 1] = batch[1][k]:item() end
+  end
+  T.eq(#got, math.floor(#flat / 8) * 8)
+  for k = 1, #got do T.eq(got[k], flat[k], 'token ' .. k) end
+  local man = tide.json.read_file(dir .. '/shard.json')
+  T.eq(man.seq_length, 8)
+  T.eq(man.seed, 5)
+  T.eq(man.filters[1].name, 'ds')
+  T.eq(man.filters[1].kept, 3)
+end)
+
+T.test('temporary files are removed', function()
+  os.execute('rm -rf ' .. tmpdir)
+  T.eq(io.open(tmpdir, 'rb'), nil)
+end)
