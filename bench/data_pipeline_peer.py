@@ -45,7 +45,8 @@ n = len(ds)
 t_read = time.perf_counter() - t0
 
 t0 = time.perf_counter()
-ds = load_dataset('json', data_files=corpus, split='train', cache_dir=cache)
+# a fresh cache: the whole path converts the JSON to Arrow again, as a first run does
+ds = load_dataset('json', data_files=corpus, split='train', cache_dir=tempfile.mkdtemp())
 if mode == 'filter':
     ds = ds.filter(lambda b: [any_keyword_in_string(c, KEYWORDS) for c in b['content']],
                    batched=True, num_proc=threads)
