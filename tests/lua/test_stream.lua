@@ -149,3 +149,14 @@ T.test('tokenize encodes records in batches, as encode does one by one', functio
     for k = 1, 16 do T.eq(chunk[k], flat[(c - 1) * 16 + k]) end
   end
 end)
+
+T.test('stateful filters are reset on each pass, so splits see the same decisions', function()
+  local F = tide.data.filters
+  local texts = { 'a b', 'a  b', 'c', 'c', 'd' }
+  local s = data.from(texts):filter(F.exact_dedup(), 'exact')
+  T.same(s:collect(), { 'a b', 'c', 'd' })
+  T.same(s:collect(), { 'a b', 'c', 'd' })  -- not {}: the second pass starts afresh
+  local parts = data.from(texts):filter(F.exact_dedup(), 'exact'):split({ valid = 0.5, seed = 2 })
+  local n = parts.train:count() + parts.valid:count()
+  T.eq(n, 3)
+end)

@@ -335,6 +335,12 @@ function F.exact_dedup(opts)
   check_opts('exact_dedup', opts, 2)
   local hashes = {}
   local obj = { seen = 0, kept = 0, dropped = 0 }
+  -- forgets every text (a stream filter calls it at the start of each pass,
+  -- so a second pass does not drop everything the first one saw)
+  function obj.reset(self)
+    hashes = {}
+    self.seen, self.kept, self.dropped = 0, 0, 0
+  end
   return callable(obj, function(self, x)
     local text = content_of('exact_dedup', x, 2)
     self.seen = self.seen + 1
@@ -444,6 +450,13 @@ function F.near_dedup(opts)
   local obj = { seen = 0, kept = 0, dropped = 0, indexed = 0, bands = bands, rows = rows,
                 threshold = threshold, num_perm = num_perm }
 
+  -- forgets every text (called by a stream filter at the start of each pass)
+  function obj.reset(self)
+    for b = 1, bands do buckets[b] = {} end
+    checked, stamp = {}, 0
+    self.seen, self.kept, self.dropped, self.indexed = 0, 0, 0, 0
+  end
+
   local function similar(idx)
     if checked[idx] == stamp then return false end
     checked[idx] = stamp
@@ -528,6 +541,11 @@ function F.codeparrot(opts)
   local why = {}
   for _, k in ipairs(codeparrot_checks) do why[k] = 0 end
   local obj = { seen = 0, kept = 0, dropped = 0, why = why }
+  function obj.reset(self)
+    if dedup then dedup:reset() end
+    for _, k in ipairs(codeparrot_checks) do why[k] = 0 end
+    self.seen, self.kept, self.dropped = 0, 0, 0
+  end
 
   local function reason(text, path)
     if dedup and not dedup(text) then return 'dedup' end

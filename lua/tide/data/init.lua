@@ -19,6 +19,7 @@ local lazy = {
   filters = function() return require 'tide.data.filters' end,
   writer = function() return require('tide.data.shards').writer end,
   shards = function() return require('tide.data.shards').shards end,
+  build_corpus = function() return require('tide.data.corpus').build end,
 }
 setmetatable(M, { __index = function(t, k)
   local load = lazy[k]

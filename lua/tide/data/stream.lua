@@ -82,11 +82,15 @@ local function check_fn(fn, what)
 end
 
 -- Keeps the records for which fn(rec) is true. name labels the filter in
--- reports (default: 'filter N'); the counts are in s.seen and s.kept.
+-- reports (default: '?'); the counts are in s.seen and s.kept. A stateful
+-- filter (a callable table such as tide.data.filters.exact_dedup()) with a
+-- reset method is reset at the start of each pass, so every pass (each split
+-- of a split stream, each epoch) makes the same decisions.
 function Stream:filter(fn, name)
   check_fn(fn, 'filter')
   local s
   s = new(function()
+    if type(fn) == 'table' and type(fn.reset) == 'function' then fn:reset() end
     local nx = self:iter()
     s.seen, s.kept = 0, 0
     return function()

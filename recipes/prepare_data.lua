@@ -1,0 +1,70 @@
+-- The seeds' data preparation, on the local corpus: read the CodeParrot-
+-- schema jsonl.gz (built by tide.data.build_corpus when missing), keep the
+-- data-science files (any_keyword_in_string with pandas, sklearn,
+-- matplotlib, seaborn), apply CodeParrot's cleaning heuristics, drop exact
+-- and near duplicates, split off a validation set, tokenize with GPT-2's
+-- tokenizer and pack into constant-length sequences, written as llm.c shards
+-- (train_*.bin, valid_*.bin and their manifests). Prints each step's counts.
+--
+--   tide recipes/prepare_data.lua [--corpus=data/corpus/python.jsonl.gz]
+--     [--out=data/shards/python] [--keywords=datascience|none|word,word]
+--     [--clean=true] [--dedup=both|exact|near|none] [--mode=concat|per_document]
+--     [--seq=1025] [--valid=0.005] [--seed=1] [--max_mb=N] [--tokenizer=data/gpt2]
+local args = tide.args
+local data, F = tide.data, tide.data.filters
+
+local corpus = args.corpus or 'data/corpus/python.jsonl.gz'
+local out = args.out or 'data/shards/python'
+local seq = args.seq or 1025           -- 1024 positions plus the shifted target
+local seed = args.seed or 1
+local mode = args.mode or 'concat'
+local dedup = args.dedup or 'both'
+local t0 = tide.clock()
+
+local f = io.open(corpus, 'rb')
+if f then
+  f:close()
+else
+  local r = data.build_corpus({ out = corpus, max_mb = args.max_mb })
+  print(('corpus: built %s, %d files, %.1f MB of Python source'):format(r.path, r.files, r.bytes / 1e6))
+end
+
+local keywords = args.keywords or 'datascience'
+local ds = data.jsonl(corpus, { fields = { 'repo_name', 'path', 'content' } })
+if keywords ~= 'none' then
+  local kw = F.data_science_keywords
+  if keywords ~= 'datascience' then
+    kw = {}
+    for w in tostring(keywords):gmatch('[^,]+') do kw[#kw + 1] = w end
+  end
+  ds = ds:filter(function(r) return F.any_keyword(r.content, kw) end, 'any_keyword ' .. table.concat(kw, ','))
+end
+local clean = args.clean ~= false and F.codeparrot({ seed = seed }) or nil
+if clean then ds = ds:filter(clean, 'codeparrot heuristics') end
+if dedup == 'exact' or dedup == 'both' then ds = ds:filter(F.exact_dedup(), 'exact dedup') end
+if dedup == 'near' or dedup == 'both' then ds = ds:filter(F.near_dedup({ seed = seed }), 'near dedup (MinHash, Jaccard 0.85)') end
+
+local tok = tide.tokenizer.load(args.tokenizer or 'data/gpt2')
+local parts = ds:split({ valid = args.valid or 0.005, seed = seed })
+for _, name in ipairs({ 'train', 'valid' }) do
+  local m = data.write_shards(out, parts[name], { tokenizer = tok, seq_length = seq, mode = mode,
+                                                  prefix = name, seed = seed })
+  print(('%s: %d tokens in %d shard%s of %s'):format(name, m.total_tokens, #m.shards, #m.shards == 1 and '' or 's', out))
+  -- read back: the loader must see every sequence the manifest lists
+  if m.total_tokens > 0 then
+    local rows = 0
+    for batch in data.shards(out, { prefix = name, batch_size = 64, drop_last = false }) do rows = rows + batch:size(1) end
+    assert(rows * seq == m.total_tokens, ('prepare_data: read back %d sequences of %s, manifest says %d tokens'):format(rows, name, m.total_tokens))
+  end
+  print(m.report)
+  if name == 'train' and m.total_tokens == 0 then
+    error('prepare_data: the filters kept nothing to train on (try --keywords=none, or install python3-pandas and friends)', 0)
+  end
+  if clean then
+    local why = {}
+    for k, v in pairs(clean.why) do if v > 0 then why[#why + 1] = ('%s %d'):format(k, v) end end
+    table.sort(why)
+    if #why > 0 then print('codeparrot heuristics dropped: ' .. table.concat(why, ', ')) end
+  end
+end
+print(('prepare_data: done in %.1f s'):format(tide.clock() - t0))
