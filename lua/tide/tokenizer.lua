@@ -46,19 +46,8 @@ local function raise(level)
   error(ffi.string(C.tide_last_error()), level + 1)
 end
 
-local function exists(path)
-  local f = io.open(path, 'rb')
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function is_dir(path)
-  local f = io.open(path, 'rb')
-  if not f then return false end
-  local ok, _, code = f:read(1)
-  f:close()
-  return ok == nil and code == 21  -- EISDIR
-end
+local files = require 'tide.data.files'
+local exists, is_dir = files.exists, files.is_dir
 
 local function wrap(handle, source)
   local self = setmetatable({ _t = ffi.gc(handle, C.tide_bpe_free), source = source }, Tokenizer)

@@ -5,9 +5,11 @@
 -- single-quoted, so no other shell expansion ever happens.
 local M = {}
 
+-- s single-quoted for the shell: nothing in it is expanded.
 local function quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
+M.quote = quote
 
 local function is_dir(path)
   local f = io.open(path, 'rb')
@@ -23,6 +25,7 @@ local function exists(path)
   if f then f:close() end
   return f ~= nil
 end
+M.exists = exists
 
 -- The entries find(1) prints for dir with the given extra arguments, sorted.
 local function find(dir, args)

@@ -30,6 +30,13 @@ function M.new(seed)
   return setmetatable({ s = u64(seed or 0) }, Rng)
 end
 
+-- A generator for stream k (an epoch, a worker) of seed: independent streams
+-- from one seed, each fixed by (seed, k) alone.
+function M.derive(seed, k)
+  local s = mix(mix(u64(seed) + GOLDEN) + u64(k) * 0xD1B54A32D192ED03ULL)
+  return setmetatable({ s = s }, Rng)
+end
+
 -- The next 64 random bits, as uint64 cdata.
 function Rng:next64()
   self.s = self.s + GOLDEN

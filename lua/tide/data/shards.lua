@@ -27,7 +27,8 @@
 -- the same number of steps, and a final partial batch is dropped; without it
 -- the ranks together cover every window and the last batch may be short.
 local ffi = require 'ffi'
-local bit = require 'bit'
+local rng = require 'tide.data.rng'
+local files = require 'tide.data.files'
 local C = require 'tide.C'
 local json = require 'tide.json'
 
@@ -41,15 +42,7 @@ local FORMATS = {
 
 local function last_error() return ffi.string(C.tide_last_error()) end
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
--- os.execute's status as a boolean under both Lua 5.1 and 5.2 conventions
-local function run(cmd)
-  local r = os.execute(cmd)
-  return r == 0 or r == true
-end
-
-local function is_dir(path) return run('test -d ' .. quote(path)) end
+local quote, is_dir = files.quote, files.is_dir
 
 local function is_file(path)
   local f = io.open(path, 'rb')
@@ -152,7 +145,8 @@ function M.writer(dir, opts)
       if reserved[k] then error(('%s: manifest field %s is written by the writer itself'):format(where, tostring(k)), 2) end
     end
   end
-  if not run('mkdir -p -- ' .. quote(dir)) or not is_dir(dir) then
+  os.execute('mkdir -p -- ' .. quote(dir))
+  if not is_dir(dir) then
     error(('%s: cannot create directory %s'):format(where, dir), 2)
   end
   return setmetatable({
@@ -372,22 +366,14 @@ end
 
 local function close_shard(s) C.tide_shard_close(s) end
 
--- 64-bit splitmix: a stream of well-mixed values from a counter, private to the loader.
-local GOLDEN = 0x9E3779B97F4A7C15ULL
-local function mix(z)
-  z = bit.bxor(z, bit.rshift(z, 30)) * 0xBF58476D1CE4E5B9ULL
-  z = bit.bxor(z, bit.rshift(z, 27)) * 0x94D049BB133111EBULL
-  return bit.bxor(z, bit.rshift(z, 31))
-end
-
--- Fisher-Yates permutation of 0..n-1 drawn from (seed, epoch) alone.
+-- Fisher-Yates permutation of 0..n-1 drawn from (seed, epoch) alone (a
+-- private generator: tide's global RNG is never touched).
 local function permutation(n, seed, epoch)
   local p = ffi.new('int32_t[?]', n)
   for i = 0, n - 1 do p[i] = i end
-  local state = mix(mix(ffi.new('uint64_t', seed) + GOLDEN) + ffi.new('uint64_t', epoch) * 0xD1B54A32D192ED03ULL)
+  local r = rng.derive(seed, epoch)
   for i = n - 1, 1, -1 do
-    state = state + GOLDEN
-    local j = tonumber(mix(state) % (i + 1))
+    local j = r:below(i + 1)
     p[i], p[j] = p[j], p[i]
   end
   return p
