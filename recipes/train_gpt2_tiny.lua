@@ -1,43 +1,55 @@
--- Train a tiny GPT-2 from scratch on real text, on the CPU: the shape of the
--- Hugging Face course's training loop (AdamW with decay groups, cosine
--- schedule with warmup, gradient clipping), at byte level until tide's BPE
--- tokenizer lands. The text is tide's own documentation and Lua sources, so
--- the recipe needs nothing outside the repository.
+-- Train a tiny GPT-2 from scratch on Python code, on the CPU: the seeds'
+-- pipeline end to end with nothing downloaded.
+--   1. the corpus: this machine's Python sources as CodeParrot-schema
+--      JSON Lines (tide.data.build_corpus; kept in data/corpus/);
+--   2. a code tokenizer: GPT-2's retrained on it (train_new_from_iterator);
+--   3. CodeParrot's cleaning filters, exact dedup, a held-out split, and
+--      concat packing into seq-token sequences written as token shards;
+--   4. the Hugging Face course's training loop on batches from the shards
+--      (AdamW with decay groups, cosine schedule with warmup, gradient
+--      clipping), and the held-out loss before and after.
 --
 --   tide recipes/train_gpt2_tiny.lua --steps=200 --batch=8 --seq=64 --lr=3e-3
+--        [--vocab=4096] [--corpus=data/corpus/python.jsonl.gz] [--corpus_mb=20]
 local args = tide.args
+local data, F = tide.data, tide.data.filters
 local steps = args.steps or 600
 local B, T = args.batch or 8, args.seq or 64
 local lr = args.lr or 3e-3
-tide.manual_seed(args.seed or 0)
+local seed = args.seed or 0
+tide.manual_seed(seed)
+local t_start = tide.clock()
 
--- the corpus: every .md and .lua file under docs/ and lua/, as bytes
-local here = (arg and arg[0] or 'recipes/x.lua'):match('^(.*)/recipes/[^/]*$') or '.'
-local pipe = io.popen(("find '%s/docs' '%s/lua' -type f \\( -name '*.md' -o -name '*.lua' \\) | sort"):format(here, here))
-local parts = {}
-for path in pipe:lines() do
-  local f = io.open(path, 'rb')
-  parts[#parts + 1] = f:read('*a')
-  f:close()
+-- 1. the corpus
+local corpus = args.corpus or 'data/corpus/python.jsonl.gz'
+if not require('tide.data.files').exists(corpus) then
+  local r = data.build_corpus({ out = corpus, max_mb = args.corpus_mb or 20 })
+  print(('corpus: built %s from %d files (%.1f MB of Python source)'):format(corpus, r.files, r.bytes / 1e6))
 end
-pipe:close()
-local text = table.concat(parts, '\n')
-if #text < (T + 1) * B then error('corpus too small: ' .. #text .. ' bytes') end
-local ids = tide.empty(#text, { dtype = 'i64' })
-local p = tide.ffi.cast('int64_t*', ids:data_ptr())
-for i = 1, #text do p[i - 1] = text:byte(i) end
-print(('corpus: %d bytes from %d files'):format(#text, #parts))
+local records = data.jsonl(corpus, { fields = { 'path', 'content' } })
+  :filter(F.codeparrot({ seed = seed }), 'codeparrot heuristics')
+  :filter(F.exact_dedup(), 'exact dedup')
 
--- hold out the last 5% for evaluation
-local n_train = math.floor(#text * 0.95)
-local function batch(lo, hi)
-  local starts = tide.randint(lo, hi - T - 1, { B })
-  local rows = {}
-  for i = 1, B do rows[i] = ids:narrow(1, starts[i]:item() + 1, T + 1) end
-  return tide.stack(rows, 1)
+-- 2. the tokenizer: GPT-2's, retrained on the code, as the seeds do
+local vocab = args.vocab or 4096
+local tok = tide.tokenizer.load('data/gpt2'):train_new_from_iterator(records, vocab, { show_progress = false })
+print(('tokenizer: %d tokens trained in %.1f s; "    return" is %d token(s)'):format(
+  tok:vocab_size(), tide.clock() - t_start, #tok:encode('    return')))
+
+-- 3. packed shards: a held-out split, documents joined by EOS, T tokens each
+local dir = os.tmpname()
+os.remove(dir)
+local parts = records:split({ valid = 0.05, seed = seed })
+for _, name in ipairs({ 'train', 'valid' }) do
+  local m = data.write_shards(dir, parts[name], { tokenizer = tok, seq_length = T, prefix = name, seed = seed })
+  print(('%s: %d sequences of %d tokens'):format(name, math.floor(m.total_tokens / T), T))
 end
+print(parts.train:report())
+local train = data.shards(dir, { prefix = 'train', batch_size = B, shuffle = true, seed = seed, epochs = math.huge })
+local valid = data.shards(dir, { prefix = 'valid', batch_size = B })
 
-local model = tide.gpt2.new({ vocab_size = 256, n_positions = T, n_embd = args.n_embd or 64,
+-- 4. the model and its training loop
+local model = tide.gpt2.new({ vocab_size = tok:vocab_size(), n_positions = T, n_embd = args.n_embd or 64,
                               n_layer = args.n_layer or 2, n_head = 4,
                               resid_pdrop = 0, embd_pdrop = 0, attn_pdrop = 0 })
 print(('model: %d parameters'):format(model:num_parameters()))
@@ -45,26 +57,28 @@ local opt = tide.optim.AdamW(tide.optim.grouped_params(model, 0.1), { lr = lr, b
 local sched = tide.optim.get_scheduler('cosine', opt, { num_warmup_steps = math.floor(steps / 20),
                                                        num_training_steps = steps })
 
+-- the mean loss over the first (up to) 8 held-out batches, the same each time
 local function evaluate()
   model:eval()
-  local total = 0
+  local total, n = 0, 0
+  valid:reset()
   tide.no_grad(function()
-    for _ = 1, 4 do
-      local b = batch(n_train, #text)
-      total = total + model(b:narrow(2, 1, T), { labels = b:narrow(2, 1, T) }).loss:item()
+    for b in valid do
+      total = total + model(b, { labels = b }).loss:item()
+      n = n + 1
+      if n == 8 then break end
     end
   end)
   model:train()
-  return total / 4
+  return total / n
 end
 
 local first_eval = evaluate()
-print(('step    0  eval loss %.4f  (ln 256 = %.4f)'):format(first_eval, math.log(256)))
+print(('step    0  eval loss %.4f  (ln %d = %.4f)'):format(first_eval, tok:vocab_size(), math.log(tok:vocab_size())))
 local t0 = tide.clock()
 local loss
 for step = 1, steps do
-  local b = batch(0, n_train)
-  local x = b:narrow(2, 1, T)
+  local x = train()
   local out = model(x, { labels = x })
   opt:zero_grad()
   out.loss:backward()
@@ -78,7 +92,8 @@ for step = 1, steps do
   end
 end
 local final_eval = evaluate()
-print(('eval loss %.4f -> %.4f after %d steps'):format(first_eval, final_eval, steps))
+os.execute("rm -rf '" .. dir .. "'")
+print(('eval loss %.4f -> %.4f after %d steps (%.1f s in all)'):format(first_eval, final_eval, steps, tide.clock() - t_start))
 if final_eval > first_eval - 1.0 then
   io.stderr:write('train_gpt2_tiny: the loss did not fall by at least 1 nat\n')
   os.exit(1)
