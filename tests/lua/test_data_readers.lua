@@ -212,6 +212,10 @@ T.test('the whole path: jsonl.gz, filter, tokenize, pack, shards, read back', fu
   T.eq(man.seed, 5)
   T.eq(man.filters[1].name, 'ds')
   T.eq(man.filters[1].kept, 3)
+  T.eq(man.tokenizer, 'tokenizer')
+  local back = tide.tokenizer.load(dir .. '/tokenizer')
+  T.eq(back:vocab_size(), tok:vocab_size())
+  T.same(back:encode('import pandas as pd'), tok:encode('import pandas as pd'))
 end)
 
 T.test('temporary files are removed', function()

@@ -41,7 +41,8 @@ local function filter_counts(s)
 end
 
 -- Writes a stream to token shards in dir (llm.c's format, with a JSON
--- manifest) and returns the writer's summary. With opts.tokenizer, source
+-- manifest, and with opts.tokenizer its files in dir/tokenizer) and returns
+-- the manifest. With opts.tokenizer, source
 -- holds records or texts, tokenized and packed here (opts.mode 'concat',
 -- the default, joins documents with the tokenizer's EOS; 'per_document');
 -- without, source must already yield id arrays. opts: seq_length (required
@@ -66,8 +67,12 @@ function M.write_shards(dir, source, opts)
   end
   local vocab = opts.vocab_size or (tok and tok:vocab_size())
   if not vocab then error('write_shards: give opts.vocab_size (or opts.tokenizer) to choose the token width', 2) end
+  -- the tokenizer travels with its tokens: DIR/tokenizer holds its files
+  -- (tokenizer.json, vocab.json, merges.txt), so the shards say what they mean
+  if tok then tok:save(dir .. '/tokenizer') end
   local manifest = {
-    tokenizer = tok and (tok.source or 'tokenizer') or opts.tokenizer_name or tide.json.null,
+    tokenizer = tok and 'tokenizer' or opts.tokenizer_name or tide.json.null,
+    tokenizer_source = tok and tok.source or nil,
     source = tide.json.array(source:describe()),
     seed = opts.seed or tide.json.null,
   }
