@@ -346,6 +346,8 @@ int tide_bpe_trainer_new(tide_bpe_trainer **out);
 void tide_bpe_trainer_free(tide_bpe_trainer *t);
 /* Splits len bytes with the GPT-2 pre-tokenizer and adds one to the count of each piece. */
 int tide_bpe_trainer_add_text(tide_bpe_trainer *t, const char *text, int64_t len);
+/* tide_bpe_trainer_add_text for n texts at once, counted over the OpenMP threads. */
+int tide_bpe_trainer_add_texts(tide_bpe_trainer *t, int64_t n, const char *const *texts, const int64_t *lens);
 /* Number of distinct pieces counted so far. */
 int64_t tide_bpe_trainer_piece_count(const tide_bpe_trainer *t);
 /* Learns as BpeTrainer does: specials (nspecial strings with lengths) first, the alphabet (all 256 byte chars when full_alphabet, else those seen) by code point, then merges until vocab_size tokens or a best count below max(min_frequency, 1); max_token_length <= 0: unlimited. */

@@ -43,18 +43,30 @@ end
 local function feed(source, progress, field, level)
   if C.tide_bpe_trainer_new(trbuf) ~= 0 then raise(level + 1) end
   local tr = ffi.gc(trbuf[0], C.tide_bpe_trainer_free)
-  local bytes, next_report, t0 = 0, 16 * 2^20, os.clock()
+  local bytes, next_report, t0 = 0, 16 * 2^20, tide.clock()
+  -- texts are counted in batches of about 8 MB, spread over the threads
+  local BATCH = 8 * 2^20
+  local ptrs, lens, keep, nb, bb = ffi.new('const char*[1024]'), ffi.new('int64_t[1024]'), {}, 0, 0
+  local function flush()
+    if nb == 0 then return end
+    if C.tide_bpe_trainer_add_texts(tr, nb, ptrs, lens) ~= 0 then raise(level + 3) end
+    bytes = bytes + bb
+    nb, bb = 0, 0
+    for i = #keep, 1, -1 do keep[i] = nil end
+    if bytes >= next_report and progress ~= false then
+      io.stderr:write(('tokenizer.train: counted %.0f MB, %d distinct pieces (%.1f s)\n'):format(
+        bytes / 2^20, tonumber(C.tide_bpe_trainer_piece_count(tr)), tide.clock() - t0))
+      next_report = bytes + 16 * 2^20
+    end
+  end
   local function add(text, where)
     if type(text) ~= 'string' then
       error(('tokenizer.train: %s is a %s, not a string'):format(where, type(text)), level + 2)
     end
-    if C.tide_bpe_trainer_add_text(tr, text, #text) ~= 0 then raise(level + 2) end
-    bytes = bytes + #text
-    if bytes >= next_report and progress ~= false then
-      io.stderr:write(('tokenizer.train: counted %.0f MB, %d distinct pieces (%.1f s)\n'):format(
-        bytes / 2^20, tonumber(C.tide_bpe_trainer_piece_count(tr)), os.clock() - t0))
-      next_report = next_report + 16 * 2^20
-    end
+    keep[nb + 1] = text  -- the C side reads the strings: they must stay alive
+    ptrs[nb], lens[nb] = text, #text
+    nb, bb = nb + 1, bb + #text
+    if nb == 1024 or bb >= BATCH then flush() end
   end
   local stream = require 'tide.data.stream'
   if stream.is_stream(source) then
@@ -81,6 +93,7 @@ local function feed(source, progress, field, level)
   else
     error('tokenizer.train: source must be an array of strings, an iterator function or a tide.data stream, got ' .. type(source), level + 1)
   end
+  flush()
   return tr, bytes
 end
 
@@ -124,7 +137,7 @@ function M._learn(source, opts, level)
   end
   local tr, bytes = feed(source, opts.show_progress, opts.field, level)
   local progress = opts.show_progress or (opts.show_progress == nil and bytes >= 16 * 2^20)
-  local t0 = os.clock()
+  local t0 = tide.clock()
   if C.tide_bpe_trainer_train(tr, vocab_size, min_frequency, max_len, sp, sl, ns, alphabet == 'bytes' and 1 or 0) ~= 0 then
     raise(level)
   end
@@ -139,7 +152,7 @@ function M._learn(source, opts, level)
   end
   if progress then
     io.stderr:write(('tokenizer.train: %d tokens, %d merges from %d distinct pieces (%.1f s)\n'):format(
-      #vocab, #merges, tonumber(C.tide_bpe_trainer_piece_count(tr)), os.clock() - t0))
+      #vocab, #merges, tonumber(C.tide_bpe_trainer_piece_count(tr)), tide.clock() - t0))
   end
   local sps = {}
   for i = 1, ns do sps[i] = specials[i] end

@@ -119,6 +119,25 @@ T.test('a tide.data stream is a source, records or strings', function()
   T.raises(function() tide.tokenizer.learn(tide.data.from({ { n = 1 } }), opts_of(c)) end, 'record 1 of the stream')
 end)
 
+T.test('counting over threads gives the merges of one thread', function()
+  -- over 1 MB in a batch: the parallel path, whose per-thread maps are
+  -- added together; 2 and 3 threads split the texts differently
+  local big = {}
+  for r = 1, 20 do
+    for i, l in ipairs(lines) do big[#big + 1] = (r % 3 == 0) and l:upper() or l end
+  end
+  local saved = tide.get_num_threads()
+  local results = {}
+  for _, n in ipairs({ 1, 2, 3 }) do
+    tide.set_num_threads(n)
+    results[n] = tide.tokenizer.learn(big, { vocab_size = 2000, show_progress = false })
+  end
+  tide.set_num_threads(saved)
+  T.same(results[2].merges, results[1].merges)
+  T.same(results[3].merges, results[1].merges)
+  T.same(results[3].vocab, results[1].vocab)
+end)
+
 T.test('bad arguments give clear errors', function()
   T.raises(function() tide.tokenizer.train(42) end, 'an array of strings, an iterator function or a tide.data stream')
   T.raises(function() tide.tokenizer.train({ 'a', 5 }) end, 'source[2] is a number')
