@@ -125,6 +125,45 @@ function M.raises(fn, pattern, msg)
   return err
 end
 
+-- Files for tests: whole-file read and write (binary), existence, and a
+-- scratch directory made on first use:
+--   local tmp, cleanup = T.scratch()
+--   T.write(tmp('a.txt'), 'x')   -- tmp() alone is the directory
+--   cleanup()                     -- removes it; true when it is gone
+function M.read(path)
+  local f = assert(io.open(path, 'rb'))
+  local s = f:read('*a')
+  f:close()
+  return s
+end
+
+function M.write(path, s)
+  local f = assert(io.open(path, 'wb'))
+  f:write(s)
+  f:close()
+end
+
+function M.exists(path)
+  local f = io.open(path, 'rb')
+  if f then f:close() end
+  return f ~= nil
+end
+
+function M.scratch()
+  local dir = os.tmpname()
+  os.remove(dir)
+  local quoted = "'" .. dir:gsub("'", "'\\''") .. "'"
+  local function tmp(name)
+    assert(os.execute('mkdir -p ' .. quoted) == 0, 'cannot create ' .. dir)
+    return name and dir .. '/' .. name or dir
+  end
+  local function cleanup()
+    os.execute('rm -rf ' .. quoted)
+    return not M.exists(dir)
+  end
+  return tmp, cleanup, dir
+end
+
 -- A deterministic pseudo-random number stream in Lua, for reference data that
 -- does not depend on the engine being tested.
 function M.lcg(seed)

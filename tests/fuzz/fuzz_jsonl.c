@@ -206,11 +206,9 @@ static const char *const seeds[] = {
   "   ",
 };
 
+#include "fuzz_driver.h"
 static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint64_t next(void) {
-  rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-  return rng;
-}
+static uint64_t next(void) { return fuzz_next(&rng); }
 
 static const char alphabet[] = "{}[]\",:0123456789-+.eE\\u tfnrlasDdCc8x\n\r\t\x01\xc3\xa9\xff";
 
@@ -269,41 +267,15 @@ static void gzip_run(const uint8_t *text, size_t n) {
 
 int main(int argc, char **argv) {
   static uint8_t data[1 << 20];
-  if (argc > 1) {
-    for (int i = 1; i < argc; i++) {
-      FILE *f = fopen(argv[i], "rb");
-      if (!f) { fprintf(stderr, "cannot open %s\n", argv[i]); return 1; }
-      size_t n = fread(data, 1, sizeof data, f);
-      fclose(f);
-      LLVMFuzzerTestOneInput(data, n);
-    }
-    printf("replayed %d inputs\n", argc - 1);
-    return 0;
-  }
-  const char *env = getenv("TIDE_FUZZ_RUNS");
-  long runs = env ? atol(env) : 20000, ok = 0, blanks = 0, gz = 0;
+  int replayed = fuzz_replay_files(argc, argv);
+  if (replayed >= 0) return replayed;
+  long runs = fuzz_runs(20000), ok = 0, blanks = 0, gz = 0;
   size_t nseeds = sizeof seeds / sizeof seeds[0];
   for (long r = 0; r < runs; r++) {
     const char *s = seeds[next() % nseeds];
     size_t n = strlen(s);
     memcpy(data, s, n);
-    int edits = 1 + (int)(next() % 4);
-    for (int e = 0; e < edits && n < 4000; e++) {
-      size_t at = n ? next() % n : 0;
-      switch (next() % 5) {
-        case 0: if (n) data[at] = (uint8_t)alphabet[next() % (sizeof alphabet - 1)]; break;
-        case 1: memmove(data + at + 1, data + at, n - at); data[at] = (uint8_t)alphabet[next() % (sizeof alphabet - 1)]; n++; break;
-        case 2: if (n) { memmove(data + at, data + at + 1, n - at - 1); n--; } break;
-        case 3: n = at; break;  /* truncate */
-        case 4: {               /* repeat a chunk */
-          size_t len = 1 + next() % 16;
-          if (at + len > n) len = n - at;
-          memmove(data + at + len, data + at, n - at);
-          n += len;
-          break;
-        }
-      }
-    }
+    n = fuzz_mutate(data, n, 4000, alphabet, sizeof alphabet - 1, &rng);
     /* the checks inside depend on whether the line parses; count those */
     tide_jsonl *x = NULL;
     REQUIRE(tide_jsonl_new(NULL, NULL, 0, &x) == 0);

@@ -146,29 +146,17 @@ static const struct { const char *hdr; size_t ndata; } seeds[] = {
   {"{}", 0},
 };
 
+#include "fuzz_driver.h"
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t next(void) {
-  rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-  return rng;
-}
+static uint64_t next(void) { return fuzz_next(&rng); }
 
 static const char alphabet[] = "{}[]\",:0123456789-. eFIUBL_\\u\xff";
 
 int main(int argc, char **argv) {
   static uint8_t data[1 << 16];
-  if (argc > 1) {
-    for (int i = 1; i < argc; i++) {
-      FILE *f = fopen(argv[i], "rb");
-      if (!f) { fprintf(stderr, "cannot open %s\n", argv[i]); return 1; }
-      size_t n = fread(data, 1, sizeof data, f);
-      fclose(f);
-      LLVMFuzzerTestOneInput(data, n);
-    }
-    printf("replayed %d inputs\n", argc - 1);
-    return 0;
-  }
-  const char *env = getenv("TIDE_FUZZ_RUNS");
-  long runs = env ? atol(env) : 10000, opened = 0;
+  int replayed = fuzz_replay_files(argc, argv);
+  if (replayed >= 0) return replayed;
+  long runs = fuzz_runs(10000), opened = 0;
   size_t nseeds = sizeof seeds / sizeof seeds[0];
   for (long r = 0; r < runs; r++) {
     size_t s = next() % nseeds, hl = strlen(seeds[s].hdr), n;

@@ -99,11 +99,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifdef TIDE_FUZZ_REPLAY_MAIN
+#include "fuzz_driver.h"
 static uint64_t rng = 0x2545f4914f6cdd1dull;
-static uint64_t next(void) {
-  rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-  return rng;
-}
+static uint64_t next(void) { return fuzz_next(&rng); }
 
 static void put32(uint8_t *p, uint32_t v) {
   for (int k = 0; k < 4; k++) p[k] = (uint8_t)(v >> (8 * k));
@@ -129,19 +127,9 @@ static size_t make_seed(uint8_t *data, int32_t tb, uint32_t n) {
 
 int main(int argc, char **argv) {
   static uint8_t data[1 << 16];
-  if (argc > 1) {
-    for (int i = 1; i < argc; i++) {
-      FILE *f = fopen(argv[i], "rb");
-      if (!f) { fprintf(stderr, "cannot open %s\n", argv[i]); return 1; }
-      size_t n = fread(data, 1, sizeof data, f);
-      fclose(f);
-      LLVMFuzzerTestOneInput(data, n);
-    }
-    printf("replayed %d inputs\n", argc - 1);
-    return 0;
-  }
-  const char *env = getenv("TIDE_FUZZ_RUNS");
-  long runs = env ? atol(env) : 20000, ok = 0;
+  int replayed = fuzz_replay_files(argc, argv);
+  if (replayed >= 0) return replayed;
+  long runs = fuzz_runs(20000), ok = 0;
   for (long r = 0; r < runs; r++) {
     int32_t tb = next() % 2 ? 2 : 4;
     size_t n = make_seed(data, tb, (uint32_t)(next() % 200));

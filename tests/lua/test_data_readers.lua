@@ -5,23 +5,8 @@ local T = require 'tide.testing'
 local ffi = require 'ffi'
 local data = tide.data
 
-local tmpdir = os.tmpname()
-os.remove(tmpdir)
-local function tmp(name)
-  assert(os.execute('mkdir -p ' .. tmpdir) == 0)
-  return tmpdir .. '/' .. name
-end
-local function write(path, s)
-  local f = assert(io.open(path, 'wb'))
-  f:write(s)
-  f:close()
-end
-local function read(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
+local tmp, cleanup, tmpdir = T.scratch()
+local read, write = T.read, T.write
 pcall(ffi.cdef, [[
 typedef struct gzFile_s *gzFile;
 gzFile gzopen(const char *path, const char *mode);
@@ -219,6 +204,5 @@ T.test('the whole path: jsonl.gz, filter, tokenize, pack, shards, read back', fu
 end)
 
 T.test('temporary files are removed', function()
-  os.execute('rm -rf ' .. tmpdir)
-  T.eq(io.open(tmpdir, 'rb'), nil)
+  T.truthy(cleanup(), tmpdir)
 end)

@@ -8,11 +8,7 @@ local F = require 'tide.data.filters'
 local tokenizer = tide.tokenizer or require 'tide.tokenizer'
 
 local GPT2 = 'data/gpt2'
-local function exists(path)
-  local f = io.open(path, 'rb')
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = T.exists
 local have_gpt2 = exists(GPT2 .. '/vocab.json') and exists(GPT2 .. '/merges.txt')
 local tok = have_gpt2 and tokenizer.load(GPT2)
 

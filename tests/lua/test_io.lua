@@ -6,27 +6,9 @@ local json = tide.json or require 'tide.json'
 if not (tide.io and tide.io.load_safetensors) then require('tide.io.safetensors').install(tide) end
 local tio = tide.io
 
-local tmpdir = os.tmpname()
-os.remove(tmpdir)
-assert(os.execute('mkdir -p ' .. tmpdir) == 0)
-local function tmp(name) return tmpdir .. '/' .. name end
-
-local function read(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
-local function write(path, s)
-  local f = assert(io.open(path, 'wb'))
-  f:write(s)
-  f:close()
-end
-local function exists(path)
-  local f = io.open(path, 'rb')
-  if f then f:close() end
-  return f ~= nil
-end
+local tmp, cleanup, tmpdir = T.scratch()
+tmp()  -- made now: leftover_temps lists it
+local read, write, exists = T.read, T.write, T.exists
 local function leftover_temps(prefix)
   local p = io.popen('ls ' .. tmpdir)
   local n = 0
@@ -278,5 +260,5 @@ T.test('safetensors: malformed files and bad arguments are clear errors', functi
 end)
 
 T.test('cleanup', function()
-  os.execute('rm -rf ' .. tmpdir)
+  T.truthy(cleanup(), tmpdir)
 end)

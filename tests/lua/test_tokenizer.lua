@@ -7,31 +7,11 @@ local json = tide.json or require 'tide.json'
 local tokenizer = tide.tokenizer or require 'tide.tokenizer'
 
 local GPT2 = 'data/gpt2'
-local function exists(path)
-  local f = io.open(path, 'rb')
-  if f then f:close() end
-  return f ~= nil
-end
+local exists, read, write = T.exists, T.read, T.write
 local have_gpt2 = exists(GPT2 .. '/vocab.json') and exists(GPT2 .. '/merges.txt')
 
-local tmpdir = os.tmpname()
-os.remove(tmpdir)
 -- created on first use: the file's top level runs before its tests do
-local function tmp(name)
-  assert(os.execute('mkdir -p ' .. tmpdir) == 0)
-  return tmpdir .. '/' .. name
-end
-local function read(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
-local function write(path, s)
-  local f = assert(io.open(path, 'wb'))
-  f:write(s)
-  f:close()
-end
+local tmp, cleanup = T.scratch()
 local function unhex(h)
   return (h:gsub('..', function(x) return string.char(tonumber(x, 16)) end))
 end
@@ -276,6 +256,5 @@ T.test('pre_tokenize gives the pieces encode merges, covering the text', functio
 end)
 
 T.test('temporary files are removed', function()
-  os.execute('rm -rf ' .. tmpdir)
-  T.eq(os.execute('test -e ' .. tmpdir) == 0, false)
+  T.truthy(cleanup())
 end)

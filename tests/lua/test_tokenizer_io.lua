@@ -7,21 +7,10 @@ local json = tide.json or require 'tide.json'
 local tokenizer = tide.tokenizer or require 'tide.tokenizer'
 
 local GPT2 = 'data/gpt2'
-local function exists(path)
-  local f = io.open(path, 'rb')
-  if f then f:close() end
-  return f ~= nil
-end
+local exists, read = T.exists, T.read
 local have_gpt2 = exists(GPT2 .. '/vocab.json') and exists(GPT2 .. '/merges.txt')
 
-local tmpdir = os.tmpname()
-os.remove(tmpdir)
-local function read(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
+local _, cleanup, tmpdir = T.scratch()
 
 local samples = {
   'Hello world', 'def say_hello():\n    print("Hello, World!")', '', ' ', '  \n\n\t x',
@@ -152,4 +141,4 @@ T.test('inspection helpers', function()
   T.raises(function() tok:fertility(5) end, 'expected a string or an array')
 end)
 
-os.execute('rm -rf ' .. tmpdir)
+cleanup()

@@ -7,12 +7,7 @@ local T = require 'tide.testing'
 local json = tide.json
 
 local DIR = 'tests/ref/bpe_train/'
-local function read(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
+local read = T.read
 
 local golden = json.read_file(DIR .. 'golden.json')
 -- The corpus as Hugging Face was fed it: one line at a time, '\n' kept.
