@@ -235,6 +235,7 @@ end
 -- tokenizers.Tokenizer.from_file), vocab.json, merges.txt and a
 -- tokenizer_config.json for transformers.AutoTokenizer; each file atomically.
 -- dir and its missing parents are created.
+local VOCAB_SLOT = '@@tide: the vocabulary goes here@@'
 function Tokenizer:save(dir)
   if type(dir) ~= 'string' then error('save: expected a directory path string, got ' .. type(dir), 2) end
   local json = require 'tide.json'
@@ -249,7 +250,7 @@ function Tokenizer:save(dir)
     if not is_dir(dir) then error('save: cannot create directory ' .. dir .. ': ' .. ffi.string(ffi.C.strerror(ffi.errno())), 2) end
   end
   local null = json.null
-  local vocab, merges = self:vocab(), self:merges()
+  local merges = self:merges()
   local merge_strings, lines = {}, { '#version: 0.2' }
   for i, m in ipairs(merges) do
     merge_strings[i] = m[1] .. ' ' .. m[2]
@@ -273,15 +274,27 @@ function Tokenizer:save(dir)
     model = {
       type = 'BPE', dropout = null, unk_token = null, continuing_subword_prefix = null,
       end_of_word_suffix = null, fuse_unk = false, byte_fallback = false, ignore_merges = false,
-      vocab = vocab, merges = json.array(merge_strings),
+      vocab = VOCAB_SLOT, merges = json.array(merge_strings),
     },
   }
+  -- the vocabulary's JSON is made once, in id order as Hugging Face writes
+  -- it, for both vocab.json and tokenizer.json (encoding it is most of the
+  -- cost of saving a 50,000-token vocabulary)
+  local entries, quote = {}, json.quote
+  for id = 0, self:vocab_size() - 1 do
+    local p = C.tide_bpe_id_to_token(self._t, id, lenbuf)
+    if p ~= nil then entries[#entries + 1] = quote(ffi.string(p, lenbuf[0])) .. ': ' .. id end
+  end
+  local vocab_text = '{' .. table.concat(entries, ', ') .. '}'
+  local doc_text = json.encode(doc)
+  local at, to = doc_text:find('"' .. VOCAB_SLOT .. '"', 1, true)
+  doc_text = doc_text:sub(1, at - 1) .. vocab_text .. doc_text:sub(to + 1)
   local eos = self.eos_id and '<|endoftext|>' or null
   local config = { tokenizer_class = 'GPT2TokenizerFast', add_prefix_space = false,
                    bos_token = eos, eos_token = eos, unk_token = eos, model_max_length = 1024 }
   local ok, err = pcall(function()
-    json.write_file(dir .. '/tokenizer.json', doc)
-    json.write_file(dir .. '/vocab.json', vocab, { indent = false })
+    json.write_atomic(dir .. '/tokenizer.json', doc_text .. '\n')
+    json.write_atomic(dir .. '/vocab.json', vocab_text .. '\n')
     json.write_atomic(dir .. '/merges.txt', table.concat(lines, '\n') .. '\n')
     json.write_file(dir .. '/tokenizer_config.json', config)
   end)
