@@ -3,7 +3,9 @@
 # the same corpus (Python's standard library sources, real code like the
 # seeds' CodeParrot data), same thread count, same run.
 #   bench/tokenizer.sh [threads] [MB]     (python from $TIDE_REF_PYTHON, with tokenizers and tiktoken)
-#   CORPUS=english bench/tokenizer.sh 1   English prose instead of Python code
+#   CORPUS=english bench/tokenizer.sh 1   English prose instead of Python code (the seeds and docs, 222 KB)
+#   CORPUS=docs bench/tokenizer.sh 1      English documentation at scale: the .md/.rst files
+#                                         under the Python library (READMEs, package docs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}
@@ -17,6 +19,10 @@ if [ "$kind" = english ]; then
   # English prose: the seeds (tutorials and book chapters) and tide's docs
   files=$(ls ../shared/seeds/*.txt docs/*.md 2>/dev/null)
   label="English prose (seeds and docs)"
+elif [ "$kind" = docs ]; then
+  root=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+  files=$(find "$root" \( -name '*.md' -o -name '*.rst' \) -type f | sort)
+  label="English documentation (.md/.rst under $(basename "$root"))"
 else
   stdlib=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
   files=$(find "$stdlib" -maxdepth 1 -name '*.py' | sort)
