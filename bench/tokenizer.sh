@@ -4,7 +4,7 @@
 # seeds' CodeParrot data), same thread count, same run.
 #   bench/tokenizer.sh [threads] [MB]     (python from $TIDE_REF_PYTHON, with tokenizers and tiktoken)
 #   CORPUS=english bench/tokenizer.sh 1   English prose instead of Python code (the seeds and docs, 222 KB)
-#   CORPUS=docs bench/tokenizer.sh 1      English documentation at scale: the .md/.rst files
+#   CORPUS=docs bench/tokenizer.sh 1      documentation at scale: the .md/.rst files
 #                                         under the Python library (READMEs, package docs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
