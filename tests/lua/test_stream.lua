@@ -19,6 +19,14 @@ T.test('a stream is read with a plain for loop, again on each pass', function()
   T.same(got, { 1, 2, 3, 4, 5 })
   T.eq(s:count(), 5)
   T.same(s:collect(), range(5))
+  -- a loop left early does not shorten the next one
+  for x in s do if x == 2 then break end end
+  got = {}
+  for x in s do got[#got + 1] = x end
+  T.same(got, { 1, 2, 3, 4, 5 })
+  local nx = s:iter()
+  T.eq(nx(), 1)
+  T.eq(nx(), 2)
 end)
 
 T.test('filter, map, take, skip and batch', function()

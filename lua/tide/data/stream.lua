@@ -4,9 +4,9 @@
 -- Each combinator returns a new stream over the old one; nothing is read
 -- until a loop asks, and a pass holds one record (or one buffer, for
 -- shuffle and batch) at a time, so memory stays constant however large the
--- source. A stream can be read again: each pass starts over from its source
--- (a loop left with `break` leaves its pass open, and the next `for`
--- continues it; `stream:iter()` always starts a fresh pass).
+-- source. A stream can be read again: each `for` loop is a pass from the
+-- start of its source; `stream:iter()` gives a fresh pass's next function
+-- for reading a record at a time.
 --
 -- Counts: every filter counts what it saw and kept, the readers count
 -- bytes, records and skipped lines, packing counts dropped tokens;
@@ -35,10 +35,13 @@ function Stream:iter()
   return self._open()
 end
 
--- `for rec in stream do`: the loop calls the stream itself.
-function Stream:__call()
+-- `for rec in stream do`: the loop calls the stream itself, first with a
+-- nil control value and then with the record it got last, never nil; so a
+-- nil one marks a loop's start, and every loop is a whole pass from the
+-- start, even after an earlier loop left with break.
+function Stream:__call(_, last)
   local nx = self._cur
-  if not nx then
+  if last == nil or not nx then
     nx = self._open()
     self._cur = nx
   end
@@ -47,7 +50,7 @@ function Stream:__call()
   return v
 end
 
--- Ends an open pass, so the next `for` starts over.
+-- Drops the pass a loop left open (its reader and buffers).
 function Stream:reset()
   self._cur = nil
   return self
