@@ -232,7 +232,17 @@ struct tide_bpe_trainer {
   strmap tokens;         /* byte-mapped token string -> id, entries in id order */
   int32_t *mleft, *mright, *mnew;
   int64_t nmerges;
+  void (*progress)(void *ctx, int64_t done, int64_t wanted);  /* see tide_bpe_trainer_set_progress */
+  void *progress_ctx;
 };
+
+#define PROGRESS_EVERY 1024  /* merges between progress calls */
+
+void tide_bpe_trainer_set_progress(tide_bpe_trainer *t, void (*fn)(void *ctx, int64_t done, int64_t wanted), void *ctx) {
+  if (!t) return;
+  t->progress = fn;
+  t->progress_ctx = ctx;
+}
 
 int tide_bpe_trainer_new(tide_bpe_trainer **out) {
   if (!out) return tide_fail("bpe_trainer_new: out is NULL");
@@ -515,6 +525,7 @@ static int train(tide_bpe_trainer *t, state *st, int64_t vocab_size, int64_t min
   /* The merges. */
   ivec ml = {0}, mr = {0}, mn = {0};
   int rc = 0;
+  int64_t wanted = vocab_size - tok->n;
   while (tok->n < vocab_size && st->q.n > 0) {
     entry top = heap_pop(&st->q);
     int64_t p = pairmap_find(&st->pm, (uint64_t)top.left << 32 | top.right, -1);
@@ -536,6 +547,7 @@ static int train(tide_bpe_trainer *t, state *st, int64_t vocab_size, int64_t min
     if (!rc) rc = ivec_push(&ml, (int32_t)top.left);
     if (!rc) rc = ivec_push(&mr, (int32_t)top.right);
     if (!rc) rc = ivec_push(&mn, id);
+    if (!rc && t->progress && ml.n % PROGRESS_EVERY == 0) t->progress(t->progress_ctx, ml.n, wanted);
     for (int64_t k = 0; !rc && k < top.npos; k++)
       rc = merge_word(st, top.pos[k], (int32_t)top.left, (int32_t)top.right, id, max_len);
     free(top.pos);

@@ -99,6 +99,14 @@ end
 
 -- Learns a vocabulary and merges: { vocab = {token of id 0, token of id 1, ...},
 -- merges = {'a b', ...} in rank order, special_tokens = {...} }.
+-- The C trainer, called where no compiled trace can be on the stack: it
+-- may call back into Lua for progress, which LuaJIT forbids from a C
+-- function that JIT-compiled code called.
+local function train_call(...)
+  return C.tide_bpe_trainer_train(...) == 0
+end
+jit.off(train_call)
+
 function M.learn(source, opts)
   return M._learn(source, opts, 2)
 end
@@ -138,9 +146,26 @@ function M._learn(source, opts, level)
   local tr, bytes = feed(source, opts.show_progress, opts.field, level)
   local progress = opts.show_progress or (opts.show_progress == nil and bytes >= 16 * 2^20)
   local t0 = tide.clock()
-  if C.tide_bpe_trainer_train(tr, vocab_size, min_frequency, max_len, sp, sl, ns, alphabet == 'bytes' and 1 or 0) ~= 0 then
-    raise(level)
+  local cb
+  if progress then
+    -- the merge phase reports too: a line every 2 s at most
+    local next_line = t0 + 2
+    cb = ffi.cast('void (*)(void *, int64_t, int64_t)', function(_, done, wanted)
+      local now = tide.clock()
+      if now >= next_line then
+        io.stderr:write(('tokenizer.train: %d of at most %d merges (%.1f s)\n'):format(
+          tonumber(done), tonumber(wanted), now - t0))
+        next_line = now + 2
+      end
+    end)
+    C.tide_bpe_trainer_set_progress(tr, cb, nil)
   end
+  local ok = train_call(tr, vocab_size, min_frequency, max_len, sp, sl, ns, alphabet == 'bytes' and 1 or 0)
+  if cb then
+    C.tide_bpe_trainer_set_progress(tr, nil, nil)
+    cb:free()
+  end
+  if not ok then raise(level) end
   local vocab, merges = {}, {}
   for id = 0, tonumber(C.tide_bpe_trainer_vocab_size(tr)) - 1 do
     local p = C.tide_bpe_trainer_token(tr, id, lenbuf)

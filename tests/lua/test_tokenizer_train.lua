@@ -133,6 +133,29 @@ T.test('counting over threads gives the merges of one thread', function()
   T.same(results[3].vocab, results[1].vocab)
 end)
 
+T.test('the trainer reports merge progress every 1,024 merges', function()
+  local ffi = require 'ffi'
+  local C = tide.C
+  local trp = ffi.new('tide_bpe_trainer*[1]')
+  assert(C.tide_bpe_trainer_new(trp) == 0)
+  local tr = ffi.gc(trp[0], C.tide_bpe_trainer_free)
+  local text = table.concat(lines)
+  assert(C.tide_bpe_trainer_add_text(tr, text, #text) == 0)
+  local calls = {}
+  local cb = ffi.cast('void (*)(void *, int64_t, int64_t)', function(_, done, wanted)
+    calls[#calls + 1] = { tonumber(done), tonumber(wanted) }
+  end)
+  C.tide_bpe_trainer_set_progress(tr, cb, nil)
+  local sp, sl = ffi.new('const char*[1]', { '<|endoftext|>' }), ffi.new('int64_t[1]', { 13 })
+  local function train() return C.tide_bpe_trainer_train(tr, 3000, 0, 0, sp, sl, 1, 1) end
+  jit.off(train)
+  T.eq(train(), 0)
+  cb:free()
+  T.eq(#calls, 2)  -- 2,743 merges wanted (3000 - 257), reports at 1,024 and 2,048
+  T.same(calls[1], { 1024, 2743 })
+  T.same(calls[2], { 2048, 2743 })
+end)
+
 T.test('bad arguments give clear errors', function()
   T.raises(function() tide.tokenizer.train(42) end, 'an array of strings, an iterator function or a tide.data stream')
   T.raises(function() tide.tokenizer.train({ 'a', 5 }) end, 'source[2] is a number')
