@@ -4,7 +4,8 @@
 -- matplotlib, seaborn), apply CodeParrot's cleaning heuristics, drop exact
 -- and near duplicates, split off a validation set, tokenize with GPT-2's
 -- tokenizer and pack into constant-length sequences, written as llm.c shards
--- (train_*.bin, valid_*.bin and their manifests). Prints each step's counts.
+-- (train_*.bin, valid_*.bin and their manifests) in one pass over the
+-- corpus. Prints each step's counts.
 --
 --   tide recipes/prepare_data.lua [--corpus=data/corpus/python.jsonl.gz]
 --     [--out=data/shards/python] [--keywords=datascience|none|word,word]
@@ -45,26 +46,27 @@ if dedup == 'exact' or dedup == 'both' then ds = ds:filter(F.exact_dedup(), 'exa
 if dedup == 'near' or dedup == 'both' then ds = ds:filter(F.near_dedup({ seed = seed }), 'near dedup (MinHash, Jaccard 0.85)') end
 
 local tok = tide.tokenizer.load(args.tokenizer or 'data/gpt2')
-local parts = ds:split({ valid = args.valid or 0.005, seed = seed })
+-- one pass: each record goes to its split, each split is packed and written
+local manifests = data.write_shards(out, ds, { tokenizer = tok, seq_length = seq, mode = mode, seed = seed,
+                                                split = { valid = args.valid or 0.005, seed = seed } })
 for _, name in ipairs({ 'train', 'valid' }) do
-  local m = data.write_shards(out, parts[name], { tokenizer = tok, seq_length = seq, mode = mode,
-                                                  prefix = name, seed = seed })
+  local m = manifests[name]
   print(('%s: %d tokens in %d shard%s of %s'):format(name, m.total_tokens, #m.shards, #m.shards == 1 and '' or 's', out))
+  print(m.report)
+  if name == 'train' and m.total_tokens == 0 then
+    error('prepare_data: the filters kept nothing to train on (try --keywords=none, or install python3-pandas and friends)', 0)
+  end
   -- read back: the loader must see every sequence the manifest lists
   if m.total_tokens > 0 then
     local rows = 0
     for batch in data.shards(out, { prefix = name, batch_size = 64, drop_last = false }) do rows = rows + batch:size(1) end
     assert(rows * seq == m.total_tokens, ('prepare_data: read back %d sequences of %s, manifest says %d tokens'):format(rows, name, m.total_tokens))
   end
-  print(m.report)
-  if name == 'train' and m.total_tokens == 0 then
-    error('prepare_data: the filters kept nothing to train on (try --keywords=none, or install python3-pandas and friends)', 0)
-  end
-  if clean then
-    local why = {}
-    for k, v in pairs(clean.why) do if v > 0 then why[#why + 1] = ('%s %d'):format(k, v) end end
-    table.sort(why)
-    if #why > 0 then print('codeparrot heuristics dropped: ' .. table.concat(why, ', ')) end
-  end
+end
+if clean then
+  local why = {}
+  for k, v in pairs(clean.why) do if v > 0 then why[#why + 1] = ('%s %d'):format(k, v) end end
+  table.sort(why)
+  if #why > 0 then print('codeparrot heuristics dropped: ' .. table.concat(why, ', ')) end
 end
 print(('prepare_data: done in %.1f s'):format(tide.clock() - t0))

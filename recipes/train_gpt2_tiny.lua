@@ -39,12 +39,12 @@ print(('tokenizer: %d tokens trained in %.1f s; "    return" is %d token(s)'):fo
 -- 3. packed shards: a held-out split, documents joined by EOS, T tokens each
 local dir = os.tmpname()
 os.remove(dir)
-local parts = records:split({ valid = 0.05, seed = seed })
+local ms = data.write_shards(dir, records, { tokenizer = tok, seq_length = T, seed = seed,
+                                            split = { valid = 0.05, seed = seed } })
 for _, name in ipairs({ 'train', 'valid' }) do
-  local m = data.write_shards(dir, parts[name], { tokenizer = tok, seq_length = T, prefix = name, seed = seed })
-  print(('%s: %d sequences of %d tokens'):format(name, math.floor(m.total_tokens / T), T))
+  print(('%s: %d sequences of %d tokens'):format(name, math.floor(ms[name].total_tokens / T), T))
 end
-print(parts.train:report())
+print(ms.train.report)
 local train = data.shards(dir, { prefix = 'train', batch_size = B, shuffle = true, seed = seed, epochs = math.huge })
 local valid = data.shards(dir, { prefix = 'valid', batch_size = B })
 

@@ -203,6 +203,34 @@ T.test('the whole path: jsonl.gz, filter, tokenize, pack, shards, read back', fu
   T.same(back:encode('import pandas as pd'), tok:encode('import pandas as pd'))
 end)
 
+T.test('write_shards with opts.split writes every split in one pass, as split streams do', function()
+  local tok = tide.tokenizer.load('data/gpt2')
+  local docs = {}
+  for i = 1, 300 do docs[i] = { content = ('def f%d(x):\n    return x + %d\n'):format(i, i * 7) } end
+  local src = data.from(docs)
+  local one = tmp('one_pass')
+  local ms = data.write_shards(one, src, { tokenizer = tok, seq_length = 16, split = { valid = 0.2, seed = 3 } })
+  T.truthy(ms.train and ms.valid)
+  local function tokens(dir, prefix)
+    local out = {}
+    for b in data.shards(dir, { prefix = prefix, batch_size = 1, drop_last = false }) do
+      for k = 1, 16 do out[#out + 1] = b[1][k]:item() end
+    end
+    return out
+  end
+  local parts = src:split({ valid = 0.2, seed = 3 })
+  for _, name in ipairs({ 'train', 'valid' }) do
+    local two = tmp('two_pass_' .. name)
+    data.write_shards(two, parts[name], { tokenizer = tok, seq_length = 16, prefix = name })
+    T.same(tokens(one, name), tokens(two, name), name)
+    T.truthy(#tokens(one, name) > 0, name)
+  end
+  T.eq(ms.valid.split, 'valid')
+  T.truthy(ms.train.report:find('split train: tokenize: '), ms.train.report)
+  T.raises(function() data.write_shards(tmp('x'), src, { vocab_size = 100, split = { valid = 0.1 } }) end,
+           'opts.split needs opts.tokenizer')
+end)
+
 T.test('temporary files are removed', function()
   T.truthy(cleanup(), tmpdir)
 end)

@@ -29,6 +29,9 @@ setmetatable(M, { __index = function(t, k)
   return v
 end })
 
+local pack = require 'tide.data.pack'
+local write_splits  -- below write_shards' helpers
+
 local function filter_counts(s)
   local out = tide.json.array()
   while s do
@@ -36,6 +39,71 @@ local function filter_counts(s)
       table.insert(out, 1, { name = s.name or '?', seen = s.seen, kept = s.kept })
     end
     s = s.parent
+  end
+  return out
+end
+
+-- write_shards with opts.split: one pass over the source, each record
+-- routed to its split (stream.splitter: by a hash of seed and its index),
+-- each split tokenized in batches, packed and written as PREFIX_*.bin with
+-- its own manifest. Returns {split name = manifest}.
+write_splits = function(dir, source, opts, level)
+  local tok, seq = opts.tokenizer, opts.seq_length
+  local names, which = stream.splitter(opts.split, level)
+  local mode = opts.mode or 'concat'
+  local BATCH = 4 * 2^20
+  local parts = {}
+  local function abort_all()
+    for _, part in pairs(parts) do pcall(part.writer.abort, part.writer) end
+  end
+  for _, name in ipairs(names) do
+    local part = { texts = {}, bytes = 0, documents = 0, tokens = 0, text_bytes = 0 }
+    local steps = source:describe()
+    steps[#steps + 1] = ('split %s seed %d'):format(name, opts.split.seed or 0)
+    part.manifest = { tokenizer = 'tokenizer', tokenizer_source = tok.source, split = name,
+                      source = tide.json.array(steps), seed = opts.seed or tide.json.null }
+    local ok, w = pcall(M.writer, dir, { vocab_size = tok:vocab_size(), shard_tokens = opts.shard_tokens,
+                                         seq_length = seq, prefix = name, manifest = part.manifest })
+    if not ok then abort_all(); error(w, level) end
+    part.writer = w
+    part.packer = pack.packer(seq, { mode = mode, eos = tok.eos_id }, function(ids) w:write(ids) end)
+    parts[name] = part
+  end
+  local function flush(part)
+    if #part.texts == 0 then return end
+    local out = tok:encode_batch(part.texts)
+    for i = 1, #out do
+      part.tokens = part.tokens + #out[i]
+      part.packer:push(out[i])
+      out[i] = nil
+    end
+    part.documents = part.documents + #part.texts
+    part.texts, part.bytes = {}, 0
+  end
+  local ok, err = pcall(function()
+    local i = -1
+    for rec in source do
+      i = i + 1
+      local part = parts[which(i)]
+      local text = pack.text_of(rec, opts.field)
+      part.texts[#part.texts + 1] = text
+      part.bytes, part.text_bytes = part.bytes + #text, part.text_bytes + #text
+      if part.bytes >= BATCH then flush(part) end
+    end
+    for _, name in ipairs(names) do flush(parts[name]) end
+  end)
+  if not ok then
+    abort_all()
+    error(err, level)
+  end
+  tok:save(dir .. '/tokenizer')
+  local filters, report, out = filter_counts(source), source:report(), {}
+  for _, name in ipairs(names) do
+    local part = parts[name]
+    part.manifest.filters = filters
+    part.manifest.report = report .. '\n' .. ('split %s: tokenize: %d documents, %d tokens from %.1f MB'):format(
+      name, part.documents, part.tokens, part.text_bytes / 1e6) .. '\n' .. part.packer:report_line()
+    out[name] = part.writer:close()
   end
   return out
 end
@@ -48,7 +116,9 @@ end
 -- without, source must already yield id arrays. opts: seq_length (required
 -- with a tokenizer; every sequence is checked against it), shard_tokens,
 -- prefix, vocab_size (default: the tokenizer's), seed (recorded),
--- field (the record field holding the text).
+-- field (the record field holding the text), split (with a tokenizer: e.g.
+-- {valid = 0.005, seed = 1}, every split written in one pass as
+-- NAME_*.bin; returns {name = manifest}).
 function M.write_shards(dir, source, opts)
   opts = opts or {}
   if type(dir) ~= 'string' then error('write_shards: expected a directory path, got ' .. type(dir), 2) end
@@ -63,7 +133,10 @@ function M.write_shards(dir, source, opts)
     if not seq then error('write_shards: a tokenizer needs opts.seq_length to pack to', 2) end
     local mode = opts.mode or 'concat'
     if mode == 'concat' and not tok.eos_id then error('write_shards: the tokenizer has no <|endoftext|> to join documents', 2) end
+    if opts.split then return write_splits(dir, source, opts, 3) end
     source = source:tokenize(tok, { field = opts.field }):pack(seq, { mode = mode, eos = tok.eos_id })
+  elseif opts.split then
+    error('write_shards: opts.split needs opts.tokenizer (records are split before they are tokenized)', 2)
   end
   local vocab = opts.vocab_size or (tok and tok:vocab_size())
   if not vocab then error('write_shards: give opts.vocab_size (or opts.tokenizer) to choose the token width', 2) end

@@ -77,75 +77,94 @@ function Stream:tokenize(tok, opts)
   return s
 end
 
--- A stream of n-token sequences (Lua arrays) from a stream of id arrays.
--- opts.mode: 'concat' (default; opts.eos, the id put after every document,
--- is required) or 'per_document'.
-function Stream:pack(n, opts)
+-- Checks pack's arguments; returns the mode and the EOS id.
+local function pack_args(n, opts, level)
   if type(n) ~= 'number' or n % 1 ~= 0 or n < 1 then
-    error('pack: the sequence length must be an integer >= 1, got ' .. tostring(n), 2)
+    error('pack: the sequence length must be an integer >= 1, got ' .. tostring(n), level + 1)
   end
-  opts = opts or {}
   local mode = opts.mode or 'concat'
   if mode ~= 'concat' and mode ~= 'per_document' then
-    error("pack: mode must be 'concat' or 'per_document', got " .. tostring(mode), 2)
+    error("pack: mode must be 'concat' or 'per_document', got " .. tostring(mode), level + 1)
   end
   local eos = opts.eos
   if mode == 'concat' and (type(eos) ~= 'number' or eos % 1 ~= 0 or eos < 0) then
-    error('pack: concat mode needs opts.eos, the id joining documents (tok.eos_id)', 2)
+    error('pack: concat mode needs opts.eos, the id joining documents (tok.eos_id)', level + 1)
   end
-  local s
-  s = stream.new(function()
-    local nx = self:iter()
-    s.tokens_in, s.tokens_out, s.sequences = 0, 0, 0
-    -- pending tokens: buf[head .. tail], compacted when head runs far
-    local buf, head, tail = {}, 1, 0
-    local doc, dpos = nil, 1           -- per_document: the document being cut
-    local function take(src, from)
-      local seq = new_table(n, 0)
-      for i = 0, n - 1 do seq[i + 1] = src[from + i] end
-      s.sequences, s.tokens_out = s.sequences + 1, s.tokens_out + n
-      return seq
-    end
-    return function()
-      while true do
-        if mode == 'concat' then
-          if tail - head + 1 >= n then
-            local seq = take(buf, head)
-            head = head + n
-            if head > 65536 and head > tail / 2 then
-              local nb, k = {}, 0
-              for i = head, tail do k = k + 1; nb[k] = buf[i] end
-              buf, head, tail = nb, 1, k
-            end
-            return seq
-          end
-          local ids = nx()
-          if ids == nil then return nil end
-          if type(ids) ~= 'table' then error('pack: expected arrays of ids (stream:tokenize(tok)), got a ' .. type(ids), 2) end
-          for i = 1, #ids do buf[tail + i] = ids[i] end
-          tail = tail + #ids + 1
-          buf[tail] = eos
-          s.tokens_in = s.tokens_in + #ids + 1
-        else
-          if doc and #doc - dpos + 1 >= n then
-            local seq = take(doc, dpos)
-            dpos = dpos + n
-            return seq
-          end
-          doc, dpos = nx(), 1
-          if doc == nil then return nil end
-          if type(doc) ~= 'table' then error('pack: expected arrays of ids (stream:tokenize(tok)), got a ' .. type(doc), 2) end
-          s.tokens_in = s.tokens_in + #doc
-        end
+  return mode, eos
+end
+
+-- A packer: packer:push(ids) takes a document's ids and calls emit(seq)
+-- for every n-token sequence it completes. Counts: tokens_in, tokens_out,
+-- sequences; packer:report_line() describes them. Memory: the pending
+-- tokens of concat mode (under n plus one document).
+function M.packer(n, opts, emit)
+  opts = opts or {}
+  local mode, eos = pack_args(n, opts, 2)
+  local p = { tokens_in = 0, tokens_out = 0, sequences = 0, mode = mode, n = n }
+  local buf, head, tail = {}, 1, 0      -- concat: pending tokens buf[head .. tail]
+  local function take(src, from)
+    local seq = new_table(n, 0)
+    for i = 0, n - 1 do seq[i + 1] = src[from + i] end
+    p.sequences, p.tokens_out = p.sequences + 1, p.tokens_out + n
+    emit(seq)
+  end
+  function p.push(_, ids)
+    if type(ids) ~= 'table' then error('pack: expected arrays of ids (stream:tokenize(tok)), got a ' .. type(ids), 3) end
+    if mode == 'concat' then
+      for i = 1, #ids do buf[tail + i] = ids[i] end
+      tail = tail + #ids + 1
+      buf[tail] = eos
+      p.tokens_in = p.tokens_in + #ids + 1
+      while tail - head + 1 >= n do
+        take(buf, head)
+        head = head + n
       end
+      if head > 65536 and head > tail / 2 then  -- compact: keep the table small
+        local nb, k = {}, 0
+        for i = head, tail do k = k + 1; nb[k] = buf[i] end
+        buf, head, tail = nb, 1, k
+      end
+    else
+      p.tokens_in = p.tokens_in + #ids
+      for from = 1, #ids - n + 1, n do take(ids, from) end
     end
-  end, ('pack %s %d'):format(mode, n), self)
-  s.tokens_in, s.tokens_out, s.sequences = 0, 0, 0
-  function s.report_line(st)
+  end
+  function p.report_line(st)
     local dropped = st.tokens_in - st.tokens_out
     return ('pack %s %d: %d sequences, %d of %d tokens dropped (%.3f%%)'):format(
       mode, n, st.sequences, dropped, st.tokens_in, st.tokens_in > 0 and 100 * dropped / st.tokens_in or 0)
   end
+  return p
+end
+
+-- A stream of n-token sequences (Lua arrays) from a stream of id arrays.
+-- opts.mode: 'concat' (default; opts.eos, the id put after every document,
+-- is required) or 'per_document'.
+function Stream:pack(n, opts)
+  opts = opts or {}
+  local mode = pack_args(n, opts, 2)
+  local s
+  s = stream.new(function()
+    local nx = self:iter()
+    local ready, r_head, r_tail = {}, 1, 0   -- sequences made, not yet returned
+    local p = M.packer(n, opts, function(seq) r_tail = r_tail + 1; ready[r_tail] = seq end)
+    s.packer = p
+    return function()
+      while r_head > r_tail do
+        local ids = nx()
+        if ids == nil then return nil end
+        p:push(ids)
+        s.tokens_in, s.tokens_out, s.sequences = p.tokens_in, p.tokens_out, p.sequences
+      end
+      local seq = ready[r_head]
+      ready[r_head] = nil
+      r_head = r_head + 1
+      return seq
+    end
+  end, ('pack %s %d'):format(mode, n), self)
+  s.packer = M.packer(n, opts, function() end)
+  s.tokens_in, s.tokens_out, s.sequences = 0, 0, 0
+  function s.report_line(st) return st.packer:report_line() end
   return s
 end
 

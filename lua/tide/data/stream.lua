@@ -212,26 +212,28 @@ function Stream:shuffle(buffer_size, seed)
   end, ('shuffle %d seed %d'):format(buffer_size, seed), self)
 end
 
--- Two streams over the same source: { train = ..., valid = ... } (names and
--- fractions from opts, e.g. {valid = 0.005, seed = 1}: every key but seed is
--- a split and its fraction; what the fractions leave goes to 'train').
--- Record i's split depends only on (seed, i), so the splits are disjoint,
--- cover the source, and do not change from pass to pass.
-function Stream:split(opts)
-  if type(opts) ~= 'table' then error('split: expected a table such as {valid = 0.005, seed = 1}', 2) end
+-- The split of opts such as {valid = 0.005, seed = 1} (every key but seed
+-- names a split and its fraction; what the fractions leave goes to 'train'):
+-- the split names, and which(i), the split of record i (0-based), which
+-- depends only on (seed, i).
+function M.splitter(opts, level)
+  level = (level or 1) + 1
+  if type(opts) ~= 'table' then error('split: expected a table such as {valid = 0.005, seed = 1}', level) end
   local seed = opts.seed or 0
-  count_arg(seed, 'split seed', 0)
+  if type(seed) ~= 'number' or seed % 1 ~= 0 or seed < 0 then
+    error('split seed: expected an integer >= 0, got ' .. tostring(seed), level)
+  end
   local names, total = {}, 0
   for k, v in pairs(opts) do
     if k ~= 'seed' then
       if type(k) ~= 'string' or type(v) ~= 'number' or v < 0 or v > 1 then
-        error(('split: %s = %s is not a fraction in [0, 1]'):format(tostring(k), tostring(v)), 2)
+        error(('split: %s = %s is not a fraction in [0, 1]'):format(tostring(k), tostring(v)), level)
       end
       names[#names + 1] = k
       total = total + v
     end
   end
-  if total > 1 + 1e-12 then error(('split: the fractions add up to %g, more than 1'):format(total), 2) end
+  if total > 1 + 1e-12 then error(('split: the fractions add up to %g, more than 1'):format(total), level) end
   table.sort(names)
   local rest = opts.train == nil and 'train' or nil
   local bounds, acc = {}, 0
@@ -246,10 +248,20 @@ function Stream:split(opts)
     end
     return rest or bounds[#bounds][1]
   end
-  local out = {}
   local all = rest and { rest } or {}
   for _, k in ipairs(names) do all[#all + 1] = k end
-  for _, name in ipairs(all) do
+  return all, which, seed
+end
+
+-- Two streams over the same source: { train = ..., valid = ... } (see
+-- M.splitter). Record i's split depends only on (seed, i), so the splits are
+-- disjoint, cover the source, and do not change from pass to pass; each
+-- split's pass reads the whole source (write_shards with opts.split writes
+-- every split in one pass).
+function Stream:split(opts)
+  local names, which, seed = M.splitter(opts, 2)
+  local out = {}
+  for _, name in ipairs(names) do
     out[name] = new(function()
       local nx, i = self:iter(), -1
       return function()
