@@ -181,20 +181,7 @@ end
 -- Encodes a Lua array of strings over OpenMP threads; returns an array of
 -- id arrays, each what encode(texts[i], opts) gives.
 function Tokenizer:encode_batch(texts, opts)
-  if type(texts) ~= 'table' then error('encode_batch: expected an array of strings, got ' .. type(texts), 2) end
-  if opts ~= nil and type(opts) ~= 'table' then error('encode_batch: options must be a table', 2) end
-  local n, total = #texts, 0
-  for i = 1, n do
-    if type(texts[i]) ~= 'string' then error(('encode_batch: texts[%d] is a %s, not a string'):format(i, type(texts[i])), 2) end
-    total = total + #texts[i] + 1
-  end
-  local allowed, nallowed = allowed_ids(self, opts and opts.allowed_special, 2)
-  local ptrs = ffi.new('const char*[?]', n + 1)
-  local lens = ffi.new('int64_t[?]', n + 1)
-  for i = 1, n do ptrs[i - 1] = texts[i]; lens[i - 1] = #texts[i] end  -- texts stays referenced: the strings live
-  local ids = id_buffer(self, total + 1)
-  local counts = ffi.new('int64_t[?]', n + 1)
-  if C.tide_bpe_encode_batch(self._t, n, ptrs, lens, allowed, nallowed, ids, counts) ~= 0 then raise(2) end
+  local ids, counts, n = self:encode_batch_ptr(texts, opts, 3)
   local out, off = new_table(n, 0), 0
   for i = 1, n do
     local m = tonumber(counts[i - 1])
@@ -204,6 +191,29 @@ function Tokenizer:encode_batch(texts, opts)
     off = off + #texts[i] + 1
   end
   return out
+end
+
+-- encode_batch without Lua arrays, for pipelines that pass ids on to C:
+-- returns ids (int32_t*, text i's ids starting at the sum of #texts[j] + 1
+-- over j < i), counts (int64_t*, per text) and the number of texts. The ids
+-- live in the tokenizer's buffer until its next encode.
+function Tokenizer:encode_batch_ptr(texts, opts, level)
+  level = level or 2
+  if type(texts) ~= 'table' then error('encode_batch: expected an array of strings, got ' .. type(texts), level) end
+  if opts ~= nil and type(opts) ~= 'table' then error('encode_batch: options must be a table', level) end
+  local n, total = #texts, 0
+  for i = 1, n do
+    if type(texts[i]) ~= 'string' then error(('encode_batch: texts[%d] is a %s, not a string'):format(i, type(texts[i])), level) end
+    total = total + #texts[i] + 1
+  end
+  local allowed, nallowed = allowed_ids(self, opts and opts.allowed_special, level)
+  local ptrs = ffi.new('const char*[?]', n + 1)
+  local lens = ffi.new('int64_t[?]', n + 1)
+  for i = 1, n do ptrs[i - 1] = texts[i]; lens[i - 1] = #texts[i] end  -- texts stays referenced: the strings live
+  local ids = id_buffer(self, total + 1)
+  local counts = ffi.new('int64_t[?]', n + 1)
+  if C.tide_bpe_encode_batch(self._t, n, ptrs, lens, allowed, nallowed, ids, counts) ~= 0 then raise(level) end
+  return ids, counts, n
 end
 
 -- saving ----------------------------------------------------------------------

@@ -30,7 +30,7 @@ setmetatable(M, { __index = function(t, k)
 end })
 
 local pack = require 'tide.data.pack'
-local write_splits  -- below write_shards' helpers
+local write_tokenized  -- below write_shards' helpers
 
 local function filter_counts(s)
   local out = tide.json.array()
@@ -43,14 +43,18 @@ local function filter_counts(s)
   return out
 end
 
--- write_shards with opts.split: one pass over the source, each record
--- routed to its split (stream.splitter: by a hash of seed and its index),
--- each split tokenized in batches, packed and written as PREFIX_*.bin with
--- its own manifest. Returns {split name = manifest}.
-write_splits = function(dir, source, opts, level)
+-- write_shards with a tokenizer: one pass over the source, records
+-- tokenized in batches over the threads, ids packed and written from C
+-- memory (no Lua arrays). With opts.split each record is routed to its split
+-- (stream.splitter: by a hash of seed and its index) and every split is
+-- packed and written as NAME_*.bin with its own manifest; returns {name =
+-- manifest}. Without, returns the one manifest.
+write_tokenized = function(dir, source, opts, level)
   local tok, seq = opts.tokenizer, opts.seq_length
-  local names, which = stream.splitter(opts.split, level)
+  local names, which = { opts.prefix or 'shard' }, nil
+  if opts.split then names, which = stream.splitter(opts.split, level) end
   local mode = opts.mode or 'concat'
+  local eopts = opts.allowed_special and { allowed_special = opts.allowed_special } or nil
   local BATCH = 4 * 2^20
   local parts = {}
   local function abort_all()
@@ -59,32 +63,35 @@ write_splits = function(dir, source, opts, level)
   for _, name in ipairs(names) do
     local part = { texts = {}, bytes = 0, documents = 0, tokens = 0, text_bytes = 0 }
     local steps = source:describe()
-    steps[#steps + 1] = ('split %s seed %d'):format(name, opts.split.seed or 0)
-    part.manifest = { tokenizer = 'tokenizer', tokenizer_source = tok.source, split = name,
+    if opts.split then steps[#steps + 1] = ('split %s seed %d'):format(name, opts.split.seed or 0) end
+    steps[#steps + 1] = ('tokenize, pack %s %d'):format(mode, seq)
+    part.manifest = { tokenizer = 'tokenizer', tokenizer_source = tok.source, split = opts.split and name or nil,
                       source = tide.json.array(steps), seed = opts.seed or tide.json.null }
     local ok, w = pcall(M.writer, dir, { vocab_size = tok:vocab_size(), shard_tokens = opts.shard_tokens,
                                          seq_length = seq, prefix = name, manifest = part.manifest })
     if not ok then abort_all(); error(w, level) end
     part.writer = w
-    part.packer = pack.packer(seq, { mode = mode, eos = tok.eos_id }, function(ids) w:write(ids) end)
+    part.packer = pack.cpacker(seq, { mode = mode, eos = tok.eos_id }, function(ptr, n) w:write_ptr(ptr, n) end)
     parts[name] = part
   end
   local function flush(part)
     if #part.texts == 0 then return end
-    local out = tok:encode_batch(part.texts)
-    for i = 1, #out do
-      part.tokens = part.tokens + #out[i]
-      part.packer:push(out[i])
-      out[i] = nil
+    local ids, counts, n = tok:encode_batch_ptr(part.texts, eopts)
+    local off = 0
+    for i = 1, n do
+      local m = tonumber(counts[i - 1])
+      part.tokens = part.tokens + m
+      part.packer:push_ptr(ids + off, m)
+      off = off + #part.texts[i] + 1
     end
-    part.documents = part.documents + #part.texts
+    part.documents = part.documents + n
     part.texts, part.bytes = {}, 0
   end
   local ok, err = pcall(function()
-    local i = -1
+    local i, only = -1, parts[names[1]]
     for rec in source do
       i = i + 1
-      local part = parts[which(i)]
+      local part = which and parts[which(i)] or only
       local text = pack.text_of(rec, opts.field)
       part.texts[#part.texts + 1] = text
       part.bytes, part.text_bytes = part.bytes + #text, part.text_bytes + #text
@@ -96,16 +103,22 @@ write_splits = function(dir, source, opts, level)
     abort_all()
     error(err, level)
   end
-  tok:save(dir .. '/tokenizer')
+  -- the tokenizer travels with its tokens: DIR/tokenizer holds its files
+  -- (tokenizer.json, vocab.json, merges.txt), so the shards say what they mean
+  if opts.save_tokenizer ~= false then tok:save(dir .. '/tokenizer') end
   local filters, report, out = filter_counts(source), source:report(), {}
   for _, name in ipairs(names) do
     local part = parts[name]
     part.manifest.filters = filters
-    part.manifest.report = report .. '\n' .. ('split %s: tokenize: %d documents, %d tokens from %.1f MB'):format(
-      name, part.documents, part.tokens, part.text_bytes / 1e6) .. '\n' .. part.packer:report_line()
+    local lines = { report, ('%stokenize: %d documents, %d tokens from %.1f MB (%.2f bytes per token)'):format(
+      opts.split and ('split ' .. name .. ': ') or '', part.documents, part.tokens, part.text_bytes / 1e6,
+      part.tokens > 0 and part.text_bytes / part.tokens or 0), part.packer:report_line() }
+    if lines[1] == '' then table.remove(lines, 1) end
+    part.manifest.report = table.concat(lines, '\n')
     out[name] = part.writer:close()
   end
-  return out
+  if opts.split then return out end
+  return out[names[1]]
 end
 
 -- Writes a stream to token shards in dir (llm.c's format, with a JSON
@@ -118,7 +131,8 @@ end
 -- prefix, vocab_size (default: the tokenizer's), seed (recorded),
 -- field (the record field holding the text), split (with a tokenizer: e.g.
 -- {valid = 0.005, seed = 1}, every split written in one pass as
--- NAME_*.bin; returns {name = manifest}).
+-- NAME_*.bin; returns {name = manifest}), save_tokenizer (default true:
+-- the tokenizer's files go to dir/tokenizer).
 function M.write_shards(dir, source, opts)
   opts = opts or {}
   if type(dir) ~= 'string' then error('write_shards: expected a directory path, got ' .. type(dir), 2) end
@@ -133,19 +147,14 @@ function M.write_shards(dir, source, opts)
     if not seq then error('write_shards: a tokenizer needs opts.seq_length to pack to', 2) end
     local mode = opts.mode or 'concat'
     if mode == 'concat' and not tok.eos_id then error('write_shards: the tokenizer has no <|endoftext|> to join documents', 2) end
-    if opts.split then return write_splits(dir, source, opts, 3) end
-    source = source:tokenize(tok, { field = opts.field }):pack(seq, { mode = mode, eos = tok.eos_id })
+    return write_tokenized(dir, source, opts, 3)
   elseif opts.split then
     error('write_shards: opts.split needs opts.tokenizer (records are split before they are tokenized)', 2)
   end
-  local vocab = opts.vocab_size or (tok and tok:vocab_size())
+  local vocab = opts.vocab_size
   if not vocab then error('write_shards: give opts.vocab_size (or opts.tokenizer) to choose the token width', 2) end
-  -- the tokenizer travels with its tokens: DIR/tokenizer holds its files
-  -- (tokenizer.json, vocab.json, merges.txt), so the shards say what they mean
-  if tok then tok:save(dir .. '/tokenizer') end
   local manifest = {
-    tokenizer = tok and 'tokenizer' or opts.tokenizer_name or tide.json.null,
-    tokenizer_source = tok and tok.source or nil,
+    tokenizer = opts.tokenizer_name or tide.json.null,
     source = tide.json.array(source:describe()),
     seed = opts.seed or tide.json.null,
   }

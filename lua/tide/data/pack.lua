@@ -8,6 +8,7 @@
 --                   (tokenizer(..., return_overflowing_tokens=True) and the
 --                   length filter of the Hugging Face course).
 -- Both count the tokens they drop; stream:report() shows the share.
+local ffi = require 'ffi'
 local stream = require 'tide.data.stream'
 local new_table = require 'table.new'
 local Stream = stream.Stream
@@ -93,6 +94,13 @@ local function pack_args(n, opts, level)
   return mode, eos
 end
 
+-- A packer's report: its sequences and the share of tokens it dropped.
+local function pack_report(st)
+  local dropped = st.tokens_in - st.tokens_out
+  return ('pack %s %d: %d sequences, %d of %d tokens dropped (%.3f%%)'):format(
+    st.mode, st.n, st.sequences, dropped, st.tokens_in, st.tokens_in > 0 and 100 * dropped / st.tokens_in or 0)
+end
+
 -- A packer: packer:push(ids) takes a document's ids and calls emit(seq)
 -- for every n-token sequence it completes. Counts: tokens_in, tokens_out,
 -- sequences; packer:report_line() describes them. Memory: the pending
@@ -129,11 +137,53 @@ function M.packer(n, opts, emit)
       for from = 1, #ids - n + 1, n do take(ids, from) end
     end
   end
-  function p.report_line(st)
-    local dropped = st.tokens_in - st.tokens_out
-    return ('pack %s %d: %d sequences, %d of %d tokens dropped (%.3f%%)'):format(
-      mode, n, st.sequences, dropped, st.tokens_in, st.tokens_in > 0 and 100 * dropped / st.tokens_in or 0)
+  p.report_line = pack_report
+  return p
+end
+
+-- The packer for ids in C memory: packer:push_ptr(ids, len) takes a
+-- document's ids (int32_t*) and calls emit(ptr, count) with the sequences it
+-- completes, count a multiple of n (several sequences at once). Same modes,
+-- counts and report as M.packer; no Lua arrays, so tokens move by memcpy.
+function M.cpacker(n, opts, emit)
+  opts = opts or {}
+  local mode, eos = pack_args(n, opts, 2)
+  local p = { tokens_in = 0, tokens_out = 0, sequences = 0, mode = mode, n = n }
+  local cap, pending, len = 4 * n + 1024, nil, 0   -- concat: tokens not yet in a sequence
+  pending = ffi.new('int32_t[?]', cap)
+  local function emit_full(ptr, count)
+    local full = count - count % n
+    if full > 0 then
+      emit(ptr, full)
+      p.sequences, p.tokens_out = p.sequences + full / n, p.tokens_out + full
+    end
+    return full
   end
+  function p.push_ptr(_, ids, m)
+    if mode == 'per_document' then
+      p.tokens_in = p.tokens_in + m
+      emit_full(ids, m)
+      return
+    end
+    if len + m + 1 > cap then
+      while cap < len + m + 1 do cap = cap * 2 end
+      local bigger = ffi.new('int32_t[?]', cap)
+      ffi.copy(bigger, pending, len * 4)
+      pending = bigger
+    end
+    ffi.copy(pending + len, ids, m * 4)
+    pending[len + m] = eos
+    len = len + m + 1
+    p.tokens_in = p.tokens_in + m + 1
+    local full = emit_full(pending, len)
+    if full > 0 then
+      -- the remainder (under n tokens) to the front; it cannot overlap what
+      -- it overwrites, as full >= n
+      ffi.copy(pending, pending + full, (len - full) * 4)
+      len = len - full
+    end
+  end
+  p.report_line = pack_report
   return p
 end
 
