@@ -231,6 +231,29 @@ T.test('write_shards with opts.split writes every split in one pass, as split st
            'opts.split needs opts.tokenizer')
 end)
 
+T.test('write_shards packs as Stream:pack does, in both modes', function()
+  local tok = tide.tokenizer.load('data/gpt2')
+  local docs = {}
+  for i = 1, 120 do docs[i] = ('x = %d\n'):rep(i % 9 + 1):format(i, i, i, i, i, i, i, i, i, i) end
+  local src = data.from(docs)
+  for _, mode in ipairs({ 'concat', 'per_document' }) do
+    local want = {}
+    for seq in src:tokenize(tok):pack(12, { mode = mode, eos = tok.eos_id }) do
+      for _, id in ipairs(seq) do want[#want + 1] = id end
+    end
+    local dir = tmp('modes_' .. mode)
+    local m = data.write_shards(dir, src, { tokenizer = tok, seq_length = 12, mode = mode, save_tokenizer = false })
+    T.eq(m.total_tokens, #want, mode)
+    local got = {}
+    for b in data.shards(dir, { batch_size = 5, drop_last = false }) do
+      for r = 1, b:size(1) do for k = 1, 12 do got[#got + 1] = b[r][k]:item() end end
+    end
+    T.same(got, want, mode)
+    T.truthy(m.report:find('pack ' .. mode .. ' 12: '), m.report)
+    T.eq(io.open(dir .. '/tokenizer/tokenizer.json', 'rb'), nil)  -- save_tokenizer = false
+  end
+end)
+
 T.test('temporary files are removed', function()
   T.truthy(cleanup(), tmpdir)
 end)
