@@ -10,7 +10,7 @@ threads=${1:-2}
 mb=${2:-64}
 vocab=${3:-32768}
 py=${TIDE_REF_PYTHON:-python3}
-tide=${TIDE:-./build/tide}   # a CPU-only build: one linking CUDA holds about 200 MB more at idle
+tide=${TIDE:-./build/tide}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # the .py files under the interpreter's library (standard library and

@@ -438,3 +438,7 @@ int32_t tide_interrupt_take(void);
 
 /* CUDA: how many devices the driver reports (0 without CUDA or a GPU) */
 int32_t tide_cuda_device_count(void);
+/* cuBLAS's version (major * 10000 + minor * 100 + patch), loading the
+   library on first use; 0 without CUDA or when it cannot be loaded (the
+   reason is then the last error) */
+int tide_cuda_blas_version(void);

@@ -6,7 +6,6 @@
 /* Fills n floats at device pointer p with value (kernels/cuda/fill.cu); returns 0 or -1 with the CUDA error kept. */
 int tide_cuda_fill_f32(float *p, int64_t n, float value);
 
-/* cuBLAS's version number, creating and destroying a handle; 0 when none can be made. */
-int tide_cuda_blas_version(void);
+/* tide_cuda_blas_version is declared in tide_api.h (runtime/cuda_libs.c). */
 
 #endif

@@ -1,7 +1,6 @@
-// The first CUDA kernel: a fill, so the CUDA build path (nvcc, cudart, cuBLAS
-// linkage) is exercised from day one. Real kernels arrive with the GPU issues.
+// The first CUDA kernel: a fill, so the CUDA build path (nvcc, cudart) is
+// exercised from day one. Real kernels arrive with the GPU issues.
 #include <cuda_runtime.h>
-#include <cublas_v2.h>
 #include <stdint.h>
 
 extern "C" {
@@ -22,14 +21,4 @@ extern "C" int tide_cuda_fill_f32(float *p, int64_t n, float value) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return tide_fail("cuda fill: %s", cudaGetErrorString(e));
   return 0;
-}
-
-// Keeps cuBLAS linked so a missing library shows at build time, not later.
-extern "C" int tide_cuda_blas_version(void) {
-  int v = 0;
-  cublasHandle_t h;
-  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return 0;
-  cublasGetVersion(h, &v);
-  cublasDestroy(h);
-  return v;
 }
