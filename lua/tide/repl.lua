@@ -50,9 +50,11 @@ A short tour of tide
   t:shape()  t:size(1)  t:dim()  t:numel()  t:dtype()  t:item()  t:tolist()
   t:view(4, 1)  t:transpose(1, 2)  t:narrow(1, 1, 1)  t:to('f64')
   t + 1  t * t  -t  t:sum()  t:mean(1)    (dims are 1-based; -1 is the last)
+  tok = tide.tokenizer.load('data/gpt2')   tok:encode('Hi')  tok:decode({17250})
+  ds = tide.data.jsonl('tests/data/corpus')  for r in ds:take(2) do print(r.repo_name) end
   tide.args             --key=value options given to a recipe
   tide.memory()         bytes the engine holds
-Run a recipe with  tide FILE.lua --key=value ...   (see docs/repl.md)]]
+Run a recipe with  tide FILE.lua --key=value ...   (see docs/repl.md; docs/index.md for the rest)]]
 
 -- chunks ------------------------------------------------------------------------
 
