@@ -30,6 +30,10 @@ struct tide_bpe {
   int32_t nadded;
   int32_t *added_id;
   uint8_t *added_special;
+  struct bslot { int32_t rank, nid; } *bpair;
+                           /* the merge of bytes (a, b) at [a << 8 | b] (rank INT32_MAX: none):
+                              a piece's first pairs are always two bytes, and this dense
+                              512 KB table answers them without the hash table's misses */
   struct work *pool;       /* encode scratch and piece memos, kept between calls */
   atomic_int *pool_busy;   /* per pool entry: 1 while a call uses it */
 };
@@ -248,6 +252,7 @@ void tide_bpe_free(tide_bpe *t) {
   free(t->mleft); free(t->mright);
   free(t->added_id); free(t->added_special);
   pool_free(t);
+  free(t->bpair);
   free(t);
 }
 
@@ -366,11 +371,23 @@ static int load_files(tide_bpe *t, const char *vocab_path, const char *merges_pa
   return 0;
 }
 
+/* Fills the byte-pair table from the merges (after loading). */
+static int finish_merges(tide_bpe *t) {
+  t->bpair = malloc(65536 * sizeof *t->bpair);
+  if (!t->bpair) return tide_fail("tokenizer: out of memory");
+  for (int a = 0; a < 256; a++)
+    for (int b = 0; b < 256; b++) {
+      const struct pslot *e = &t->pair[pair_slot(t, t->byte_id[a], t->byte_id[b])];
+      t->bpair[a << 8 | b] = (struct bslot){ e->rank < 0 ? INT32_MAX : e->rank, e->nid };
+    }
+  return 0;
+}
+
 int tide_bpe_load(const char *vocab_path, const char *merges_path, tide_bpe **out) {
   if (!vocab_path || !merges_path || !out) return tide_fail("tide_bpe_load: NULL argument");
   tide_bpe *t = bpe_new();
   if (!t) return -1;
-  if (load_files(t, vocab_path, merges_path)) { tide_bpe_free(t); return -1; }
+  if (load_files(t, vocab_path, merges_path) || finish_merges(t)) { tide_bpe_free(t); return -1; }
   *out = t;
   return 0;
 }
@@ -453,6 +470,7 @@ int tide_bpe_load_json(const char *path, tide_bpe **out) {
   if (!t) { tide_json_free(doc); return -1; }
   rc = load_json(t, doc, path);
   tide_json_free(doc);
+  if (!rc) rc = finish_merges(t);
   if (rc) { tide_bpe_free(t); return -1; }
   *out = t;
   return 0;
@@ -686,7 +704,11 @@ static inline int32_t pair_rank(const tide_bpe *t, int32_t a, int32_t b, int32_t
 static int64_t merge_short(const tide_bpe *t, const unsigned char *p, int32_t m, int32_t *out) {
   int32_t id[SHORT_PIECE], rank[SHORT_PIECE], nid[SHORT_PIECE];
   for (int32_t i = 0; i < m; i++) id[i] = t->byte_id[p[i]];
-  for (int32_t i = 0; i + 1 < m; i++) rank[i] = pair_rank(t, id[i], id[i + 1], &nid[i]);
+  for (int32_t i = 0; i + 1 < m; i++) {
+    struct bslot e = t->bpair[p[i] << 8 | p[i + 1]];
+    rank[i] = e.rank;
+    nid[i] = e.nid;
+  }
   while (m > 1) {
     int32_t best = 0;
     for (int32_t i = 1; i + 1 < m; i++) if (rank[i] < rank[best]) best = i;
