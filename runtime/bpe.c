@@ -517,17 +517,18 @@ typedef struct work {
   uint32_t klen, kcap, ilen, icap;
 } work;
 
-static void work_free(work *w) {
-  free(w->id); free(w->len); free(w->next); free(w->prev); free(w->heap);
-  free(w->slot); free(w->keys); free(w->cids);
-}
-
 static void scratch_free(work *w) {
   free(w->id); free(w->len); free(w->next); free(w->prev); free(w->heap);
   w->id = w->len = w->next = w->prev = NULL;
   w->heap = NULL;
   w->cap = 0;
 }
+
+static void work_free(work *w) {
+  scratch_free(w);
+  free(w->slot); free(w->keys); free(w->cids);
+}
+
 
 static int pool_new(tide_bpe *t) {
   t->pool = calloc(POOL_SIZE, sizeof *t->pool);  /* zeroed: empty scratch, empty memo */
@@ -810,9 +811,14 @@ static int encode_text(const tide_bpe *t, work *wp, const char *text, int64_t le
   int64_t k = 0, i = 0;
   int rc = 0;
   int32_t nspecial = nallowed < 0 ? t->nadded : nallowed;
+  if (nspecial == 0) {  /* the common case: no added token to look for */
+    rc = encode_plain(t, wp, s, len, ids, &k);
+    *nids = k;
+    return rc;
+  }
   /* where each allowed token next occurs (len: none left), searched again
      only once passed, so many tokens cost no rescans of the text */
-  int64_t *next_at = malloc((size_t)(nspecial ? nspecial : 1) * sizeof *next_at);
+  int64_t *next_at = malloc((size_t)nspecial * sizeof *next_at);
   if (!next_at) return tide_fail("tide_bpe_encode: out of memory");
   for (int32_t j = 0; j < nspecial; j++) next_at[j] = -1;
   while (i < len && rc == 0) {

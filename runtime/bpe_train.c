@@ -265,20 +265,6 @@ void tide_bpe_trainer_free(tide_bpe_trainer *t) {
   free(t);
 }
 
-int tide_bpe_trainer_add_text(tide_bpe_trainer *t, const char *text, int64_t len) {
-  if (!t) return tide_fail("bpe_trainer_add_text: trainer is NULL");
-  if (len < 0 || (len > 0 && !text)) return tide_fail("bpe_trainer_add_text: bad text (length %lld)", (long long)len);
-  const unsigned char *s = (const unsigned char *)text;
-  for (int64_t i = 0; i < len;) {
-    int64_t j = tide_pretok_next(s, len, i);
-    int64_t e = strmap_find(&t->pieces, text + i, j - i, 1);
-    if (e < 0) return -1;
-    t->pieces.val[e]++;
-    i = j;
-  }
-  return 0;
-}
-
 /* Counts the pieces of texts [lo, hi) into m. */
 static int count_into(strmap *m, const char *const *texts, const int64_t *lens, int64_t lo, int64_t hi) {
   for (int64_t k = lo; k < hi; k++) {
@@ -292,6 +278,12 @@ static int count_into(strmap *m, const char *const *texts, const int64_t *lens, 
     }
   }
   return 0;
+}
+
+int tide_bpe_trainer_add_text(tide_bpe_trainer *t, const char *text, int64_t len) {
+  if (!t) return tide_fail("bpe_trainer_add_text: trainer is NULL");
+  if (len < 0 || (len > 0 && !text)) return tide_fail("bpe_trainer_add_text: bad text (length %lld)", (long long)len);
+  return count_into(&t->pieces, &text, &len, 0, 1);
 }
 
 int tide_bpe_trainer_add_texts(tide_bpe_trainer *t, int64_t n, const char *const *texts, const int64_t *lens) {
