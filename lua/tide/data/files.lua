@@ -29,6 +29,7 @@ M.exists = exists
 
 -- The entries find(1) prints for dir with the given extra arguments, sorted.
 local function find(dir, args)
+  if dir:sub(1, 1) == '-' then dir = './' .. dir end  -- else find reads it as an option
   local p = io.popen('find ' .. quote(dir) .. ' ' .. args .. ' -print0 2>/dev/null')
   local out = p:read('*a')
   p:close()
@@ -36,6 +37,14 @@ local function find(dir, args)
   for name in out:gmatch('([^%z]+)%z') do list[#list + 1] = name end
   table.sort(list)
   return list
+end
+
+-- The names in dir (not recursive), sorted byte-wise; none when it cannot be read.
+function M.list_dir(dir)
+  local names = find(dir, '-mindepth 1 -maxdepth 1')
+  for i, f in ipairs(names) do names[i] = f:match('[^/]*$') end
+  table.sort(names)
+  return names
 end
 
 -- A Lua pattern matching what the glob matches (*, ?, [...]).
@@ -59,6 +68,7 @@ local function glob_pattern(g)
   out[#out + 1] = '$'
   return table.concat(out)
 end
+M.glob_pattern = glob_pattern
 
 -- Expands spec (a string or an array of strings) into files. In a directory,
 -- files whose names match `accept` (a Lua pattern, or a function of the name)

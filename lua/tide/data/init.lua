@@ -61,7 +61,7 @@ write_tokenized = function(dir, source, opts, level)
     for _, part in pairs(parts) do pcall(part.writer.abort, part.writer) end
   end
   for _, name in ipairs(names) do
-    local part = { texts = {}, bytes = 0, documents = 0, tokens = 0, text_bytes = 0 }
+    local part = { texts = {}, batch_bytes = 0, documents = 0, tokens = 0, bytes = 0 }
     local steps = source:describe()
     if opts.split then steps[#steps + 1] = ('split %s seed %d'):format(name, opts.split.seed or 0) end
     steps[#steps + 1] = ('tokenize, pack %s %d'):format(mode, seq)
@@ -85,7 +85,7 @@ write_tokenized = function(dir, source, opts, level)
       off = off + #part.texts[i] + 1
     end
     part.documents = part.documents + n
-    part.texts, part.bytes = {}, 0
+    part.texts, part.batch_bytes = {}, 0
   end
   local ok, err = pcall(function()
     local i, only = -1, parts[names[1]]
@@ -94,8 +94,8 @@ write_tokenized = function(dir, source, opts, level)
       local part = which and parts[which(i)] or only
       local text = pack.text_of(rec, opts.field)
       part.texts[#part.texts + 1] = text
-      part.bytes, part.text_bytes = part.bytes + #text, part.text_bytes + #text
-      if part.bytes >= BATCH then flush(part) end
+      part.batch_bytes, part.bytes = part.batch_bytes + #text, part.bytes + #text
+      if part.batch_bytes >= BATCH then flush(part) end
     end
     for _, name in ipairs(names) do flush(parts[name]) end
   end)
@@ -110,9 +110,8 @@ write_tokenized = function(dir, source, opts, level)
   for _, name in ipairs(names) do
     local part = parts[name]
     part.manifest.filters = filters
-    local lines = { report, ('%stokenize: %d documents, %d tokens from %.1f MB (%.2f bytes per token)'):format(
-      opts.split and ('split ' .. name .. ': ') or '', part.documents, part.tokens, part.text_bytes / 1e6,
-      part.tokens > 0 and part.text_bytes / part.tokens or 0), part.packer:report_line() }
+    local lines = { report, pack.tokenize_report(part, opts.split and ('split ' .. name .. ': ')),
+                    part.packer:report_line() }
     if lines[1] == '' then table.remove(lines, 1) end
     part.manifest.report = table.concat(lines, '\n')
     out[name] = part.writer:close()

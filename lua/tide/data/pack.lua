@@ -31,6 +31,14 @@ local function text_of(rec, field)
 end
 M.text_of = text_of
 
+-- A tokenizing step's report line from its counts (documents, tokens,
+-- bytes of text); label, when given, goes in front ('split valid: ').
+function M.tokenize_report(st, label)
+  return ('%stokenize: %d documents, %d tokens from %.1f MB (%.2f bytes per token)'):format(
+    type(label) == 'string' and label or '', st.documents, st.tokens, st.bytes / 1e6,
+    st.tokens > 0 and st.bytes / st.tokens or 0)
+end
+
 -- A stream of id arrays (Lua arrays of 0-based ids), one per record. opts:
 -- field (which field holds the text), batch_bytes (text gathered per
 -- encode_batch call, default 4 MB: enough for every thread to keep busy),
@@ -71,10 +79,7 @@ function Stream:tokenize(tok, opts)
     end
   end, 'tokenize' .. (field and (' ' .. field) or ''), self)
   s.documents, s.tokens, s.bytes = 0, 0, 0
-  function s.report_line(st)
-    return ('tokenize: %d documents, %d tokens from %.1f MB (%.2f bytes per token)'):format(
-      st.documents, st.tokens, st.bytes / 1e6, st.tokens > 0 and st.bytes / st.tokens or 0)
-  end
+  s.report_line = M.tokenize_report
   return s
 end
 
@@ -198,7 +203,7 @@ function Stream:pack(n, opts)
     local nx = self:iter()
     local ready, r_head, r_tail = {}, 1, 0   -- sequences made, not yet returned
     local p = M.packer(n, opts, function(seq) r_tail = r_tail + 1; ready[r_tail] = seq end)
-    s.packer = p
+    s.tokens_in, s.tokens_out, s.sequences = 0, 0, 0
     return function()
       while r_head > r_tail do
         local ids = nx()
@@ -212,9 +217,9 @@ function Stream:pack(n, opts)
       return seq
     end
   end, ('pack %s %d'):format(mode, n), self)
-  s.packer = M.packer(n, opts, function() end)
-  s.tokens_in, s.tokens_out, s.sequences = 0, 0, 0
-  function s.report_line(st) return st.packer:report_line() end
+  -- the counts of the current (or last) pass, copied from its packer
+  s.mode, s.n, s.tokens_in, s.tokens_out, s.sequences = mode, n, 0, 0, 0
+  s.report_line = pack_report
   return s
 end
 

@@ -42,7 +42,7 @@ local FORMATS = {
 
 local function last_error() return ffi.string(C.tide_last_error()) end
 
-local quote, is_dir = files.quote, files.is_dir
+local quote, is_dir, list_dir = files.quote, files.is_dir, files.list_dir
 
 local function is_file(path)
   local f = io.open(path, 'rb')
@@ -56,17 +56,6 @@ local function join(dir, name)
   return dir:sub(-1) == '/' and dir .. name or dir .. '/' .. name
 end
 
--- Names in dir (not recursive), sorted byte-wise.
-local function list_dir(dir)
-  local p = io.popen('ls -1A -- ' .. quote(dir) .. ' 2>/dev/null')
-  local names = {}
-  if p then
-    for line in p:lines() do names[#names + 1] = line end
-    p:close()
-  end
-  table.sort(names)
-  return names
-end
 
 local function is_int(v, lo, hi)
   return type(v) == 'number' and v % 1 == 0 and v >= lo and v <= hi
@@ -315,7 +304,7 @@ local function resolve(path, prefix, level)
     if dir:find('*', 1, true) then
       error(('shards: %s: only the file name part of a pattern may hold *'):format(path), level + 1)
     end
-    local lpat = '^' .. pat:gsub('[%^%$%(%)%%%.%[%]%+%-%?]', '%%%0'):gsub('%*', '.*') .. '$'
+    local lpat = files.glob_pattern(pat)
     local files = {}
     for _, name in ipairs(list_dir(dir)) do
       if name:match(lpat) and is_file(join(dir, name)) then files[#files + 1] = { path = join(dir, name) } end
