@@ -71,8 +71,10 @@ const char *tide_last_error(void);
 const char *tide_version(void);
 /* This header's text, compiled into the executable for ffi.cdef. */
 const char *tide_api_header(void);
-/* Sets the threads used by CPU kernels and OpenBLAS (n >= 1; else ignored). */
-void tide_set_num_threads(int32_t n);
+/* Sets the threads used by CPU kernels and OpenBLAS; n outside 1..tide_max_threads() is an error. */
+int tide_set_num_threads(int32_t n);
+/* The most threads tide_set_num_threads accepts: 4 per online core. */
+int32_t tide_max_threads(void);
 /* The threads CPU kernels use. */
 int32_t tide_get_num_threads(void);
 /* Fills s with the engine's memory counters. */

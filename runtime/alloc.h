@@ -8,5 +8,8 @@
 void *tide_alloc(size_t nbytes);
 /* Frees memory from tide_alloc; nbytes must be what was asked for. */
 void tide_free(void *p, size_t nbytes);
+/* Adds delta (negative when freed) to the live bytes the Lua face paces its GC
+   by, for engine memory that is not a tensor's (a tokenizer's tables). */
+void tide_mem_account(int64_t delta);
 
 #endif

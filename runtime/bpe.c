@@ -1,6 +1,7 @@
 /* Byte-level BPE: loading, encoding, decoding. See bpe.h. */
 #define _GNU_SOURCE  /* memmem */
 #include "bpe.h"
+#include "alloc.h"
 #include "error.h"
 #include "json.h"
 #include "pretokenize.h"
@@ -36,6 +37,7 @@ struct tide_bpe {
                               512 KB table answers them without the hash table's misses */
   struct work *pool;       /* encode scratch and piece memos, kept between calls */
   atomic_int *pool_busy;   /* per pool entry: 1 while a call uses it */
+  int64_t accounted;       /* bytes reported to the engine's memory count (tide_mem_account) */
 };
 
 /* Encoders running at once that get a memo of their own; more share none. */
@@ -247,6 +249,7 @@ static int add_added(tide_bpe *t, int32_t id, int special) {
 
 void tide_bpe_free(tide_bpe *t) {
   if (!t) return;
+  tide_mem_account(-t->accounted);
   free(t->tok); free(t->raw); free(t->arena); free(t->shash);
   free(t->pair);
   free(t->mleft); free(t->mright);
@@ -380,6 +383,12 @@ static int finish_merges(tide_bpe *t) {
       const struct pslot *e = &t->pair[pair_slot(t, t->byte_id[a], t->byte_id[b])];
       t->bpair[a << 8 | b] = (struct bslot){ e->rank < 0 ? INT32_MAX : e->rank, e->nid };
     }
+  /* the last step of every load: count the tables, so that Lua's GC pacer sees
+     a dropped tokenizer's memory as it sees a tensor's */
+  t->accounted = (int64_t)(sizeof *t + (size_t)t->nids * 2 * sizeof(span) + (t->smask + 1) * sizeof *t->shash +
+                           (t->pmask + 1) * sizeof *t->pair + (size_t)t->nmerges * 2 * sizeof(int32_t) + t->arena_cap +
+                           (size_t)t->nadded * (sizeof(int32_t) + 1) + 65536 * sizeof *t->bpair);
+  tide_mem_account(t->accounted);
   return 0;
 }
 

@@ -3,22 +3,26 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+/* The largest element count, and also the largest product of a shape's
+   nonzero sizes: contiguous strides and byte sizes (at most 16 bytes an
+   element) then fit in int64 even for an empty tensor such as [0, 2^62, 7904],
+   whose strides would overflow although it holds nothing. */
+#define MAX_SPAN (INT64_MAX / 16)
+
 int64_t tide_shape_numel(int32_t ndim, const int64_t *shape, const char *what) {
   if (ndim < 0 || ndim > TIDE_MAX_DIMS)
     return tide_fail("%s: %d dimensions (tide supports 0 to %d)", what, ndim, TIDE_MAX_DIMS);
-  int64_t n = 1;
+  int64_t n = 1, span = 1;
   for (int32_t i = 0; i < ndim; i++) {
-    if (shape[i] < 0) {
-      char b[160];
+    char b[200];
+    if (shape[i] < 0)
       return tide_fail("%s: negative size %lld in shape %s", what, (long long)shape[i], tide_shape_str(b, sizeof b, ndim, shape));
-    }
-    if (shape[i] && n > INT64_MAX / 16 / shape[i]) {
-      char b[160];
-      return tide_fail("%s: shape %s is too large", what, tide_shape_str(b, sizeof b, ndim, shape));
-    }
-    n *= shape[i];
+    if (shape[i] == 0) n = 0;
+    else if (__builtin_mul_overflow(span, shape[i], &span) || span > MAX_SPAN)
+      return tide_fail("%s: shape %s is too large (the product of its nonzero sizes passes 2^59, even for an empty tensor)", what,
+                       tide_shape_str(b, sizeof b, ndim, shape));
   }
-  return n;
+  return n ? span : 0;
 }
 
 void tide_contiguous_strides(int32_t ndim, const int64_t *shape, int64_t *stride) {
@@ -30,6 +34,13 @@ void tide_contiguous_strides(int32_t ndim, const int64_t *shape, int64_t *stride
 }
 
 static tide_tensor *handle(tide_storage *st, int32_t dtype, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
+  int64_t numel = tide_shape_numel(ndim, shape, "view");
+  if (numel < 0) return NULL;
+  size_t es = (size_t)tide_dtype_size(dtype);
+  if (offset < 0 || (size_t)offset > st->nbytes / es) {
+    tide_fail("view: offset %lld is outside a storage of %zu elements", (long long)offset, st->nbytes / es);
+    return NULL;
+  }
   tide_tensor *t = calloc(1, sizeof *t);
   if (!t) {
     tide_fail("out of memory allocating a tensor handle");
@@ -38,11 +49,10 @@ static tide_tensor *handle(tide_storage *st, int32_t dtype, int32_t ndim, const 
   t->storage = st;
   t->dtype = dtype;
   t->ndim = ndim;
-  t->numel = 1;
+  t->numel = numel;
   for (int32_t i = 0; i < ndim; i++) {
     t->shape[i] = shape[i];
     t->stride[i] = stride[i];
-    t->numel *= shape[i];
   }
   t->offset = offset;
   t->data = st->data + offset * tide_dtype_size(dtype);
@@ -113,6 +123,28 @@ int tide_check_tensor(const tide_tensor *t, const char *what) {
   if (!t) return tide_fail("%s: expected a tensor, got nil", what);
   if (t->refcount <= 0 || !t->storage) return tide_fail("%s: tensor was already released", what);
   if (t->device != -1) return tide_fail("%s: tensor is on cuda:%d; this op runs on the CPU", what, t->device);
+  return tide_check_geometry(t, what);
+}
+
+int tide_check_geometry(const tide_tensor *t, const char *what) {
+  /* Lua can write the handle's fields (x._c.numel = 1e8); a kernel trusting
+     them would read or write outside the storage, so each op re-derives
+     numel and the reach of the view from the shape and strides. */
+  if (!tide_dtype_valid(t->dtype) || t->ndim < 0 || t->ndim > TIDE_MAX_DIMS)
+    return tide_fail("%s: corrupt tensor handle (dtype %d, %d dimensions)", what, t->dtype, t->ndim);
+  int64_t es = tide_dtype_size(t->dtype), cap = (int64_t)(t->storage->nbytes / (size_t)es);
+  int64_t n = 1, lo = t->offset, hi = t->offset;
+  int bad = t->offset < 0 || t->offset > cap || t->data != t->storage->data + t->offset * es;
+  for (int32_t i = 0; i < t->ndim && !bad; i++) {
+    int64_t reach, sh = t->shape[i], st = t->stride[i];
+    bad = sh < 0 || __builtin_mul_overflow(n, sh, &n);
+    if (!bad && sh > 0) {
+      bad = __builtin_mul_overflow(st, sh - 1, &reach) || __builtin_add_overflow(st < 0 ? lo : hi, reach, st < 0 ? &lo : &hi);
+    }
+  }
+  if (bad || n != t->numel || (n > 0 && (lo < 0 || hi >= cap)))
+    return tide_fail("%s: corrupt tensor handle: its shape, strides, offset or numel do not fit its storage of %lld elements", what,
+                     (long long)cap);
   return 0;
 }
 
@@ -197,11 +229,13 @@ static int infer_shape(const tide_tensor *t, int32_t ndim, const int64_t *req, i
       infer = i;
     } else if (req[i] < 0) {
       return tide_fail("%s: invalid size %lld at dimension %d", what, (long long)req[i], i + 1);
-    } else {
-      if (req[i] && known > INT64_MAX / req[i]) return tide_fail("%s: shape is too large", what);
-      known *= req[i];
     }
   }
+  /* the sizes given must make a valid shape on their own (an inferred size is at most numel) */
+  int64_t given[TIDE_MAX_DIMS] = {0};
+  for (int32_t i = 0; i < ndim; i++) given[i] = i == infer ? 1 : req[i];
+  if (tide_shape_numel(ndim, given, what) < 0) return -1;
+  for (int32_t i = 0; i < ndim; i++) if (i != infer) known *= req[i];
   if (infer >= 0) {
     if (known == 0 || t->numel % known) {
       char a[160], b[160];
@@ -277,11 +311,14 @@ int tide_as_strided(const tide_tensor *t, int32_t ndim, const int64_t *shape, co
   int64_t n = tide_shape_numel(ndim, shape, "as_strided");
   if (n < 0) return -1;
   int64_t cap = (int64_t)(t->storage->nbytes / (size_t)tide_dtype_size(t->dtype));
-  if (offset < 0) return tide_fail("as_strided: negative offset %lld", (long long)offset);
+  if (offset < 0 || offset > cap)
+    return tide_fail("as_strided: offset %lld is outside a storage of %lld elements", (long long)offset, (long long)cap);
   int64_t lo = offset, hi = offset;
   for (int32_t i = 0; i < ndim && n > 0; i++) {
-    if (stride[i] < 0) lo += stride[i] * (shape[i] - 1);
-    else hi += stride[i] * (shape[i] - 1);
+    int64_t reach;
+    if (__builtin_mul_overflow(stride[i], shape[i] - 1, &reach) ||
+        __builtin_add_overflow(stride[i] < 0 ? lo : hi, reach, stride[i] < 0 ? &lo : &hi))
+      return tide_fail("as_strided: stride %lld at dimension %d reaches past the int64 range", (long long)stride[i], i + 1);
   }
   if (n > 0 && (lo < 0 || hi >= cap))
     return tide_fail("as_strided: the view reaches elements %lld..%lld outside a storage of %lld elements", (long long)lo, (long long)hi, (long long)cap);
@@ -319,12 +356,14 @@ int tide_narrow(const tide_tensor *t, int32_t dim, int64_t start, int64_t length
   if (t->ndim == 0) return tide_fail("narrow: cannot narrow a 0-d tensor");
   TIDE_TRY(tide_check_dim(t, dim, "narrow"));
   if (start < 0 || length < 0 || start > t->shape[dim] || length > t->shape[dim] - start)
-    return tide_fail("narrow: elements %lld..%lld are outside dimension %d of size %lld", (long long)start + 1,
-                     (long long)(start + length), dim + 1, (long long)t->shape[dim]);
-  int64_t shape[TIDE_MAX_DIMS];
+    return tide_fail("narrow: %lld elements from position %lld are outside dimension %d of size %lld", (long long)length,
+                     start < INT64_MAX ? (long long)start + 1 : (long long)start, dim + 1, (long long)t->shape[dim]);
+  int64_t shape[TIDE_MAX_DIMS], offset;
   for (int32_t i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
   shape[dim] = length;
-  return emit_view(t, t->ndim, shape, t->stride, t->offset + start * t->stride[dim], out);
+  if (__builtin_mul_overflow(start, t->stride[dim], &offset) || __builtin_add_overflow(offset, t->offset, &offset))
+    return tide_fail("narrow: the offset of position %lld overflows", (long long)start + 1);
+  return emit_view(t, t->ndim, shape, t->stride, offset, out);
 }
 
 int tide_select(const tide_tensor *t, int32_t dim, int64_t index, tide_tensor **out) {
@@ -333,14 +372,16 @@ int tide_select(const tide_tensor *t, int32_t dim, int64_t index, tide_tensor **
   TIDE_TRY(tide_check_dim(t, dim, "select"));
   if (index < 0 || index >= t->shape[dim])
     return tide_fail("select: index %lld out of range for dimension %d of size %lld", (long long)index + 1, dim + 1, (long long)t->shape[dim]);
-  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
+  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS], offset;
   int32_t n = 0;
   for (int32_t i = 0; i < t->ndim; i++) {
     if (i == dim) continue;
     shape[n] = t->shape[i];
     stride[n++] = t->stride[i];
   }
-  return emit_view(t, n, shape, stride, t->offset + index * t->stride[dim], out);
+  if (__builtin_mul_overflow(index, t->stride[dim], &offset) || __builtin_add_overflow(offset, t->offset, &offset))
+    return tide_fail("select: the offset of index %lld overflows", (long long)index + 1);
+  return emit_view(t, n, shape, stride, offset, out);
 }
 
 int tide_expand(const tide_tensor *t, int32_t ndim, const int64_t *req, tide_tensor **out) {
@@ -388,7 +429,10 @@ int tide_unsqueeze(const tide_tensor *t, int32_t dim, tide_tensor **out) {
   for (int32_t i = 0; i <= t->ndim; i++) {
     if (i == dim) {
       shape[n] = 1;
-      stride[n++] = i < t->ndim ? t->stride[i] * t->shape[i] : 1;
+      /* any stride is valid for a size-1 dimension; fall back to 1 rather than overflow */
+      int64_t s = 1;
+      if (i < t->ndim && __builtin_mul_overflow(t->stride[i], t->shape[i], &s)) s = 1;
+      stride[n++] = s;
     }
     if (i < t->ndim) {
       shape[n] = t->shape[i];

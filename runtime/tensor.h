@@ -19,10 +19,13 @@ struct tide_storage {
 tide_tensor *tide_new(int32_t dtype, int32_t ndim, const int64_t *shape);
 /* A new contiguous tensor with t's dtype and shape. */
 tide_tensor *tide_new_like(const tide_tensor *t);
-/* A new handle on t's storage with the given geometry (offset in elements); no checks. */
+/* A new handle on t's storage with the given geometry (offset in elements); NULL with an error set when the
+   shape is invalid or too large (tide_shape_numel) or the offset lies outside the storage. Strides are not checked. */
 tide_tensor *tide_new_view(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset);
 /* Checks that t is a usable CPU tensor handle; `what` names the caller in the message. */
 int tide_check_tensor(const tide_tensor *t, const char *what);
+/* Checks that t's numel, data pointer, offset and strides agree with its shape and lie inside its storage. */
+int tide_check_geometry(const tide_tensor *t, const char *what);
 /* Checks that dim is in [0, ndim). */
 int tide_check_dim(const tide_tensor *t, int32_t dim, const char *what);
 /* Product of shape with overflow checks; -1 with an error set when negative or too large. */

@@ -32,11 +32,13 @@ require('tide.tokenizer_train').install(tide, core)
 require('tide.data').install(tide)
 tide.optim = require 'tide.optim'
 
+-- 1 to 4 threads per core: more only costs memory (OpenBLAS buffers per thread)
 function tide.set_num_threads(n)
-  if type(n) ~= 'number' or n < 1 or n % 1 ~= 0 then
-    error('set_num_threads: expected a positive integer, got ' .. tostring(n), 2)
+  local max = tonumber(C.tide_max_threads())
+  if type(n) ~= 'number' or n % 1 ~= 0 or n < 1 or n > max then
+    error(('set_num_threads: expected an integer from 1 to %d (4 per core), got %s'):format(max, tostring(n)), 2)
   end
-  C.tide_set_num_threads(n)
+  if C.tide_set_num_threads(n) ~= 0 then error(ffi.string(C.tide_last_error()), 2) end
 end
 function tide.get_num_threads() return tonumber(C.tide_get_num_threads()) end
 

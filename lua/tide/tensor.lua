@@ -319,26 +319,53 @@ function api.arange(a, b, c, d)
   local start, stop, step
   if b == nil then start, stop, step = 0, a, 1 else start, stop, step = a, b, c or 1 end
   for _, v in ipairs { start, stop, step } do
-    if type(v) ~= 'number' or v ~= v then error('arange: arguments must be numbers', 2) end
+    if type(v) ~= 'number' or v ~= v or v == math.huge or v == -math.huge then
+      error(('arange: arguments must be finite numbers, got start=%s, stop=%s, step=%s')
+        :format(tostring(start), tostring(stop), tostring(step)), 2)
+    end
   end
   if step == 0 then error('arange: step must be nonzero', 2) end
   local n = math.ceil((stop - start) / step)
-  if n < 0 then n = 0 end
+  if n ~= n or n < 0 then n = 0 end
+  if n > 2 ^ 59 then
+    error(('arange: %.6g elements from %s to %s by %s are too many (at most 2^59)')
+      :format(n, tostring(start), tostring(stop), tostring(step)), 2)
+  end
   local integral = start % 1 == 0 and stop % 1 == 0 and step % 1 == 0
   local dt = opt_dtype(opts or {}, integral and C.TIDE_I64 or C.TIDE_F32, 2)
   return M.call(C.tide_arange, start, step, n, dt, out1)
 end
 
 -- Walks a nested table: returns shape and a flat list, checking it is ragged-free.
+-- Errors unless v's keys are exactly 1..#v (a hole or a named key would be
+-- dropped silently by #v and ipairs).
+local function check_list(v, what, path)
+  local n, count = #v, 0
+  for k in pairs(v) do
+    if type(k) ~= 'number' or k % 1 ~= 0 or k < 1 or k > n then
+      if type(k) == 'number' and k % 1 == 0 and k > n then
+        error(("%s: %s has a hole: %s[%d] is missing but %s[%d] is set"):format(what, path, path, n + 1, path, k), 0)
+      end
+      error(("%s: %s has the key %s; expected a list indexed 1..n"):format(what, path, type(k) == 'string' and ("'" .. k .. "'") or tostring(k)), 0)
+    end
+    count = count + 1
+  end
+  if count ~= n then error(("%s: %s has a hole (%d elements set, length %d)"):format(what, path, count, n), 0) end
+end
+
 local function nested_shape(x, what)
   local shape = {}
   local probe = x
+  -- the dimension limit is checked as the shape grows: a table holding
+  -- itself (t[1] = t) is infinitely deep
   while type(probe) == 'table' and not is_tensor(probe) do
+    if #shape == 8 then
+      error(what .. ': at most 8 dimensions (is the table nested in itself?)', 0)
+    end
     shape[#shape + 1] = #probe
     if #probe == 0 then break end
     probe = probe[1]
   end
-  if #shape > 8 then error(what .. ': at most 8 dimensions', 3) end
   local flat, n = {}, 0
   local is_float, all_bool = false, true
   local function walk(v, d, path)
@@ -354,17 +381,18 @@ local function nested_shape(x, what)
         v = v:item(); if type(v) == 'boolean' then v = v and 1 or 0 end
         is_float = true
       else
-        error(("%s: element at %s is a %s, expected a number or boolean"):format(what, path, tv), 4)
+        error(("%s: element at %s is a %s, expected a number or boolean"):format(what, path, tv), 0)
       end
       n = n + 1
       flat[n] = v
       return
     end
     if type(v) ~= 'table' or is_tensor(v) then
-      error(("%s: expected a list at %s (the data is ragged)"):format(what, path), 4)
+      error(("%s: expected a list at %s (the data is ragged)"):format(what, path), 0)
     end
+    check_list(v, what, path)
     if #v ~= shape[d] then
-      error(("%s: ragged nested table: %s has %d elements, expected %d"):format(what, path, #v, shape[d]), 4)
+      error(("%s: ragged nested table: %s has %d elements, expected %d"):format(what, path, #v, shape[d]), 0)
     end
     for i = 1, #v do walk(v[i], d + 1, path .. '[' .. i .. ']') end
   end
@@ -388,7 +416,9 @@ function api.tensor(data, opts)
     flat = { type(data) == 'boolean' and (data and 1 or 0) or data }
     is_float = type(data) == 'number' and (data % 1 ~= 0 or data ~= data or data >= 2 ^ 63 or data < -2 ^ 63)
   elseif type(data) == 'table' then
-    shape, flat, is_float, all_bool = nested_shape(data, 'tensor')
+    local ok
+    ok, shape, flat, is_float, all_bool = pcall(nested_shape, data, 'tensor')
+    if not ok then error(shape, 2) end
   else
     error('tensor: expected a number, boolean or nested table, got ' .. type(data), 2)
   end
@@ -480,6 +510,11 @@ function Tensor:narrow(d, start, length)
     error('narrow: start and length must be integers', 2)
   end
   if start < 0 then start = start + size + 1 end
+  -- checked here too: sizes past 2^53 lose precision on the way to C
+  if start < 1 or start > size + 1 or length < 0 or length > size - start + 1 then
+    error(("narrow: %.0f elements from position %.0f are outside dimension %d of size %d")
+      :format(length, start, d, size), 2)
+  end
   return M.call(C.tide_narrow, c, d0, start - 1, length, out1)
 end
 
