@@ -96,6 +96,8 @@ int32_t tide_promote_types(int32_t a, int32_t b);
 
 /* Adds a reference to a handle. */
 void tide_tensor_retain(tide_tensor *t);
+/* The number of in-place writes to t's storage so far (shared by all its views; autograd compares it). */
+int64_t tide_tensor_version(const tide_tensor *t);
 /* Drops a reference; the last one frees the handle, and its storage when no view is left. */
 void tide_tensor_release(tide_tensor *t);
 /* 1 when t's elements are laid out row-major without gaps. */

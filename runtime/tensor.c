@@ -148,6 +148,14 @@ int tide_check_geometry(const tide_tensor *t, const char *what) {
   return 0;
 }
 
+void tide_bump_version(tide_tensor *t) {
+  if (t && t->storage) atomic_fetch_add_explicit(&t->storage->version, 1, memory_order_relaxed);
+}
+
+int64_t tide_tensor_version(const tide_tensor *t) {
+  return t && t->storage ? atomic_load_explicit(&t->storage->version, memory_order_relaxed) : 0;
+}
+
 int tide_check_dim(const tide_tensor *t, int32_t dim, const char *what) {
   int32_t n = t->ndim ? t->ndim : 1;
   if (dim < 0 || dim >= n)
@@ -356,8 +364,8 @@ int tide_narrow(const tide_tensor *t, int32_t dim, int64_t start, int64_t length
   if (t->ndim == 0) return tide_fail("narrow: cannot narrow a 0-d tensor");
   TIDE_TRY(tide_check_dim(t, dim, "narrow"));
   if (start < 0 || length < 0 || start > t->shape[dim] || length > t->shape[dim] - start)
-    return tide_fail("narrow: %lld elements from position %lld are outside dimension %d of size %lld", (long long)length,
-                     start < INT64_MAX ? (long long)start + 1 : (long long)start, dim + 1, (long long)t->shape[dim]);
+    return tide_fail("narrow: elements %.0f..%.0f are outside dimension %d of size %lld", (double)start + 1,
+                     (double)start + (double)length, dim + 1, (long long)t->shape[dim]);
   int64_t shape[TIDE_MAX_DIMS], offset;
   for (int32_t i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
   shape[dim] = length;

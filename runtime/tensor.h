@@ -13,6 +13,7 @@ struct tide_storage {
   size_t nbytes;
   _Atomic int32_t refcount;
   int32_t device;
+  _Atomic int64_t version;  /* in-place writes so far, shared by every view (autograd checks it) */
 };
 
 /* Allocates a contiguous tensor of dtype and shape (uninitialised); NULL with an error set on failure. */
@@ -26,6 +27,8 @@ tide_tensor *tide_new_view(const tide_tensor *t, int32_t ndim, const int64_t *sh
 int tide_check_tensor(const tide_tensor *t, const char *what);
 /* Checks that t's numel, data pointer, offset and strides agree with its shape and lie inside its storage. */
 int tide_check_geometry(const tide_tensor *t, const char *what);
+/* Counts an in-place write to t's storage (every view of it sees the new version). */
+void tide_bump_version(tide_tensor *t);
 /* Checks that dim is in [0, ndim). */
 int tide_check_dim(const tide_tensor *t, int32_t dim, const char *what);
 /* Product of shape with overflow checks; -1 with an error set when negative or too large. */

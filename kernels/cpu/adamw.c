@@ -142,6 +142,9 @@ int tide_adamw_step_(tide_tensor *param, const tide_tensor *grad, tide_tensor *e
     snprintf(what, sizeof what, "adamw_step_ (%s)", names[k]);
     TIDE_TRY(tide_check_tensor(ts[k], what));
   }
+  tide_bump_version(param);
+  tide_bump_version(exp_avg);
+  tide_bump_version(exp_avg_sq);
   int32_t dt = param->dtype;
   if (dt != TIDE_F32 && dt != TIDE_F64)
     return tide_fail("adamw_step_: param has dtype %s; the fused AdamW step supports f32 and f64 parameters",

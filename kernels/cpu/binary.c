@@ -356,6 +356,7 @@ int tide_binary_(int32_t op, tide_tensor *a, const tide_tensor *b) {
   TIDE_TRY(binary_name(op, 1, &name));
   TIDE_TRY(tide_check_tensor(a, name));
   TIDE_TRY(tide_check_tensor(b, name));
+  tide_bump_version(a);
   return binary_core(op, a, b, tide_pw_result_type(a, b), a, NULL, name);
 }
 
@@ -381,6 +382,7 @@ int tide_binary_scalar_(int32_t op, tide_tensor *a, double s) {
   const char *name = NULL;
   TIDE_TRY(binary_name(op, 1, &name));
   TIDE_TRY(tide_check_tensor(a, name));
+  tide_bump_version(a);
   return binary_scalar(op, a, s, 0, a, NULL, name);
 }
 

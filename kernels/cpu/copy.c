@@ -156,6 +156,7 @@ int tide_copy_into(tide_tensor *dst, const tide_tensor *src) {
 int tide_copy_(tide_tensor *dst, const tide_tensor *src) {
   TIDE_TRY(tide_check_tensor(dst, "copy_"));
   TIDE_TRY(tide_check_tensor(src, "copy_"));
+  tide_bump_version(dst);
   int32_t nd;
   int64_t shape[TIDE_MAX_DIMS];
   int rc = tide_broadcast_shapes(dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape, "copy_");

@@ -18,6 +18,7 @@ static void fill_loop(char **p, const int64_t *st, int64_t n, void *vctx) {
 
 int tide_fill_(tide_tensor *t, double value) {
   TIDE_TRY(tide_check_tensor(t, "fill_"));
+  tide_bump_version(t);
   fill_ctx c;
   memset(&c, 0, sizeof c);
   c.es = tide_dtype_size(t->dtype);

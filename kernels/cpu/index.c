@@ -352,6 +352,7 @@ int tide_scatter_add_(tide_tensor *a, int32_t dim, const tide_tensor *index, con
   TIDE_TRY(check_index(index, what));
   TIDE_TRY(tide_check_tensor(src, what));
   TIDE_TRY(tide_check_dim(a, dim, what));
+  tide_bump_version(a);
   TIDE_TRY(check_index_shape(what, index, a, "the destination", dim, 1));
   TIDE_TRY(check_index_shape(what, index, src, "src", dim, 0));
   if (has_broadcast_dim(a)) {
@@ -436,6 +437,7 @@ int tide_masked_fill_(tide_tensor *a, const tide_tensor *mask, double value) {
   const char *what = "masked_fill_";
   TIDE_TRY(tide_check_tensor(a, what));
   TIDE_TRY(tide_check_tensor(mask, what));
+  tide_bump_version(a);
   if (mask->dtype != TIDE_BOOL && mask->dtype != TIDE_U8)
     return tide_fail("%s: mask must be a bool tensor, got %s", what, tide_dtype_name(mask->dtype));
   int32_t nd;

@@ -226,6 +226,7 @@ static void run_fill(fill_plan *pl, tide_tensor *t, tide_generator *g) {
 
 int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high) {
   TIDE_TRY(check_fill(t, g, "rand_"));
+  tide_bump_version(t);
   int32_t dt = t->dtype;
   if (!tide_is_float(dt))
     return tide_fail("rand_: uniform values need a floating-point tensor, got %s (use randint or random_ for integers)", tide_dtype_name(dt));
@@ -257,6 +258,7 @@ int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high) {
 
 int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std) {
   TIDE_TRY(check_fill(t, g, "randn_"));
+  tide_bump_version(t);
   int32_t dt = t->dtype;
   if (!tide_is_float(dt))
     return tide_fail("randn_: normal values need a floating-point tensor, got %s", tide_dtype_name(dt));
@@ -275,6 +277,7 @@ int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std) {
 
 int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high) {
   TIDE_TRY(check_fill(t, g, "randint_"));
+  tide_bump_version(t);
   int32_t dt = t->dtype;
   if (high <= low)
     return tide_fail("randint_: expected low < high, got low=%lld, high=%lld", (long long)low, (long long)high);

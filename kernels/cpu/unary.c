@@ -179,6 +179,7 @@ int tide_unary_(int32_t op, tide_tensor *a) {
   const char *name = NULL;
   TIDE_TRY(unary_name(op, 1, &name));
   TIDE_TRY(tide_check_tensor(a, name));
+  tide_bump_version(a);
   return unary_core(op, a, a, NULL, name);
 }
 

@@ -161,11 +161,20 @@ M.opt_dtype = opt_dtype
 
 -- metatable -------------------------------------------------------------------
 
+-- Fields a tensor may hold that read as nil when unset (PyTorch's x.grad is
+-- None); any other unknown name is a mistake (model(ids).logits on a bare
+-- tensor), so it is an error naming the field rather than a nil found far away.
+local nil_fields = { grad = true, requires_grad = true, _node = true, _version = true }
+M.nil_fields = nil_fields
+
 mt.__index = function(t, k)
   local m = Tensor[k]
   if m ~= nil then return m end
   if type(k) == 'number' then return t:select(1, k) end
-  return nil
+  if nil_fields[k] then return nil end
+  local c = rawget(t, '_c')
+  local where = c and ('a Tensor of shape [' .. table.concat(t:shape(), ', ') .. '] (' .. dtype_name[c.dtype] .. ')') or 'a Tensor'
+  error(("'%s' is not a field or method of a Tensor: this value is %s"):format(tostring(k), where), 2)
 end
 
 mt.__newindex = function(t, k, v)
@@ -512,8 +521,8 @@ function Tensor:narrow(d, start, length)
   if start < 0 then start = start + size + 1 end
   -- checked here too: sizes past 2^53 lose precision on the way to C
   if start < 1 or start > size + 1 or length < 0 or length > size - start + 1 then
-    error(("narrow: %.0f elements from position %.0f are outside dimension %d of size %d")
-      :format(length, start, d, size), 2)
+    error(("narrow: elements %.0f..%.0f are outside dimension %d of size %d")
+      :format(start, start + length - 1, d, size), 2)
   end
   return M.call(C.tide_narrow, c, d0, start - 1, length, out1)
 end

@@ -505,7 +505,7 @@ T.test('large max/argmax and column-mode argmax', function()
     T.eq(il[j + 1], bi)
   end
   T.same(m:argmax(1):tolist(), il)
-  T.close(m:amin(1), m:min(1))
+  T.close(m:amin(1), (m:min(1)))
 end)
 
 -- cumsum -------------------------------------------------------------------------------

@@ -36,7 +36,11 @@ T.test('arange', function()
   T.same(tide.arange(0):shape(), { 0 })
   T.same(tide.arange(3, { dtype = 'f64' }):tolist(), { 0, 1, 2 })
   T.raises(function() tide.arange(0, 5, 0) end, 'step must be nonzero')
-  T.raises(function() tide.arange('x') end, 'arange: arguments must be numbers')
+  T.raises(function() tide.arange('x') end, 'arange: arguments must be finite numbers')
+  -- these once reached C as a length of -2^63 ('negative length')
+  T.raises(function() tide.arange(1 / 0) end, 'arange: arguments must be finite numbers, got start=0, stop=inf')
+  T.raises(function() tide.arange(0, 0 / 0) end, 'arange: arguments must be finite numbers')
+  T.raises(function() tide.arange(0, 1e18, 1e-18) end, 'arange: 1e+36 elements from 0 to 1e+18 by 1e-18 are too many')
 end)
 
 T.test('tensor from nested tables', function()
@@ -227,12 +231,66 @@ T.test('numbers beyond int64 make float tensors', function()
   T.eq(tide.tensor({ 2 ^ 62 }):dtype(), 'i64')
 end)
 
+T.test('tensor refuses self-nesting, holes and ragged tables, naming the position', function()
+  -- a table holding itself is infinitely deep: once a loop that grew memory without end
+  local r = {}
+  r[1] = r
+  T.raises(function() tide.tensor(r) end, 'tensor: at most 8 dimensions')
+  local deep = { 1 }
+  for _ = 1, 9 do deep = { deep } end
+  T.raises(function() tide.tensor(deep) end, 'at most 8 dimensions')
+  -- holes were dropped silently ({[1]=1,[3]=3} gave [1])
+  T.raises(function() tide.tensor({ [1] = 1, [3] = 3 }) end, 'tensor: data has a hole: data[2] is missing but data[3] is set')
+  T.raises(function() tide.tensor({ { 1, 2 }, { 3, nil, 5 } }) end, 'data[2] has a hole: data[2][2] is missing')
+  T.raises(function() tide.tensor({ 1, 2, x = 3 }) end, "data has the key 'x'")
+  T.raises(function() tide.tensor({ { 1, 2 }, { 3 } }) end, 'ragged nested table: data[2] has 1 elements, expected 2')
+  T.raises(function() tide.tensor({ { 1, 2 }, 3 }) end, 'expected a list at data[2]')
+  T.same(tide.tensor({ {}, {} }):shape(), { 2, 0 })
+end)
+
+T.test('empty tensors with huge sizes are refused, not overflowed', function()
+  -- the strides of [0, 2^62, 7904] overflow int64 though it holds nothing
+  T.raises(function() tide.zeros(0, 2 ^ 62, 7904) end, 'tensor: shape [0, 4611686018427387904, 7904] is too large')
+  T.raises(function() tide.empty(2 ^ 40, 2 ^ 40) end, 'is too large')
+  T.raises(function() tide.zeros(0, 3):view(0, 2 ^ 61, 4) end, 'view: shape [0, 2305843009213693952, 4] is too large')
+  T.raises(function() tide.zeros(1, 1):expand(2 ^ 40, 2 ^ 40) end, 'is too large')
+  T.raises(function() tide.zeros(5):narrow(1, 2 ^ 62, 2 ^ 62) end, 'narrow: elements 4611686018427387904..')
+  T.same(tide.zeros(0, 2 ^ 20, 7):shape(), { 0, 2 ^ 20, 7 })
+  T.same(tide.zeros(5):narrow(1, 6, 0):shape(), { 0 })
+end)
+
+T.test('a tampered handle is refused by the ops', function()
+  local x = tide.ones(3)
+  x._c.numel = 1e8  -- once read 100 M floats from a 3-float buffer
+  T.raises(function() x:sum() end, 'sum: corrupt tensor handle')
+  local y = tide.ones(2, 3)
+  y._c.stride[0] = 1000
+  T.raises(function() y:add(1) end, 'corrupt tensor handle')
+  local z = tide.ones(4)
+  z._c.offset = 3
+  T.raises(function() z:fill_(0) end, 'corrupt tensor handle')
+end)
+
+T.test('unknown fields of a tensor are errors; methods and grad still read', function()
+  local x = tide.ones(2, 3)
+  T.raises(function() return x.logits end, "'logits' is not a field or method of a Tensor: this value is a Tensor of shape [2, 3] (f32)")
+  T.raises(function() return x.foo end, "'foo' is not a field")
+  T.eq(x.grad, nil)
+  T.eq(x.requires_grad, nil)
+  T.eq(x:numel(), 6)
+  T.eq(x[2][3]:item(), 1)
+end)
+
 T.test('threads can be set', function()
   local n = tide.get_num_threads()
   tide.set_num_threads(1)
   T.eq(tide.get_num_threads(), 1)
   tide.set_num_threads(n)
-  T.raises(function() tide.set_num_threads(0) end, 'expected a positive integer')
+  T.raises(function() tide.set_num_threads(0) end, 'set_num_threads: expected an integer from 1 to')
+  -- 1e9 once went to OpenBLAS, which under an address-space limit retried malloc forever
+  T.raises(function() tide.set_num_threads(1e9) end, 'got 1000000000')
+  T.raises(function() tide.set_num_threads(1.5) end, 'expected an integer')
+  T.eq(tide.get_num_threads(), n)
 end)
 
 T.test('require and the global are the same table', function()
