@@ -13,6 +13,10 @@ local M = {}
 
 local tide, core, Tensor, is_tensor
 local enabled = true   -- grad mode: off inside tide.no_grad
+local C = require 'tide.C'
+
+-- The storage's count of in-place writes (shared by its views, detach too).
+local function version(x) return tonumber(C.tide_tensor_version(x._c)) end
 
 -- graph records ---------------------------------------------------------------
 
@@ -27,15 +31,47 @@ local function wants(a, b, c, d)
 end
 M.wants = wants
 
+-- The tensors a node's backward reads, each with its version now, so that
+-- backward can tell one was modified in place in between (as PyTorch does).
+local function snapshot(list, label)
+  local snap = {}
+  for i = 1, list.n or #list do
+    local x = list[i]
+    if is_tensor(x) then snap[#snap + 1] = { x, version(x), (label or 'argument ') .. i } end
+  end
+  return snap
+end
+
+-- Raises when a tensor in snap changed since it was saved.
+local function check_saved(name, snap, level)
+  for _, e in ipairs(snap) do
+    local now = version(e[1])
+    if now ~= e[2] then
+      error(('backward: a tensor that %s saved for its gradient (%s, shape [%s], %s) was modified by an in-place ' ..
+        'operation afterwards (version %d, now %d); clone it before modifying it, or modify it after backward')
+        :format(name, e[3], table.concat(e[1]:shape(), ', '), e[1]:dtype(), e[2], now), level)
+    end
+  end
+end
+
 -- Attaches a node to `out`: `inputs` is an array of the op's arguments
 -- (inputs.n counts them when there are nil holes) and backward(g) returns one
--- gradient per argument, in order (nil for those without one).
-local function record(name, out, inputs, backward)
+-- gradient per argument, in order (nil for those without one). `saved` lists
+-- the tensors backward reads, checked for in-place changes before it runs:
+-- nil means every tensor input and out, false none.
+local function record(name, out, inputs, backward, saved)
   local any = false
   for i = 1, inputs.n or #inputs do if needs(inputs[i]) then any = true; break end end
   if not any then return out end
+  local snap
+  if saved == nil then
+    snap = snapshot(inputs)
+    snap[#snap + 1] = { out, version(out), 'its output' }
+  elseif saved then
+    snap = snapshot(saved, 'saved tensor ')
+  end
   rawset(out, 'requires_grad', true)
-  rawset(out, '_node', { name = name, inputs = inputs, backward = backward })
+  rawset(out, '_node', { name = name, inputs = inputs, backward = backward, saved = snap })
   return out
 end
 M.record = record
@@ -89,6 +125,15 @@ end
 -- Tensor:backward([grad], {retain_graph=false})
 local function backward(root, grad, opts)
   if not is_tensor(root) then error('backward: expected a tensor', 2) end
+  -- backward{retain_graph=true}: an options table in the gradient's place
+  if type(grad) == 'table' and not is_tensor(grad) and opts == nil then grad, opts = nil, grad end
+  if grad ~= nil and not is_tensor(grad) and type(grad) ~= 'number' then
+    error(('backward: the gradient must be a tensor or a number, got %s (options go in a table: backward{retain_graph=true})')
+      :format(type(grad)), 3)
+  end
+  if opts ~= nil and type(opts) ~= 'table' then
+    error(('backward: options must be a table such as {retain_graph=true}, got %s'):format(type(opts)), 3)
+  end
   opts = opts or {}
   if not needs(root) then
     error('backward: the tensor does not require grad and has no graph (did you forget requires_grad_()?)', 3)
@@ -147,6 +192,7 @@ local function backward(root, grad, opts)
       local g = pending[node]
       pending[node] = nil
       if g ~= nil then
+        if node.saved then check_saved(node.name, node.saved, 0) end
         local grads = { node.backward(g) }
         local inputs = node.inputs
         for i = 1, inputs.n or #inputs do
@@ -164,6 +210,7 @@ local function backward(root, grad, opts)
       end
       if not opts.retain_graph then
         node.backward = nil  -- frees the tensors the closure saved
+        node.saved = nil
       end
     end
   end)
@@ -181,9 +228,14 @@ function M.Function(def)
     error('Function: expected a table with forward and backward functions', 2)
   end
   local fn = {}
+  local fname = def.name or 'Function'
   local function apply(...)
     local ctx = {}
-    function ctx.save_for_backward(_, ...) ctx.saved_tensors = { ... } end
+    local snap
+    function ctx.save_for_backward(_, ...)
+      ctx.saved_tensors = { ... }
+      snap = snapshot({ n = select('#', ...), ... }, 'saved tensor ')
+    end
     local args = { ... }
     local n = select('#', ...)
     local out = no_grad(def.forward, ctx, ...)
@@ -193,11 +245,34 @@ function M.Function(def)
     if enabled and any then
       local inputs = { n = n }
       for i = 1, n do inputs[i] = is_tensor(args[i]) and args[i] or false end
-      record(def.name or 'Function', out, inputs, function(g)
+      record(fname, out, inputs, function(g)
+        if snap then check_saved(fname, snap, 0) end
         local grads = { def.backward(ctx, g) }
         ctx.saved_tensors = nil
+        -- a gradient must look like its input: a wrong one would otherwise
+        -- accumulate into .grad with the wrong shape or type
+        for i = 1, n do
+          local gi, x = grads[i], inputs[i]
+          if gi ~= nil and x and needs(x) then
+            if not is_tensor(gi) then
+              error(('%s: backward returned a %s for input %d; expected a tensor (or nil for no gradient)')
+                :format(fname, type(gi), i), 0)
+            end
+            local gs, xs = gi:shape(), x:shape()
+            local same = #gs == #xs
+            for k = 1, #xs do same = same and gs[k] == xs[k] end
+            if not same then
+              error(('%s: backward returned a gradient of shape [%s] for input %d of shape [%s]')
+                :format(fname, table.concat(gs, ', '), i, table.concat(xs, ', ')), 0)
+            end
+            if gi:dtype() ~= x:dtype() then
+              error(('%s: backward returned a %s gradient for input %d of dtype %s')
+                :format(fname, gi:dtype(), i, x:dtype()), 0)
+            end
+          end
+        end
         return unpack(grads, 1, n)
-      end)
+      end, false)
     end
     return out
   end

@@ -21,16 +21,27 @@ function M.install(tide, core, ag)
   -- def(name, formula): formula(out, g, args...) returns one gradient per
   -- argument (self first). Tensors requiring grad are looked for in the first
   -- four arguments, which covers every method here.
+  -- ops whose gradient reads no tensor value (only shapes, dims, scalars):
+  -- changing their inputs in place before backward is harmless, as in PyTorch
+  local reads_nothing = {
+    add = true, sub = true, neg = true, sum = true, mean = true, contiguous = true, clone = true, to = true,
+    transpose = true, t = true, permute = true, expand = true, expand_as = true, narrow = true, select = true,
+    view = true, reshape = true, flatten = true, squeeze = true, unsqueeze = true, view_as = true,
+    reshape_as = true, floor = true, ceil = true, round = true, sign = true,
+  }
+
   local function def(name, formula)
     local raw = Tensor[name]
     if raw == nil then error('autograd: no method ' .. name) end
+    local saved  -- nil: every tensor argument and the output
+    if reads_nothing[name] then saved = false end
     local w = function(...)
       if not ag.wants(...) then return raw(...) end
       local n = select('#', ...)
       local args = { n = n, ... }
       local out = run(name, raw, ...)
       if out == args[1] then return out end  -- the method returned self (to, contiguous): nothing to record
-      return record(name, out, args, function(g) return formula(out, g, unpack(args, 1, n)) end)
+      return record(name, out, args, function(g) return formula(out, g, unpack(args, 1, n)) end, saved)
     end
     Tensor[name] = w
     wrapped[raw] = w
@@ -406,7 +417,7 @@ function M.install(tide, core, ag)
         pos = pos + n
       end
       return unpack(grads, 1, #list)
-    end)
+    end, false)
   end
   tide.stack = function(list, dim)
     if not any_needs(list) then return plain_stack(list, dim) end
@@ -417,7 +428,7 @@ function M.install(tide, core, ag)
       local grads = {}
       for i = 1, #list do grads[i] = g:select(d, i) end
       return unpack(grads, 1, #list)
-    end)
+    end, false)
   end
   wrapped[plain_cat], wrapped[plain_stack] = tide.cat, tide.stack
 

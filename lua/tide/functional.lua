@@ -76,7 +76,7 @@ function M.install(tide, core)
       record('embedding', out, { n = 2, false, weight }, function(g)
         local dw = core.call(C.tide_embedding_backward, g._c, ids._c, V, out1)
         return nil, dw
-      end)
+      end, { ids })
     end
     return out
   end
@@ -121,7 +121,7 @@ function M.install(tide, core)
     if ag.wants(x) then
       record(name, out, { n = 1, x }, function(g)
         return core.call(C.tide_softmax_backward, g._c, out._c, d, log, out1)
-      end)
+      end, { out })
     end
     return out
   end
@@ -151,7 +151,7 @@ function M.install(tide, core)
     if ag.wants(x) then
       record('dropout', out, { n = 1, x }, function(gr)
         return core.call(C.tide_dropout_backward, gr._c, mask._c, p, out1)
-      end)
+      end, false)
     end
     return out
   end
@@ -195,7 +195,7 @@ function M.install(tide, core)
     if ag.wants(logits) then
       record('cross_entropy', loss, { n = 2, logits, false }, function(g)
         return core.call(C.tide_cross_entropy_backward, g._c, logits._c, targets._c, lse._c, ignore, red, out1), nil
-      end)
+      end, { logits, targets })
     end
     return loss
   end

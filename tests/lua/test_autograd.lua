@@ -260,3 +260,79 @@ T.test('a loss built from ops trains: gradient descent lowers it', function()
   end
   T.truthy(last < first * 1e-3, ('loss went from %g to %g'):format(first, last))
 end)
+
+T.test('a saved tensor modified in place before backward is an error naming the op', function()
+  -- both once gave zero gradients silently
+  local w = tide.ones(3):requires_grad_()
+  local x = tide.tensor({ 1.5, 2, 3 })
+  local y = w * x
+  x:mul_(0)
+  T.raises(function() y:sum():backward() end, 'backward: a tensor that mul saved for its gradient (argument 2, shape [3], f32)')
+  local a = tide.ones(3):requires_grad_()
+  local b = a:exp()
+  b:detach():fill_(0)  -- detach shares storage, so it shares the version
+  T.raises(function() b:sum():backward() end, 'a tensor that exp saved for its gradient (its output')
+  -- a view's write is the storage's write
+  local p = tide.ones(2, 2):requires_grad_()
+  local q = tide.ones(2, 2)
+  local r = p:matmul(q)
+  q[1]:fill_(5)
+  T.raises(function() r:sum():backward() end, 'matmul saved')
+  local ids = tide.tensor({ 0, 1 })
+  local emb = tide.F.embedding(ids, tide.ones(3, 2):requires_grad_())
+  ids:fill_(2)
+  T.raises(function() emb:sum():backward() end, 'embedding saved for its gradient (saved tensor 1')
+  -- ops whose gradient reads no value still work, as in PyTorch
+  local c = tide.ones(3):requires_grad_()
+  local d = tide.ones(3)
+  local e = c + d
+  d:zero_()
+  e:sum():backward()
+  T.same(c.grad:tolist(), { 1, 1, 1 })
+  -- after backward, in-place changes are fine
+  local f = tide.ones(2):requires_grad_()
+  local h = tide.ones(2)
+  local k = f * h
+  k:sum():backward()
+  h:zero_()
+  T.same(f.grad:tolist(), { 1, 1 })
+  -- a custom function's saved tensors are checked too
+  local Sq = tide.autograd.Function {
+    name = 'Sq',
+    forward = function(ctx, x) ctx:save_for_backward(x); return x * x end,
+    backward = function(ctx, g) local x = ctx.saved_tensors[1]; return g * x * 2 end,
+  }
+  local s0 = tide.ones(2):requires_grad_()
+  local s1 = Sq(s0)
+  tide.no_grad(function() s0:mul_(3) end)
+  T.raises(function() s1:sum():backward() end, 'a tensor that Sq saved for its gradient (saved tensor 1')
+end)
+
+T.test('backward takes an options table; bad arguments say what is wrong', function()
+  local c = tide.ones(3):requires_grad_()
+  local d = c * 2
+  d:sum():backward({ retain_graph = true })
+  d:sum():backward()
+  T.same(c.grad:tolist(), { 4, 4, 4 })
+  local e = (c * 2):sum()
+  T.raises(function() e:backward('x') end, 'backward: the gradient must be a tensor or a number, got string')
+  T.raises(function() e:backward(nil, 'x') end, 'backward: options must be a table')
+  local g = c * 3
+  g:backward(tide.ones(3), { retain_graph = true })
+  g:backward(tide.ones(3))
+end)
+
+T.test('a custom backward returning the wrong gradient is an error naming the function and input', function()
+  local function fn(name, back)
+    return tide.autograd.Function { name = name, forward = function(_, x) return x * 2 end, backward = back }
+  end
+  local x = tide.ones(3):requires_grad_()
+  -- a [5] gradient for a [3] input once landed in x.grad
+  T.raises(function() fn('Wide', function() return tide.ones(5) end)(x):sum():backward() end,
+    'Wide: backward returned a gradient of shape [5] for input 1 of shape [3]')
+  T.raises(function() fn('Str', function() return 'oops' end)(x):sum():backward() end,
+    'Str: backward returned a string for input 1; expected a tensor')
+  T.raises(function() fn('F64', function(_, g) return g:double() end)(x):sum():backward() end,
+    'F64: backward returned a f64 gradient for input 1 of dtype f32')
+  T.eq(x.grad, nil)
+end)
