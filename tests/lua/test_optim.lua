@@ -420,7 +420,50 @@ T.test('clip_grad_norm: f64 and bf16 grads, other norm orders, non-finite totals
   local r = tide.zeros(2)
   r.grad = tide.tensor({ 1, math.huge }, { dtype = 'f32' })
   T.raises(function() tide.optim.clip_grad_norm({ r }, 1.0, { error_if_nonfinite = true }) end, 'non-finite')
-  T.eq(tide.optim.clip_grad_norm({ r }, 1.0), math.huge)
+  T.eq(tide.optim.clip_grad_norm({ r }, 1.0, { warn_if_nonfinite = false }), math.huge)
+end)
+
+T.test('clip_grad_norm reports a NaN total: returned, warned once, or an error', function()
+  local r = tide.zeros(2)
+  r.grad = tide.tensor({ 1, 0 / 0 }, { dtype = 'f32' })
+  local said = {}
+  local real = io.stderr
+  io.stderr = { write = function(_, s) said[#said + 1] = s end }
+  tide.optim.nonfinite_warned = false
+  local ok, total = pcall(tide.optim.clip_grad_norm, { r }, 1.0)
+  local total2 = ok and tide.optim.clip_grad_norm({ r }, 1.0)
+  io.stderr = real
+  T.truthy(ok, tostring(total))
+  T.truthy(total ~= total and total2 ~= total2, 'the NaN total is returned')
+  T.eq(#said, 1)
+  T.truthy(said[1]:find('clip_grad_norm: warning: the total gradient norm is nan', 1, true), said[1])
+  T.raises(function() tide.optim.clip_grad_norm({ r }, 1.0, { error_if_nonfinite = true }) end,
+    'clip_grad_norm: the total norm of order 2 of the gradients is non-finite (nan)')
+end)
+
+T.test('a scheduler state_dict survives a trip through tide.json', function()
+  local p = tide.zeros(2)
+  local opt = tide.optim.AdamW({ p }, { lr = 1e-3 })
+  local s = tide.optim.get_cosine_schedule_with_warmup(opt, 2, 10)
+  for _ = 1, 3 do s:step() end
+  local text = tide.json.encode(s:state_dict())
+  local opt2 = tide.optim.AdamW({ tide.zeros(2) }, { lr = 1e-3 })
+  local s2 = tide.optim.get_cosine_schedule_with_warmup(opt2, 2, 10)
+  -- decoded arrays carry json.array_mt, which load_state_dict once refused
+  s2:load_state_dict(tide.json.decode(text))
+  T.eq(s2.last_epoch, s.last_epoch)
+  T.same(s2:get_last_lr(), s:get_last_lr())
+  s:step(); s2:step()
+  T.same(s2:get_last_lr(), s:get_last_lr())
+end)
+
+T.test('load_state_dict of a module refuses what is not a state dict', function()
+  local m = tide.nn.Linear(2, 3)
+  T.raises(function() m:load_state_dict('x') end, 'load_state_dict: expected a table of name -> tensor')
+  T.raises(function() m:load_state_dict(tide.ones(2)) end, 'got a tensor')
+  T.raises(function() m:load_state_dict({ weight = 'x', bias = tide.zeros(3) }) end, 'load_state_dict: weight is a string in the state dict')
+  T.raises(function() m:load_state_dict(m:state_dict(), 'strict') end, 'options must be a table')
+  m:load_state_dict(m:state_dict())
 end)
 
 -- schedulers ------------------------------------------------------------------------------

@@ -128,6 +128,13 @@ function M.install(tide, core)
   -- Copies tensors into the parameters; {strict=true} (the default) requires
   -- the keys to match exactly. Returns the lists of missing and unexpected keys.
   function Module:load_state_dict(sd, opts)
+    if type(sd) ~= 'table' or core.is_tensor(sd) then
+      error(('load_state_dict: expected a table of name -> tensor (from state_dict() or tide.load_safetensors), got %s')
+        :format(core.is_tensor(sd) and 'a tensor' or type(sd)), 2)
+    end
+    if opts ~= nil and type(opts) ~= 'table' then
+      error(('load_state_dict: options must be a table such as {strict=false}, got %s'):format(type(opts)), 2)
+    end
     local strict = not (opts and opts.strict == false)
     local own = self:state_dict()
     local missing, unexpected = {}, {}
@@ -143,6 +150,9 @@ function M.install(tide, core)
     for k, p in pairs(own) do
       local v = sd[k]
       if v ~= nil then
+        if not core.is_tensor(v) then
+          error(('load_state_dict: %s is a %s in the state dict, expected a tensor'):format(k, type(v)), 2)
+        end
         local ps, vs = p:shape(), v:shape()
         local same = #ps == #vs
         for i = 1, #ps do if ps[i] ~= vs[i] then same = false end end

@@ -496,7 +496,10 @@ end
 -- per-parameter norms (each in its grad's dtype); every grad is multiplied
 -- by min(max_norm / (total + 1e-6), 1), computed in f32 as torch does (the
 -- factor is applied even when it is 1). Params without grads are skipped.
--- Returns the total norm as a number (0 when no param has a grad).
+-- Returns the total norm as a number (0 when no param has a grad). A
+-- non-finite total is returned too (check it), warned about once per
+-- process ({warn_if_nonfinite=false} silences it), or with
+-- {error_if_nonfinite=true} is an error.
 function M.clip_grad_norm(params, max_norm, opts)
   if is_tensor(params) then params = { params } end
   if not is_plain_table(params) then
@@ -539,9 +542,18 @@ function M.clip_grad_norm(params, max_norm, opts)
   local tide = tide_()
   local stacked = tide.tensor(norms, { dtype = total_dt })
   local total = tensor_norm(stacked, norm_type)
-  if opts.error_if_nonfinite and (total ~= total or total == math.huge or total == -math.huge) then
-    error(("clip_grad_norm: the total norm of order %s of the gradients is non-finite (%s), so it cannot be clipped")
-      :format(tostring(norm_type), tostring(total)), 2)
+  if total ~= total or total == math.huge or total == -math.huge then
+    if opts.error_if_nonfinite then
+      error(("clip_grad_norm: the total norm of order %s of the gradients is non-finite (%s), so it cannot be clipped")
+        :format(tostring(norm_type), tostring(total)), 2)
+    end
+    -- torch clips silently (the grads become NaN); a NaN run should not go
+    -- unnoticed, so say it once per process unless told not to
+    if opts.warn_if_nonfinite ~= false and not M.nonfinite_warned then
+      M.nonfinite_warned = true
+      io.stderr:write(("tide.optim.clip_grad_norm: warning: the total gradient norm is %s; the gradients are now " ..
+        "non-finite (reported once; {error_if_nonfinite=true} makes it an error)\n"):format(tostring(total)))
+    end
   end
   -- clip_coef = max_norm / (total + 1e-6) is reciprocal-then-multiply on a
   -- 0-d tensor of the total's dtype in torch; clamp(max=1) keeps NaN

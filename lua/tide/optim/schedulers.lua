@@ -11,8 +11,13 @@ local LambdaLR = {}
 LambdaLR.__index = LambdaLR
 M.LambdaLR_class = LambdaLR
 
+-- A table from Lua or from tide.json.decode (whose arrays carry
+-- json.array_mt): a state_dict saved as JSON loads back.
+local json_array_mt = require('tide.json').array_mt
 local function is_plain_table(x)
-  return type(x) == 'table' and getmetatable(x) == nil
+  if type(x) ~= 'table' then return false end
+  local mt = getmetatable(x)
+  return mt == nil or mt == json_array_mt
 end
 
 local function check_optimizer(what, opt, level)
