@@ -52,20 +52,38 @@ M.check = check
 
 -- handles and memory ----------------------------------------------------------
 
--- Tensor memory lives outside the Lua heap, so Lua's GC cannot see it grow;
--- when the engine's live bytes pass a threshold, collect, then set the next
--- threshold from what survived.
-local gc_floor = 256 * 1024 * 1024
-local gc_threshold = gc_floor
+-- Tensor (and tokenizer) memory lives outside the Lua heap, so Lua's GC
+-- cannot see it grow, and a dropped tensor is freed only when its handle is
+-- collected. Every new engine object passes here: when the engine's live
+-- bytes have grown past a threshold, collect, then set the next threshold
+-- from what survived (twice it, as Lua's own pause, and at least gc_step
+-- above it), so garbage never holds more than max(live, gc_step) bytes.
+local gc_step = 64 * 1024 * 1024
+local gc_threshold = gc_step
 local release = C.tide_tensor_release
 
-local function wrap(ptr)
-  local t = setmetatable({ _c = ffi.gc(ptr, release) }, mt)
+local function pace()
   if C.tide_mem_live_bytes() > gc_threshold then
     collectgarbage('collect')
     local live = tonumber(C.tide_mem_live_bytes())
-    gc_threshold = math.max(gc_floor, 2 * live)
+    gc_threshold = math.max(2 * live, live + gc_step)
   end
+end
+M.pace = pace
+
+-- The GC pacer's step in bytes (default 64 MiB): memory freed by Lua's GC
+-- may wait until the engine has grown by this much (or doubled).
+function M.api.set_gc_step(bytes)
+  if type(bytes) ~= 'number' or bytes < 0 or bytes ~= bytes then
+    error('set_gc_step: expected a number of bytes >= 0, got ' .. tostring(bytes), 2)
+  end
+  gc_step = bytes
+  gc_threshold = math.max(2 * tonumber(C.tide_mem_live_bytes()), tonumber(C.tide_mem_live_bytes()) + gc_step)
+end
+
+local function wrap(ptr)
+  local t = setmetatable({ _c = ffi.gc(ptr, release) }, mt)
+  pace()
   -- Ctrl-C: hooks never fire inside JIT-compiled loops, but every op passes here
   if C.tide_interrupt_take() ~= 0 then error('interrupted', 3) end
   return t

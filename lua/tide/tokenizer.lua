@@ -51,6 +51,7 @@ local exists, is_dir = files.exists, files.is_dir
 
 local function wrap(handle, source)
   local self = setmetatable({ _t = ffi.gc(handle, C.tide_bpe_free), source = source }, Tokenizer)
+  require('tide.tensor').pace()  -- a tokenizer's tables count toward the GC pacer, as tensors do
   self.added = {}
   self._added_by_content = {}
   for i = 0, C.tide_bpe_added_count(handle) - 1 do

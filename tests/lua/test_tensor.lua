@@ -203,6 +203,48 @@ T.test('memory is returned by refcount and the GC follows tensor bytes', functio
   T.truthy(peak < 1024 * 1024 * 1024, 'live bytes peaked at ' .. peak)
 end)
 
+T.test('a dropped tensor is collected once the engine grows by the GC step', function()
+  collectgarbage('collect')
+  tide.set_gc_step(64 * 1024 * 1024)
+  local before = tide.memory().live
+  local t = tide.empty(10 * 1024 * 1024)  -- 40 MiB
+  t = nil  -- Lua cannot see this; the next allocations' growth must trigger the collection
+  local u = tide.empty(10 * 1024 * 1024)
+  local w = tide.empty(4 * 1024 * 1024)
+  -- with the old 256 MiB floor this was 96 MiB, the dropped 40 MiB included
+  T.truthy(tide.memory().live - before <= 56 * 1024 * 1024, 'live grew by ' .. (tide.memory().live - before))
+  T.eq(u:numel() + w:numel(), 14 * 1024 * 1024)
+  T.raises(function() tide.set_gc_step('x') end, 'set_gc_step: expected a number of bytes')
+end)
+
+T.test('tokenizers count toward the GC pacer: 40 dropped loads keep memory bounded', function()
+  collectgarbage('collect')
+  tide.set_gc_step(64 * 1024 * 1024)  -- the threshold from what is live now
+  local before = tide.memory().live
+  local tok = tide.tokenizer.load('data/gpt2')
+  local one = tide.memory().live - before
+  T.truthy(one > 4e6, 'a GPT-2 tokenizer counts ' .. one .. ' bytes')
+  tok = nil
+  local function rss()
+    local f = io.open('/proc/self/statm')
+    if not f then return 0 end
+    local _, res = f:read('*n', '*n')
+    f:close()
+    return res * 4096
+  end
+  local r0, peak = rss(), 0
+  for _ = 1, 40 do
+    tok = tide.tokenizer.load('data/gpt2')  -- each drops the last, with no explicit collect
+    peak = math.max(peak, tide.memory().live - before)
+  end
+  -- once 40 x 5.4 MB = 216 MB stayed live (225 MB RSS) with a 0.6 MB Lua heap
+  T.truthy(peak < 100e6, 'engine live bytes peaked at ' .. peak)
+  T.truthy(rss() - r0 < 150e6, 'RSS grew by ' .. (rss() - r0))
+  tok = nil
+  collectgarbage('collect')
+  T.eq(tide.memory().live, before)
+end)
+
 T.test('large freed blocks are cached and reused', function()
   collectgarbage('collect')
   tide.empty_cache()
