@@ -237,16 +237,19 @@ static int parse_entry(tide_st_file *f, const tide_json *doc, int64_t root, int6
   if (nd > TIDE_MAX_DIMS)
     return tide_fail("safetensors: %s: tensor " NAMEF " has %lld dimensions (tide supports at most %d)", P, NAMEA(key), (long long)nd, TIDE_MAX_DIMS);
   e->ndim = (int32_t)nd;
-  uint64_t numel = 1;
+  /* the product of the nonzero sizes is bounded as tide_shape_numel bounds
+     it: [0, 2^62, 7904] holds nothing but its strides overflow int64 */
+  uint64_t numel = 1, span = 1;
   int overflow = 0;
   for (int64_t d = 0; d < nd; d++) {
     uint64_t s;
     if (get_index(doc, tide_json_child(doc, sh, d), &s))
       return tide_fail("safetensors: %s: tensor " NAMEF ": shape entry %lld is not a non-negative integer", P, NAMEA(key), (long long)d + 1);
     e->shape[d] = (int64_t)s;
-    if (s && numel > (uint64_t)INT64_MAX / 16 / s) overflow = 1;
-    else numel *= s;
+    if (s == 0) numel = 0;
+    else if (__builtin_mul_overflow(span, s, &span) || span > (uint64_t)INT64_MAX / 16) overflow = 1;
   }
+  if (numel) numel = span;
   char sb[200];
   tide_shape_str(sb, sizeof sb, e->ndim, e->shape);
   if (overflow) return tide_fail("safetensors: %s: tensor " NAMEF ": shape %s is too large", P, NAMEA(key), sb);

@@ -310,6 +310,10 @@ static void test_malformed(void) {
   BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":{},\"data_offsets\":[0,4]}}", 4, "shape must be an array of integers, got an object");
   BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, "tensor \"w\" has 9 dimensions (tide supports at most 8)");
   BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,4]}}", 4, "is too large");
+  /* empty, but the strides of [0, 2^62, 7904] overflow int64 (a fuzz crash) */
+  BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[0,4611686018427387904,7904],\"data_offsets\":[0,0]}}", 0,
+      "tensor \"w\": shape [0, 4611686018427387904, 7904] is too large");
+  BAD("{\"w\":{\"dtype\":\"BF16\",\"shape\":[9223372036854775807,0,9223372036854775807],\"data_offsets\":[0,0]}}", 0, "is too large");
   BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, "data_offsets [0, 4] hold 4 bytes but F32 [2] needs 8");
   BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4, "data_offsets must be [begin, end]");
   BAD("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 4, "data_offsets must be [begin, end]");

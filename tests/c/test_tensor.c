@@ -193,6 +193,95 @@ static void test_memory_accounting(void) {
   tide_tensor_release(al);
 }
 
+/* Sizes whose product overflows int64 though a zero makes the tensor empty
+   ([0, 2^62, 7904]: its contiguous strides overflow) are errors, in creation
+   and in every view; offsets and strides are computed with overflow checks. */
+static void test_shape_overflow(void) {
+  tide_tensor *t = NULL, *v = NULL, *a = arange_f32(6), *z = NULL;
+  int64_t big[3] = {0, (int64_t)1 << 62, 7904};
+  CHECK_ERR(tide_empty(TIDE_F32, 3, big, &t), "shape [0, 4611686018427387904, 7904] is too large");
+  CHECK(t == NULL);
+  CHECK_ERR(tide_full(TIDE_F32, 3, big, 0, &t), "is too large");
+  int64_t sq[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
+  CHECK_ERR(tide_empty(TIDE_U8, 2, sq, &t), "is too large");
+  CHECK(tide_shape_numel(3, big, "x") == -1);
+  int64_t ok[3] = {0, (int64_t)1 << 20, 7};
+  CHECK(tide_shape_numel(3, ok, "x") == 0);
+  CHECK(tide_empty(TIDE_F32, 3, ok, &z) == 0 && z->numel == 0 && z->stride[0] == 7 << 20);
+  /* views of an empty tensor: view/reshape to a huge shape, expand */
+  int64_t vbig[3] = {0, (int64_t)1 << 61, 4};
+  CHECK_ERR(tide_view(z, 3, vbig, &v), "is too large");
+  CHECK_ERR(tide_reshape(z, 3, vbig, &v), "is too large");
+  int64_t one[2] = {1, 1};
+  tide_tensor *o = NULL;
+  CHECK(tide_full(TIDE_F32, 2, one, 1, &o) == 0);
+  CHECK_ERR(tide_expand(o, 2, sq, &v), "is too large");
+  /* narrow/select far past the end, and at 2^62 */
+  CHECK_ERR(tide_narrow(a, 0, (int64_t)1 << 62, (int64_t)1 << 62, &v), "narrow: elements");
+  CHECK_ERR(tide_narrow(a, 0, INT64_MAX, INT64_MAX, &v), "narrow: elements");
+  CHECK_ERR(tide_select(a, 0, INT64_MAX, &v), "out of range");
+  /* as_strided: offsets past the storage, strides whose reach overflows */
+  int64_t s1[1] = {3}, st_big[1] = {(int64_t)1 << 62}, s0[1] = {0};
+  CHECK_ERR(tide_as_strided(a, 1, s1, st_big, 0, &v), "as_strided");
+  CHECK_ERR(tide_as_strided(a, 1, s0, s1, (int64_t)1 << 62, &v), "offset 4611686018427387904 is outside a storage of 6 elements");
+  /* an empty view with a huge stride: select/narrow/unsqueeze on it stay defined */
+  int64_t es[2] = {2, 0}, est[2] = {(int64_t)1 << 62, 1};
+  tide_tensor *w = NULL;
+  CHECK(tide_as_strided(a, 2, es, est, 0, &w) == 0 && w->numel == 0);
+  CHECK_ERR(tide_select(w, 0, 1, &v), "view: offset 4611686018427387904 is outside a storage of 6 elements");
+  CHECK_ERR(tide_narrow(w, 0, 2, 0, &v), "narrow: the offset of position 3 overflows");
+  CHECK(tide_unsqueeze(w, 0, &v) == 0);
+  tide_tensor_release(v);
+  tide_tensor_release(w);
+  tide_tensor_release(o);
+  tide_tensor_release(z);
+  tide_tensor_release(a);
+}
+
+/* Lua can write a handle's fields; ops re-check the geometry on entry. */
+static void test_tampered_handle(void) {
+  tide_tensor *a = arange_f32(3), *out = NULL;
+  a->numel = 100000000;
+  CHECK_ERR(tide_reduce(TIDE_SUM, a, 0, 0, &out, NULL), "corrupt tensor handle");
+  a->numel = 3;
+  a->stride[0] = 2;
+  CHECK_ERR(tide_cast(a, TIDE_F64, &out), "corrupt tensor handle");
+  a->stride[0] = 1;
+  a->offset = 1;
+  CHECK_ERR(tide_fill_(a, 0), "corrupt tensor handle");
+  a->offset = 0;
+  a->data += 4;
+  CHECK_ERR(tide_copy_(a, a), "corrupt tensor handle");
+  a->data -= 4;
+  a->shape[0] = -1;
+  CHECK_ERR(tide_unary(TIDE_NEG, a, &out), "corrupt tensor handle");
+  a->shape[0] = 3;
+  a->ndim = 9;
+  CHECK_ERR(tide_contiguous(a, &out), "corrupt tensor handle");
+  a->ndim = 1;
+  CHECK(tide_cast(a, TIDE_F64, &out) == 0);
+  tide_tensor_release(out);
+  tide_tensor_release(a);
+}
+
+/* Every in-place op counts a write on the storage, seen by all its views. */
+static void test_versions(void) {
+  tide_tensor *a = arange_f32(4), *v = NULL;
+  int64_t s[1] = {2};
+  CHECK(tide_tensor_version(a) == 0);
+  CHECK(tide_narrow(a, 0, 1, 2, &v) == 0);
+  CHECK(tide_fill_(v, 1) == 0);
+  CHECK(tide_tensor_version(a) == 1 && tide_tensor_version(v) == 1);
+  CHECK(tide_binary_scalar_(TIDE_MUL, a, 2) == 0);
+  CHECK(tide_copy_(v, v) == 0);
+  CHECK(tide_tensor_version(v) == 3);
+  tide_tensor *w = NULL;
+  CHECK(tide_as_strided(a, 1, s, s, 0, &w) == 0 && tide_tensor_version(w) == 3);
+  tide_tensor_release(w);
+  tide_tensor_release(v);
+  tide_tensor_release(a);
+}
+
 int main(void) {
   test_views();
   test_bad_input();
@@ -201,6 +290,9 @@ int main(void) {
   test_casts();
   test_overlapping_copy();
   test_memory_accounting();
+  test_shape_overflow();
+  test_tampered_handle();
+  test_versions();
   printf("%s: %d failures\n", __FILE__, failures);
   return failures ? 1 : 0;
 }
