@@ -182,7 +182,7 @@ M.opt_dtype = opt_dtype
 -- Fields a tensor may hold that read as nil when unset (PyTorch's x.grad is
 -- None); any other unknown name is a mistake (model(ids).logits on a bare
 -- tensor), so it is an error naming the field rather than a nil found far away.
-local nil_fields = { grad = true, requires_grad = true, _node = true, _version = true }
+local nil_fields = { grad = true, requires_grad = true, _node = true }
 M.nil_fields = nil_fields
 
 mt.__index = function(t, k)
