@@ -363,9 +363,14 @@ int tide_narrow(const tide_tensor *t, int32_t dim, int64_t start, int64_t length
   TIDE_TRY(tide_check_tensor(t, "narrow"));
   if (t->ndim == 0) return tide_fail("narrow: cannot narrow a 0-d tensor");
   TIDE_TRY(tide_check_dim(t, dim, "narrow"));
-  if (start < 0 || length < 0 || start > t->shape[dim] || length > t->shape[dim] - start)
-    return tide_fail("narrow: elements %.0f..%.0f are outside dimension %d of size %lld", (double)start + 1,
-                     (double)start + (double)length, dim + 1, (long long)t->shape[dim]);
+  if (start < 0 || length < 0 || start > t->shape[dim] || length > t->shape[dim] - start) {
+    int64_t first, last;  /* 1-based, as Lua shows them; start + length may itself overflow */
+    if (__builtin_add_overflow(start, 1, &first) || __builtin_add_overflow(start, length, &last))
+      return tide_fail("narrow: %lld elements from 0-based position %lld are outside dimension %d of size %lld", (long long)length,
+                       (long long)start, dim + 1, (long long)t->shape[dim]);
+    return tide_fail("narrow: elements %lld..%lld are outside dimension %d of size %lld", (long long)first, (long long)last,
+                     dim + 1, (long long)t->shape[dim]);
+  }
   int64_t shape[TIDE_MAX_DIMS], offset;
   for (int32_t i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
   shape[dim] = length;
@@ -379,7 +384,11 @@ int tide_select(const tide_tensor *t, int32_t dim, int64_t index, tide_tensor **
   if (t->ndim == 0) return tide_fail("select: cannot index a 0-d tensor");
   TIDE_TRY(tide_check_dim(t, dim, "select"));
   if (index < 0 || index >= t->shape[dim])
-    return tide_fail("select: index %lld out of range for dimension %d of size %lld", (long long)index + 1, dim + 1, (long long)t->shape[dim]);
+    return index < INT64_MAX  /* shown 1-based, as Lua counts, unless that overflows */
+               ? tide_fail("select: index %lld out of range for dimension %d of size %lld", (long long)index + 1, dim + 1,
+                           (long long)t->shape[dim])
+               : tide_fail("select: index %lld (0-based) out of range for dimension %d of size %lld", (long long)index, dim + 1,
+                           (long long)t->shape[dim]);
   int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS], offset;
   int32_t n = 0;
   for (int32_t i = 0; i < t->ndim; i++) {

@@ -217,9 +217,10 @@ static void test_shape_overflow(void) {
   CHECK(tide_full(TIDE_F32, 2, one, 1, &o) == 0);
   CHECK_ERR(tide_expand(o, 2, sq, &v), "is too large");
   /* narrow/select far past the end, and at 2^62 */
-  CHECK_ERR(tide_narrow(a, 0, (int64_t)1 << 62, (int64_t)1 << 62, &v), "narrow: elements");
-  CHECK_ERR(tide_narrow(a, 0, INT64_MAX, INT64_MAX, &v), "narrow: elements");
-  CHECK_ERR(tide_select(a, 0, INT64_MAX, &v), "out of range");
+  CHECK_ERR(tide_narrow(a, 0, (int64_t)1 << 62, (int64_t)1 << 62, &v), "narrow: 4611686018427387904 elements from 0-based position");
+  CHECK_ERR(tide_narrow(a, 0, INT64_MAX, INT64_MAX, &v), "narrow: 9223372036854775807 elements");
+  CHECK_ERR(tide_narrow(a, 0, 5, 2, &v), "narrow: elements 6..7 are outside dimension 1 of size 6");
+  CHECK_ERR(tide_select(a, 0, INT64_MAX, &v), "select: index 9223372036854775807 (0-based) out of range");
   /* as_strided: offsets past the storage, strides whose reach overflows */
   int64_t s1[1] = {3}, st_big[1] = {(int64_t)1 << 62}, s0[1] = {0};
   CHECK_ERR(tide_as_strided(a, 1, s1, st_big, 0, &v), "as_strided");

@@ -24,8 +24,13 @@ static int32_t any_dim(reader *r) {
   uint8_t b = byte(r);
   return (b & 3) ? (int32_t)(b >> 2) % 3 : (int32_t)(b >> 2) % 12 - 2;
 }
+/* sizes past the element limit (2^59 - 1), where a product, a stride or an
+   offset would overflow int64 if computed unchecked; none is ever allocated */
+static const int64_t huge_sizes[8] = {(int64_t)1 << 59, (int64_t)1 << 62, INT64_MAX, INT64_MAX - 1,
+                                      ((int64_t)1 << 62) + 7904, -((int64_t)1 << 62), INT64_MIN, (int64_t)3 << 60};
 static int64_t any_size(reader *r) {
   uint8_t b = byte(r);
+  if ((b & 3) == 0 && (b >> 2) >= 56) return huge_sizes[(b >> 2) - 56];
   return (b & 3) ? (int64_t)(b >> 2) % 4 : (int64_t)(b >> 2) % 9 - 1;
 }
 
@@ -95,8 +100,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         rc = tide_permute(a, dims, &out);
         break;
       case 4: rc = tide_transpose(a, any_dim(&r), any_dim(&r), &out); break;
-      case 5: rc = tide_narrow(a, any_dim(&r), any_size(&r), any_size(&r), &out); break;
-      case 6: rc = tide_select(a, any_dim(&r), any_size(&r), &out); break;
+      case 5: {  /* arguments read in order, so a saved input replays the same call */
+        int32_t d = any_dim(&r);
+        int64_t start = any_size(&r), len = any_size(&r);
+        rc = tide_narrow(a, d, start, len, &out);
+        break;
+      }
+      case 6: {
+        int32_t d = any_dim(&r);
+        rc = tide_select(a, d, any_size(&r), &out);
+        break;
+      }
       case 7: rc = tide_expand(a, nd, shape, &out); break;
       case 8: rc = byte(&r) & 1 ? tide_squeeze(a, any_dim(&r), &out) : tide_unsqueeze(a, any_dim(&r), &out); break;
       case 9:
