@@ -239,7 +239,9 @@ T.test('tokenizers count toward the GC pacer: 40 dropped loads keep memory bound
   end
   -- once 40 x 5.4 MB = 216 MB stayed live (225 MB RSS) with a 0.6 MB Lua heap
   T.truthy(peak < 100e6, 'engine live bytes peaked at ' .. peak)
-  T.truthy(rss() - r0 < 150e6, 'RSS grew by ' .. (rss() - r0))
+  -- (AddressSanitizer quarantines freed memory, so RSS says nothing there; its
+  -- builds are the ones with the block cache off)
+  if tide.memory().cache_limit > 0 then T.truthy(rss() - r0 < 150e6, 'RSS grew by ' .. (rss() - r0)) end
   tok = nil
   collectgarbage('collect')
   T.eq(tide.memory().live, before)
