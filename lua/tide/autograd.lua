@@ -131,6 +131,7 @@ local function backward(root, grad, opts)
     error(('backward: the gradient must be a tensor or a number, got %s (options go in a table: backward{retain_graph=true})')
       :format(type(grad)), 3)
   end
+  if type(opts) == 'boolean' then opts = { retain_graph = opts } end  -- torch's backward(gradient, retain_graph)
   if opts ~= nil and type(opts) ~= 'table' then
     error(('backward: options must be a table such as {retain_graph=true}, got %s'):format(type(opts)), 3)
   end

@@ -319,7 +319,9 @@ T.test('backward takes an options table; bad arguments say what is wrong', funct
   T.raises(function() e:backward(nil, 'x') end, 'backward: options must be a table')
   local g = c * 3
   g:backward(tide.ones(3), { retain_graph = true })
+  g:backward(tide.ones(3), true)  -- torch's positional retain_graph
   g:backward(tide.ones(3))
+  T.raises(function() g:backward(tide.ones(3)) end, 'the graph was already freed')
 end)
 
 T.test('a custom backward returning the wrong gradient is an error naming the function and input', function()
