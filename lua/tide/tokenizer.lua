@@ -243,22 +243,25 @@ end
 
 -- Writes dir/tokenizer.json (Hugging Face's format, loadable by
 -- tokenizers.Tokenizer.from_file), vocab.json, merges.txt and a
--- tokenizer_config.json for transformers.AutoTokenizer; each file atomically.
--- dir and its missing parents are created.
+-- tokenizer_config.json for transformers.AutoTokenizer, all or nothing as a
+-- set (tide/tokenizer_save.lua). dir's missing parents are created.
 local VOCAB_SLOT = '@@tide: the vocabulary goes here@@'
 function Tokenizer:save(dir)
   if type(dir) ~= 'string' then error('save: expected a directory path string, got ' .. type(dir), 2) end
+  if dir == '' then error('save: the directory path is empty', 2) end
   local json = require 'tide.json'
   dir = dir:gsub('/+$', '')
-  if dir == '' then dir = '/' end
-  if not is_dir(dir) then  -- created with its missing parents, as mkdir -p
-    local prefix = dir:sub(1, 1) == '/' and '' or '.'
-    for part in dir:gmatch('[^/]+') do
+  if dir == '' then error('save: refusing to write into the filesystem root /', 2) end
+  local parent = dir:match('^(.*)/[^/]+$') or '.'
+  if parent ~= '' and not is_dir(parent) then  -- created with its missing parents, as mkdir -p
+    local prefix = parent:sub(1, 1) == '/' and '' or '.'
+    for part in parent:gmatch('[^/]+') do
       prefix = prefix .. '/' .. part
       if not is_dir(prefix) then ffi.C.mkdir(prefix, tonumber('755', 8)) end
     end
-    if not is_dir(dir) then error('save: cannot create directory ' .. dir .. ': ' .. ffi.string(ffi.C.strerror(ffi.errno())), 2) end
+    if not is_dir(parent) then error('save: cannot create directory ' .. parent .. ': ' .. ffi.string(ffi.C.strerror(ffi.errno())), 2) end
   end
+  if exists(dir) and not is_dir(dir) then error('save: ' .. dir .. ' is a file, not a directory', 2) end
   local null = json.null
   local merges = self:merges()
   local merge_strings, lines = {}, { '#version: 0.2' }
@@ -300,14 +303,15 @@ function Tokenizer:save(dir)
   local at, to = doc_text:find('"' .. VOCAB_SLOT .. '"', 1, true)
   doc_text = doc_text:sub(1, at - 1) .. vocab_text .. doc_text:sub(to + 1)
   local eos = self.eos_id and '<|endoftext|>' or null
-  local config = { tokenizer_class = 'GPT2TokenizerFast', add_prefix_space = false,
-                   bos_token = eos, eos_token = eos, unk_token = eos, model_max_length = 1024 }
-  local ok, err = pcall(function()
-    json.write_atomic(dir .. '/tokenizer.json', doc_text .. '\n')
-    json.write_atomic(dir .. '/vocab.json', vocab_text .. '\n')
-    json.write_atomic(dir .. '/merges.txt', table.concat(lines, '\n') .. '\n')
-    json.write_file(dir .. '/tokenizer_config.json', config)
-  end)
+  local config = { tokenizer_class = 'GPT2Tokenizer', add_prefix_space = false,
+                   bos_token = eos, eos_token = eos, unk_token = eos, model_max_length = self.model_max_length or 1024 }
+  local set = {
+    { name = 'tokenizer.json', text = doc_text .. '\n' },
+    { name = 'vocab.json', text = vocab_text .. '\n' },
+    { name = 'merges.txt', text = table.concat(lines, '\n') .. '\n' },
+    { name = 'tokenizer_config.json', text = json.encode(config, { indent = 2 }) .. '\n' },
+  }
+  local ok, err = pcall(require('tide.tokenizer_save').write, dir, set)
   if not ok then error('save: ' .. tostring(err):gsub('^[^:]*:%d+: ', ''), 2) end
 end
 
