@@ -63,6 +63,18 @@ local function wrap(handle, source)
   return self
 end
 
+-- transformers' tokenizer_config.json beside the files: model_max_length
+-- (the default max_length of a call), when it is an integer
+local function read_config(self, dir)
+  local path = dir .. '/tokenizer_config.json'
+  if not exists(path) then return self end
+  local ok, cfg = pcall(require('tide.json').read_file, path)
+  if not ok then error('tokenizer.load: ' .. tostring(cfg):gsub('^[^:]*:%d+: ', ''), 3) end
+  local n = type(cfg) == 'table' and cfg.model_max_length
+  if type(n) == 'number' and n % 1 == 0 and n >= 1 and n < 2 ^ 31 then self.model_max_length = n end
+  return self
+end
+
 -- Loads a tokenizer: a directory holding tokenizer.json (preferred) or
 -- vocab.json + merges.txt, or a tokenizer.json file.
 function M.load(path)
@@ -72,7 +84,7 @@ function M.load(path)
     if exists(dir .. '/tokenizer.json') then path = dir .. '/tokenizer.json'
     elseif exists(dir .. '/vocab.json') and exists(dir .. '/merges.txt') then
       if C.tide_bpe_load(dir .. '/vocab.json', dir .. '/merges.txt', bpebuf) ~= 0 then raise(2) end
-      return wrap(bpebuf[0], dir)
+      return read_config(wrap(bpebuf[0], dir), dir)
     else
       error('tokenizer.load: ' .. dir .. ' holds neither tokenizer.json nor vocab.json and merges.txt', 2)
     end
@@ -80,7 +92,9 @@ function M.load(path)
     error('tokenizer.load: no such file or directory: ' .. path, 2)
   end
   if C.tide_bpe_load_json(path, bpebuf) ~= 0 then raise(2) end
-  return wrap(bpebuf[0], path)
+  local self = wrap(bpebuf[0], path)
+  if is_dir(dir) then read_config(self, dir) end
+  return self
 end
 
 -- The allowed added-token ids as a C array and count (-1: all of them).
@@ -465,6 +479,11 @@ function Tokenizer:is_single_token(words)
   return out
 end
 
+-- tok(texts, opts): transformers' tokenizer call (tide/tokenizer_call.lua).
+function Tokenizer:__call(texts, opts)
+  return require('tide.tokenizer_call').call(self, texts, opts, 2)
+end
+
 function Tokenizer:__tostring()
   return ('Tokenizer(%s, %d tokens)'):format(self.source, self:vocab_size())
 end
@@ -475,20 +494,23 @@ M.unicode_version = ffi.string(C.tide_unicode_version_str())
 
 -- The GPT-2 pre-tokenizer's pieces of text, as raw byte strings (what Hugging
 -- Face's ByteLevel pre_tokenize_str gives, before the byte-to-unicode map):
--- pre_tokenize('Hello  world!') is { 'Hello', ' ', ' world', '!' }.
+-- pre_tokenize('Hello  world!') is { 'Hello', ' ', ' world', '!' }. The
+-- second result holds each piece's byte offsets {first, last}, 1-based and
+-- inclusive, so text:sub(first, last) is the piece.
 function M.pre_tokenize(text)
   if type(text) ~= 'string' then error('pre_tokenize: expected a string, got ' .. type(text), 2) end
   if C.tide_pretokenize(text, #text, nil, 0, nbuf) ~= 0 then raise(2) end
   local n = tonumber(nbuf[0])
   local ends = ffi.new('int64_t[?]', n + 1)
   if C.tide_pretokenize(text, #text, ends, n, nbuf) ~= 0 then raise(2) end
-  local out, at = new_table(n, 0), 0
+  local out, offsets, at = new_table(n, 0), new_table(n, 0), 0
   for i = 0, n - 1 do
     local e = tonumber(ends[i])
     out[i + 1] = text:sub(at + 1, e)
+    offsets[i + 1] = { at + 1, e }
     at = e
   end
-  return out
+  return out, offsets
 end
 
 function M.install(tide, core)
