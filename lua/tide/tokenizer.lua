@@ -494,11 +494,15 @@ M.unicode_version = ffi.string(C.tide_unicode_version_str())
 
 -- The GPT-2 pre-tokenizer's pieces of text, as raw byte strings (what Hugging
 -- Face's ByteLevel pre_tokenize_str gives, before the byte-to-unicode map):
--- pre_tokenize('Hello  world!') is { 'Hello', ' ', ' world', '!' }. The
--- second result holds each piece's byte offsets {first, last}, 1-based and
--- inclusive, so text:sub(first, last) is the piece.
-function M.pre_tokenize(text)
+-- pre_tokenize('Hello  world!') is { 'Hello', ' ', ' world', '!' }. With
+-- {offsets = true} a second result holds each piece's byte offsets
+-- {first, last}, 1-based and inclusive: text:sub(first, last) is the piece.
+function M.pre_tokenize(text, opts)
   if type(text) ~= 'string' then error('pre_tokenize: expected a string, got ' .. type(text), 2) end
+  if opts ~= nil and type(opts) ~= 'table' then error('pre_tokenize: options must be a table, got ' .. type(opts), 2) end
+  for k in pairs(opts or {}) do
+    if k ~= 'offsets' then error('pre_tokenize: unknown option ' .. tostring(k), 2) end
+  end
   if C.tide_pretokenize(text, #text, nil, 0, nbuf) ~= 0 then raise(2) end
   local n = tonumber(nbuf[0])
   local ends = ffi.new('int64_t[?]', n + 1)
@@ -510,7 +514,8 @@ function M.pre_tokenize(text)
     offsets[i + 1] = { at + 1, e }
     at = e
   end
-  return out, offsets
+  if opts and opts.offsets then return out, offsets end
+  return out
 end
 
 function M.install(tide, core)

@@ -82,11 +82,13 @@ end)
 
 T.test('pre_tokenize gives byte offsets as the ByteLevel pre-tokenizer does', function()
   for _, case in ipairs(golden.pre_tokenize) do
-    local pieces, offsets = tokenizer.pre_tokenize(case.text)
+    local pieces, offsets = tokenizer.pre_tokenize(case.text, { offsets = true })
+    T.eq(select('#', tokenizer.pre_tokenize(case.text)), 1)
     T.eq(#offsets, #case.offsets, case.text)
     for i, o in ipairs(case.offsets) do
       T.same(offsets[i], { o[1] + 1, o[2] }, case.text)
       T.eq(case.text:sub(offsets[i][1], offsets[i][2]), pieces[i])
     end
   end
+  T.raises(function() tokenizer.pre_tokenize('a', { offset = true }) end, 'unknown option offset')
 end)
