@@ -636,18 +636,20 @@ static int same_bytes(const unsigned char *a, const unsigned char *b, int64_t n)
 
 /* The cached entry of piece p[0..n), or NULL. */
 static const centry *cache_find(const work *w, const unsigned char *p, int64_t n, uint32_t h) {
-  if (!w->nslot) return NULL;
-  for (uint32_t i = h & (w->nslot - 1);; i = (i + 1) & (w->nslot - 1)) {
+  uint32_t i = h & (w->nslot - 1);
+  for (uint32_t probes = 0; probes < w->nslot; probes++, i = (i + 1) & (w->nslot - 1)) {
     const centry *e = &w->slot[i];
     if (!e->klen) return NULL;
     if (e->hash == h && e->klen == n && same_bytes(w->keys + e->koff, p, n)) return e;
   }
+  return NULL;
 }
 
+/* Places e in an empty slot; cache_put keeps the memo at most half full, so there is one. */
 static void cache_place(work *w, centry e) {
-  uint32_t i = e.hash & (w->nslot - 1);
-  while (w->slot[i].klen) i = (i + 1) & (w->nslot - 1);
-  w->slot[i] = e;
+  uint32_t i = e.hash & (w->nslot - 1), probes = 0;
+  while (w->slot[i].klen && ++probes < w->nslot) i = (i + 1) & (w->nslot - 1);
+  if (!w->slot[i].klen) w->slot[i] = e;
 }
 
 /* Remembers piece p[0..n) -> ids[0..m); on out of memory it just forgets. */
