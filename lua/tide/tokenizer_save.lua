@@ -19,7 +19,9 @@
 -- (a stale special_tokens_map.json or added_tokens.json that transformers
 -- would read with the new files) dangle after the swing, which readers take
 -- as absent. Generations and temporary names left by an interrupted save are
--- removed by the next save into the directory.
+-- removed by the next save into the directory (not those of a save still
+-- running in another process; two saves into one directory at once each
+-- commit whole, the later swing winning).
 local ffi = require 'ffi'
 local json = require 'tide.json'
 local files = require 'tide.data.files'
@@ -32,7 +34,7 @@ for _, decl in ipairs {
   'long readlink(const char *path, char *buf, size_t size);',
   'int rename(const char *from, const char *to);', 'int unlink(const char *path);',
   'int open(const char *path, int flags, ...);', 'int close(int fd);', 'int fsync(int fd);',
-  'int getpid(void);', 'char *strerror(int errnum);',
+  'int getpid(void);', 'char *strerror(int errnum);', 'int kill(int pid, int sig);',
 } do
   pcall(ffi.cdef, decl)
 end
@@ -75,6 +77,14 @@ local function unique(prefix)
   return ('%s%d-%d-%d'):format(prefix, C.getpid(), os.time(), counter)
 end
 
+-- Whether a leftover name (...<pid>-<time>-<n>) belongs to a save still
+-- running in another process: that one's files are not ours to remove.
+local function in_use(name)
+  local pid = tonumber(name:match('(%d+)%-%d+%-%d+$'))
+  if not pid or pid == C.getpid() then return false end
+  return C.kill(pid, 0) == 0 or ffi.errno() == 1  -- EPERM: alive, not ours
+end
+
 local function remove_tree(path)  -- a generation or temporary directory: flat
   for _, name in ipairs(files.list_dir(path)) do C.unlink(path .. '/' .. name) end
   C.rmdir(path)
@@ -113,7 +123,7 @@ function M.write(dir, set)
   if not parent then parent, base = '.', dir elseif parent == '' then parent = '/' end
   -- what an interrupted save left beside the directory
   for _, name in ipairs(files.list_dir(parent)) do
-    if name:find('.' .. base .. '.tide-new-', 1, true) == 1 then remove_tree(parent .. '/' .. name) end
+    if name:find('.' .. base .. '.tide-new-', 1, true) == 1 and not in_use(name) then remove_tree(parent .. '/' .. name) end
   end
   if not files.is_dir(dir) or is_empty_dir(dir) then
     local tmp = parent .. '/' .. unique('.' .. base .. '.tide-new-')
@@ -128,7 +138,7 @@ function M.write(dir, set)
   end
   local current = readlink(dir .. '/' .. LINK)
   for _, name in ipairs(files.list_dir(dir)) do
-    local keep = current and name == current
+    local keep = (current and name == current) or in_use(name)
     if not keep and (name:find(LINK .. '.', 1, true) == 1 or name:find('.tide-link-', 1, true) == 1) then
       if files.is_dir(dir .. '/' .. name) then remove_tree(dir .. '/' .. name) else C.unlink(dir .. '/' .. name) end
     end
