@@ -89,6 +89,34 @@ T.test('a save stopped at any step leaves one whole tokenizer, old or new', func
   T.same(snapshot(tmp('dry')), ref_a)
 end)
 
+T.test('SIGKILL at any moment of repeated saves leaves one whole tokenizer', function()
+  local ffi = require 'ffi'
+  pcall(ffi.cdef, 'long readlink(const char *path, char *buf, size_t size);')
+  local buf = ffi.new('char[4096]')
+  local n = ffi.C.readlink('/proc/self/exe', buf, 4096)
+  assert(n > 0, 'readlink /proc/self/exe')
+  local exe = ffi.string(buf, n)
+  local ref_a, ref_b = reference(A, 'kill_ref_a'), reference(B, 'kill_ref_b')
+  local dir = tmp('killed')
+  A:save(dir)
+  T.write(dir .. '/model.safetensors', 'weights')
+  -- a child saves B and A in turn, as fast as it can, until killed
+  local script = ("local a = tide.tokenizer.load('%s') local b = tide.tokenizer.load('%s') "
+    .. "while true do b:save('%s') a:save('%s') end"):format(tmp('kill_ref_a'), tmp('kill_ref_b'), dir, dir)
+  T.write(tmp('saver.lua'), script)
+  local seen = {}
+  for k = 1, 10 do
+    local delay = 0.15 + 0.07 * k
+    os.execute(("'%s' '%s' & p=$!; sleep %.2f; kill -9 $p; wait $p 2>/dev/null"):format(exe, tmp('saver.lua'), delay))
+    local snap = snapshot(dir)
+    local which = T.deep_eq(snap, ref_a) and 'a' or T.deep_eq(snap, ref_b) and 'b' or nil
+    T.truthy(which, 'kill ' .. k .. ': the files are neither tokenizer A nor B whole')
+    seen[which] = true
+    T.eq(read(dir .. '/model.safetensors'), 'weights')
+  end
+  print(('  kills left A %s, B %s'):format(seen.a and 'seen' or 'unseen', seen.b and 'seen' or 'unseen'))
+end)
+
 T.test('a save into a new directory appears whole or not at all', function()
   local ref_b = reference(B, 'ref_b2')
   local steps = {}
