@@ -442,7 +442,8 @@ static int load_json(tide_bpe *t, const tide_json *doc, const char *path) {
   if (added >= 0 && tide_json_type(doc, added) != TIDE_JSON_ARRAY && tide_json_type(doc, added) != TIDE_JSON_NULL)
     return tide_fail("%s: added_tokens is not an array", where);
   int64_t vocab = tide_json_get(doc, model, "vocab");
-  int64_t ntok = (tide_json_type(doc, vocab) == TIDE_JSON_OBJECT ? tide_json_length(doc, vocab) : 0) + nadded;
+  if (tide_json_type(doc, vocab) != TIDE_JSON_OBJECT) return tide_fail("%s: model.vocab is not a JSON object", where);
+  int64_t ntok = tide_json_length(doc, vocab) + nadded;
   for (int64_t i = 0; i < nadded; i++) {
     int64_t a = tide_json_child(doc, added, i), id, cl;
     int64_t idn = tide_json_get(doc, a, "id"), cn = tide_json_get(doc, a, "content");

@@ -89,6 +89,8 @@ T.test('ids beyond what the file lists, gaps and clashes are errors naming the t
   T.raises(function() vocab { { 'x1', 100000000 } } end, "token 'x1' has id 100000000, beyond the 259 tokens listed")
   T.raises(function() vocab { { 'x1', 259 } } end, "token 'x1' has id 259, beyond the 259 tokens listed")
   T.raises(function() vocab { { 'x1', 3 } } end, 'id 3 is given to two tokens')
+  T.raises(function() load { model = '{"type":"BPE","merges":[]}', added_tokens = added_list { { '<a>', 0 } } } end,
+           'model.vocab is not a JSON object')
   -- merges of tokens the vocabulary lacks
   T.raises(function() load { model = '{"type":"BPE","vocab":' .. vocab_json() .. ',"merges":["a q9"]}' } end,
            "'q9' is not in the vocabulary")
