@@ -312,7 +312,7 @@ static int load_vocab(tide_bpe *t, const tide_json *doc, int64_t vocab, int64_t 
     const char *k = tide_json_key(doc, vocab, dup, &kl);
     return tide_fail("%s: token '%.*s' appears twice in the vocabulary", where, (int)(kl > 40 ? 40 : kl), k);
   }
-  int64_t n = tide_json_length(doc, vocab), maxid = -1, ntok = n + nextra;
+  int64_t n = tide_json_length(doc, vocab), ntok = n + nextra;
   for (int64_t i = 0; i < n; i++) {
     int64_t v = tide_json_child(doc, vocab, i), id, kl;
     const char *k = tide_json_key(doc, vocab, i, &kl);
@@ -321,7 +321,6 @@ static int load_vocab(tide_bpe *t, const tide_json *doc, int64_t vocab, int64_t 
     if (id >= ntok)
       return tide_fail("%s: token '%.*s' has id %lld, beyond the %lld tokens listed (ids run from 0 without gaps)",
                        where, (int)(kl > 40 ? 40 : kl), k, (long long)id, (long long)ntok);
-    if (id > maxid) maxid = id;
   }
   TIDE_TRY(size_tables(t, ntok, ntok));
   for (int64_t i = 0; i < n; i++) {

@@ -53,9 +53,24 @@ for where in (d + '/tok', d + '/tok2', gpt2):
                 bad += 1
                 print('FAIL: %s from %s encodes %r to %s, tide to %s' % (name, where, s, got, ids))
     a = loaders[0][1]
+    if where == gpt2:
+        a.save_pretrained(d + '/hf')  # transformers' own files, for tide to read back
     if a.eos_token_id != 50256 or len(a) != 50257:
         bad += 1
         print('FAIL: transformers from %s: eos_token_id %s, %d tokens' % (where, a.eos_token_id, len(a)))
 print('%d texts checked with tokenizers and transformers in 3 directories, %d mismatches' % (len(exp['texts']), bad))
 sys.exit(1 if bad else 0)
 PY
+[ $? -eq 0 ] || exit 1
+# and tide reads what transformers writes (its tokenizer.json and tokenizer_config.json)
+"$TIDE" -e "
+local want = tide.json.read_file('$dir/expected.json')
+local tok = tide.tokenizer.load('$dir/hf')
+assert(tok.model_max_length == 1024 and tok.eos_id == 50256, 'model_max_length or eos_id')
+for i, s in ipairs(want.texts) do
+  local got = tok:encode(s)
+  for k, id in ipairs(want.ids[i]) do assert(got[k] == id, 'text ' .. i .. ' differs at ' .. k) end
+  assert(#got == #want.ids[i], 'text ' .. i .. ' length')
+end
+print('tide loads transformers\' saved GPT-2 tokenizer and encodes as before')
+" || { echo "FAIL: tide cannot read transformers' files"; exit 1; }
