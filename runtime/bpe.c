@@ -110,16 +110,21 @@ static int arena_add(tide_bpe *t, const char *s, size_t n, span *out) {
 }
 
 int64_t tide_bpe_token_to_id(const tide_bpe *t, const char *s, int64_t len) {
-  if (!t || !s || len < 0) return -1;
-  for (uint64_t h = hash_bytes(s, (size_t)len) & t->smask;; h = (h + 1) & t->smask) {
+  if (!t || !s || len < 0 || !t->shash) return -1;
+  /* at most one pass over the table: a full table (which sizing prevents)
+     must not turn a miss into an endless probe */
+  uint64_t h = hash_bytes(s, (size_t)len) & t->smask;
+  for (uint64_t probes = 0; probes <= t->smask; probes++, h = (h + 1) & t->smask) {
     int32_t id = t->shash[h];
     if (id < 0) return -1;
     if (t->tok[id].len == (uint64_t)len && memcmp(t->arena + t->tok[id].off, s, (size_t)len) == 0) return id;
   }
+  return -1;
 }
 
 /* Registers string s (byte-mapped form) as token id; the tables are sized
-   beforehand. A string already present keeps its first id. */
+   beforehand. The same string again under the same id is no change; under
+   another id, or another string under a taken id, is an error. */
 static int add_token(tide_bpe *t, const char *s, size_t n, int64_t id, const char *where) {
   if (id < 0 || id >= t->nids) return tide_fail("%s: token id %lld is out of range", where, (long long)id);
   if (t->tok[id].len != NO_TOKEN) {
@@ -128,10 +133,14 @@ static int add_token(tide_bpe *t, const char *s, size_t n, int64_t id, const cha
     return tide_fail("%s: id %lld is given to two tokens ('%.*s' and '%.*s')", where, (long long)id,
                      (int)(o.len > 40 ? 40 : o.len), t->arena + o.off, (int)(n > 40 ? 40 : n), s);
   }
-  if (tide_bpe_token_to_id(t, s, (int64_t)n) >= 0) return 0;
+  int64_t had = tide_bpe_token_to_id(t, s, (int64_t)n);
+  if (had >= 0)
+    return tide_fail("%s: token '%.*s' is given two ids (%lld and %lld)", where, (int)(n > 40 ? 40 : n), s,
+                     (long long)had, (long long)id);
+  uint64_t h = hash_bytes(s, n) & t->smask, probes = 0;
+  while (t->shash[h] >= 0 && probes++ <= t->smask) h = (h + 1) & t->smask;
+  if (t->shash[h] >= 0) return tide_fail("%s: tokenizer string table is full (a sizing bug)", where);
   TIDE_TRY(arena_add(t, s, n, &t->tok[id]));
-  uint64_t h = hash_bytes(s, n) & t->smask;
-  while (t->shash[h] >= 0) h = (h + 1) & t->smask;
   t->shash[h] = (int32_t)id;
   return 0;
 }
@@ -141,7 +150,7 @@ static int size_tables(tide_bpe *t, int64_t nids, int64_t nstrings) {
   t->tok = malloc((size_t)(nids ? nids : 1) * sizeof *t->tok);
   t->raw = malloc((size_t)(nids ? nids : 1) * sizeof *t->raw);
   uint64_t cap = 16;
-  while (cap < (uint64_t)nstrings * 2) cap *= 2;
+  while (cap < (uint64_t)nstrings * 2) cap *= 2;  /* nstrings < 2^31: no overflow */
   t->shash = malloc(cap * sizeof *t->shash);
   if (!t->tok || !t->raw || !t->shash) return tide_fail("tokenizer: out of memory");
   t->smask = cap - 1;
@@ -156,19 +165,23 @@ static int size_merges(tide_bpe *t, int64_t nmerges) {
   t->mleft = malloc((size_t)(nmerges ? nmerges : 1) * sizeof *t->mleft);
   t->mright = malloc((size_t)(nmerges ? nmerges : 1) * sizeof *t->mright);
   if (!t->mleft || !t->mright) return tide_fail("tokenizer: out of memory");
-  t->pair = malloc(cap * sizeof *t->pair);
+  /* one slot more than the mask reaches: always empty, where a probe of a
+     full table (which sizing prevents) ends */
+  t->pair = malloc((cap + 1) * sizeof *t->pair);
   if (!t->pair) return tide_fail("tokenizer: out of memory");
   t->pmask = cap - 1;
-  for (uint64_t i = 0; i < cap; i++) t->pair[i] = (struct pslot){ 0, -1, -1 };
+  for (uint64_t i = 0; i <= cap; i++) t->pair[i] = (struct pslot){ 0, -1, -1 };
   return 0;
 }
 
-/* Slot of pair (a, b): its own, or the empty one where it would go. */
+/* Slot of pair (a, b): its own, or the empty one where it would go (the
+   sentinel past the end when the table is full). */
 static uint64_t pair_slot(const tide_bpe *t, int32_t a, int32_t b) {
   uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
   uint64_t h = hash_pair(key) & t->pmask;
-  while (t->pair[h].rank >= 0 && t->pair[h].key != key) h = (h + 1) & t->pmask;
-  return h;
+  for (uint64_t probes = 0; probes <= t->pmask; probes++, h = (h + 1) & t->pmask)
+    if (t->pair[h].rank < 0 || t->pair[h].key == key) return h;
+  return t->pmask + 1;
 }
 
 /* Adds merge "a b" with the given rank; `where` names the line or entry. */
@@ -188,6 +201,7 @@ static int add_merge(tide_bpe *t, const char *a, size_t na, const char *b, size_
     return tide_fail("%s: merge '%.*s %.*s': the merged token is not in the vocabulary", where, (int)na, a, (int)nb, b);
   uint64_t h = pair_slot(t, (int32_t)ia, (int32_t)ib);
   if (t->pair[h].rank >= 0) return 0;  /* a repeated merge keeps its first rank */
+  if (h > t->pmask) return tide_fail("%s: tokenizer merge table is full (a sizing bug)", where);
   t->pair[h] = (struct pslot){ (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib, rank, (int32_t)iab };
   t->mleft[t->nmerges] = (int32_t)ia;
   t->mright[t->nmerges++] = (int32_t)ib;
@@ -289,8 +303,11 @@ static int parse_json(const char *text, int64_t len, const char *path, tide_json
   return tide_fail("tokenizer: %s: %s", path, msg);
 }
 
-/* Loads the vocabulary object `vocab` of doc plus extra ids up to max_extra. */
-static int load_vocab(tide_bpe *t, const tide_json *doc, int64_t vocab, int64_t min_nids, const char *where) {
+/* Loads the vocabulary object `vocab` of doc, sizing the tables for nextra
+   more tokens (tokenizer.json's added tokens) to come. Ids must lie below
+   the number of tokens (vocabulary plus added), so a file cannot make the
+   tables larger than what it lists. */
+static int load_vocab(tide_bpe *t, const tide_json *doc, int64_t vocab, int64_t nextra, const char *where) {
   if (tide_json_type(doc, vocab) != TIDE_JSON_OBJECT) return tide_fail("%s: the vocabulary is not a JSON object", where);
   int64_t dup = tide_json_dup_member(doc, vocab);
   if (dup >= 0) {
@@ -298,21 +315,36 @@ static int load_vocab(tide_bpe *t, const tide_json *doc, int64_t vocab, int64_t 
     const char *k = tide_json_key(doc, vocab, dup, &kl);
     return tide_fail("%s: token '%.*s' appears twice in the vocabulary", where, (int)(kl > 40 ? 40 : kl), k);
   }
-  int64_t n = tide_json_length(doc, vocab), maxid = min_nids - 1;
+  int64_t n = tide_json_length(doc, vocab), ntok = n + nextra;
   for (int64_t i = 0; i < n; i++) {
     int64_t v = tide_json_child(doc, vocab, i), id, kl;
     const char *k = tide_json_key(doc, vocab, i, &kl);
     if (!tide_json_int64(doc, v, &id) || id < 0 || id >= (1 << 30))
       return tide_fail("%s: the id of token '%.*s' is not an integer in [0, 2^30)", where, (int)(kl > 40 ? 40 : kl), k);
-    if (id > maxid) maxid = id;
+    if (id >= ntok)
+      return tide_fail("%s: token '%.*s' has id %lld, beyond the %lld tokens listed (ids run from 0 without gaps)",
+                       where, (int)(kl > 40 ? 40 : kl), k, (long long)id, (long long)ntok);
   }
-  TIDE_TRY(size_tables(t, maxid + 1, n + 1024));
+  TIDE_TRY(size_tables(t, ntok, ntok));
   for (int64_t i = 0; i < n; i++) {
     int64_t id, kl;
     const char *k = tide_json_key(doc, vocab, i, &kl);
     tide_json_int64(doc, tide_json_child(doc, vocab, i), &id);
     TIDE_TRY(add_token(t, k, (size_t)kl, id, where));
   }
+  return 0;
+}
+
+/* Every id below nids names a token: a gap would be an id that decodes to
+   nothing, and nids is trimmed to the largest id used + 1. */
+static int check_dense(tide_bpe *t, const char *where) {
+  int64_t top = t->nids;
+  while (top > 0 && t->tok[top - 1].len == NO_TOKEN) top--;
+  for (int64_t id = 0; id < top; id++)
+    if (t->tok[id].len == NO_TOKEN)
+      return tide_fail("%s: no token has id %lld, but id %lld is used (ids must run from 0 without gaps)", where,
+                       (long long)id, (long long)(top - 1));
+  t->nids = top;
   return 0;
 }
 
@@ -336,6 +368,7 @@ static int load_files(tide_bpe *t, const char *vocab_path, const char *merges_pa
   rc = load_vocab(t, doc, 0, 0, where);
   tide_json_free(doc);
   if (rc) return -1;
+  TIDE_TRY(check_dense(t, where));
   TIDE_TRY(finish_vocab(t, where));
   TIDE_TRY(read_file(merges_path, "merges.txt", &text, &len));
   int64_t lines = 1;
@@ -411,35 +444,49 @@ static int load_json(tide_bpe *t, const tide_json *doc, const char *path) {
   const char *ts = type >= 0 ? tide_json_string(doc, type, &tl) : NULL;
   if (type >= 0 && (!ts || tl != 3 || memcmp(ts, "BPE", 3) != 0))
     return tide_fail("%s: model.type is %.*s; only BPE models are supported", where, ts ? (int)tl : 9, ts ? ts : "not a string");
-  int64_t im = tide_json_get(doc, model, "ignore_merges");
-  if (tide_json_type(doc, im) == TIDE_JSON_TRUE) return tide_fail("%s: model.ignore_merges = true is not supported", where);
+  TIDE_TRY(tide_bpe_check_settings(doc, where));
   int64_t added = tide_json_get(doc, 0, "added_tokens");
-  int64_t nadded = added >= 0 ? tide_json_length(doc, added) : 0, maxadded = -1;
+  int64_t nadded = added >= 0 ? tide_json_length(doc, added) : 0;
   if (added >= 0 && tide_json_type(doc, added) != TIDE_JSON_ARRAY && tide_json_type(doc, added) != TIDE_JSON_NULL)
     return tide_fail("%s: added_tokens is not an array", where);
+  int64_t vocab = tide_json_get(doc, model, "vocab");
+  if (tide_json_type(doc, vocab) != TIDE_JSON_OBJECT) return tide_fail("%s: model.vocab is not a JSON object", where);
+  int64_t ntok = tide_json_length(doc, vocab) + nadded;
   for (int64_t i = 0; i < nadded; i++) {
     int64_t a = tide_json_child(doc, added, i), id, cl;
     int64_t idn = tide_json_get(doc, a, "id"), cn = tide_json_get(doc, a, "content");
-    if (!tide_json_int64(doc, idn, &id) || id < 0 || id >= (1 << 30) || !tide_json_string(doc, cn, &cl) || cl == 0)
+    const char *c = tide_json_string(doc, cn, &cl);
+    if (!tide_json_int64(doc, idn, &id) || id < 0 || id >= (1 << 30) || !c || cl == 0)
       return tide_fail("%s: added_tokens[%lld] needs an integer \"id\" in [0, 2^30) and a non-empty string \"content\"",
                        where, (long long)i);
-    if (id > maxadded) maxadded = id;
+    if (id >= ntok)
+      return tide_fail("%s: added_tokens[%lld] '%.*s' has id %lld, beyond the %lld tokens listed (vocabulary and "
+                       "added tokens; ids run from 0 without gaps)", where, (long long)i, (int)(cl > 40 ? 40 : cl), c,
+                       (long long)id, (long long)ntok);
   }
-  TIDE_TRY(load_vocab(t, doc, tide_json_get(doc, model, "vocab"), maxadded + 1, where));
+  TIDE_TRY(load_vocab(t, doc, vocab, nadded, where));
   for (int64_t i = 0; i < nadded; i++) {
     int64_t a = tide_json_child(doc, added, i), id, cl;
     tide_json_int64(doc, tide_json_get(doc, a, "id"), &id);
     const char *c = tide_json_string(doc, tide_json_get(doc, a, "content"), &cl);
     TIDE_TRY(add_token(t, c, (size_t)cl, id, where));
   }
+  TIDE_TRY(check_dense(t, where));
   TIDE_TRY(finish_vocab(t, where));
+  uint8_t *seen = calloc((size_t)t->nids + 1, 1);
+  if (!seen) return tide_fail("tokenizer: out of memory");
   for (int64_t i = 0; i < nadded; i++) {
     int64_t a = tide_json_child(doc, added, i), id, cl;
     tide_json_int64(doc, tide_json_get(doc, a, "id"), &id);
     const char *c = tide_json_string(doc, tide_json_get(doc, a, "content"), &cl);
-    TIDE_TRY(add_added(t, (int32_t)id, tide_json_type(doc, tide_json_get(doc, a, "special")) == TIDE_JSON_TRUE));
-    TIDE_TRY(arena_add(t, c, (size_t)cl, &t->raw[id]));  /* added tokens decode to their content */
+    int rc = seen[id] ? tide_fail("%s: added_tokens[%lld] '%.*s' (id %lld) is listed twice", where, (long long)i,
+                                  (int)(cl > 40 ? 40 : cl), c, (long long)id) : 0;
+    seen[id] = 1;
+    if (!rc) rc = add_added(t, (int32_t)id, tide_json_type(doc, tide_json_get(doc, a, "special")) == TIDE_JSON_TRUE);
+    if (!rc) rc = arena_add(t, c, (size_t)cl, &t->raw[id]);  /* added tokens decode to their content */
+    if (rc) { free(seen); return -1; }
   }
+  free(seen);
   int64_t merges = tide_json_get(doc, model, "merges");
   int64_t nm = tide_json_length(doc, merges);
   if (merges >= 0 && tide_json_type(doc, merges) != TIDE_JSON_ARRAY) return tide_fail("%s: model.merges is not an array", where);
@@ -598,18 +645,20 @@ static int same_bytes(const unsigned char *a, const unsigned char *b, int64_t n)
 
 /* The cached entry of piece p[0..n), or NULL. */
 static const centry *cache_find(const work *w, const unsigned char *p, int64_t n, uint32_t h) {
-  if (!w->nslot) return NULL;
-  for (uint32_t i = h & (w->nslot - 1);; i = (i + 1) & (w->nslot - 1)) {
+  uint32_t i = h & (w->nslot - 1);
+  for (uint32_t probes = 0; probes < w->nslot; probes++, i = (i + 1) & (w->nslot - 1)) {
     const centry *e = &w->slot[i];
     if (!e->klen) return NULL;
     if (e->hash == h && e->klen == n && same_bytes(w->keys + e->koff, p, n)) return e;
   }
+  return NULL;
 }
 
+/* Places e in an empty slot; cache_put keeps the memo at most half full, so there is one. */
 static void cache_place(work *w, centry e) {
-  uint32_t i = e.hash & (w->nslot - 1);
-  while (w->slot[i].klen) i = (i + 1) & (w->nslot - 1);
-  w->slot[i] = e;
+  uint32_t i = e.hash & (w->nslot - 1), probes = 0;
+  while (w->slot[i].klen && ++probes < w->nslot) i = (i + 1) & (w->nslot - 1);
+  if (!w->slot[i].klen) w->slot[i] = e;
 }
 
 /* Remembers piece p[0..n) -> ids[0..m); on out of memory it just forgets. */

@@ -12,4 +12,9 @@
 /* The code point GPT-2's bytes_to_unicode gives byte b. */
 uint32_t tide_bpe_byte_char(unsigned b);
 
+/* 0 when tokenizer.json doc asks only for what tide implements (GPT-2's
+   byte-level BPE; null or absent parts count as that); otherwise fails with
+   a message, prefixed by where, naming the field (runtime/bpe_settings.c). */
+int tide_bpe_check_settings(const tide_json *doc, const char *where);
+
 #endif

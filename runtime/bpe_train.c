@@ -102,10 +102,13 @@ static int64_t strmap_find(strmap *m, const char *s, int64_t len, int add) {
     if (strmap_grow(m)) return -2;
   }
   uint64_t h = hash_bytes(s, len) & m->mask;
-  for (;; h = (h + 1) & m->mask) {
+  /* the map grows before it is half full, so a probe meets an empty slot;
+     the bound only keeps a broken invariant from becoming a hang */
+  for (uint64_t probes = 0;; h = (h + 1) & m->mask) {
     int64_t e = m->slot[h];
     if (e < 0) break;
     if (m->len[e] == len && memcmp(m->bytes.p + m->off[e], s, (size_t)len) == 0) return e;
+    if (++probes > m->mask) return tide_fail("bpe_trainer: string map is full (a sizing bug)"), -2;
   }
   if (!add) return -1;
   if (m->n == m->cap) {
@@ -160,9 +163,10 @@ static int pairmap_grow(pairmap *m) {
 /* The index of pair k, or -1 when absent; with add (next index given) it is inserted. */
 static int64_t pairmap_find(pairmap *m, uint64_t k, int32_t add_as) {
   uint64_t h = hash_u64(k) & m->mask;
-  for (;; h = (h + 1) & m->mask) {
+  for (uint64_t probes = 0;; h = (h + 1) & m->mask) {  /* bounded as in strmap_find */
     if (m->key[h] == k) return m->idx[h];
     if (m->key[h] == NO_PAIR) break;
+    if (++probes > m->mask) return tide_fail("bpe_trainer: pair map is full (a sizing bug)"), -2;
   }
   if (add_as < 0) return -1;
   if ((uint64_t)(m->n + 1) * 2 > m->mask + 1) {

@@ -64,6 +64,18 @@ local function wrap(handle, source)
   return self
 end
 
+-- transformers' tokenizer_config.json beside the files: model_max_length
+-- (the default max_length of a call), when it is an integer
+local function read_config(self, dir)
+  local path = dir .. '/tokenizer_config.json'
+  if not exists(path) then return self end
+  local ok, cfg = pcall(require('tide.json').read_file, path)
+  if not ok then error('tokenizer.load: ' .. tostring(cfg):gsub('^[^:]*:%d+: ', ''), 3) end
+  local n = type(cfg) == 'table' and cfg.model_max_length
+  if type(n) == 'number' and n % 1 == 0 and n >= 1 and n < 2 ^ 31 then self.model_max_length = n end
+  return self
+end
+
 -- Loads a tokenizer: a directory holding tokenizer.json (preferred) or
 -- vocab.json + merges.txt, or a tokenizer.json file.
 function M.load(path)
@@ -73,7 +85,7 @@ function M.load(path)
     if exists(dir .. '/tokenizer.json') then path = dir .. '/tokenizer.json'
     elseif exists(dir .. '/vocab.json') and exists(dir .. '/merges.txt') then
       if C.tide_bpe_load(dir .. '/vocab.json', dir .. '/merges.txt', bpebuf) ~= 0 then raise(2) end
-      return wrap(bpebuf[0], dir)
+      return read_config(wrap(bpebuf[0], dir), dir)
     else
       error('tokenizer.load: ' .. dir .. ' holds neither tokenizer.json nor vocab.json and merges.txt', 2)
     end
@@ -81,7 +93,9 @@ function M.load(path)
     error('tokenizer.load: no such file or directory: ' .. path, 2)
   end
   if C.tide_bpe_load_json(path, bpebuf) ~= 0 then raise(2) end
-  return wrap(bpebuf[0], path)
+  local self = wrap(bpebuf[0], path)
+  if is_dir(dir) then read_config(self, dir) end
+  return self
 end
 
 -- The allowed added-token ids as a C array and count (-1: all of them).
@@ -244,22 +258,25 @@ end
 
 -- Writes dir/tokenizer.json (Hugging Face's format, loadable by
 -- tokenizers.Tokenizer.from_file), vocab.json, merges.txt and a
--- tokenizer_config.json for transformers.AutoTokenizer; each file atomically.
--- dir and its missing parents are created.
+-- tokenizer_config.json for transformers.AutoTokenizer, all or nothing as a
+-- set (tide/tokenizer_save.lua). dir's missing parents are created.
 local VOCAB_SLOT = '@@tide: the vocabulary goes here@@'
 function Tokenizer:save(dir)
   if type(dir) ~= 'string' then error('save: expected a directory path string, got ' .. type(dir), 2) end
+  if dir == '' then error('save: the directory path is empty', 2) end
   local json = require 'tide.json'
   dir = dir:gsub('/+$', '')
-  if dir == '' then dir = '/' end
-  if not is_dir(dir) then  -- created with its missing parents, as mkdir -p
-    local prefix = dir:sub(1, 1) == '/' and '' or '.'
-    for part in dir:gmatch('[^/]+') do
+  if dir == '' then error('save: refusing to write into the filesystem root /', 2) end
+  local parent = dir:match('^(.*)/[^/]+$') or '.'
+  if parent ~= '' and not is_dir(parent) then  -- created with its missing parents, as mkdir -p
+    local prefix = parent:sub(1, 1) == '/' and '' or '.'
+    for part in parent:gmatch('[^/]+') do
       prefix = prefix .. '/' .. part
       if not is_dir(prefix) then ffi.C.mkdir(prefix, tonumber('755', 8)) end
     end
-    if not is_dir(dir) then error('save: cannot create directory ' .. dir .. ': ' .. ffi.string(ffi.C.strerror(ffi.errno())), 2) end
+    if not is_dir(parent) then error('save: cannot create directory ' .. parent .. ': ' .. ffi.string(ffi.C.strerror(ffi.errno())), 2) end
   end
+  if exists(dir) and not is_dir(dir) then error('save: ' .. dir .. ' is a file, not a directory', 2) end
   local null = json.null
   local merges = self:merges()
   local merge_strings, lines = {}, { '#version: 0.2' }
@@ -301,14 +318,15 @@ function Tokenizer:save(dir)
   local at, to = doc_text:find('"' .. VOCAB_SLOT .. '"', 1, true)
   doc_text = doc_text:sub(1, at - 1) .. vocab_text .. doc_text:sub(to + 1)
   local eos = self.eos_id and '<|endoftext|>' or null
-  local config = { tokenizer_class = 'GPT2TokenizerFast', add_prefix_space = false,
-                   bos_token = eos, eos_token = eos, unk_token = eos, model_max_length = 1024 }
-  local ok, err = pcall(function()
-    json.write_atomic(dir .. '/tokenizer.json', doc_text .. '\n')
-    json.write_atomic(dir .. '/vocab.json', vocab_text .. '\n')
-    json.write_atomic(dir .. '/merges.txt', table.concat(lines, '\n') .. '\n')
-    json.write_file(dir .. '/tokenizer_config.json', config)
-  end)
+  local config = { tokenizer_class = 'GPT2Tokenizer', add_prefix_space = false,
+                   bos_token = eos, eos_token = eos, unk_token = eos, model_max_length = self.model_max_length or 1024 }
+  local set = {
+    { name = 'tokenizer.json', text = doc_text .. '\n' },
+    { name = 'vocab.json', text = vocab_text .. '\n' },
+    { name = 'merges.txt', text = table.concat(lines, '\n') .. '\n' },
+    { name = 'tokenizer_config.json', text = json.encode(config, { indent = 2 }) .. '\n' },
+  }
+  local ok, err = pcall(require('tide.tokenizer_save').write, dir, set)
   if not ok then error('save: ' .. tostring(err):gsub('^[^:]*:%d+: ', ''), 2) end
 end
 
@@ -462,6 +480,11 @@ function Tokenizer:is_single_token(words)
   return out
 end
 
+-- tok(texts, opts): transformers' tokenizer call (tide/tokenizer_call.lua).
+function Tokenizer:__call(texts, opts)
+  return require('tide.tokenizer_call').call(self, texts, opts, 2)
+end
+
 function Tokenizer:__tostring()
   return ('Tokenizer(%s, %d tokens)'):format(self.source, self:vocab_size())
 end
@@ -472,19 +495,27 @@ M.unicode_version = ffi.string(C.tide_unicode_version_str())
 
 -- The GPT-2 pre-tokenizer's pieces of text, as raw byte strings (what Hugging
 -- Face's ByteLevel pre_tokenize_str gives, before the byte-to-unicode map):
--- pre_tokenize('Hello  world!') is { 'Hello', ' ', ' world', '!' }.
-function M.pre_tokenize(text)
+-- pre_tokenize('Hello  world!') is { 'Hello', ' ', ' world', '!' }. With
+-- {offsets = true} a second result holds each piece's byte offsets
+-- {first, last}, 1-based and inclusive: text:sub(first, last) is the piece.
+function M.pre_tokenize(text, opts)
   if type(text) ~= 'string' then error('pre_tokenize: expected a string, got ' .. type(text), 2) end
+  if opts ~= nil and type(opts) ~= 'table' then error('pre_tokenize: options must be a table, got ' .. type(opts), 2) end
+  for k in pairs(opts or {}) do
+    if k ~= 'offsets' then error('pre_tokenize: unknown option ' .. tostring(k), 2) end
+  end
   if C.tide_pretokenize(text, #text, nil, 0, nbuf) ~= 0 then raise(2) end
   local n = tonumber(nbuf[0])
   local ends = ffi.new('int64_t[?]', n + 1)
   if C.tide_pretokenize(text, #text, ends, n, nbuf) ~= 0 then raise(2) end
-  local out, at = new_table(n, 0), 0
+  local out, offsets, at = new_table(n, 0), new_table(n, 0), 0
   for i = 0, n - 1 do
     local e = tonumber(ends[i])
     out[i + 1] = text:sub(at + 1, e)
+    offsets[i + 1] = { at + 1, e }
     at = e
   end
+  if opts and opts.offsets then return out, offsets end
   return out
 end
 

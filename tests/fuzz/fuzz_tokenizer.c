@@ -9,7 +9,11 @@
 
    Built as a libFuzzer binary with clang (-DTIDE_FUZZ=ON: build/tests/fuzz_tokenizer)
    and, with TIDE_FUZZ_REPLAY_MAIN, as tests/fuzz_tokenizer_replay: run on
-   files it replays them; run bare it feeds seeded mutations, as ctest does. */
+   files it replays them; run bare it feeds seeded mutations, as ctest does.
+   tests/fuzz/corpus/tokenizer/ holds inputs that once hung, allocated
+   gigabytes or were silently accepted (first byte \x01: a tokenizer.json);
+   ctest replays them, and the bare run mutates the small ones too. */
+#include <dirent.h>
 #define _GNU_SOURCE  /* mkdtemp */
 #include "tide.h"
 #include "bpe.h"
@@ -177,17 +181,50 @@ static uint64_t next(void) { return fuzz_next(&rng); }
 
 static const char alphabet[] = "{}[]\",: abt\n\\u0120<|>e#\x00\xc4\xa0\xff\xe6";
 
+/* The corpus files small enough to mutate, read once. */
+#define MAX_CORPUS 32
+#define MAX_CORPUS_SIZE 8192
+static uint8_t *corpus[MAX_CORPUS];
+static size_t corpus_len[MAX_CORPUS], ncorpus;
+
+static void read_corpus(const char *path) {
+  DIR *d = opendir(path);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d)) && ncorpus < MAX_CORPUS;) {
+    if (e->d_name[0] == '.') continue;
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+    FILE *f = fopen(p, "rb");
+    if (!f) continue;
+    uint8_t *buf = malloc(MAX_CORPUS_SIZE);
+    size_t n = buf ? fread(buf, 1, MAX_CORPUS_SIZE, f) : 0;
+    int small = buf && n < MAX_CORPUS_SIZE && feof(f);
+    fclose(f);
+    if (!small) { free(buf); continue; }
+    corpus[ncorpus] = buf;
+    corpus_len[ncorpus++] = n;
+  }
+  closedir(d);
+}
+
 int main(int argc, char **argv) {
   static uint8_t data[1 << 16];
   int replayed = fuzz_replay_files(argc, argv);
   if (replayed >= 0) return replayed;
   long runs = fuzz_runs(3000);
+  read_corpus("tests/fuzz/corpus/tokenizer");
   size_t nseeds = sizeof seeds / sizeof seeds[0];
   for (long r = 0; r < runs; r++) {
-    size_t which = next() % nseeds;
-    const char *s = seeds[which];
-    size_t n = 1 + strlen(s + 1);  /* the mode byte may be NUL */
-    memcpy(data, s, n);
+    size_t which = next() % (nseeds + ncorpus);
+    size_t n;
+    if (which >= nseeds) {
+      n = corpus_len[which - nseeds];
+      memcpy(data, corpus[which - nseeds], n);
+    } else {
+      n = 1 + strlen(seeds[which] + 1);  /* the mode byte may be NUL */
+      memcpy(data, seeds[which], n);
+    }
+    const char *s = which < nseeds ? seeds[which] : NULL;
     if (which == 0) {  /* the NUL that separates the two files */
       const char *sep = s + 1 + strlen(s + 1) + 1;
       size_t n2 = strlen(sep);
@@ -196,7 +233,7 @@ int main(int argc, char **argv) {
       n += 1 + n2;
     }
     int edits = (int)(next() % 4);
-    for (int e = 0; e < edits && n < 4000; e++) {
+    for (int e = 0; e < edits && n < MAX_CORPUS_SIZE + 4000; e++) {
       size_t at = 1 + (n > 1 ? next() % (n - 1) : 0);
       if (at > n) at = n;
       switch (next() % 4) {
@@ -214,8 +251,9 @@ int main(int argc, char **argv) {
   LLVMFuzzerTestOneInput(data, 30001);
   memset(data + 1, 'a', 30000);
   LLVMFuzzerTestOneInput(data, 30001);
-  printf("%ld mutated inputs ran without a crash (%d reference tokenizers)\n", runs, nref);
+  printf("%ld mutated inputs ran without a crash (%d reference tokenizers, %zu corpus seeds)\n", runs, nref, ncorpus);
   for (int i = 0; i < nref; i++) tide_bpe_free(ref[i]);
+  for (size_t i = 0; i < ncorpus; i++) free(corpus[i]);
   char p[128];
   const char *names[] = { "tiny_vocab.json", "tiny_merges.txt", "vocab.json", "merges.txt", "tokenizer.json" };
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) { path_of(p, sizeof p, names[i]); unlink(p); }
