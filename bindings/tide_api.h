@@ -417,9 +417,9 @@ int64_t tide_shard_writer_count(const tide_shard_writer *w);
 /* Closes the writer: with commit, patches the header's token count, flushes and renames PATH.tmp to PATH; without, removes PATH.tmp. Frees w either way (NULL is fine). */
 int tide_shard_writer_close(tide_shard_writer *w, int32_t commit);
 
-/* A memory-mapped token shard (read only). */
+/* An open token shard, read with pread (a file that shrinks while open is an error naming it, never SIGBUS). */
 typedef struct tide_shard tide_shard;
-/* Maps a shard: llm.c's uint16 (20240520 v1) or uint32 (20240801 v7) format, or with raw_uint16 a header-less nanoGPT .bin; a size that disagrees with the header is an error naming both. */
+/* Opens a shard: llm.c's uint16 (20240520 v1) or uint32 (20240801 v7) format, or with raw_uint16 a header-less nanoGPT .bin; a size that disagrees with the header is an error naming both. */
 int tide_shard_open(const char *path, int32_t raw_uint16, tide_shard **out);
 /* Number of tokens in the shard. */
 int64_t tide_shard_ntokens(const tide_shard *s);
