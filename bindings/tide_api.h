@@ -369,8 +369,12 @@ int tide_bpe_trainer_merge(const tide_bpe_trainer *t, int64_t i, int32_t *left, 
 typedef struct tide_lines tide_lines;
 /* Opens path to read line by line; gzip (found by its magic bytes, any number of members) is inflated as it streams, in constant memory. */
 int tide_lines_open(const char *path, tide_lines **out);
-/* The next line, without its '\n' ('\r' kept), valid until the next call: 1 for a line, 0 at the end, -1 on error (a corrupt or truncated gzip names the file and the compressed byte offset; every whole line before it was delivered). */
+/* The next line, without its '\n' ('\r' kept), valid until the next call: 1 for a line, 0 at the end, 2 when a line longer than the maximum was skipped (never held whole; tide_last_error() names the file and line, and reading may go on), -1 on error (a corrupt or truncated gzip names the file and the compressed byte offset; every whole line before it was delivered). */
 int tide_lines_next(tide_lines *r, const char **line, int64_t *len);
+/* Sets the longest line returned, in bytes without the '\n' (1..2^50; default 256 MiB): longer ones are skipped, and memory stays under about 1.5 times it. */
+int tide_lines_set_max_line(tide_lines *r, int64_t max_bytes);
+/* The longest line returned (see tide_lines_set_max_line). */
+int64_t tide_lines_max_line(const tide_lines *r);
 /* 1-based number of the last line returned (0 before the first). */
 int64_t tide_lines_lineno(const tide_lines *r);
 /* Bytes of the file consumed so far (compressed for gzip), bytes of text delivered, and the file's size. */
