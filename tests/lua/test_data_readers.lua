@@ -159,12 +159,18 @@ T.test('build_corpus writes a CodeParrot-schema jsonl.gz the reader reads back',
   T.eq(os.execute(("'%s' recipes/build_corpus.lua --out=%s --roots=%s --quiet"):format(exe, out, src)), 0)
   local recs = data.jsonl(out, { progress = false }):collect()
   T.eq(#recs, 2)
-  T.eq(recs[1].repo_name, 'python/cpython')
-  T.eq(recs[1].path, 'Lib/mod.py')
+  -- a root given with --roots names the repository (it was python/cpython for any root)
+  T.eq(recs[1].repo_name, 'local/pysrc')
+  T.eq(recs[1].path, 'mod.py')
+  T.eq(recs[1].license, 'unknown')
   T.eq(recs[1].content, 'import os\n\ndef f():\n    return os.sep\n')
   T.eq(recs[1].size, tostring(#recs[1].content))
   T.eq(recs[1].copies, '1')
-  T.eq(recs[2].path, 'Lib/pkg/__init__.py')
+  T.eq(recs[2].path, 'pkg/__init__.py')
+  T.eq(recs[2].repo_name, 'local/pysrc')
+  -- a place it cannot write is named with the system's reason
+  T.raises(function() data.build_corpus({ out = src .. '/mod.py/sub/c.jsonl.gz', roots = { src } }) end,
+           'cannot create directory ' .. src .. '/mod.py/sub: Not a directory')
 end)
 
 T.test('the whole path: jsonl.gz, filter, tokenize, pack, shards, read back', function()
