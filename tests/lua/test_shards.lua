@@ -427,6 +427,9 @@ T.test('a shard truncated under an open loader is an error naming it', function(
   local ok, err = pcall(l.next, l)
   T.truthy(not ok, 'the read fails')
   T.truthy(tostring(err):find(d .. '/shard_00000[01]%.bin: the file changed while open'), tostring(err))
+  -- close() releases the descriptors now; the loader then refuses to read
+  l:close()
+  T.raises(function() l() end, 'closed')
 end)
 
 -- A directory the process cannot create is reported with its reason (the

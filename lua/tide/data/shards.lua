@@ -56,8 +56,11 @@ local function last_error() return ffi.string(C.tide_last_error()) end
 local quote, is_dir, list_dir = files.quote, files.is_dir, files.list_dir
 
 local function is_file(path)
-  local f = io.open(path, 'rb')
-  if not f then return false end
+  local f, msg, code = io.open(path, 'rb')
+  if not f then
+    if code == 23 or code == 24 then error('shards: ' .. msg .. ' (too many open files)', 0) end
+    return false
+  end
   f:close()
   return not is_dir(path)
 end
@@ -572,6 +575,7 @@ end
 
 -- The next batch, or nil after the last epoch.
 function Loader:next()
+  if #self._handles == 0 then error('shards: the loader is closed', 2) end
   if self._epoch >= self.epochs then return nil end
   local rows = math.min(self.batch_size, self._per_rank - self._index)
   if rows <= 0 or (self.drop_last and rows < self.batch_size) then
@@ -609,6 +613,15 @@ end
 
 -- Back to the start of epoch 0.
 function Loader:reset() self._epoch, self._index = 0, 0 end
+
+-- Closes the shards (one open descriptor each) now rather than at garbage
+-- collection; reading from it afterwards is an error.
+function Loader:close()
+  for i, h in ipairs(self._handles) do
+    C.tide_shard_close(ffi.gc(h, nil))
+    self._handles[i] = nil
+  end
+end
 
 -- Windows of this rank per epoch.
 function Loader:num_windows() return self._per_rank end
