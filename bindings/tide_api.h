@@ -373,8 +373,12 @@ int tide_bpe_trainer_merge(const tide_bpe_trainer *t, int64_t i, int32_t *left, 
 typedef struct tide_lines tide_lines;
 /* Opens path to read line by line; gzip (found by its magic bytes, any number of members) is inflated as it streams, in constant memory. */
 int tide_lines_open(const char *path, tide_lines **out);
-/* The next line, without its '\n' ('\r' kept), valid until the next call: 1 for a line, 0 at the end, -1 on error (a corrupt or truncated gzip names the file and the compressed byte offset; every whole line before it was delivered). */
+/* The next line, without its '\n' ('\r' kept), valid until the next call: 1 for a line, 0 at the end, 2 when a line longer than the maximum was skipped (never held whole; tide_last_error() names the file and line, and reading may go on), -1 on error (a corrupt or truncated gzip names the file and the compressed byte offset; every whole line before it was delivered). */
 int tide_lines_next(tide_lines *r, const char **line, int64_t *len);
+/* Sets the longest line returned, in bytes without the '\n' (1..2^50; default 256 MiB): longer ones are skipped, and memory stays under about 1.5 times it. */
+int tide_lines_set_max_line(tide_lines *r, int64_t max_bytes);
+/* The longest line returned (see tide_lines_set_max_line). */
+int64_t tide_lines_max_line(const tide_lines *r);
 /* 1-based number of the last line returned (0 before the first). */
 int64_t tide_lines_lineno(const tide_lines *r);
 /* Bytes of the file consumed so far (compressed for gzip), bytes of text delivered, and the file's size. */
@@ -421,9 +425,9 @@ int64_t tide_shard_writer_count(const tide_shard_writer *w);
 /* Closes the writer: with commit, patches the header's token count, flushes and renames PATH.tmp to PATH; without, removes PATH.tmp. Frees w either way (NULL is fine). */
 int tide_shard_writer_close(tide_shard_writer *w, int32_t commit);
 
-/* A memory-mapped token shard (read only). */
+/* An open token shard, read with pread (a file that shrinks while open is an error naming it, never SIGBUS). */
 typedef struct tide_shard tide_shard;
-/* Maps a shard: llm.c's uint16 (20240520 v1) or uint32 (20240801 v7) format, or with raw_uint16 a header-less nanoGPT .bin; a size that disagrees with the header is an error naming both. */
+/* Opens a shard: llm.c's uint16 (20240520 v1) or uint32 (20240801 v7) format, or with raw_uint16 a header-less nanoGPT .bin; a size that disagrees with the header is an error naming both. */
 int tide_shard_open(const char *path, int32_t raw_uint16, tide_shard **out);
 /* Number of tokens in the shard. */
 int64_t tide_shard_ntokens(const tide_shard *s);

@@ -11,6 +11,10 @@
 --
 --   tide recipes/train_gpt2_tiny.lua --steps=200 --batch=8 --seq=64 --lr=3e-3
 --        [--vocab=4096] [--corpus=data/corpus/python.jsonl.gz] [--corpus_mb=20]
+--
+-- Exits 1 when the held-out loss does not fall by a nat, and stops at once
+-- with exit 1 when the loss or the gradient norm stops being finite (a
+-- learning rate such as 1e38 makes both NaN within a step).
 local args = tide.args
 local data, F = tide.data, tide.data.filters
 local steps = args.steps or 600
@@ -36,9 +40,26 @@ local tok = tide.tokenizer.load('data/gpt2'):train_new_from_iterator(records, vo
 print(('tokenizer: %d tokens trained in %.1f s; "    return" is %d token(s)'):format(
   tok:vocab_size(), tide.clock() - t_start, #tok:encode('    return')))
 
--- 3. packed shards: a held-out split, documents joined by EOS, T tokens each
-local dir = os.tmpname()
-os.remove(dir)
+-- 3. packed shards: a held-out split, documents joined by EOS, T tokens each,
+-- in a temporary directory removed however the recipe ends: by cleanup()
+-- before an exit, or, on an error or Ctrl-C (the "interrupted" error), by
+-- the finaliser of `guard`, which tide runs when it closes the Lua state
+local mk = io.popen('mktemp -d "${TMPDIR:-/tmp}/tide_train_gpt2_tiny.XXXXXX"')
+local dir = mk:read('*l')
+mk:close()
+if not dir or dir == '' then error('train_gpt2_tiny: mktemp -d could not make a temporary directory', 0) end
+local function cleanup()
+  if dir then os.execute("rm -rf '" .. dir:gsub("'", "'\\''") .. "'") end
+  dir = nil
+end
+local guard = newproxy(true)
+getmetatable(guard).__gc = cleanup
+local function fail(msg)
+  io.stderr:write('train_gpt2_tiny: ', msg, '\n')
+  cleanup()
+  os.exit(1)
+end
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
 local ms = data.write_shards(dir, records, { tokenizer = tok, seq_length = T, seed = seed,
                                             split = { valid = 0.05, seed = seed } })
 for _, name in ipairs({ 'train', 'valid' }) do
@@ -75,6 +96,7 @@ end
 
 local first_eval = evaluate()
 print(('step    0  eval loss %.4f  (ln %d = %.4f)'):format(first_eval, tok:vocab_size(), math.log(tok:vocab_size())))
+if not finite(first_eval) then fail(('the held-out loss of the untrained model is %s'):format(first_eval)) end
 local t0 = tide.clock()
 local loss
 for step = 1, steps do
@@ -86,15 +108,19 @@ for step = 1, steps do
   opt:step()
   sched:step()
   loss = out.loss:item()
+  if not finite(loss) or not finite(norm) then
+    -- every later step would be NaN too: stop here, saying where it began
+    fail(('step %d: the loss is %s and the gradient norm %s (lr %g): training diverged'):format(
+      step, tostring(loss), tostring(norm), lr))
+  end
   if step % 20 == 0 or step == steps then
     print(('step %4d  loss %.4f  grad norm %.3f  lr %.2e  %.1f tokens/s')
       :format(step, loss, norm, sched:get_last_lr()[1], step * B * T / (tide.clock() - t0)))
   end
 end
 local final_eval = evaluate()
-os.execute("rm -rf '" .. dir .. "'")
+cleanup()
 print(('eval loss %.4f -> %.4f after %d steps (%.1f s in all)'):format(first_eval, final_eval, steps, tide.clock() - t_start))
-if final_eval > first_eval - 1.0 then
-  io.stderr:write('train_gpt2_tiny: the loss did not fall by at least 1 nat\n')
-  os.exit(1)
-end
+-- written so that NaN fails it: every comparison with NaN is false
+if not finite(final_eval) then fail(('the held-out loss after training is %s'):format(final_eval)) end
+if not (final_eval <= first_eval - 1.0) then fail('the loss did not fall by at least 1 nat') end

@@ -15,7 +15,14 @@
    text decoded before it is still served line by line; the partial line at
    the point of damage is dropped, since its end is unknown, and from then on
    every call fails with the message naming the file and the compressed byte
-   offset. */
+   offset.
+
+   A line longer than the maximum (256 MiB unless set) is never held whole:
+   once the unread text passes the maximum without a '\n', the reader drops
+   it and discards text until the line ends, then reports the line as
+   skipped (2) with a message naming the file and line. So a gzip bomb of one
+   2 GB line costs about 1.5 times the maximum, not the line (the text buffer
+   never grows past it), and the caller chooses to stop or go on. */
 #include "tide.h"
 #include "error.h"
 #include <errno.h>
@@ -30,6 +37,7 @@
 
 #define IN_CAP (256 * 1024)
 #define TEXT_CAP0 (256 * 1024)
+#define MAX_LINE_DEFAULT ((int64_t)256 << 20)
 
 struct tide_lines {
   char *path;
@@ -40,6 +48,9 @@ struct tide_lines {
   int in_eof;         /* read() returned 0 */
   int finished;       /* no more text will come (end of input or damage) */
   int damaged;        /* finished because of an error, message in err */
+  int skipping;       /* discarding the rest of a line longer than max_line */
+  int64_t max_line;   /* longest line returned, in bytes without '\n' */
+  int64_t skip_from;  /* bytes of the skipped line dropped so far */
   z_stream zs;
   unsigned char *in;  /* compressed input (gzip only) */
   char *text;         /* decoded text: unread lines in [start, end) */
@@ -96,6 +107,7 @@ int tide_lines_open(const char *path, tide_lines **out) {
     return tide_fail("%s: out of memory", path);
   }
   r->cap = TEXT_CAP0;
+  r->max_line = MAX_LINE_DEFAULT;
   r->fd = open(path, O_RDONLY | O_CLOEXEC);
   if (r->fd < 0) {
     int e = errno;
@@ -209,6 +221,33 @@ static void fill(tide_lines *r) {
   }
 }
 
+int tide_lines_set_max_line(tide_lines *r, int64_t max_bytes) {
+  if (!r) return tide_fail("tide_lines_set_max_line: reader is NULL");
+  /* a bound that keeps 1.5 * max + TEXT_CAP0 inside size_t and an int64_t */
+  if (max_bytes < 1 || max_bytes > ((int64_t)1 << 50))
+    return tide_fail("%s: the maximum line length must be in 1..2^50 bytes, got %lld", r->path, (long long)max_bytes);
+  r->max_line = max_bytes;
+  return 0;
+}
+
+int64_t tide_lines_max_line(const tide_lines *r) { return r ? r->max_line : 0; }
+
+/* The text buffer's largest size: room for a whole line of max_line bytes
+   plus read-ahead; the buffer starts small and doubles up to this. */
+static size_t cap_limit(const tide_lines *r) {
+  return (size_t)r->max_line + (size_t)r->max_line / 2 + TEXT_CAP0;
+}
+
+/* Reports the line being skipped as ended: counted, and the message kept. */
+static int skipped(tide_lines *r, int64_t dropped) {
+  r->skipping = 0;
+  r->lineno++;
+  r->text_bytes += dropped;
+  tide_fail("%s: line %lld is longer than the maximum of %lld bytes (%lld bytes or more); skipped", r->path,
+            (long long)r->lineno, (long long)r->max_line, (long long)dropped);
+  return 2;
+}
+
 int tide_lines_next(tide_lines *r, const char **line, int64_t *len) {
   if (line) *line = NULL;
   if (len) *len = 0;
@@ -218,37 +257,53 @@ int tide_lines_next(tide_lines *r, const char **line, int64_t *len) {
     char *nl = r->scanned < r->end ? memchr(from, '\n', r->end - r->scanned) : NULL;
     if (nl) {
       size_t n = (size_t)(nl - (r->text + r->start));
-      *line = r->text + r->start;
-      *len = (int64_t)n;
       r->start += n + 1;
       r->scanned = r->start;
+      if (r->skipping) return skipped(r, r->skip_from + (int64_t)n + 1);
+      if ((int64_t)n > r->max_line) {  /* a long line that arrived whole in one fill */
+        r->skip_from = 0;
+        return skipped(r, (int64_t)n + 1);
+      }
+      *line = r->text + r->start - n - 1;
+      *len = (int64_t)n;
       r->text_bytes += (int64_t)n + 1;
       r->lineno++;
       return 1;
     }
     r->scanned = r->end;
+    size_t keep = r->end - r->start;
+    if (!r->skipping && (int64_t)keep > r->max_line) {
+      /* too long already: drop it and discard text up to its '\n' */
+      r->skipping = 1;
+      r->skip_from = 0;
+    }
+    if (r->skipping) {
+      r->skip_from += (int64_t)keep;
+      r->start = r->end = r->scanned = 0;
+      keep = 0;
+    }
     if (r->finished) {
       if (r->damaged) return fail_lines(r);
-      if (r->start < r->end) {  /* a last line without '\n' */
-        size_t n = r->end - r->start;
+      if (r->skipping) return skipped(r, r->skip_from);
+      if (keep > 0) {  /* a last line without '\n' */
         *line = r->text + r->start;
-        *len = (int64_t)n;
+        *len = (int64_t)keep;
         r->start = r->scanned = r->end;
-        r->text_bytes += (int64_t)n;
+        r->text_bytes += (int64_t)keep;
         r->lineno++;
         return 1;
       }
       return 0;
     }
     /* make room: move the partial line to the front, grow if it fills most of the buffer */
-    size_t keep = r->end - r->start;
     if (r->start > 0) {
       memmove(r->text, r->text + r->start, keep);
       r->start = 0;
       r->end = r->scanned = keep;
     }
-    if (r->cap - r->end < r->cap / 4) {
-      size_t ncap = r->cap * 2;
+    size_t limit = cap_limit(r);
+    if (r->cap - r->end < r->cap / 4 && r->cap < limit) {
+      size_t ncap = r->cap * 2 < limit ? r->cap * 2 : limit;
       char *t = realloc(r->text, ncap);
       if (!t) return tide_fail("%s: out of memory for a line of %zu bytes or more", r->path, keep);
       r->text = t;

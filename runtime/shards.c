@@ -6,11 +6,19 @@
 
    Writing goes to PATH.tmp and only a committing close renames it to PATH,
    so a crashed or interrupted tokenizer run never leaves a shard that looks
-   complete. Reading maps the file read-only and trusts nothing: the header's
-   count must account for the file's size to the byte, since a truncated
-   download or a shard written by a killed process would otherwise feed
-   zeros or garbage to training without a word. nanoGPT's .bin files are
-   bare np.uint16 arrays and are read with raw_uint16. */
+   complete. Reading trusts nothing: the header's count must account for the
+   file's size to the byte, since a truncated download or a shard written by
+   a killed process would otherwise feed zeros or garbage to training without
+   a word. nanoGPT's .bin files are bare np.uint16 arrays and are read with
+   raw_uint16.
+
+   Reads go through pread on a descriptor kept open, not a memory mapping: a
+   mapped file that shrinks under the reader (another process truncating or
+   rewriting it) raises SIGBUS on the next access, which no caller can turn
+   into an error, while a short pread is an ordinary error naming the file.
+   One window of T + 1 tokens is one pread straight into the caller's int32
+   buffer, widened in place; the loader measured the same batches per second
+   either way (docs/data.md). */
 #include "tide.h"
 #include "error.h"
 #include <errno.h>
@@ -19,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,9 +49,10 @@ struct tide_shard_writer {
 };
 
 struct tide_shard {
-  const unsigned char *map;  /* the whole file (NULL when it is empty) */
-  size_t size;
-  const unsigned char *tokens;
+  int fd;
+  char *path;
+  uint64_t size;    /* the file's size when opened */
+  uint64_t offset;  /* of the first token */
   int64_t ntok;
   int32_t token_bytes;
 };
@@ -193,86 +201,112 @@ int tide_shard_writer_close(tide_shard_writer *w, int32_t commit) {
   return rc;
 }
 
+/* Reads n bytes at off, retrying on EINTR and short reads; the bytes read. */
+static int64_t pread_full(int fd, void *buf, size_t n, uint64_t off, int *err) {
+  size_t got = 0;
+  *err = 0;
+  while (got < n) {
+    ssize_t k = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      *err = errno;
+      break;
+    }
+    if (k == 0) break;
+    got += (size_t)k;
+  }
+  return (int64_t)got;
+}
+
+static void free_shard(tide_shard *s) {
+  if (s->fd >= 0) close(s->fd);
+  free(s->path);
+  free(s);
+}
+
 int tide_shard_open(const char *path, int32_t raw_uint16, tide_shard **out) {
   if (!out) return tide_fail("tide_shard_open: out is NULL");
   *out = NULL;
   if (!path) return tide_fail("tide_shard_open: path is NULL");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return tide_fail("shard %s: cannot open: %s", path, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
+  tide_shard *s = calloc(1, sizeof *s);
+  char *p = dup_str(path, "");
+  if (!s || !p) {
+    free(s);
+    free(p);
+    return tide_fail("tide_shard_open: out of memory");
+  }
+  s->path = p;
+  s->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (s->fd < 0) {
     int e = errno;
-    close(fd);
+    free_shard(s);
+    return tide_fail("shard %s: cannot open: %s", path, strerror(e));
+  }
+  struct stat st;
+  if (fstat(s->fd, &st) != 0) {
+    int e = errno;
+    free_shard(s);
     return tide_fail("shard %s: cannot stat: %s", path, strerror(e));
   }
   if (!S_ISREG(st.st_mode)) {
-    close(fd);
+    free_shard(s);
     return tide_fail("shard %s: not a regular file", path);
   }
-  size_t size = (size_t)st.st_size;
-  if (raw_uint16 && size % 2 != 0) {
-    close(fd);
-    return tide_fail("shard %s: a raw uint16 file must have an even size, this one holds %zu bytes", path, size);
-  }
-  if (!raw_uint16 && size < SHARD_HEADER_BYTES) {
-    close(fd);
-    return tide_fail("shard %s: the file holds %zu bytes, less than llm.c's %d-byte header", path, size,
-                     SHARD_HEADER_BYTES);
-  }
-  const unsigned char *map = NULL;
-  if (size > 0) {
-    void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-      int e = errno;
-      close(fd);
-      return tide_fail("shard %s: mmap of %zu bytes failed: %s", path, size, strerror(e));
-    }
-    map = m;
-  }
-  close(fd);  /* the mapping keeps the file alive */
-  tide_shard s = {.map = map, .size = size};
+  uint64_t size = (uint64_t)st.st_size;
+  s->size = size;
   if (raw_uint16) {
-    s.tokens = map;
-    s.ntok = (int64_t)(size / 2);
-    s.token_bytes = 2;
+    if (size % 2 != 0) {
+      free_shard(s);
+      return tide_fail("shard %s: a raw uint16 file must have an even size, this one holds %llu bytes", path,
+                       (unsigned long long)size);
+    }
+    s->offset = 0;
+    s->ntok = (int64_t)(size / 2);
+    s->token_bytes = 2;
+    *out = s;
+    return 0;
+  }
+  if (size < SHARD_HEADER_BYTES) {
+    free_shard(s);
+    return tide_fail("shard %s: the file holds %llu bytes, less than llm.c's %d-byte header", path,
+                     (unsigned long long)size, SHARD_HEADER_BYTES);
+  }
+  unsigned char header[12];
+  int e;
+  if (pread_full(s->fd, header, sizeof header, 0, &e) != (int64_t)sizeof header) {
+    free_shard(s);
+    return tide_fail("shard %s: cannot read the header: %s", path, e ? strerror(e) : "the file shrank while opening");
+  }
+  int32_t magic = (int32_t)get_le32(header), version = (int32_t)get_le32(header + 4), n = (int32_t)get_le32(header + 8);
+  int bad = 0;
+  if (magic == MAGIC_U16) {
+    s->token_bytes = 2;
+    if (version != VERSION_U16)
+      bad = tide_fail("shard %s: uint16 shard (magic %d) has version %d, expected %d", path, magic, version,
+                      VERSION_U16);
+  } else if (magic == MAGIC_U32) {
+    s->token_bytes = 4;
+    if (version != VERSION_U32)
+      bad = tide_fail("shard %s: uint32 shard (magic %d) has version %d, expected %d", path, magic, version,
+                      VERSION_U32);
   } else {
-    int32_t magic = (int32_t)get_le32(map), version = (int32_t)get_le32(map + 4), n = (int32_t)get_le32(map + 8);
-    int bad = 0;
-    if (magic == MAGIC_U16) {
-      s.token_bytes = 2;
-      if (version != VERSION_U16)
-        bad = tide_fail("shard %s: uint16 shard (magic %d) has version %d, expected %d", path, magic, version,
-                        VERSION_U16);
-    } else if (magic == MAGIC_U32) {
-      s.token_bytes = 4;
-      if (version != VERSION_U32)
-        bad = tide_fail("shard %s: uint32 shard (magic %d) has version %d, expected %d", path, magic, version,
-                        VERSION_U32);
-    } else {
-      bad = tide_fail("shard %s: bad magic %d: not an llm.c shard (expected %d for uint16 or %d for uint32; "
-                      "a header-less nanoGPT .bin needs raw_uint16)", path, magic, MAGIC_U16, MAGIC_U32);
-    }
-    if (!bad && n < 0) bad = tide_fail("shard %s: header says %d tokens, a negative count", path, n);
-    if (!bad) {
-      uint64_t want = (uint64_t)SHARD_HEADER_BYTES + (uint64_t)n * (uint64_t)s.token_bytes;
-      if (want != (uint64_t)size)
-        bad = tide_fail("shard %s: header says %d tokens (%llu bytes) but the file holds %zu bytes", path, n,
-                        (unsigned long long)want, size);
-    }
-    if (bad) {
-      munmap((void *)map, size);
-      return -1;
-    }
-    s.tokens = map + SHARD_HEADER_BYTES;
-    s.ntok = n;
+    bad = tide_fail("shard %s: bad magic %d: not an llm.c shard (expected %d for uint16 or %d for uint32; "
+                    "a header-less nanoGPT .bin needs raw_uint16)", path, magic, MAGIC_U16, MAGIC_U32);
   }
-  tide_shard *r = malloc(sizeof *r);
-  if (!r) {
-    if (map) munmap((void *)map, size);
-    return tide_fail("tide_shard_open: out of memory");
+  if (!bad && n < 0) bad = tide_fail("shard %s: header says %d tokens, a negative count", path, n);
+  if (!bad) {
+    uint64_t want = (uint64_t)SHARD_HEADER_BYTES + (uint64_t)n * (uint64_t)s->token_bytes;
+    if (want != size)
+      bad = tide_fail("shard %s: header says %d tokens (%llu bytes) but the file holds %llu bytes", path, n,
+                      (unsigned long long)want, (unsigned long long)size);
   }
-  *r = s;
-  *out = r;
+  if (bad) {
+    free_shard(s);
+    return -1;
+  }
+  s->offset = SHARD_HEADER_BYTES;
+  s->ntok = n;
+  *out = s;
   return 0;
 }
 
@@ -287,23 +321,35 @@ int tide_shard_read(const tide_shard *s, int64_t start, int64_t n, int32_t *out)
                      (long long)start, (long long)s->ntok);
   if (n == 0) return 0;
   if (!out) return tide_fail("tide_shard_read: out is NULL");
-  const unsigned char *p = s->tokens + (size_t)start * (size_t)s->token_bytes;
-  if (s->token_bytes == 2) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  /* the tokens land in the last token_bytes * n bytes of out and are widened
+     front to back: out[i] is written only after token i (at or above it) and
+     every token below i were read */
+  size_t tb = (size_t)s->token_bytes, bytes = (size_t)n * tb;
+  unsigned char *raw = (unsigned char *)out + (size_t)n * 4 - bytes;
+  uint64_t off = s->offset + (uint64_t)start * tb;
+  int e;
+  int64_t got = pread_full(s->fd, raw, bytes, off, &e);
+  if (got != (int64_t)bytes) {
+    if (e)
+      return tide_fail("shard %s: reading %zu bytes at offset %llu failed: %s", s->path, bytes,
+                       (unsigned long long)off, strerror(e));
+    struct stat st;
+    long long now = fstat(s->fd, &st) == 0 ? (long long)st.st_size : -1;
+    return tide_fail("shard %s: the file changed while open: it held %llu bytes, now %lld, and %zu bytes at "
+                     "offset %llu cannot be read", s->path, (unsigned long long)s->size, now, bytes,
+                     (unsigned long long)off);
+  }
+  if (tb == 2) {
     for (int64_t i = 0; i < n; i++) {
-      uint16_t v;
-      memcpy(&v, p + 2 * i, 2);
-      out[i] = v;
+      const unsigned char *p = raw + 2 * i;
+      out[i] = (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8);
     }
-#else
-    for (int64_t i = 0; i < n; i++) out[i] = (int32_t)((uint32_t)p[2 * i] | (uint32_t)p[2 * i + 1] << 8);
-#endif
   } else {
     /* uint32 tokens above INT32_MAX cannot be widened to int32 losslessly; no vocabulary is that large */
     for (int64_t i = 0; i < n; i++) {
-      uint32_t v = get_le32(p + 4 * i);
+      uint32_t v = get_le32(raw + 4 * i);
       if (v > (uint32_t)INT32_MAX)
-        return tide_fail("tide_shard_read: token %u at index %lld does not fit int32", v, (long long)(start + i));
+        return tide_fail("shard %s: token %u at index %lld does not fit int32", s->path, v, (long long)(start + i));
       out[i] = (int32_t)v;
     }
   }
@@ -312,6 +358,5 @@ int tide_shard_read(const tide_shard *s, int64_t start, int64_t n, int32_t *out)
 
 void tide_shard_close(tide_shard *s) {
   if (!s) return;
-  if (s->map) munmap((void *)s->map, s->size);
-  free(s);
+  free_shard(s);
 }

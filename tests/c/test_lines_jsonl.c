@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -632,7 +633,104 @@ static void test_jsonl_against_json(void) {
   free(content);
 }
 
+/* One next() call: its return code, and the line when it is 1. */
+static int next_is(tide_lines *r, int want_rc, const char *want, const char *in_error, int line) {
+  const char *l;
+  int64_t len;
+  int rc = tide_lines_next(r, &l, &len);
+  int ok = rc == want_rc;
+  if (ok && rc == 1) ok = len == (int64_t)strlen(want) && memcmp(l, want, (size_t)len) == 0;
+  if (ok && in_error) ok = strstr(tide_last_error(), in_error) != NULL;
+  if (!ok) {
+    printf("FAIL line %d: got rc %d (%s), expected %d\n", line, rc, rc == 1 ? "a line" : tide_last_error(), want_rc);
+    failures++;
+  }
+  return rc;
+}
+#define NEXT(r, rc, want, err) next_is(r, rc, want, err, __LINE__)
+
+/* Issue 9's gzip bomb: 2 MB holding one 2 GB line took 4.2 GB and ended in
+   "string length overflow". A line over the maximum is skipped (2) with a
+   message naming the file and line, and the reader goes on after it. */
+static void test_max_line(void) {
+  const char *text = "ab\nabcdefghij\nabcde\r\ncd\nlast line without newline";
+  const char *p = plain_file(text, strlen(text));
+  tide_lines *r = NULL;
+  CHECK(tide_lines_open(p, &r) == 0);
+  CHECK(tide_lines_max_line(r) == (int64_t)256 << 20);
+  CHECK(tide_lines_set_max_line(r, 0) == -1 && strstr(tide_last_error(), "maximum line length"));
+  CHECK(tide_lines_set_max_line(r, -5) == -1);
+  CHECK(tide_lines_set_max_line(r, 6) == 0 && tide_lines_max_line(r) == 6);
+  NEXT(r, 1, "ab", NULL);
+  NEXT(r, 2, NULL, "line 2 is longer than the maximum of 6 bytes");
+  CHECK(strstr(tide_last_error(), p) != NULL);
+  NEXT(r, 1, "abcde\r", NULL);  /* exactly the maximum */
+  NEXT(r, 1, "cd", NULL);
+  NEXT(r, 2, NULL, "line 5 is longer");
+  NEXT(r, 0, NULL, NULL);
+  CHECK(tide_lines_lineno(r) == 5);
+  tide_lines_close(r);
+
+  /* a 3 MB line in gzip, across many refills, between two short ones */
+  size_t n = 3u << 20;
+  char *big = malloc(n + 16);
+  memcpy(big, "x\n", 2);
+  memset(big + 2, 'q', n);
+  memcpy(big + 2 + n, "\ny\n", 3);
+  CHECK(tide_lines_open(gzip_file(big, n + 5, 6), &r) == 0);
+  CHECK(tide_lines_set_max_line(r, 1000) == 0);
+  NEXT(r, 1, "x", NULL);
+  NEXT(r, 2, NULL, "line 2 is longer than the maximum of 1000 bytes");
+  NEXT(r, 1, "y", NULL);
+  NEXT(r, 0, NULL, NULL);
+  tide_lines_close(r);
+  free(big);
+
+  /* the default, 256 MiB, holds against a 512 MiB line (512 gzip members of
+     1 MiB of 'a'), with memory well below the line's size (262 MiB measured) */
+  size_t mb = 1u << 20;
+  char *block = malloc(mb);
+  memset(block, 'a', mb);
+  uLong zcap = compressBound(mb) + 64;
+  unsigned char *z = malloc(zcap);
+  z_stream zs;
+  memset(&zs, 0, sizeof zs);
+  CHECK(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  zs.next_in = (Bytef *)block;
+  zs.avail_in = (uInt)mb;
+  zs.next_out = z;
+  zs.avail_out = (uInt)zcap;
+  CHECK(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+  size_t zn = zcap - zs.avail_out;
+  deflateEnd(&zs);
+  const char *gp = tmp_path();
+  FILE *f = fopen(gp, "wb");
+  for (int i = 0; i < 512 && f; i++) fwrite(z, 1, zn, f);
+  gzFile tail = NULL;
+  if (f) fclose(f);
+  tail = gzopen(gp, "ab");
+  gzwrite(tail, "\nafter\n", 7);
+  gzclose(tail);
+  CHECK(tide_lines_open(gp, &r) == 0);
+  NEXT(r, 2, NULL, "line 1 is longer than the maximum of 268435456 bytes");
+  NEXT(r, 1, "after", NULL);
+  NEXT(r, 0, NULL, NULL);
+  tide_lines_close(r);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+#if defined(__SANITIZE_ADDRESS__)
+  ru.ru_maxrss = 0;  /* AddressSanitizer's quarantine keeps every freed buffer resident */
+#endif
+  if (ru.ru_maxrss > 420L * 1024) {  /* KiB */
+    printf("FAIL: reading a 512 MiB line took %ld MiB\n", ru.ru_maxrss / 1024);
+    failures++;
+  }
+  free(block);
+  free(z);
+}
+
 int main(void) {
+  test_max_line();
   test_plain();
   test_gzip();
   test_damaged();

@@ -159,12 +159,18 @@ T.test('build_corpus writes a CodeParrot-schema jsonl.gz the reader reads back',
   T.eq(os.execute(("'%s' recipes/build_corpus.lua --out=%s --roots=%s --quiet"):format(exe, out, src)), 0)
   local recs = data.jsonl(out, { progress = false }):collect()
   T.eq(#recs, 2)
-  T.eq(recs[1].repo_name, 'python/cpython')
-  T.eq(recs[1].path, 'Lib/mod.py')
+  -- a root given with --roots names the repository (it was python/cpython for any root)
+  T.eq(recs[1].repo_name, 'local/pysrc')
+  T.eq(recs[1].path, 'mod.py')
+  T.eq(recs[1].license, 'unknown')
   T.eq(recs[1].content, 'import os\n\ndef f():\n    return os.sep\n')
   T.eq(recs[1].size, tostring(#recs[1].content))
   T.eq(recs[1].copies, '1')
-  T.eq(recs[2].path, 'Lib/pkg/__init__.py')
+  T.eq(recs[2].path, 'pkg/__init__.py')
+  T.eq(recs[2].repo_name, 'local/pysrc')
+  -- a place it cannot write is named with the system's reason
+  T.raises(function() data.build_corpus({ out = src .. '/mod.py/sub/c.jsonl.gz', roots = { src } }) end,
+           'cannot create directory ' .. src .. '/mod.py/sub: Not a directory')
 end)
 
 T.test('the whole path: jsonl.gz, filter, tokenize, pack, shards, read back', function()
@@ -252,6 +258,121 @@ T.test('write_shards packs as Stream:pack does, in both modes', function()
     T.truthy(m.report:find('pack ' .. mode .. ' 12: '), m.report)
     T.eq(io.open(dir .. '/tokenizer/tokenizer.json', 'rb'), nil)  -- save_tokenizer = false
   end
+end)
+
+-- Issue 9: a gzip of 2 MB holding one 2 GB line took 4.2 GB and ended in
+-- "string length overflow". A line over max_line_bytes is skipped (counted
+-- as malformed, its file and line in the warning) or, strict, an error.
+T.test('jsonl: a line over max_line_bytes is skipped or, strict, an error naming file and line', function()
+  local p = tmp('long.jsonl.gz')
+  write_gz(p, '{"a": 1}\n{"a": "' .. ('x'):rep(200000) .. '"}\n{"a": 3}\n')
+  local got
+  local warn = stderr_of(function() got = data.jsonl(p, { max_line_bytes = 1000, progress = false }):collect() end)
+  T.eq(#got, 2)
+  T.eq(got[2].a, 3)
+  T.truthy(warn:find('long.jsonl.gz: skipped 1 malformed line %(first: line 2 is longer than the maximum of 1000 bytes'),
+           warn)
+  local ds = data.jsonl(p, { max_line_bytes = 1000, strict = true, progress = false })
+  local n = 0
+  local ok, err = pcall(function() for _ in ds do n = n + 1 end end)
+  T.truthy(not ok and n == 1)
+  T.truthy(tostring(err):find(p .. ': line 2 is longer than the maximum of 1000 bytes', 1, true), tostring(err))
+  -- the default lets a 200 kB line through
+  T.eq(data.jsonl(p, { progress = false }):count(), 3)
+  T.raises(function() data.jsonl(p, { max_line_bytes = 0 }) end, 'max_line_bytes')
+end)
+
+-- Issue 9: breaking out of a jsonl loop left its file open until a garbage
+-- collection; after 252 passes under ulimit -n 256 an existing file read as
+-- "no such file or directory". Here 300 passes of every kind run with 40
+-- descriptors to spare and the collector stopped, so only closing helps.
+T.test('jsonl: 300 passes left by break under a low RLIMIT_NOFILE', function()
+  pcall(ffi.cdef, [[
+  struct tide_test_rlimit { uint64_t cur, max; };
+  int getrlimit(int resource, struct tide_test_rlimit *r);
+  int setrlimit(int resource, const struct tide_test_rlimit *r);
+  ]])
+  pcall(ffi.cdef, 'int getpid(void);')
+  local RLIMIT_NOFILE = 7
+  local p = tmp('many.jsonl')
+  write(p, ('{"a": 1}\n'):rep(50))
+  local function open_fds()
+    local n, pipe = 0, io.popen('ls /proc/' .. ffi.C.getpid() .. '/fd')
+    for _ in pipe:lines() do n = n + 1 end
+    pipe:close()
+    return n
+  end
+  local lim = ffi.new('struct tide_test_rlimit')
+  assert(ffi.C.getrlimit(RLIMIT_NOFILE, lim) == 0)
+  local saved_cur = lim.cur
+  -- descriptors are numbered from the lowest free one, and the limit bounds
+  -- the numbers: with this limit about 40 more can be open
+  local before = open_fds()
+  lim.cur = before + 40
+  assert(ffi.C.setrlimit(RLIMIT_NOFILE, lim) == 0)
+  collectgarbage('stop')
+  local ok, err = pcall(function()
+    local ds = data.jsonl(p, { progress = false })
+    for _ = 1, 300 do
+      for _ in ds do break end                                        -- the same stream, loop after loop
+      for _ in ds:take(3) do end                                      -- take ends before the source does
+      local nx, close = ds:iter()                                     -- a pass by hand, closed
+      nx()
+      close()
+      local f = ds:filter(function() return true end)
+      for _ in f do break end
+      f:close()                                                       -- a loop left by break, then closed
+    end
+    ds:close()
+  end)
+  local after = open_fds()
+  -- a new stream per loop, each left by break: nothing can see those loops
+  -- end, so the reader collects garbage itself when many files are open
+  local ok2, err2 = pcall(function()
+    local ds = data.jsonl(p, { progress = false })
+    for _ = 1, 300 do
+      for _ in ds:filter(function() return true end) do break end
+    end
+  end)
+  collectgarbage('restart')
+  lim.cur = saved_cur
+  assert(ffi.C.setrlimit(RLIMIT_NOFILE, lim) == 0)
+  T.truthy(ok2, tostring(err2))
+  T.truthy(ok, tostring(err))
+  T.truthy(after <= before + 1, ('descriptors left open: %d before, %d after'):format(before, after))
+end)
+
+-- Running out of descriptors is reported as what it is, not as a missing file.
+T.test('jsonl: too many open files is named as such', function()
+  local p = tmp('emfile.jsonl')
+  write(p, '{"a": 1}\n')
+  local ds = data.jsonl(p, { progress = false })
+  local passes, opened = {}, 0
+  local lim = ffi.new('struct tide_test_rlimit')
+  assert(ffi.C.getrlimit(7, lim) == 0)
+  local saved_cur = lim.cur
+  local before = 0
+  local pipe = io.popen('ls /proc/' .. ffi.C.getpid() .. '/fd')
+  for _ in pipe:lines() do before = before + 1 end
+  pipe:close()
+  lim.cur = before + 8
+  assert(ffi.C.setrlimit(7, lim) == 0)
+  local ok, err = pcall(function()
+    for i = 1, 200 do
+      local nx, close = ds:iter()
+      passes[i] = close     -- kept alive: the collector cannot close these
+      nx()
+      opened = i
+    end
+  end)
+  local ok2, err2 = pcall(data.jsonl, tmpdir .. '/emfile.jsonl', { progress = false })
+  for _, close in ipairs(passes) do close() end
+  lim.cur = saved_cur
+  assert(ffi.C.setrlimit(7, lim) == 0)
+  T.truthy(not ok and opened < 200, ('%s after %d passes'):format(tostring(err), opened))
+  T.truthy(tostring(err):find('Too many open files') and tostring(err):find('stream:close()', 1, true), tostring(err))
+  T.truthy(not tostring(err):find('No such file'), tostring(err))
+  T.truthy(not ok2 and tostring(err2):find('too many open files'), tostring(err2))
 end)
 
 T.test('temporary files are removed', function()

@@ -2,9 +2,11 @@
 -- this machine (recipes/build_corpus.lua is its command line): one JSON
 -- Lines record per .py file, {"repo_name", "path", "copies", "size",
 -- "content", "license"}, gzip-compressed, written under a temporary name and
--- renamed when complete. The standard library is repository
+-- renamed when complete. The repository is named by the root a file was
+-- found under: the standard library (/usr/lib/python3.N) is
 -- "python/cpython"; each package in dist-packages is "debian/<package>",
--- with the license its Debian copyright file names when one is found.
+-- with the license its Debian copyright file names when one is found; any
+-- other root is "local/<the root's last component>", license "unknown".
 local ffi = require 'ffi'
 local C = require 'tide.C'
 local files = require 'tide.data.files'
@@ -16,12 +18,12 @@ gzFile gzopen(const char *path, const char *mode);
 int gzwrite(gzFile file, const void *buf, unsigned len);
 int gzclose(gzFile file);
 int gzbuffer(gzFile file, unsigned size);
+const char *gzerror(gzFile file, int *errnum);
 ]])
+pcall(ffi.cdef, 'char *strerror(int errnum);')
 
 local M = {}
 M.default_out = 'data/corpus/python.jsonl.gz'
-
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 -- The Python source directories of this machine: every /usr/lib/python3.*
 -- and /usr/lib/python3/dist-packages.
@@ -53,12 +55,16 @@ local function debian_license(cache, pkg)
 end
 
 local function origin(cache, root, path)
+  root = root:gsub('/+$', '')
   local rel = path:sub(#root + 2)
   if root:match('dist%-packages$') or root:match('site%-packages$') then
     local pkg = rel:match('^([^/]+)/') or rel:match('^([^/.]+)')
     return 'debian/' .. pkg, rel, debian_license(cache, pkg)
   end
-  return 'python/cpython', 'Lib/' .. rel, 'psf-2.0'
+  if root:match('/python3%.%d+$') then return 'python/cpython', 'Lib/' .. rel, 'psf-2.0' end
+  local name = root:match('([^/]+)$') or root
+  if name == '.' or name == '' then name = 'root' end
+  return 'local/' .. name, rel, 'unknown'
 end
 
 -- Whether s is valid UTF-8: the peers' JSON readers (datasets, pyarrow)
@@ -84,16 +90,23 @@ function M.build(opts)
   if #roots == 0 then
     error('build_corpus: no Python source found (no /usr/lib/python3.*); install libpython3-stdlib or pass roots', 2)
   end
-  os.execute('mkdir -p ' .. shell_quote(out:match('^(.*)/[^/]*$') or '.'))
+  files.mkdir_p(out:match('^(.*)/[^/]*$') or '.', 'build_corpus', 2)
   local tmp = out .. '.tmp'
   local gz = ffi.C.gzopen(tmp, 'wb6')
-  if gz == nil then error('build_corpus: cannot write ' .. tmp, 2) end
+  if gz == nil then
+    local e = ffi.errno()  -- before any other call can change it
+    error(('build_corpus: cannot create %s: %s'):format(tmp, ffi.string(ffi.C.strerror(e))), 2)
+  end
   ffi.C.gzbuffer(gz, 256 * 1024)
+  local errnum = ffi.new('int[1]')
   local function put(s)
     if ffi.C.gzwrite(gz, s, #s) ~= #s then
+      local e = ffi.errno()
+      local why = ffi.string(ffi.C.gzerror(gz, errnum))
+      if errnum[0] == -1 then why = ffi.string(ffi.C.strerror(e)) end  -- Z_ERRNO: the system's reason
       ffi.C.gzclose(gz)
       os.remove(tmp)
-      error('build_corpus: writing ' .. tmp .. ' failed (disk full?)', 0)
+      error(('build_corpus: writing %s failed: %s'):format(tmp, why), 0)
     end
   end
   local quote, valid_utf8, licenses = tide.json.quote, utf8_checker(), {}
@@ -114,10 +127,15 @@ function M.build(opts)
     end
   end
   if ffi.C.gzclose(gz) ~= 0 then
+    local e = ffi.errno()
     os.remove(tmp)
-    error('build_corpus: closing ' .. tmp .. ' failed', 2)
+    error(('build_corpus: closing %s failed: %s'):format(tmp, ffi.string(ffi.C.strerror(e))), 2)
   end
-  assert(os.rename(tmp, out))
+  local ok, err = os.rename(tmp, out)
+  if not ok then
+    os.remove(tmp)
+    error('build_corpus: ' .. tostring(err), 2)
+  end
   return { path = out, files = nfiles, bytes = bytes, skipped = skipped, roots = roots }
 end
 

@@ -11,21 +11,62 @@ local function quote(s)
 end
 M.quote = quote
 
+local ffi = require 'ffi'
+pcall(ffi.cdef, 'int mkdir(const char *path, unsigned int mode);')
+pcall(ffi.cdef, 'char *strerror(int errnum);')
+
+local ENOENT, ENOTDIR, EEXIST, ENFILE, EMFILE, EISDIR = 2, 20, 17, 23, 24, 21
+
+-- io.open's failure, unless it only says that nothing is there: running out
+-- of descriptors must not read as "no such file" (a leaked reader per loop
+-- once made an existing file look missing).
+local function open_failed(path, msg, code)
+  if code == EMFILE or code == ENFILE then
+    error(('%s: too many open files (the process or system limit on descriptors; '
+      .. 'close streams left by a break with :close(), or raise ulimit -n)'):format(path), 3)
+  end
+end
+
 local function is_dir(path)
-  local f = io.open(path, 'rb')
-  if not f then return false end
-  local ok, _, code = f:read(1)
+  local f, msg, code = io.open(path, 'rb')
+  if not f then
+    open_failed(path, msg, code)
+    return false
+  end
+  local ok, _, rcode = f:read(1)
   f:close()
-  return ok == nil and code == 21  -- EISDIR
+  return ok == nil and rcode == EISDIR
 end
 M.is_dir = is_dir
 
 local function exists(path)
-  local f = io.open(path, 'rb')
-  if f then f:close() end
-  return f ~= nil
+  local f, msg, code = io.open(path, 'rb')
+  if f then f:close() return true end
+  open_failed(path, msg, code)
+  -- a file that is there but unreadable exists: reading it gives the real error
+  return code ~= ENOENT and code ~= ENOTDIR
 end
 M.exists = exists
+
+-- Creates dir and its missing parents (mkdir -p). Errors name the directory
+-- that could not be made and why, with the errno of that mkdir (read before
+-- any other call can overwrite it: a read-only mount once read as "No such
+-- file or directory", the errno of a later check).
+function M.mkdir_p(dir, what, level)
+  level = (level or 1) + 1
+  local parts, path = {}, dir:sub(1, 1) == '/' and '/' or ''
+  for part in dir:gmatch('[^/]+') do parts[#parts + 1] = part end
+  for i, part in ipairs(parts) do
+    path = path .. part
+    if part ~= '.' and part ~= '..' and ffi.C.mkdir(path, 511) ~= 0 then  -- 0777, less the umask
+      local e = ffi.errno()
+      if e ~= EEXIST or (i == #parts and not is_dir(path)) then
+        error(('%s: cannot create directory %s: %s'):format(what, path, ffi.string(ffi.C.strerror(e))), level)
+      end
+    end
+    path = path .. '/'
+  end
+end
 
 -- The entries find(1) prints for dir with the given extra arguments, sorted.
 local function find(dir, args)

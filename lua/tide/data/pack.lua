@@ -52,7 +52,7 @@ function Stream:tokenize(tok, opts)
   local eopts = opts.allowed_special and { allowed_special = opts.allowed_special } or nil
   local s
   s = stream.new(function()
-    local nx = self:iter()
+    local nx, cl = self:iter()
     local out, pos, eof = {}, 1, false
     s.documents, s.tokens, s.bytes = 0, 0, 0
     return function()
@@ -76,7 +76,7 @@ function Stream:tokenize(tok, opts)
       out[pos] = nil
       pos = pos + 1
       return ids
-    end
+    end, cl
   end, 'tokenize' .. (field and (' ' .. field) or ''), self)
   s.documents, s.tokens, s.bytes = 0, 0, 0
   s.report_line = M.tokenize_report
@@ -200,7 +200,7 @@ function Stream:pack(n, opts)
   local mode = pack_args(n, opts, 2)
   local s
   s = stream.new(function()
-    local nx = self:iter()
+    local nx, cl = self:iter()
     local ready, r_head, r_tail = {}, 1, 0   -- sequences made, not yet returned
     local p = M.packer(n, opts, function(seq) r_tail = r_tail + 1; ready[r_tail] = seq end)
     s.tokens_in, s.tokens_out, s.sequences = 0, 0, 0
@@ -215,7 +215,7 @@ function Stream:pack(n, opts)
       ready[r_head] = nil
       r_head = r_head + 1
       return seq
-    end
+    end, cl
   end, ('pack %s %d'):format(mode, n), self)
   -- the counts of the current (or last) pass, copied from its packer
   s.mode, s.n, s.tokens_in, s.tokens_out, s.sequences = mode, n, 0, 0, 0

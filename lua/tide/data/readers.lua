@@ -15,9 +15,48 @@ local function last_error()
   return ffi.string(C.tide_last_error())
 end
 
+-- Readers open now: a loop left by break leaves its reader to the garbage
+-- collector, which the Lua heap alone would not wake in time (each reader is
+-- a few hundred bytes of Lua and a descriptor). Past this many, a full
+-- collection runs before the next file is opened.
+local open_readers, COLLECT_AT = 0, 32
+
+local function release(reader)
+  open_readers = open_readers - 1
+  C.tide_lines_close(reader)
+end
+
+-- Opens path for reading lines; running out of descriptors is reported as
+-- such, after one collection has had the chance to close forgotten readers.
+local function open_lines(path, rbuf, max_line, level)
+  if open_readers >= COLLECT_AT then collectgarbage() end
+  local rc = C.tide_lines_open(path, rbuf)
+  if rc ~= 0 and last_error():find('Too many open files', 1, true) then
+    collectgarbage()
+    rc = C.tide_lines_open(path, rbuf)
+  end
+  if rc ~= 0 then
+    local msg = last_error()
+    if msg:find('Too many open files', 1, true) then
+      msg = msg .. (' (%d of them jsonl readers: close a stream left by break with stream:close(), '
+        .. 'or raise ulimit -n)'):format(open_readers)
+    end
+    error('tide.data.jsonl: ' .. msg, level + 1)
+  end
+  open_readers = open_readers + 1
+  local reader = ffi.gc(rbuf[0], release)
+  if max_line and C.tide_lines_set_max_line(reader, max_line) ~= 0 then
+    error('tide.data.jsonl: ' .. last_error(), level + 1)
+  end
+  return reader
+end
+
 local function file_size(path)
-  local f = io.open(path, 'rb')
-  if not f then return 0 end
+  local f, msg, code = io.open(path, 'rb')
+  if not f then
+    if code == 23 or code == 24 then error('tide.data.jsonl: ' .. msg .. ' (too many open files)', 3) end
+    return 0
+  end
   local n = f:seek('end') or 0
   f:close()
   return n
@@ -37,6 +76,9 @@ end
 --   strict    a malformed line or missing field is an error instead of a
 --             skip (default false)
 --   progress  false: no progress lines (default: one every 5 s on long reads)
+--   max_line_bytes  the longest line read (default 256 MiB); a longer one is
+--             never held whole: it is skipped like a malformed line, or an
+--             error naming the file and line with strict
 -- A skipped line is counted, and each file with skips gets one warning line
 -- naming the first bad line. A corrupt or truncated gzip ends the pass with
 -- an error naming the file and byte offset, after every whole record before it.
@@ -57,6 +99,10 @@ function M.jsonl(spec, opts)
   local total = 0
   for _, p in ipairs(paths) do total = total + file_size(p) end
   local show = opts.progress ~= false
+  local max_line = opts.max_line_bytes
+  if max_line ~= nil and (type(max_line) ~= 'number' or max_line % 1 ~= 0 or max_line < 1 or max_line > 2^50) then
+    error('jsonl: max_line_bytes must be an integer in 1..2^50, got ' .. tostring(max_line), 2)
+  end
   local s
   s = stream.new(function()
     s.files, s.bytes, s.text_bytes, s.records, s.malformed, s.missing = 0, 0, 0, 0, 0, 0
@@ -77,7 +123,7 @@ function M.jsonl(spec, opts)
       done_bytes = done_bytes + tonumber(fs[0])
       s.bytes, s._reader = done_bytes, nil
       s.text_bytes = s.text_bytes + tonumber(tb[0])
-      C.tide_lines_close(ffi.gc(reader, nil))
+      release(ffi.gc(reader, nil))
       reader = nil
       if bad > 0 or miss > 0 then
         local parts = {}
@@ -104,31 +150,46 @@ function M.jsonl(spec, opts)
       end
       return rec
     end
+    -- the pass's file, released when the pass ends, fails or is closed
+    local function close()
+      if reader then
+        release(ffi.gc(reader, nil))
+        reader = nil
+        if s._reader then s._reader = nil end
+      end
+      fi = #paths  -- a closed pass gives nothing more
+    end
+    local function fail(msg)
+      close()
+      error(msg, 3)
+    end
     return function()
       while true do
         if not reader then
           fi = fi + 1
           path = paths[fi]
           if not path then return nil end
-          if C.tide_lines_open(path, rbuf) ~= 0 then error('tide.data.jsonl: ' .. last_error(), 2) end
-          reader = ffi.gc(rbuf[0], C.tide_lines_close)
+          reader = open_lines(path, rbuf, max_line, 2)
           s._reader, s._done = reader, done_bytes
           bad, miss = 0, 0
           s.files = s.files + 1
         end
         local r = C.tide_lines_next(reader, line, len)
         if r < 0 then
-          local msg = last_error()
-          C.tide_lines_close(ffi.gc(reader, nil))
-          reader = nil
-          error('tide.data.jsonl: ' .. msg, 2)
+          fail('tide.data.jsonl: ' .. last_error())
         elseif r == 0 then
           finish_file()
+        elseif r == 2 then  -- a line over max_line_bytes, skipped without being held
+          local msg = last_error()
+          if opts.strict then fail('tide.data.jsonl: ' .. msg) end
+          bad = bad + 1
+          s.malformed = s.malformed + 1
+          if bad == 1 then bad_first = msg:match(': (line %d+ .*)$') or msg end
         else
           local pr = C.tide_jsonl_parse(parser, line[0], len[0])
           if pr < 0 then
             local where = ('%s:%d: %s'):format(path, tonumber(C.tide_lines_lineno(reader)), last_error())
-            if opts.strict then error('tide.data.jsonl: ' .. where, 2) end
+            if opts.strict then fail('tide.data.jsonl: ' .. where) end
             bad = bad + 1
             s.malformed = s.malformed + 1
             if bad == 1 then bad_first = 'line ' .. where:match(':(%d+: .*)$') end
@@ -146,14 +207,14 @@ function M.jsonl(spec, opts)
               return rec
             end
             local lineno = tonumber(C.tide_lines_lineno(reader))
-            if opts.strict then error(('tide.data.jsonl: %s:%d: no field %q'):format(path, lineno, missing), 2) end
+            if opts.strict then fail(('tide.data.jsonl: %s:%d: no field %q'):format(path, lineno, missing)) end
             miss = miss + 1
             s.missing = s.missing + 1
             if miss == 1 then miss_first = ('line %d has no field %q'):format(lineno, missing) end
           end
         end
       end
-    end
+    end, close
   end, 'jsonl ' .. table.concat(paths, ' ', 1, math.min(#paths, 3)) .. (#paths > 3 and (' and %d more'):format(#paths - 3) or ''))
   s.paths, s.total_bytes = paths, total
   -- bytes of the input consumed so far (compressed bytes for gzip), at any time

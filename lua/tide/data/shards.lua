@@ -14,6 +14,17 @@
 -- the bytes: shards are written to NAME.tmp and renamed when complete, and
 -- a file whose size disagrees with its header is refused.
 --
+-- A set of shards (one prefix) is all or nothing through its manifest,
+-- PREFIX.json: the writer first writes it marked "complete": false and
+-- removes the prefix's old shards, and only close() rewrites it (atomically)
+-- as complete, after every shard. The loader trusts the manifest alone:
+-- it refuses an unfinished one (a run killed or failed midway), a listed
+-- shard that is missing, and a PREFIX_NNNNNN.bin beside it that the manifest
+-- does not list (left by an older writer), whether it was given the
+-- directory, the manifest, a glob or one file. Several prefixes may share a
+-- directory (train_* and valid_*), so a temporary directory renamed into
+-- place would not do.
+--
 -- Reading cuts the token stream into windows of T + 1 tokens (inputs are
 -- the first T, targets the last T), window k of a shard starting at token
 -- k * stride. As in llm.c's loader no window crosses a shard boundary. The
@@ -45,8 +56,11 @@ local function last_error() return ffi.string(C.tide_last_error()) end
 local quote, is_dir, list_dir = files.quote, files.is_dir, files.list_dir
 
 local function is_file(path)
-  local f = io.open(path, 'rb')
-  if not f then return false end
+  local f, msg, code = io.open(path, 'rb')
+  if not f then
+    if code == 23 or code == 24 then error('shards: ' .. msg .. ' (too many open files)', 0) end
+    return false
+  end
   f:close()
   return not is_dir(path)
 end
@@ -79,10 +93,20 @@ M.Writer = Writer
 local writer_opts = { vocab_size = true, token_bytes = true, shard_tokens = true, seq_length = true, prefix = true,
                       manifest = true }
 local reserved = { format = true, token_bytes = true, magic = true, version = true, shards = true,
-                   total_tokens = true, seq_length = true, vocab_size = true }
+                   total_tokens = true, seq_length = true, vocab_size = true, complete = true }
 local CHUNK = 65536
 
 local function close_c(p) C.tide_shard_writer_close(p, 0) end
+
+-- The lua pattern of PREFIX's shard names (PREFIX_000000.bin, ...).
+local function shard_pattern(prefix)
+  return '^' .. prefix:gsub('%W', '%%%0') .. '_%d%d%d%d%d%d%.bin$'
+end
+
+local function write_manifest(path, m, level)
+  local ok, err = pcall(json.write_file, path, m)
+  if not ok then error('shards.writer: ' .. tostring(err):gsub('^json%.write_file: ', ''), level + 1) end
+end
 
 -- Creates dir (and its parents) and returns a writer of shards DIR/PREFIX_000000.bin, ...
 -- opts: vocab_size (uint16 tokens when <= 65536, else uint32; ids must be
@@ -134,9 +158,19 @@ function M.writer(dir, opts)
       if reserved[k] then error(('%s: manifest field %s is written by the writer itself'):format(where, tostring(k)), 2) end
     end
   end
-  os.execute('mkdir -p -- ' .. quote(dir))
-  if not is_dir(dir) then
-    error(('%s: cannot create directory %s'):format(where, dir), 2)
+  files.mkdir_p(dir, where, 2)
+  -- the unfinished manifest goes first, then the old shards of this prefix:
+  -- from here until close() the loader refuses the prefix, so no mix of old
+  -- and new shards and no partial set is ever read
+  local fmt = FORMATS[tb]
+  write_manifest(join(dir, prefix .. '.json'), { format = 'llm.c', complete = false, token_bytes = tb,
+    magic = fmt.magic, version = fmt.version, shards = json.array(), total_tokens = 0 }, 2)
+  local pat = shard_pattern(prefix)
+  for _, name in ipairs(list_dir(dir)) do
+    if name:match(pat) or (name:sub(-4) == '.tmp' and name:sub(1, -5):match(pat)) then
+      local ok, err = os.remove(join(dir, name))
+      if not ok then error(('%s: cannot remove the old shard %s'):format(where, tostring(err)), 2) end
+    end
   end
   return setmetatable({
     dir = dir, prefix = prefix, token_bytes = tb, vocab_size = vocab, seq_length = seq, shard_tokens = shard_tokens,
@@ -238,14 +272,16 @@ function Writer:close()
   for k, v in pairs(self._extra or {}) do m[k] = v end
   m.format, m.token_bytes, m.magic, m.version = 'llm.c', self.token_bytes, fmt.magic, fmt.version
   m.shards, m.total_tokens, m.seq_length, m.vocab_size = list, self._total, self.seq_length, self.vocab_size
-  local ok, err = pcall(json.write_file, join(self.dir, self.prefix .. '.json'), m)
-  if not ok then error('shards.writer: ' .. tostring(err), 2) end
+  m.complete = true
+  write_manifest(join(self.dir, self.prefix .. '.json'), m, 2)
   self.manifest = m
   return m
 end
 
--- Drops the shard being written (its temp file); committed shards stay, no manifest is written.
+-- Drops what this writer wrote: the shard being written (its temp file), the
+-- shards committed so far and the unfinished manifest.
 function Writer:abort()
+  if self._closed then return end
   if self._c ~= nil then
     local w = self._c
     self._c = nil
@@ -253,6 +289,8 @@ function Writer:abort()
     C.tide_shard_writer_close(w, 0)
   end
   self._closed = true
+  for _, s in ipairs(self._shards) do os.remove(join(self.dir, s.file)) end
+  os.remove(join(self.dir, self.prefix .. '.json'))
 end
 
 -- reading ---------------------------------------------------------------------------
@@ -265,23 +303,6 @@ local loader_opts = { batch_size = true, seq_len = true, stride = true, shuffle 
                       rank = true, world_size = true, drop_last = true, raw_uint16 = true, prefix = true,
                       token_bytes = true }
 
-local function read_manifest(path, level)
-  local ok, m = pcall(json.read_file, path)
-  if not ok then error('shards: ' .. tostring(m):gsub('^[^:]*:%d+: ', ''), level + 1) end
-  if type(m) ~= 'table' or m.format ~= 'llm.c' or type(m.shards) ~= 'table' then
-    error(('shards: %s is not a shard manifest (format "llm.c" with a list of shards)'):format(path), level + 1)
-  end
-  local dir = path:match('^(.*)/[^/]*$') or '.'
-  local files = {}
-  for i, s in ipairs(m.shards) do
-    if type(s) ~= 'table' or type(s.file) ~= 'string' or not is_int(s.tokens, 0, INT32_MAX) then
-      error(('shards: %s: shard %d has no file name and token count'):format(path, i), level + 1)
-    end
-    files[i] = { path = join(dir, s.file), tokens = s.tokens }
-  end
-  return m, files
-end
-
 -- Is this JSON file a shard manifest? (cheap test before decoding it fully)
 local function looks_like_manifest(path)
   local f = io.open(path, 'rb')
@@ -289,6 +310,61 @@ local function looks_like_manifest(path)
   local text = f:read('*a')
   f:close()
   return text:find('"format"%s*:%s*"llm%.c"') ~= nil
+end
+
+-- Reads a manifest and checks that the shard set it describes is whole: the
+-- writer finished it, every shard it lists is there, and no shard of its
+-- prefix that it does not list lies beside it.
+local function read_manifest(path, level)
+  local ok, m = pcall(json.read_file, path)
+  if not ok then error('shards: ' .. tostring(m):gsub('^[^:]*:%d+: ', ''), level + 1) end
+  if type(m) ~= 'table' or m.format ~= 'llm.c' or type(m.shards) ~= 'table' then
+    error(('shards: %s is not a shard manifest (format "llm.c" with a list of shards)'):format(path), level + 1)
+  end
+  if m.complete == false then
+    error(('shards: %s describes an unfinished write (the writer failed or was killed before close()): '
+      .. 'write the shards again'):format(path), level + 1)
+  end
+  local dir = path:match('^(.*)/[^/]*$') or '.'
+  local files, listed = {}, {}
+  for i, s in ipairs(m.shards) do
+    if type(s) ~= 'table' or type(s.file) ~= 'string' or not is_int(s.tokens, 0, INT32_MAX) then
+      error(('shards: %s: shard %d has no file name and token count'):format(path, i), level + 1)
+    end
+    files[i] = { path = join(dir, s.file), tokens = s.tokens }
+    listed[s.file] = true
+    if not is_file(files[i].path) then
+      error(('shards: %s lists %s, which is missing'):format(path, files[i].path), level + 1)
+    end
+  end
+  local pat = shard_pattern(path:match('([^/]*)%.json$'))
+  for _, name in ipairs(list_dir(dir)) do
+    if name:match(pat) and not listed[name] then
+      error(('shards: %s is not listed in its manifest %s (a stray shard, left by an earlier write?)')
+        :format(join(dir, name), path), level + 1)
+    end
+  end
+  return m, files
+end
+
+-- For a .bin given by name or glob: the manifest of its prefix beside it, if
+-- any, must be whole and list it (see read_manifest).
+local function check_listed(file_path, seen, level)
+  local dir, name = file_path:match('^(.*)/([^/]*)$')
+  if not dir then dir, name = '.', file_path end
+  if dir == '' then dir = '/' end
+  local prefix = name:match('^(.*)_%d%d%d%d%d%d%.bin$')
+  if not prefix then return end
+  local mpath = join(dir, prefix .. '.json')
+  if seen[mpath] == nil then
+    seen[mpath] = false
+    if is_file(mpath) and looks_like_manifest(mpath) then seen[mpath] = select(2, read_manifest(mpath, level + 1)) end
+  end
+  local files = seen[mpath]
+  if not files then return end
+  for _, f in ipairs(files) do
+    if f.path == join(dir, name) then return f.tokens end
+  end
 end
 
 -- Resolves path (directory, manifest, .bin file or glob) to a list of
@@ -305,12 +381,15 @@ local function resolve(path, prefix, level)
       error(('shards: %s: only the file name part of a pattern may hold *'):format(path), level + 1)
     end
     local lpat = files.glob_pattern(pat)
-    local files = {}
+    local found, seen = {}, {}
     for _, name in ipairs(list_dir(dir)) do
-      if name:match(lpat) and is_file(join(dir, name)) then files[#files + 1] = { path = join(dir, name) } end
+      if name:match(lpat) and is_file(join(dir, name)) then
+        local p = join(dir, name)
+        found[#found + 1] = { path = p, tokens = check_listed(p, seen, level + 1) }
+      end
     end
-    if #files == 0 then error(('shards: no files match %s'):format(path), level + 1) end
-    return files
+    if #found == 0 then error(('shards: no files match %s'):format(path), level + 1) end
+    return found
   end
   if is_dir(path) then
     if prefix then
@@ -348,7 +427,7 @@ local function resolve(path, prefix, level)
       local m, files = read_manifest(path, level + 1)
       return files, m
     end
-    return { { path = path } }
+    return { { path = path, tokens = check_listed(path, {}, level + 1) } }
   end
   error(('shards: no such file or directory: %s'):format(path), level + 1)
 end
@@ -496,6 +575,7 @@ end
 
 -- The next batch, or nil after the last epoch.
 function Loader:next()
+  if #self._handles == 0 then error('shards: the loader is closed', 2) end
   if self._epoch >= self.epochs then return nil end
   local rows = math.min(self.batch_size, self._per_rank - self._index)
   if rows <= 0 or (self.drop_last and rows < self.batch_size) then
@@ -509,7 +589,7 @@ function Loader:next()
   for r = 0, rows - 1 do
     local s, start = self:_locate(self:_window(self._index + r))
     if C.tide_shard_read(self._handles[s], start, len, p + r * len) ~= 0 then
-      error('shards: ' .. self.files[s].path .. ': ' .. last_error(), 2)
+      error('shards: ' .. last_error(), 2)
     end
   end
   self._index = self._index + rows
@@ -533,6 +613,15 @@ end
 
 -- Back to the start of epoch 0.
 function Loader:reset() self._epoch, self._index = 0, 0 end
+
+-- Closes the shards (one open descriptor each) now rather than at garbage
+-- collection; reading from it afterwards is an error.
+function Loader:close()
+  for i, h in ipairs(self._handles) do
+    C.tide_shard_close(ffi.gc(h, nil))
+    self._handles[i] = nil
+  end
+end
 
 -- Windows of this rank per epoch.
 function Loader:num_windows() return self._per_rank end

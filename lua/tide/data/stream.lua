@@ -6,7 +6,14 @@
 -- shuffle and batch) at a time, so memory stays constant however large the
 -- source. A stream can be read again: each `for` loop is a pass from the
 -- start of its source; `stream:iter()` gives a fresh pass's next function
--- for reading a record at a time.
+-- (and its close function) for reading a record at a time.
+--
+-- Open files: a pass releases its file when it reaches the end, when it
+-- fails, when it is closed (the close function from iter(), or
+-- `stream:close()` for the pass a `for` loop left by break) and when the
+-- next `for` loop over the same stream starts. A loop left by break cannot
+-- be seen otherwise; its reader is closed at garbage collection, which the
+-- readers trigger themselves when many files are open.
 --
 -- Counts: every filter counts what it saw and kept, the readers count
 -- bytes, records and skipped lines, packing counts dropped tokens;
@@ -19,8 +26,11 @@ local Stream = {}
 Stream.__index = Stream
 M.Stream = Stream
 
--- A stream whose passes come from open() (returning a next function that
--- gives nil at the end). desc names the step for reports and manifests.
+-- A stream whose passes come from open(), which returns a next function
+-- (giving nil at the end) and, when the pass holds something to release, a
+-- close function (called at most once by the stream; a pass that ends
+-- releases what it holds by itself). desc names the step for reports and
+-- manifests.
 local function new(open, desc, parent)
   return setmetatable({ _open = open, desc = desc, parent = parent }, Stream)
 end
@@ -30,9 +40,21 @@ function M.is_stream(x)
   return getmetatable(x) == Stream
 end
 
--- A fresh pass: the next function of a new reading.
+local function nothing() end
+
+-- A fresh pass: the next function of a new reading, and a function that
+-- closes it (its files) when it is left before the end.
 function Stream:iter()
-  return self._open()
+  local nx, close = self._open()
+  return nx, close or nothing
+end
+
+-- Closes the pass kept for a `for` loop (a loop left by break keeps it).
+function Stream:close()
+  local close = self._close
+  self._cur, self._close = nil, nil
+  if close then close() end
+  return self
 end
 
 -- `for rec in stream do`: the loop calls the stream itself, first with a
@@ -42,19 +64,20 @@ end
 function Stream:__call(_, last)
   local nx = self._cur
   if last == nil or not nx then
-    nx = self._open()
-    self._cur = nx
+    if self._close then self:close() end  -- an earlier loop's pass, left by break
+    local close
+    nx, close = self._open()
+    self._cur, self._close = nx, close
   end
+  -- (no pcall here: it would keep every loop out of compiled traces; a
+  -- reader closes its own file when it fails)
   local v = nx()
-  if v == nil then self._cur = nil end
+  if v == nil then self:close() end
   return v
 end
 
--- Drops the pass a loop left open (its reader and buffers).
-function Stream:reset()
-  self._cur = nil
-  return self
-end
+-- Drops the pass a loop left open (its reader and buffers): as close().
+Stream.reset = Stream.close
 
 -- A stream over an array (each pass walks it) or an iterator function (one
 -- pass only: a function cannot be rewound).
@@ -94,7 +117,7 @@ function Stream:filter(fn, name)
   local s
   s = new(function()
     if type(fn) == 'table' and type(fn.reset) == 'function' then fn:reset() end
-    local nx = self:iter()
+    local nx, cl = self:iter()
     s.seen, s.kept = 0, 0
     return function()
       while true do
@@ -106,7 +129,7 @@ function Stream:filter(fn, name)
           return rec
         end
       end
-    end
+    end, cl
   end, 'filter ' .. (name or '?'), self)
   s.is_filter, s.name, s.seen, s.kept = true, name, 0, 0
   return s
@@ -116,7 +139,7 @@ end
 function Stream:map(fn, name)
   check_fn(fn, 'map')
   return new(function()
-    local nx = self:iter()
+    local nx, cl = self:iter()
     return function()
       while true do
         local rec = nx()
@@ -124,7 +147,7 @@ function Stream:map(fn, name)
         local out = fn(rec)
         if out ~= nil then return out end
       end
-    end
+    end, cl
   end, 'map ' .. (name or '?'), self)
 end
 
@@ -138,13 +161,20 @@ end
 function Stream:take(n)
   count_arg(n, 'take', 0)
   return new(function()
-    local nx, i = nil, 0
+    local nx, cl, i = nil, nil, 0
+    local function close()
+      if cl then cl() end
+      nx, cl = nil, nil
+    end
     return function()
-      if i >= n then return nil end
-      nx = nx or self:iter()
+      if i >= n then
+        close()  -- the source may hold more: release it now
+        return nil
+      end
+      if not nx then nx, cl = self:iter() end
       i = i + 1
       return nx()
-    end
+    end, close
   end, 'take ' .. n, self)
 end
 
@@ -152,11 +182,14 @@ end
 function Stream:skip(n)
   count_arg(n, 'skip', 0)
   return new(function()
-    local nx = self:iter()
-    for _ = 1, n do
-      if nx() == nil then break end
-    end
-    return nx
+    local nx, cl = self:iter()
+    local ok, err = pcall(function()
+      for _ = 1, n do
+        if nx() == nil then break end
+      end
+    end)
+    if not ok then cl(); error(err, 0) end
+    return nx, cl
   end, 'skip ' .. n, self)
 end
 
@@ -164,7 +197,8 @@ end
 function Stream:batch(n)
   count_arg(n, 'batch', 1)
   return new(function()
-    local nx, done = self:iter(), false
+    local nx, cl = self:iter()
+    local done = false
     return function()
       if done then return nil end
       local b = new_table(n, 0)
@@ -175,7 +209,7 @@ function Stream:batch(n)
       end
       if #b == 0 then return nil end
       return b
-    end
+    end, cl
   end, 'batch ' .. n, self)
 end
 
@@ -188,7 +222,8 @@ function Stream:shuffle(buffer_size, seed)
   seed = seed or 0
   count_arg(seed, 'shuffle seed', 0)
   return new(function()
-    local nx, r = self:iter(), rng.new(seed)
+    local nx, cl = self:iter()
+    local r = rng.new(seed)
     local buf, n, eof = new_table(buffer_size, 0), 0, false
     return function()
       while not eof and n < buffer_size do
@@ -208,7 +243,7 @@ function Stream:shuffle(buffer_size, seed)
         n = n - 1
       end
       return out
-    end
+    end, cl
   end, ('shuffle %d seed %d'):format(buffer_size, seed), self)
 end
 
@@ -263,7 +298,8 @@ function Stream:split(opts)
   local out = {}
   for _, name in ipairs(names) do
     out[name] = new(function()
-      local nx, i = self:iter(), -1
+      local nx, cl = self:iter()
+      local i = -1
       return function()
         while true do
           local rec = nx()
@@ -271,7 +307,7 @@ function Stream:split(opts)
           i = i + 1
           if which(i) == name then return rec end
         end
-      end
+      end, cl
     end, ('split %s seed %d'):format(name, seed), self)
   end
   return out
