@@ -233,8 +233,6 @@ end
 
 -- saving ----------------------------------------------------------------------
 
-pcall(ffi.cdef, 'int mkdir(const char *path, unsigned int mode);')
-
 -- The merges as {left, right} byte-mapped token pairs, in rank order.
 function Tokenizer:merges()
   local out = {}
@@ -268,14 +266,9 @@ function Tokenizer:save(dir)
   dir = dir:gsub('/+$', '')
   if dir == '' then error('save: refusing to write into the filesystem root /', 2) end
   local parent = dir:match('^(.*)/[^/]+$') or '.'
-  if parent ~= '' and not is_dir(parent) then  -- created with its missing parents, as mkdir -p
-    local prefix = parent:sub(1, 1) == '/' and '' or '.'
-    for part in parent:gmatch('[^/]+') do
-      prefix = prefix .. '/' .. part
-      if not is_dir(prefix) then ffi.C.mkdir(prefix, tonumber('755', 8)) end
-    end
-    if not is_dir(parent) then error('save: cannot create directory ' .. parent .. ': ' .. ffi.string(ffi.C.strerror(ffi.errno())), 2) end
-  end
+  -- created with its missing parents, as mkdir -p; the error carries that
+  -- mkdir's own errno (a read-only mount is not "No such file or directory")
+  if parent ~= '' and not is_dir(parent) then files.mkdir_p(parent, 'save', 2) end
   if exists(dir) and not is_dir(dir) then error('save: ' .. dir .. ' is a file, not a directory', 2) end
   local null = json.null
   local merges = self:merges()

@@ -146,6 +146,25 @@ T.test('a save into a new directory appears whole or not at all', function()
   T.same(snapshot(tmp('empty')), ref_b)
 end)
 
+T.test('a parent that cannot be created names the system reason, not "No such file"', function()
+  -- the old loop read errno after a later stat, so a read-only mount was
+  -- reported as ENOENT; root ignores chmod, but sysfs refuses new directories
+  local uid = io.popen('id -u'):read('*l')
+  local parent = tmp('ro')
+  if uid == '0' then
+    parent = '/sys'
+  else
+    os.execute('mkdir -p ' .. parent .. ' && chmod 0555 ' .. parent)
+  end
+  local ok, err = pcall(A.save, A, parent .. '/tide_tok_ro/sub/dir')
+  if uid ~= '0' then os.execute('chmod 0755 ' .. parent) end
+  T.truthy(not ok)
+  T.truthy(not tostring(err):find('No such file'), tostring(err))
+  T.truthy(tostring(err):find('cannot create directory ' .. parent .. '/tide_tok_ro: '), tostring(err))
+  T.write(tmp('afile'), 'x')
+  T.raises(function() A:save(tmp('afile') .. '/sub/dir') end, 'Not a directory')
+end)
+
 T.test('temporary files are removed', function()
   T.truthy(cleanup())
 end)
