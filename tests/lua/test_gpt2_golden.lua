@@ -59,7 +59,7 @@ T.test('the keytoken-weighted loss and its gradients match the course code', fun
   local model = tide.gpt2.from_pretrained(dir .. 'model')
   local inp, ref = load(dir .. 'inputs.safetensors'), load(dir .. 'keytoken.safetensors')
   local ids = ref.keytoken_ids:tolist()
-  local loss = tide.losses.keytoken_weighted_loss(inp.input_ids, model(inp.input_ids), ids, 1.0)
+  local loss = tide.losses.keytoken_weighted_loss(inp.input_ids, model(inp.input_ids).logits, ids, 1.0)
   expect_close('keytoken loss', loss, ref.loss, 1e-5)
   loss:backward()
   grads_match(model, ref, 1e-4, 'keytoken gradient of')
@@ -107,7 +107,7 @@ T.test('save_pretrained writes what from_pretrained reads back exactly', functio
   local ids = tide.randint(0, 97, { 2, 10 })
   model:eval()
   back:eval()
-  T.close(back(ids), model(ids), { rtol = 0, atol = 0 })
+  T.close(back(ids).logits, model(ids).logits, { rtol = 0, atol = 0 })
   os.execute("rm -rf '" .. tmp .. "'")
 end)
 
@@ -156,4 +156,68 @@ T.test('parameter counts of every named config equal transformers\' (param_count
     end
   end
   T.truthy(n >= 7, 'only ' .. n .. ' configurations checked')
+end)
+
+-- attention_mask -----------------------------------------------------------------------------
+
+-- Rows of a [B, T, V] tensor at the positions where mask [B, T] is 1, as [N, V].
+local function at_tokens(x, mask)
+  local rows = {}
+  local m = mask:to('i64')
+  for b = 1, m:size(1) do
+    for t = 1, m:size(2) do
+      if m[b][t]:item() == 1 then rows[#rows + 1] = x:select(1, b):select(1, t):unsqueeze(1) end
+    end
+  end
+  return tide.cat(rows, 1)
+end
+
+T.test('attention_mask: logits at tokens and the loss of a left- and right-padded batch match transformers', function()
+  local model = tide.gpt2.from_pretrained(dir .. 'model')
+  local g = load('tests/ref/gpt2_tiny_mask.safetensors')
+  local out = model(g.input_ids, { attention_mask = g.attention_mask, labels = g.labels })
+  expect_close('logits at tokens', at_tokens(out.logits, g.attention_mask), at_tokens(g.logits, g.attention_mask), 1e-5)
+  expect_close('loss', out.loss, g.loss, 1e-5)
+  -- explicit positions, as generate passes them for left padding
+  local out2 = model(g.input_ids, { attention_mask = g.attention_mask, position_ids = g.position_ids })
+  expect_close('logits with position_ids', at_tokens(out2.logits, g.attention_mask), at_tokens(g.logits_pos, g.attention_mask), 1e-5)
+  -- without the mask the padded rows differ: the mask is not ignored
+  local bare = model(g.input_ids).logits
+  T.truthy(rel_err(at_tokens(bare, g.attention_mask), at_tokens(g.logits, g.attention_mask)) > 1e-2)
+  -- a bool mask is the same, and no logits are NaN (left-pad queries see no key)
+  local outb = model(g.input_ids, { attention_mask = g.attention_mask:ne(0) })
+  T.close(outb.logits, out.logits, { rtol = 0, atol = 0 })
+  T.eq(out.logits:ne(out.logits):sum():item(), 0)
+  -- gradients flow with a mask, in the fused and the explicit (dropout) paths alike
+  out.loss:backward()
+  local grad = model.transformer.h[1].attn.c_attn.weight.grad:clone()
+  model:zero_grad()
+  model.transformer.h[1].attn.attn_pdrop, model.transformer.h[2].attn.attn_pdrop = 1e-12, 1e-12
+  model:train()
+  local out3 = model(g.input_ids, { attention_mask = g.attention_mask, labels = g.labels })
+  expect_close('loss, explicit attention path', out3.loss, g.loss, 1e-5)
+  expect_close('logits, explicit path (all positions)', out3.logits, out.logits, 1e-5)
+  out3.loss:backward()
+  expect_close('c_attn grad, explicit path', model.transformer.h[1].attn.c_attn.weight.grad, grad, 1e-4)
+end)
+
+T.test('the model returns one output table; bad options are errors naming them', function()
+  local model = tide.gpt2.from_pretrained(dir .. 'model')
+  local ids = tide.randint(0, 512, { 2, 5 })
+  local out = model(ids)
+  T.truthy(type(out) == 'table' and tide.is_tensor(out.logits) and out.loss == nil)
+  T.same(out.logits:shape(), { 2, 5, 512 })
+  T.truthy(model(ids, {}).logits ~= nil)
+  T.same(model(ids:select(1, 1)).logits:shape(), { 1, 5, 512 })
+  T.raises(function() model(ids, { attention_masks = tide.ones(2, 5) }) end, 'unknown option attention_masks')
+  T.raises(function() model(ids, { attention_mask = tide.ones(2, 4, { dtype = 'i64' }) }) end,
+    'attention_mask has shape [2, 4], expected [2, 5]')
+  T.raises(function() model(ids, { attention_mask = tide.ones(2, 5) }) end, 'attention_mask must be an integer tensor, got f32')
+  T.raises(function() model(ids, { attention_mask = tide.full({ 2, 5 }, 2, { dtype = 'i64' }) }) end, 'must hold 0 (padding) and 1')
+  T.raises(function() model(ids, { position_ids = tide.tensor({ 0, 1, 2, 3, 32 }) }) end, 'position_ids must lie in [0, 32)')
+  T.raises(function() model(ids, { labels = tide.zeros(2, 5) }) end, 'labels must be an integer tensor')
+  T.raises(function() model(ids:float()) end, 'input_ids must be an integer tensor, got f32')
+  T.raises(function() model(ids, 5) end, 'options must be a table')
+  -- a mask of ones is no mask
+  T.close(model(ids, { attention_mask = tide.ones(2, 5, { dtype = 'i64' }) }).logits, out.logits, { rtol = 0, atol = 0 })
 end)

@@ -136,7 +136,8 @@ function M.install(tide, core)
     self:add_module('c_proj', nn.Conv1D(cfg.n_embd, cfg.n_embd))
     self:add_module('resid_dropout', nn.Dropout(cfg.resid_pdrop))
   end
-  function Attention:forward(x)
+  -- key_mask: nil or a bool [B, T], true where a key is a real token
+  function Attention:forward(x, key_mask)
     local B, T, C = x:size(1), x:size(2), x:size(3)
     local H, D = self.n_head, self.head_dim
     local qkv = self.c_attn(x)
@@ -151,10 +152,19 @@ function M.install(tide, core)
       -- explicit path (scores, mask, softmax, dropout, weighted sum)
       local scores = q:matmul(k:transpose(3, 4)) * self.scale
       local future = tide.arange(T):view(1, T):gt(tide.arange(T):view(T, 1))
-      local probs = F.softmax(scores:masked_fill(future, -math.huge), -1)
+      local probs
+      if key_mask == nil then
+        probs = F.softmax(scores:masked_fill(future, -math.huge), -1)
+      else
+        -- a finite fill keeps the rows of queries that see no key free of
+        -- NaN; those rows are then zeroed, as the fused kernel gives them
+        local hidden = future:view(1, 1, T, T):logical_or(key_mask:logical_not():view(B, 1, 1, T))
+        local none = hidden:logical_not():sum(4, true):eq(0)
+        probs = F.softmax(scores:masked_fill(hidden, -1e30), -1):masked_fill(none, 0)
+      end
       y = F.dropout(probs, self.attn_pdrop, true):matmul(v)
     else
-      y = F.scaled_dot_product_attention(q, k, v, { is_causal = true, scale = self.scale })
+      y = F.scaled_dot_product_attention(q, k, v, { is_causal = true, scale = self.scale, key_mask = key_mask })
     end
     y = y:transpose(2, 3):reshape(B, T, C)
     return self.resid_dropout(self.c_proj(y))
@@ -178,8 +188,8 @@ function M.install(tide, core)
     self:add_module('ln_2', nn.LayerNorm(cfg.n_embd, { eps = cfg.layer_norm_epsilon }))
     self:add_module('mlp', MLP(cfg))
   end
-  function Block:forward(x)
-    x = x + self.attn(self.ln_1(x))
+  function Block:forward(x, key_mask)
+    x = x + self.attn(self.ln_1(x), key_mask)
     return x + self.mlp(self.ln_2(x))
   end
 
@@ -236,28 +246,84 @@ function M.install(tide, core)
     end)
   end
 
-  -- model:forward(ids) -> logits [B, T, V]; model(ids, {labels=ids}) -> {logits, loss}
+  -- An integer (or, for masks, bool) tensor of ids' shape [B, T], or [T]
+  -- given for every row; names the option in errors.
+  local function batch_arg(x, name, B, T, level, bool_ok)
+    if not core.is_tensor(x) then error(('GPT2LMHeadModel: %s must be a tensor, got %s'):format(name, type(x)), level + 1) end
+    local dt = x:dtype()
+    if not (dt == 'i64' or dt == 'i32' or dt == 'u8' or dt == 'u16' or (bool_ok and dt == 'bool')) then
+      error(('GPT2LMHeadModel: %s must be an integer tensor, got %s'):format(name, dt), level + 1)
+    end
+    if x:dim() == 1 and x:size(1) == T then x = x:unsqueeze(1) end
+    if x:dim() ~= 2 or (x:size(1) ~= B and x:size(1) ~= 1) or x:size(2) ~= T then
+      error(('GPT2LMHeadModel: %s has shape [%s], expected [%d, %d] as input_ids')
+        :format(name, table.concat(x:shape(), ', '), B, T), level + 1)
+    end
+    return x
+  end
+
+  local forward_opts = { labels = true, attention_mask = true, position_ids = true }
+
+  -- model(input_ids, {labels=, attention_mask=, position_ids=}) -> an output
+  -- table, as transformers' CausalLMOutput: out.logits [B, T, V] always,
+  -- out.loss (the mean shifted cross-entropy over labels other than -100)
+  -- when labels are given. attention_mask [B, T] (1 = token, 0 = padding)
+  -- hides padding keys from every query; positions are 0..T-1 unless
+  -- position_ids says otherwise, as in transformers' forward (its generate
+  -- passes cumsum(mask) - 1 for left padding).
   function LMHead:forward(ids, opts)
-    if not core.is_tensor(ids) then error('GPT2LMHeadModel: input_ids must be an integer tensor', 2) end
+    if not core.is_tensor(ids) then error('GPT2LMHeadModel: input_ids must be an integer tensor, got ' .. type(ids), 2) end
+    local idt = ids:dtype()
+    if idt ~= 'i64' and idt ~= 'i32' and idt ~= 'u16' and idt ~= 'u8' then
+      error('GPT2LMHeadModel: input_ids must be an integer tensor, got ' .. idt, 2)
+    end
     if ids:dim() == 1 then ids = ids:unsqueeze(1) end
+    if ids:dim() ~= 2 then error(('GPT2LMHeadModel: input_ids must be [B, T] or [T], got shape [%s]'):format(table.concat(ids:shape(), ', ')), 2) end
+    if opts ~= nil and type(opts) ~= 'table' then error('GPT2LMHeadModel: options must be a table, got ' .. type(opts), 2) end
+    opts = opts or {}
+    for k in pairs(opts) do
+      if not forward_opts[k] then
+        error(('GPT2LMHeadModel: unknown option %s (labels, attention_mask and position_ids are known)'):format(tostring(k)), 2)
+      end
+    end
     local B, T = ids:size(1), ids:size(2)
     local cfg = self.config
     if T > cfg.n_positions then
       error(('GPT2LMHeadModel: sequence length %d exceeds n_positions %d'):format(T, cfg.n_positions), 2)
     end
+    local pos
+    if opts.position_ids ~= nil then
+      pos = batch_arg(opts.position_ids, 'position_ids', B, T, 2)
+      if pos:numel() > 0 and (pos:min():item() < 0 or pos:max():item() >= cfg.n_positions) then
+        error(('GPT2LMHeadModel: position_ids must lie in [0, %d), got values from %d to %d')
+          :format(cfg.n_positions, pos:min():item(), pos:max():item()), 2)
+      end
+    else
+      pos = tide.arange(T)
+    end
+    local key_mask
+    if opts.attention_mask ~= nil then
+      local m = batch_arg(opts.attention_mask, 'attention_mask', B, T, 2, true)
+      if m:dtype() ~= 'bool' then
+        if m:numel() > 0 and (m:min():item() < 0 or m:max():item() > 1) then
+          error(('GPT2LMHeadModel: attention_mask must hold 0 (padding) and 1 (token), got values from %d to %d')
+            :format(m:min():item(), m:max():item()), 2)
+        end
+        m = m:ne(0)
+      end
+      if m:size(1) ~= B then m = m:expand(B, T) end
+      -- a mask of ones changes nothing: the kernel's unmasked path
+      if m:numel() > 0 and m:logical_not():sum():item() > 0 then key_mask = m:contiguous() end
+    end
     local tr = self.transformer
-    local pos = tide.arange(T)
     local x = tr.wte(ids) + tr.wpe(pos)
     x = tr.drop(x)
-    for i = 1, tr.h:len() do x = tr.h[i](x) end
+    for i = 1, tr.h:len() do x = tr.h[i](x, key_mask) end
     x = tr.ln_f(x)
     local logits = F.linear(x, self.lm_head.weight)
-    if opts == nil or opts.labels == nil then
-      if opts ~= nil then return { logits = logits } end
-      return logits
-    end
-    local labels = opts.labels
-    if labels:dim() == 1 then labels = labels:unsqueeze(1) end
+    if opts.labels == nil then return { logits = logits } end
+    local labels = batch_arg(opts.labels, 'labels', B, T, 2)
+    if labels:size(1) ~= B then labels = labels:expand(B, T) end
     -- predict token t+1 from tokens up to t
     local shift_logits = logits:narrow(2, 1, T - 1)
     local shift_labels = labels:narrow(2, 2, T - 1)
