@@ -27,6 +27,10 @@ local dtbuf = ffi.new('int32_t[1]')
 local ndbuf = ffi.new('int32_t[1]')
 local shapebuf = ffi.new('int64_t[8]')
 
+-- The safetensors format's header limit (runtime/safetensors.c, ST_MAX_HEADER),
+-- which also bounds any one name.
+local MAX_NAME = 100000000
+
 local function raise(level)
   error(ffi.string(C.tide_last_error()), level + 1)
 end
@@ -174,6 +178,28 @@ function M.save_safetensors(path, tensors, metadata)
   end
   local names, list = collect(tensors, 2)
   local n = #names
+  -- names go to C as C strings and into a JSON header: a NUL would cut one
+  -- short silently, so every name is checked here, in one pass
+  local seen, header = {}, 0
+  for i, name in ipairs(names) do
+    local shown = '"' .. (#name > 80 and name:sub(1, 80) .. '...' or name):gsub('[%z\1-\31\127"\\]', function(c)
+      return ('\\%d'):format(c:byte())
+    end) .. '"'
+    if name == '' then error(('save_safetensors: tensor %d has an empty name'):format(i), 2) end
+    local nul = name:find('%z')
+    if nul then
+      error(('save_safetensors: tensor name %s holds a NUL byte at position %d, which the file cannot store'):format(shown, nul), 2)
+    end
+    if #name > MAX_NAME then
+      error(('save_safetensors: tensor name %s is %d bytes, over the %d a header may spend on one name'):format(shown, #name, MAX_NAME), 2)
+    end
+    if seen[name] then error(('save_safetensors: duplicate tensor name %s (entries %d and %d)'):format(shown, seen[name], i), 2) end
+    seen[name] = i
+    header = header + #name
+  end
+  if header > MAX_NAME then
+    error(('save_safetensors: the %d tensor names take %d bytes, over the %d-byte header limit'):format(n, header, MAX_NAME), 2)
+  end
   local cnames = ffi.new('const char*[?]', n + 1)
   local ctensors = ffi.new('tide_tensor*[?]', n + 1)
   for i = 1, n do
