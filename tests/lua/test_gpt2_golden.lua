@@ -136,6 +136,101 @@ T.test('from_pretrained: names without the transformer. prefix, and clear errors
   os.execute("rm -rf '" .. tmp .. "'")
 end)
 
+-- A directory holding the golden model's files, config.json replaced by the
+-- text `cfg` (a table is written as JSON) and tensors changed by `edit`.
+local function model_dir(cfg, edit)
+  local tmp = os.tmpname()
+  os.remove(tmp)
+  os.execute("mkdir -p '" .. tmp .. "'")
+  local st, names = load(dir .. 'model/model.safetensors')
+  local list = {}
+  for _, n in ipairs(names) do list[#list + 1] = { n, st[n] } end
+  if edit then edit(list) end
+  tide.io.save_safetensors(tmp .. '/model.safetensors', list, { format = 'pt' })
+  local text = cfg
+  if type(cfg) == 'table' or cfg == nil then
+    local c = tide.json.read_file(dir .. 'model/config.json')
+    for k, v in pairs(cfg or {}) do c[k] = v end
+    text = tide.json.encode(c)
+  end
+  local f = io.open(tmp .. '/config.json', 'w')
+  f:write(text)
+  f:close()
+  return tmp
+end
+
+local function set_tensor(name, fn)
+  return function(list)
+    for _, p in ipairs(list) do if p[1] == name then p[2] = fn(p[2]) end end
+  end
+end
+
+T.test('from_pretrained checks config.json and the header before building the model', function()
+  local made = {}
+  local function try(cfg, edit, want)
+    local d = model_dir(cfg, edit)
+    made[#made + 1] = d
+    return T.raises(function() tide.gpt2.from_pretrained(d) end, want), d
+  end
+  -- a million layers beside a 2-layer file: refused at once, naming the field and the file
+  local t0 = os.clock()
+  local err, d = try({ n_layer = 1000000 }, nil, 'config.json says n_layer = 1000000, but ')
+  T.truthy(err:find(d .. '/model.safetensors holds 2 layers (transformer.h.0 to h.1)', 1, true), err)
+  T.truthy(os.clock() - t0 < 5, 'the mismatch is found from the header, without building the model')
+  -- shapes: the tensor, its shape, the fields and the shape they need
+  err = try({ n_embd = 128, n_head = 4 }, nil, 'model.safetensors: tensor transformer.wte.weight has shape [512, 64], but ')
+  T.truthy(err:find('(vocab_size, n_embd) needs [512, 128]', 1, true), err)
+  try({ n_positions = 64 }, nil, 'tensor transformer.wpe.weight has shape [32, 64], but')
+  try({ n_inner = 100 }, nil, 'tensor transformer.h.0.mlp.c_fc.weight has shape [64, 256], but')
+  -- config.json that is not an object
+  for text, what in pairs { ['5'] = 'a number', ['"gpt2"'] = 'a string', ['[1, 2]'] = 'an array', ['null'] = 'null' } do
+    try(text, nil, 'config.json must hold a JSON object of config fields, got ' .. what)
+  end
+  -- each field's type and range, naming the file and the field
+  for _, case in ipairs {
+    { { bos_token_id = 'x' }, 'bos_token_id must be an integer from 0 to 2147483647, got "x"' },
+    { { eos_token_id = -1 }, 'eos_token_id must be an integer from 0 to 2147483647, got -1' },
+    { { layer_norm_epsilon = 'x' }, 'layer_norm_epsilon must be a finite number >= 0, got "x"' },
+    { { layer_norm_epsilon = -1 }, 'layer_norm_epsilon must be a finite number >= 0, got -1' },
+    { { n_layer = 2.5 }, 'n_layer must be an integer from 1 to 2147483647, got 2.5' },
+    { { n_head = 'four' }, 'n_head must be an integer from 1 to 2147483647, got "four"' },
+    { { vocab_size = tide.json.array({ 512 }) }, 'vocab_size must be an integer from 1 to 2147483647, got an array' },
+    { { attn_pdrop = 1.5 }, 'attn_pdrop must be a probability in [0, 1), got 1.5' },
+    { { tie_word_embeddings = 'yes' }, 'tie_word_embeddings must be true or false, got "yes"' },
+    { { scale_attn_weights = 1 }, 'scale_attn_weights must be true or false, got 1' },
+    { { activation_function = 5 }, 'activation_function must be a string, got 5' },
+    { { activation_function = 'relu' }, 'activation_function "relu" is not supported' },
+    { { model_type = 'llama' }, 'model_type is "llama"; tide loads gpt2 models' },
+  } do
+    local e, dd = try(case[1], nil, case[2])
+    T.truthy(e:find('from_pretrained: ' .. dd .. '/config.json', 1, true), e)
+  end
+  -- dtypes: integers are refused naming the tensor; half types are converted
+  try(nil, set_tensor('transformer.ln_f.weight', function(t) return t:to('i32') end),
+    'model.safetensors: tensor transformer.ln_f.weight is i32; the model needs a floating-point tensor')
+  try(nil, set_tensor('transformer.h.1.attn.c_attn.bias', function(t) return t:to('u8') end), 'tensor transformer.h.1.attn.c_attn.bias is u8')
+  local hd = model_dir(nil, set_tensor('transformer.wte.weight', function(t) return t:to('bf16') end))
+  made[#made + 1] = hd
+  local m = tide.gpt2.from_pretrained(hd)
+  T.eq(m.transformer.wte.weight:dtype(), 'f32')
+  local ref = tide.gpt2.from_pretrained(dir .. 'model')
+  T.close(m.transformer.wte.weight, ref.transformer.wte.weight:to('bf16'):to('f32'), { rtol = 0, atol = 0 })
+  -- the same parameter twice (with and without the prefix)
+  try(nil, function(list) list[#list + 1] = { 'ln_f.bias', list[1][2] } end, 'holds both')
+  -- an extra layer in the file
+  try(nil, function(list) list[#list + 1] = { 'transformer.h.2.ln_1.weight', tide.ones(64) } end,
+    'says n_layer = 2, but ')
+  for _, x in ipairs(made) do os.execute("rm -rf '" .. x .. "'") end
+end)
+
+T.test('gpt2.config checks fields for tables and overrides too', function()
+  T.raises(function() tide.gpt2.config({ layer_norm_epsilon = 'x' }) end, 'gpt2.config: layer_norm_epsilon must be a finite number')
+  T.raises(function() tide.gpt2.new('gpt2', { n_layer = 0 }) end, 'n_layer must be an integer from 1')
+  T.raises(function() tide.gpt2.config({ bos_token_id = true }) end, 'bos_token_id must be an integer')
+  T.eq(tide.gpt2.config({ vocab_size = 10 }).bos_token_id, 9)
+  T.eq(tide.gpt2.config({ vocab_size = 10, n_inner = 7 }).n_inner, 7)
+end)
+
 T.test('parameter counts of every named config equal transformers\' (param_counts.json)', function()
   local counts = tide.json.read_file(dir .. 'param_counts.json')
   local n = 0

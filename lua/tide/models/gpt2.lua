@@ -65,16 +65,17 @@ function M.check_config(cfg, where, level)
       if type(v) ~= 'boolean' then bad = 'must be true or false' end
     elseif kind == 'string' then
       if type(v) ~= 'string' then bad = 'must be a string' end
-    elseif type(v) ~= 'number' or v ~= v then
-      bad = 'must be a number'
-    elseif kind == 'size' then
-      if v < 1 or v > LIMIT or v % 1 ~= 0 then bad = ('must be an integer from 1 to %d'):format(LIMIT) end
-    elseif kind == 'id' then
-      if v < 0 or v > LIMIT or v % 1 ~= 0 then bad = ('must be an integer from 0 to %d'):format(LIMIT) end
-    elseif kind == 'prob' then
-      if not (v >= 0 and v < 1) then bad = 'must be a probability in [0, 1)' end
-    elseif kind == 'nonneg' then
-      if not (v >= 0 and v < math.huge) then bad = 'must be a finite number >= 0' end
+    else
+      local num = type(v) == 'number'
+      if kind == 'size' then
+        if not (num and v >= 1 and v <= LIMIT and v % 1 == 0) then bad = ('must be an integer from 1 to %d'):format(LIMIT) end
+      elseif kind == 'id' then
+        if not (num and v >= 0 and v <= LIMIT and v % 1 == 0) then bad = ('must be an integer from 0 to %d'):format(LIMIT) end
+      elseif kind == 'prob' then
+        if not (num and v >= 0 and v < 1) then bad = 'must be a probability in [0, 1)' end
+      elseif kind == 'nonneg' then
+        if not (num and v >= 0 and v < math.huge) then bad = 'must be a finite number >= 0' end
+      end
     end
     if bad then error(('%s: %s %s, got %s'):format(where, k, bad, show(v)), level + 1) end
   end
@@ -400,7 +401,7 @@ function M.install(tide, core)
       error(('from_pretrained: %s must hold a JSON object of config fields, got %s'):format(cfg_path, what), 2)
     end
     if file_cfg.model_type ~= nil and file_cfg.model_type ~= 'gpt2' then
-      error(('from_pretrained: %s is a %s model, not gpt2 (model_type in %s)'):format(dir, show(file_cfg.model_type), cfg_path), 2)
+      error(('from_pretrained: %s: model_type is %s; tide loads gpt2 models'):format(cfg_path, show(file_cfg.model_type)), 2)
     end
     local given = {}
     for k, v in pairs(file_cfg) do
