@@ -68,9 +68,8 @@ end
 -- found in the local Hugging Face cache (tide.io.hub; opts.revision).
 function M.load(path, opts)
   if type(path) ~= 'string' then error('tokenizer.load: expected a path string, got ' .. type(path), 2) end
-  if opts ~= nil and type(opts) ~= 'table' then error('tokenizer.load: options must be a table, got ' .. type(opts), 2) end
   -- a Hub id ('gpt2', 'org/name') that is no local path: the local HF cache
-  path = require('tide.io.hub').locate(path, { what = 'tokenizer.load', revision = opts and opts.revision, level = 2 })
+  path = require('tide.io.hub').locate(path, { what = 'tokenizer.load', revision = type(opts) == 'table' and opts.revision or nil, level = 2 })
   local dir = path:gsub('/+$', '')
   if is_dir(dir) then
     if exists(dir .. '/tokenizer.json') then path = dir .. '/tokenizer.json'
