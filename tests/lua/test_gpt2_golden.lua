@@ -133,6 +133,12 @@ T.test('from_pretrained: names without the transformer. prefix, and clear errors
   tide.io.save_safetensors(tmp .. '/model.safetensors', bare, { format = 'pt' })
   T.raises(function() tide.gpt2.from_pretrained(tmp) end, 'lacks 1 parameters')
   T.raises(function() tide.gpt2.from_pretrained(tmp .. '/nowhere') end, 'cannot open ' .. tmp .. '/nowhere/config.json')
+  -- '' would read /config.json, a NUL would cut the path short
+  T.raises(function() tide.gpt2.from_pretrained('') end, 'from_pretrained: the path is empty')
+  T.raises(function() tide.gpt2.from_pretrained(tmp .. '\0x') end, 'holds a NUL byte')
+  T.raises(function() tide.tokenizer.load('') end, 'tokenizer.load: the path is empty')
+  T.raises(function() a:save_pretrained('') end, 'save_pretrained: bad directory path ""')
+  T.raises(function() a:save_pretrained(tmp .. '\0x') end, 'save_pretrained: bad directory path')
   os.execute("rm -rf '" .. tmp .. "'")
 end)
 

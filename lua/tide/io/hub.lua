@@ -103,8 +103,13 @@ end
 -- A local directory as it is; otherwise a Hub id resolved through the cache.
 -- Used by tide.gpt2.from_pretrained and tide.tokenizer.load.
 function M.locate(path, opts)
-  if files.is_dir(path) or files.exists(path) then return path end
   opts = opts or {}
+  local what, level = opts.what or 'hub.locate', (opts.level or 1) + 1
+  -- C sees a path up to its first NUL, and '' joined with a file name is a
+  -- file in the root directory: neither may reach a file
+  if path == '' then error(what .. ': the path is empty', level) end
+  if path:find('%z') then error(('%s: the path "%s" holds a NUL byte'):format(what, (path:gsub('%z', '\\0'))), level) end
+  if files.is_dir(path) or files.exists(path) then return path end
   -- a path that looks like one (./x, /x, x/y/z) stays a path: its error is "no such"
   if not M.is_repo_id(path) then return path end
   return M.resolve(path, { what = opts.what, revision = opts.revision, level = (opts.level or 1) + 1 })

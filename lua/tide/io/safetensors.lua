@@ -93,8 +93,15 @@ function File:close()
 end
 
 -- Opens and validates a safetensors file; raises a clear error if it is malformed.
+-- A path C can take: a NUL byte would cut it short there.
+local function check_path(path, what, level)
+  if type(path) ~= 'string' then error(('%s: expected a path string, got %s'):format(what, type(path)), level + 1) end
+  if path == '' then error(what .. ': the path is empty', level + 1) end
+  if path:find('%z') then error(('%s: the path "%s" holds a NUL byte'):format(what, (path:gsub('%z', '\\0'))), level + 1) end
+end
+
 function M.open_safetensors(path)
-  if type(path) ~= 'string' then error('open_safetensors: expected a path string, got ' .. type(path), 2) end
+  check_path(path, 'open_safetensors', 2)
   if C.tide_st_open(path, filebuf) ~= 0 then raise(2) end
   local self = setmetatable({ path = path, _f = ffi.gc(filebuf[0], C.tide_st_close), _names = {}, _index = {} }, File)
   for i = 0, tonumber(C.tide_st_count(self._f)) - 1 do
@@ -107,7 +114,7 @@ end
 
 -- Returns { [name] = tensor }, the names in file order, and the metadata table.
 function M.load_safetensors(path)
-  if type(path) ~= 'string' then error('load_safetensors: expected a path string, got ' .. type(path), 2) end
+  check_path(path, 'load_safetensors', 2)
   local ok, f = pcall(M.open_safetensors, path)
   if not ok then error(tostring(f):gsub('^[^:]*:%d+: ', ''), 2) end
   local tensors, names = {}, f:names()
@@ -161,7 +168,7 @@ end
 -- atomically, with the optional metadata table of strings (for example
 -- { format = 'pt' }, what transformers writes).
 function M.save_safetensors(path, tensors, metadata)
-  if type(path) ~= 'string' then error('save_safetensors: expected a path string, got ' .. type(path), 2) end
+  check_path(path, 'save_safetensors', 2)
   if type(tensors) ~= 'table' or core.is_tensor(tensors) then
     error('save_safetensors: expected a table of name = tensor, got ' .. (core.is_tensor(tensors) and 'a tensor' or type(tensors)), 2)
   end

@@ -493,7 +493,9 @@ function M.install(tide, core)
   -- transformers.AutoModelForCausalLM.from_pretrained(dir) loads unchanged.
   -- Both files are written atomically (temp file, fsync, rename).
   function LMHead:save_pretrained(dir)
-    if type(dir) ~= 'string' then error('save_pretrained: expected a directory path', 2) end
+    if type(dir) ~= 'string' then error('save_pretrained: expected a directory path, got ' .. type(dir), 2) end
+    -- '' would put the files in the root directory; C would cut a NUL short
+    if dir == '' or dir:find('%z') then error(('save_pretrained: bad directory path "%s" (empty, or holding a NUL byte)'):format((dir:gsub('%z', '\\0'))), 2) end
     local rc = os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
     if rc ~= 0 and rc ~= true then error('save_pretrained: cannot create directory ' .. dir, 2) end
     local cfg = {}
