@@ -319,6 +319,9 @@ T.test('the model returns one output table; bad options are errors naming them',
   T.raises(function() model(ids, { labels = tide.zeros(2, 5) }) end, 'labels must be an integer tensor')
   T.raises(function() model(ids:float()) end, 'input_ids must be an integer tensor, got f32')
   T.raises(function() model(ids, 5) end, 'options must be a table')
+  -- the embedding checks ids itself (no extra pass over them here)
+  T.raises(function() model(tide.tensor({ { 3, 512 } })) end, 'embedding: id 512 is out of range for an embedding of 512 rows')
+  T.raises(function() model(tide.zeros(1, 0, { dtype = 'i64' })) end, 'input_ids has no positions (shape [1, 0])')
   -- a mask of ones is no mask
   T.close(model(ids, { attention_mask = tide.ones(2, 5, { dtype = 'i64' }) }).logits, out.logits, { rtol = 0, atol = 0 })
 end)

@@ -292,6 +292,8 @@ function M.install(tide, core)
     if T > cfg.n_positions then
       error(('GPT2LMHeadModel: sequence length %d exceeds n_positions %d'):format(T, cfg.n_positions), 2)
     end
+    if T == 0 then error(('GPT2LMHeadModel: input_ids has no positions (shape [%d, 0])'):format(B), 2) end
+
     local pos
     if opts.position_ids ~= nil then
       pos = batch_arg(opts.position_ids, 'position_ids', B, T, 2)
