@@ -494,6 +494,7 @@ static R FN(dot)(const R *a, const R *b, int64_t n) {
    1 / sum, or 0 when no key is visible (the row's output is then zero). */
 static R FN(masked_row)(R *row, const unsigned char *km, int64_t n, int64_t w, int64_t lim, R scale, R *lse) {
   R mx = (R)-INFINITY;
+#pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < w; j++) {
     R x = j < n && km[j] ? row[j] * scale : (R)-INFINITY;
     row[j] = x;
@@ -505,6 +506,7 @@ static R FN(masked_row)(R *row, const unsigned char *km, int64_t n, int64_t w, i
     return 0;
   }
   R sum = 0;
+#pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < w; j++) {
     R p = ATTN_EXP(row[j] - mx);  /* the fast exp clamps -inf: select */
     p = j < n && km[j] ? p : (R)0;
@@ -612,6 +614,7 @@ static void FN(tile)(const attn_ctx *c, int64_t b, int64_t h, const tile_geo *g,
     R *pr = P + r * ld, *dr = dS + r * ld, lt = L[t], rt = RD[t];
     if (km) {
       /* a row with no visible key has lse -inf: every p is selected away */
+#pragma omp simd
       for (int64_t j = 0; j < w; j++) {
         R p = ATTN_EXP(pr[j] * scale - lt);
         p = j < n && km[j] ? p : (R)0;

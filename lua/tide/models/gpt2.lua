@@ -161,7 +161,8 @@ function M.install(tide, core)
         -- NaN; those rows are then zeroed, as the fused kernel gives them
         local hidden = future:view(1, 1, T, T):logical_or(key_mask:logical_not():view(B, 1, 1, T))
         local none = hidden:logical_not():sum(4, true):eq(0)
-        probs = F.softmax(scores:masked_fill(hidden, -1e30), -1):masked_fill(none, 0)
+        local fill = scores:dtype() == 'f16' and -65504 or -1e30  -- f16 has no -1e30
+        probs = F.softmax(scores:masked_fill(hidden, fill), -1):masked_fill(none, 0)
       end
       y = F.dropout(probs, self.attn_pdrop, true):matmul(v)
     else
