@@ -187,6 +187,11 @@ T.test('from_pretrained checks config.json and the header before building the mo
   err = try({ n_embd = 128, n_head = 4 }, nil, 'model.safetensors: tensor transformer.wte.weight has shape [512, 64], but ')
   T.truthy(err:find('(vocab_size, n_embd) needs [512, 128]', 1, true), err)
   try({ n_positions = 64 }, nil, 'tensor transformer.wpe.weight has shape [32, 64], but')
+  local od = model_dir(nil)
+  made[#made + 1] = od
+  T.raises(function() tide.gpt2.from_pretrained(od, { n_layer = 3 }) end,
+    od .. '/config.json with the overrides given says n_layer = 3, but ')
+  T.eq(tide.gpt2.from_pretrained(od, { attn_pdrop = 0.5 }).config.attn_pdrop, 0.5)
   try({ n_inner = 100 }, nil, 'tensor transformer.h.0.mlp.c_fc.weight has shape [64, 256], but')
   -- config.json that is not an object
   for text, what in pairs { ['5'] = 'a number', ['"gpt2"'] = 'a string', ['[1, 2]'] = 'an array', ['null'] = 'null' } do

@@ -417,6 +417,8 @@ function M.install(tide, core)
     M.check_config(merged, 'from_pretrained: ' .. cfg_path, 2)
     local okc, cfg = pcall(gpt2.config, given, overrides)
     if not okc then error('from_pretrained: ' .. tostring(cfg):gsub('^[^:]*:%d+: ', ''), 2) end
+    -- what mismatch messages blame: the file, or the file and the caller's overrides
+    local cfg_from = (overrides and next(overrides)) and (cfg_path .. ' with the overrides given') or cfg_path
 
     local ok2, f = pcall(tide.io.open_safetensors, st_path)
     if not ok2 then
@@ -448,7 +450,7 @@ function M.install(tide, core)
     end
     if layers + 1 ~= cfg.n_layer then
       fail(('%s says n_layer = %d, but %s holds %d layers (transformer.h.0 to h.%d)')
-        :format(cfg_path, cfg.n_layer, st_path, layers + 1, layers))
+        :format(cfg_from, cfg.n_layer, st_path, layers + 1, layers))
     end
     -- a tied head is wte itself; a file's own lm_head.weight is only used untied
     if cfg.tie_word_embeddings ~= false then file_of['lm_head.weight'] = nil end
@@ -469,7 +471,7 @@ function M.install(tide, core)
         for i = 1, #shape do if info.shape[i] ~= shape[i] then same = false end end
         if not same then
           fail(('%s: tensor %s has shape [%s], but %s (%s) needs [%s]')
-            :format(st_path, fname, table.concat(info.shape, ', '), cfg_path, e[3], table.concat(shape, ', ')))
+            :format(st_path, fname, table.concat(info.shape, ', '), cfg_from, e[3], table.concat(shape, ', ')))
         end
       end
     end
