@@ -187,6 +187,8 @@ function M.install(tide, core)
     run(C.tide_attention(cq, ck, cv, cm, causal, scale, out1, out2))
     local out, lse = wrap(out1[0]), wrap(out2[0])
     if ag.wants(q, k, v) then
+      -- the backward needs the mask as it was: a caller's tensor may change in place before it runs
+      if mask ~= nil and rawequal(mask, opts.key_mask) then mask = mask:clone() end
       record('attention', out, { n = 3, q, k, v }, function(g)
         run(C.tide_attention_backward(g._c, q._c, k._c, v._c, mask and mask._c, out._c, lse._c, causal, scale, out1, out2, out3))
         return wrap(out1[0]), wrap(out2[0]), wrap(out3[0])

@@ -410,6 +410,16 @@ T.test('F.scaled_dot_product_attention key_mask: integer masks, autograd, gradch
   T.truthy(tide.autograd.gradcheck(function(a, b, c)
     return tide.F.scaled_dot_product_attention(a, b, c, { is_causal = true, key_mask = mask })
   end, { q, k, v }))
+  -- the backward uses the mask the forward saw, even if the caller's changes before it
+  local bm = mask:ne(0)
+  q.grad = nil
+  local y1 = tide.F.scaled_dot_product_attention(q, k, v, { is_causal = true, key_mask = bm })
+  bm:fill_(true)
+  y1:sum():backward()
+  local g1 = q.grad:clone()
+  q.grad = nil
+  tide.F.scaled_dot_product_attention(q, k, v, { is_causal = true, key_mask = mask }):sum():backward()
+  T.close(g1, q.grad, { rtol = 0, atol = 0 })
   T.raises(function() tide.F.scaled_dot_product_attention(q, k, v, { key_mask = tide.ones(2, 3) }) end,
     'key_mask must be bool or integer')
   T.raises(function() tide.F.scaled_dot_product_attention(q, k, v, { key_mask = tide.ones(2, 5, { dtype = 'bool' }) }) end,
