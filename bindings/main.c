@@ -5,8 +5,12 @@
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 int main(int argc, char **argv) {
+  /* stdio buffers a file or pipe in blocks, so a redirected training run would
+     log nothing until it exits (or 4 KB later); whole lines cost little */
+  if (!isatty(STDOUT_FILENO)) setvbuf(stdout, NULL, _IOLBF, 0);
   lua_State *L = tide_host_new(argv[0]);
   if (!L) return 1;
   lua_getglobal(L, "require");

@@ -243,13 +243,14 @@ int tide_dropout(const tide_tensor *x, double p, tide_generator *g, tide_tensor 
 /* Gradient of dropout: dout * mask / (1 - p). */
 int tide_dropout_backward(const tide_tensor *dout, const tide_tensor *mask, double p, tide_tensor **dx);
 /* Scaled dot-product attention of q [B, H, T, D] with k, v [B, H, S, D]: softmax(q k^T * scale) v,
-   with a causal mask when causal is 1; lse [B, H, T] is saved for the backward. */
-int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor *v, int32_t causal, double scale,
-                   tide_tensor **out, tide_tensor **lse);
-/* Gradients of attention with respect to q, k and v. */
+   with a causal mask when causal is 1 and, when key_mask ([B, S] bool/u8, nonzero = attend) is not
+   NULL, padding keys hidden; a query left no key gets zeros. lse [B, H, T] is saved for the backward. */
+int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor *v, const tide_tensor *key_mask,
+                   int32_t causal, double scale, tide_tensor **out, tide_tensor **lse);
+/* Gradients of attention with respect to q, k and v (the same key_mask as the forward, or NULL). */
 int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k, const tide_tensor *v,
-                            const tide_tensor *out, const tide_tensor *lse, int32_t causal, double scale,
-                            tide_tensor **dq, tide_tensor **dk, tide_tensor **dv);
+                            const tide_tensor *key_mask, const tide_tensor *out, const tide_tensor *lse, int32_t causal,
+                            double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv);
 /* One AdamW step in place, exactly torch.optim.AdamW's arithmetic: decoupled decay
    p -= lr*wd*p, then moments and the bias-corrected update (step counts from 1). */
 int tide_adamw_step_(tide_tensor *param, const tide_tensor *grad, tide_tensor *exp_avg, tide_tensor *exp_avg_sq,

@@ -11,6 +11,15 @@
    gradient). With S == 0 there is nothing to attend to: out is zeros and lse
    -inf (PyTorch gives NaN there).
 
+   A key mask (optional, [B, S] bool or u8, nonzero = may be attended) hides
+   padding keys from every query of its batch row, on top of the causal mask:
+   Hugging Face's attention_mask. A query that is left no key at all (a
+   left-padding position under the causal mask) gets zeros and lse -inf, as
+   S == 0 does, and passes no gradient; transformers gives such rows values
+   that differ between its eager and SDPA paths and that nothing should use.
+   Masked rows take their own loops (masked_row below) so the unmasked path
+   is the same code as without the mask.
+
    Layout. out, dq, dk and dv are [B, H, R, D] views of [B, R, H, D] memory,
    as PyTorch's CPU flash attention returns them: GPT-2 merges heads with
    out:transpose(2, 3), which is then contiguous, so the view to [B, T, C]
@@ -63,6 +72,7 @@ typedef struct {
   int64_t B, H, T, S, D;
   int causal;
   double scale;
+  const unsigned char *kmask; /* [B, S] contiguous, nonzero = visible; NULL: none */
   opnd q, k, v, o, dout, dq, dk, dv;
   char *lse;     /* [B, H, T] contiguous, compute type */
   char *rowdot;  /* [B, H, T]: rowsum(dout * out), backward only */
@@ -266,10 +276,27 @@ static void drop_out(outslot *s) {
 
 static int32_t compute_type(int32_t dt) { return dt == TIDE_F64 ? TIDE_F64 : TIDE_F32; }
 
+/* Checks the key mask against c's B and S and points c->kmask at a
+   contiguous u8 copy kept in *hold (NULL mask: none). */
+static int read_mask(const tide_tensor *m, const char *op, attn_ctx *c, tide_tensor **hold) {
+  *hold = NULL;
+  if (!m) return 0;
+  TIDE_TRY(tide_check_tensor(m, op));
+  char s[160];
+  if (m->ndim != 2 || m->shape[0] != c->B || m->shape[1] != c->S)
+    return tide_fail("%s: key_mask must be [B, S] = [%lld, %lld], got shape %s", op, (long long)c->B, (long long)c->S,
+                     tide_shape_str(s, sizeof s, m->ndim, m->shape));
+  if (m->dtype != TIDE_BOOL && m->dtype != TIDE_U8)
+    return tide_fail("%s: key_mask must be bool or u8 (nonzero = attend), got %s", op, tide_dtype_name(m->dtype));
+  if (!(*hold = tide_contiguous_as(m, TIDE_U8))) return -1;
+  c->kmask = (const unsigned char *)(*hold)->data;
+  return 0;
+}
+
 /* forward ---------------------------------------------------------------------- */
 
-int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor *v, int32_t causal, double scale,
-                   tide_tensor **out, tide_tensor **lse) {
+int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor *v, const tide_tensor *key_mask,
+                   int32_t causal, double scale, tide_tensor **out, tide_tensor **lse) {
   const char *op = "attention";
   if (!out || !lse) return tide_fail("%s: no output slot given", op);
   attn_ctx c;
@@ -280,8 +307,9 @@ int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor
   int32_t dt = q->dtype, ct = compute_type(dt);
 
   outslot so = {0};
-  tide_tensor *hq = NULL, *hk = NULL, *hv = NULL, *l = NULL;
+  tide_tensor *hq = NULL, *hk = NULL, *hv = NULL, *l = NULL, *hm = NULL;
   int rc = -1;
+  TIDE_TRY(read_mask(key_mask, op, &c, &hm));
   int64_t lshape[3] = {c.B, c.H, c.T};
   if (new_out(&so, dt, ct, c.B, c.H, c.T, c.D, &c.o)) goto done;
   if (!(l = tide_new(ct, 3, lshape))) goto done;
@@ -290,6 +318,7 @@ int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor
   rc = ct == TIDE_F64 ? forward_f64(&c) : forward_f32(&c);
   if (!rc) rc = finish_out(&so);
 done:
+  tide_tensor_release(hm);
   tide_tensor_release(hq);
   tide_tensor_release(hk);
   tide_tensor_release(hv);
@@ -307,8 +336,8 @@ done:
 /* backward --------------------------------------------------------------------- */
 
 int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k, const tide_tensor *v,
-                            const tide_tensor *out, const tide_tensor *lse, int32_t causal, double scale,
-                            tide_tensor **dq, tide_tensor **dk, tide_tensor **dv) {
+                            const tide_tensor *key_mask, const tide_tensor *out, const tide_tensor *lse, int32_t causal,
+                            double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv) {
   const char *op = "attention_backward";
   if (!dq || !dk || !dv) return tide_fail("%s: no output slot given", op);
   attn_ctx c;
@@ -336,8 +365,9 @@ int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const
   int32_t dt = q->dtype, ct = compute_type(dt);
 
   outslot sq = {0}, sk = {0}, sv = {0};
-  tide_tensor *hq = NULL, *hk = NULL, *hv = NULL, *ho = NULL, *hd = NULL, *hl = NULL, *rd = NULL;
+  tide_tensor *hq = NULL, *hk = NULL, *hv = NULL, *ho = NULL, *hd = NULL, *hl = NULL, *rd = NULL, *hm = NULL;
   int rc = -1;
+  TIDE_TRY(read_mask(key_mask, op, &c, &hm));
   int64_t lshape[3] = {c.B, c.H, c.T};
   if (new_out(&sq, dt, ct, c.B, c.H, c.T, c.D, &c.dq) || new_out(&sk, dt, ct, c.B, c.H, c.S, c.D, &c.dk) ||
       new_out(&sv, dt, ct, c.B, c.H, c.S, c.D, &c.dv))
@@ -354,6 +384,7 @@ int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const
   if (!rc) rc = finish_out(&sk);
   if (!rc) rc = finish_out(&sv);
 done:
+  tide_tensor_release(hm);
   tide_tensor_release(hq);
   tide_tensor_release(hk);
   tide_tensor_release(hv);
@@ -457,6 +488,36 @@ static R FN(dot)(const R *a, const R *b, int64_t n) {
   return s;
 }
 
+/* The softmax of one score row under the key mask km (the row's keys from
+   0): keys j < n with km[j] set count. Writes the probabilities (unnormalised)
+   to row[0, w) and zeros to row[w, lim), the row's lse to *lse, and returns
+   1 / sum, or 0 when no key is visible (the row's output is then zero). */
+static R FN(masked_row)(R *row, const unsigned char *km, int64_t n, int64_t w, int64_t lim, R scale, R *lse) {
+  R mx = (R)-INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 0; j < w; j++) {
+    R x = j < n && km[j] ? row[j] * scale : (R)-INFINITY;
+    row[j] = x;
+    mx = x > mx ? x : mx;
+  }
+  if (mx == (R)-INFINITY) {
+    memset(row, 0, (size_t)lim * sizeof(R));
+    *lse = (R)-INFINITY;
+    return 0;
+  }
+  R sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < w; j++) {
+    R p = ATTN_EXP(row[j] - mx);  /* the fast exp clamps -inf: select */
+    p = j < n && km[j] ? p : (R)0;
+    row[j] = p;
+    sum += p;
+  }
+  memset(row + w, 0, (size_t)(lim - w) * sizeof(R));
+  *lse = mx + ATTN_LOG(sum);
+  return (R)1 / sum;
+}
+
 /* Forward for queries [i0, i1) of head (b, h); sc holds BLK x S scores. */
 static void FN(fwd_block)(const attn_ctx *c, int64_t b, int64_t h, int64_t i0, int64_t i1, R *sc) {
   int64_t m = i1 - i0, D = c->D;
@@ -475,9 +536,14 @@ static void FN(fwd_block)(const attn_ctx *c, int64_t b, int64_t h, int64_t i0, i
   }
   FN(prod_rk)(&g, D, Q, c->q.ld, K, c->k.ld, sc, kend);
   R inv[BLK];
+  const unsigned char *km = c->kmask ? c->kmask + b * c->S : NULL;
   for (int64_t r = 0; r < m; r++) {
     int64_t t = i0 + r, n = n_visible(c, t, 0, kend), w = row_width(&g, r, n);
     R *row = sc + r * kend;
+    if (km) {
+      inv[r] = FN(masked_row)(row, km, n, w, (r < g.mh ? g.jm : kend), scale, L + t);
+      continue;
+    }
     R mx = (R)-INFINITY;
 #pragma omp simd reduction(max : mx)
     for (int64_t j = 0; j < w; j++) {
@@ -539,12 +605,26 @@ static void FN(tile)(const attn_ctx *c, int64_t b, int64_t h, const tile_geo *g,
   const R *K = FN(at)(&c->k, b, h) + g->j0 * c->k.ld, *V = FN(at)(&c->v, b, h) + g->j0 * c->v.ld;
   const R *L = (const R *)c->lse + (b * c->H + h) * c->T, *RD = (const R *)c->rowdot + (b * c->H + h) * c->T;
   R scale = (R)c->scale;
+  const unsigned char *km = c->kmask ? c->kmask + b * c->S + g->j0 : NULL;
   FN(prod_rk)(g, D, Q, c->q.ld, K, c->k.ld, P, ld);
   FN(prod_rk)(g, D, dO, c->dout.ld, V, c->v.ld, dS, ld);
   for (int64_t r = 0; r < m; r++) {
     int64_t t = g->i0 + r, n = n_visible(c, t, g->j0, g->j1), w = row_width(g, r, n);
     int64_t lim = (r < g->mh ? g->jm : g->j1) - g->j0;
     R *pr = P + r * ld, *dr = dS + r * ld, lt = L[t], rt = RD[t];
+    if (km) {
+      /* a row with no visible key has lse -inf: every p is selected away */
+#pragma omp simd
+      for (int64_t j = 0; j < w; j++) {
+        R p = ATTN_EXP(pr[j] * scale - lt);
+        p = j < n && km[j] ? p : (R)0;
+        pr[j] = p;
+        dr[j] = p * (dr[j] - rt);
+      }
+      memset(pr + w, 0, (size_t)(lim - w) * sizeof(R));
+      memset(dr + w, 0, (size_t)(lim - w) * sizeof(R));
+      continue;
+    }
 #pragma omp simd
     for (int64_t j = 0; j < w; j++) {
       R p = ATTN_EXP(pr[j] * scale - lt);

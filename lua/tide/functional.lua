@@ -158,18 +158,39 @@ function M.install(tide, core)
 
   -- attention --------------------------------------------------------------------------
 
-  -- F.scaled_dot_product_attention(q, k, v, {is_causal=false, scale=1/sqrt(D)})
-  -- with q [B, H, T, D], k and v [B, H, S, D].
+  -- F.scaled_dot_product_attention(q, k, v, {is_causal=false, scale=1/sqrt(D), key_mask=nil})
+  -- with q [B, H, T, D], k and v [B, H, S, D]. key_mask [B, S] (bool or
+  -- integers, nonzero = may be attended; Hugging Face's attention_mask)
+  -- hides padding keys; a query left no key at all gets zeros.
+  local sdpa_opts = { is_causal = true, scale = true, key_mask = true }
   function F.scaled_dot_product_attention(q, k, v, opts)
     local cq, ck, cv = handle(q, 'attention', 'q'), handle(k, 'attention', 'k'), handle(v, 'attention', 'v')
     opts = opts or {}
+    if type(opts) ~= 'table' then error('scaled_dot_product_attention: options must be a table, got ' .. type(opts), 2) end
+    for key in pairs(opts) do
+      if not sdpa_opts[key] then error(('scaled_dot_product_attention: unknown option %s'):format(tostring(key)), 2) end
+    end
     local causal = opts.is_causal and 1 or 0
     local scale = opts.scale or 1 / math.sqrt(q:size(-1))
-    run(C.tide_attention(cq, ck, cv, causal, scale, out1, out2))
+    local mask, cm = opts.key_mask, nil
+    if mask ~= nil then
+      handle(mask, 'attention', 'key_mask')
+      local dt = mask:dtype()
+      if dt ~= 'bool' and dt ~= 'u8' then
+        if dt == 'f32' or dt == 'f64' or dt == 'bf16' or dt == 'f16' then
+          error('scaled_dot_product_attention: key_mask must be bool or integer (nonzero = attend), got ' .. dt, 2)
+        end
+        mask = mask:ne(0)
+      end
+      cm = mask._c
+    end
+    run(C.tide_attention(cq, ck, cv, cm, causal, scale, out1, out2))
     local out, lse = wrap(out1[0]), wrap(out2[0])
     if ag.wants(q, k, v) then
+      -- the backward needs the mask as it was: a caller's tensor may change in place before it runs
+      if mask ~= nil and rawequal(mask, opts.key_mask) then mask = mask:clone() end
       record('attention', out, { n = 3, q, k, v }, function(g)
-        run(C.tide_attention_backward(g._c, q._c, k._c, v._c, out._c, lse._c, causal, scale, out1, out2, out3))
+        run(C.tide_attention_backward(g._c, q._c, k._c, v._c, mask and mask._c, out._c, lse._c, causal, scale, out1, out2, out3))
         return wrap(out1[0]), wrap(out2[0]), wrap(out3[0])
       end)
     end

@@ -21,6 +21,7 @@ for _, name in ipairs { 'tide.ops.pointwise', 'tide.ops.reduce', 'tide.ops.linal
 end
 require('tide.json').install(tide)
 require('tide.io.safetensors').install(tide)
+require('tide.io.hub').install(tide)
 -- autograd wraps the methods above, so it comes after them
 require('tide.autograd').install(tide, core)
 require('tide.functional').install(tide, core)

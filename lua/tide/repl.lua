@@ -19,7 +19,7 @@ M.continuation = '..> '
 M.chunkname = '=stdin'
 
 local commands = {
-  { names = { ':help', ':h', ':?' }, action = 'help', text = 'this help' },
+  { names = { ':help', ':h', ':?' }, action = 'help', text = 'this help; :help NAME shows the docs entry of NAME' },
   { names = { ':quit', ':q', ':exit' }, action = 'quit', text = 'leave the REPL (Ctrl-D does too)' },
 }
 
@@ -41,6 +41,8 @@ Keys
 
 Commands
   :help  :h             this help
+  :help NAME            the documentation of NAME (:help tide.zeros, :help t:sum,
+                        :help F.cross_entropy, :help GPT-2); help(f) for a value
   :quit  :q             leave the REPL
 
 A short tour of tide
@@ -77,9 +79,12 @@ end
 -- Compiles a chunk typed at the prompt. An expression is tried first so that
 -- `1 + 1` and `f(x)` show what they return; then a statement.
 -- Returns fn, 'expr'|'stmt'; or nil, 'incomplete'; or nil, message.
--- Run an 'expr' chunk as fn(M.pass) (see M.call).
-function M.compile(src, chunkname)
+-- Run an 'expr' chunk as fn(M.pass) (see M.call). firstline (default 1) is
+-- the input line the chunk starts on, so that messages and tracebacks name
+-- the line as it was read (stdin:7), not the line within the chunk.
+function M.compile(src, chunkname, firstline)
   chunkname = chunkname or M.chunkname
+  local lead = ('\n'):rep((firstline or 1) - 1)
   -- `= expr` is the Lua 5.1 REPL's way to ask for a value; accept it too
   local eq = src:match('^%s*=(.*)$')
   if eq then src = eq end
@@ -88,16 +93,16 @@ function M.compile(src, chunkname)
   -- the typed line from tracebacks. The ')' goes on a line of its own in case
   -- the input ends in a comment; a final ';' would end the list too early.
   local expr = src:gsub(';%s*$', '')
-  local fn = loadstring('local __tide_pass = ...; return __tide_pass(' .. expr .. '\n)', chunkname)
+  local fn = loadstring(lead .. 'local __tide_pass = ...; return __tide_pass(' .. expr .. '\n)', chunkname)
   if fn then return fn, 'expr' end
   -- whether an expression is unfinished shows without the wrapping, whose
   -- ')' would end `{1,` with a different error
-  local _, experr = loadstring('return ' .. src, chunkname)
+  local _, experr = loadstring(lead .. 'return ' .. src, chunkname)
   if eq then
     if M.is_incomplete(experr, src) then return nil, 'incomplete' end
     return nil, experr
   end
-  local stfn, sterr = loadstring(src, chunkname)
+  local stfn, sterr = loadstring(lead .. src, chunkname)
   if stfn then return stfn, 'stmt' end
   -- `{1,` is incomplete only as an expression, `for i = 1, 2 do` only as a
   -- statement: either one means another line may finish it
@@ -214,12 +219,17 @@ end
 
 -- commands ----------------------------------------------------------------------
 
--- The action of a `:command` line ('help', 'quit'), or nil, message.
+-- The action of a `:command` line ('help', 'quit') and the rest of the line
+-- (nil when empty), or nil, message.
 function M.command(line)
-  local word = line:match('^%s*(:%S*)')
+  local word, rest = line:match('^%s*(:%S*)%s*(.-)%s*$')
+  if rest == '' then rest = nil end
   for _, c in ipairs(commands) do
     for _, name in ipairs(c.names) do
-      if word == name then return c.action end
+      if word == name then
+        if rest and c.action ~= 'help' then return nil, ('%s takes no argument'):format(word) end
+        return c.action, rest
+      end
     end
   end
   return nil, ('unknown command %s (try :help)'):format(tostring(word))
@@ -280,6 +290,17 @@ local function collect(v, partial, out, methods_only, seen)
   if type(mt) == 'table' then
     local idx = rawget(mt, '__index')
     if type(idx) == 'table' then collect(idx, partial, out, methods_only, seen) end
+    -- names an __index function would load on first use (tide.data.shards):
+    -- a module lists them in its metatable's __complete (keys or a list)
+    local more = rawget(mt, '__complete')
+    if type(more) == 'table' then
+      for k, x in pairs(more) do
+        local name = type(k) == 'string' and k or x
+        if type(name) == 'string' and name:sub(1, #partial) == partial and name:match('^[%a_][%w_]*$') then
+          out[name] = true
+        end
+      end
+    end
   end
 end
 
@@ -344,7 +365,17 @@ function M.session(opts)
   s.env = opts.env or _G
   s.interactive = opts.interactive  -- on a terminal: ^C was echoed mid-line
   s.pending = nil    -- lines of an incomplete chunk
+  s.first = nil      -- the input line the pending chunk starts on
+  s.lineno = 0       -- input lines fed so far
   s.errors = 0       -- chunks that failed, for the exit status of a piped run
+  -- help(x) at the prompt, as in Python's REPL; only where nothing else is
+  -- called help, and only in the REPL's environment
+  if rawget(s.env, 'help') == nil then
+    rawset(s.env, 'help', function(x)
+      if x == nil then s.out(M.help .. '\n') return end
+      s.out(require('tide.help').text(x) .. '\n')
+    end)
+  end
   return s
 end
 
@@ -393,11 +424,19 @@ end
 -- Takes one line of input. Returns 'more' while a chunk is incomplete, 'ok',
 -- 'error' (already reported), 'empty' (nothing to do), 'help' or 'quit'.
 function Session:feed(line)
+  self.lineno = self.lineno + 1
   if not self.pending then
     if line:match('^%s*$') then return 'empty' end
     if M.is_command(line) then
       local action, err = M.command(line)
-      if action == 'help' then self.out(M.help .. '\n') end
+      if action == 'help' then
+        if err then
+          local ok, text = pcall(function() return require('tide.help').text(err) end)
+          self.out((ok and text or ('help: ' .. tostring(text))) .. '\n')
+        else
+          self.out(M.help .. '\n')
+        end
+      end
       if not action then
         self.errors = self.errors + 1
         self.err(err .. '\n')
@@ -406,11 +445,12 @@ function Session:feed(line)
       return action
     end
     self.pending = {}
+    self.first = self.lineno
   end
   local lines = self.pending
   lines[#lines + 1] = line
   local src = table.concat(lines, '\n')
-  local fn, how = M.compile(src)
+  local fn, how = M.compile(src, nil, self.first)
   if not fn and how == 'incomplete' then return 'more' end
   self.pending = nil
   if not fn then
@@ -425,7 +465,7 @@ end
 -- reported). Returns 'ok' or 'error'.
 function Session:finish()
   if not self.pending then return 'ok' end
-  local src = table.concat(self.pending, '\n')
+  local src = ('\n'):rep((self.first or 1) - 1) .. table.concat(self.pending, '\n')
   self.pending = nil
   local _, err = loadstring(src, M.chunkname)
   self.errors = self.errors + 1

@@ -77,9 +77,12 @@ local function read_config(self, dir)
 end
 
 -- Loads a tokenizer: a directory holding tokenizer.json (preferred) or
--- vocab.json + merges.txt, or a tokenizer.json file.
-function M.load(path)
+-- vocab.json + merges.txt, or a tokenizer.json file, or a Hub id ('gpt2')
+-- found in the local Hugging Face cache (tide.io.hub; opts.revision).
+function M.load(path, opts)
   if type(path) ~= 'string' then error('tokenizer.load: expected a path string, got ' .. type(path), 2) end
+  -- a Hub id ('gpt2', 'org/name') that is no local path: the local HF cache
+  path = require('tide.io.hub').locate(path, { what = 'tokenizer.load', revision = type(opts) == 'table' and opts.revision or nil, level = 2 })
   local dir = path:gsub('/+$', '')
   if is_dir(dir) then
     if exists(dir .. '/tokenizer.json') then path = dir .. '/tokenizer.json'

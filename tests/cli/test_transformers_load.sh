@@ -22,6 +22,6 @@ local m = tide.gpt2.new({vocab_size = 301, n_positions = 24, n_embd = 48, n_laye
 m:eval()
 m:save_pretrained('$dir')
 local ids = tide.randint(0, 301, {2, 20})
-tide.io.save_safetensors('$dir/tide_check.safetensors', {input_ids = ids, logits = m(ids)})
+tide.io.save_safetensors('$dir/tide_check.safetensors', {input_ids = ids, logits = m(ids).logits})
 " || { echo "FAIL: tide could not write the directory"; exit 1; }
 "$py" tests/ref/check_tide_in_transformers.py "$dir"

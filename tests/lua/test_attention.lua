@@ -15,15 +15,15 @@ local slot = { ffi.new('tide_tensor*[1]'), ffi.new('tide_tensor*[1]'), ffi.new('
 
 local function h(t) return t and t._c or nil end
 
--- tide_attention through the FFI: returns out, lse.
-local function attn(q, k, v, causal, scale)
-  core.check(C.tide_attention(h(q), h(k), h(v), causal and 1 or 0, scale, slot[1], slot[2]), 2)
+-- tide_attention through the FFI: returns out, lse (km: an optional [B, S] key mask).
+local function attn(q, k, v, causal, scale, km)
+  core.check(C.tide_attention(h(q), h(k), h(v), h(km), causal and 1 or 0, scale, slot[1], slot[2]), 2)
   return core.wrap(slot[1][0]), core.wrap(slot[2][0])
 end
 
 -- tide_attention_backward through the FFI: returns dq, dk, dv.
-local function attn_bwd(dout, q, k, v, out, lse, causal, scale)
-  core.check(C.tide_attention_backward(h(dout), h(q), h(k), h(v), h(out), h(lse), causal and 1 or 0, scale,
+local function attn_bwd(dout, q, k, v, out, lse, causal, scale, km)
+  core.check(C.tide_attention_backward(h(dout), h(q), h(k), h(v), h(km), h(out), h(lse), causal and 1 or 0, scale,
                                        slot[1], slot[2], slot[3]), 2)
   return core.wrap(slot[1][0]), core.wrap(slot[2][0]), core.wrap(slot[3][0])
 end
@@ -47,26 +47,38 @@ end
 -- The values of a tensor in row-major order of its shape.
 local function vals(t) return (T.flatten(t)) end
 
--- Forward reference on flat [B, H, T, D] / [B, H, S, D] value lists.
-local function ref_forward(q, k, v, B, H, Tq, S, D, causal, scale)
+-- The keys query t of head bh sees: the causal prefix, less those the flat
+-- [B, S] key mask km (optional) hides.
+local function keys_seen(bh, t, H, S, causal, km)
+  local n, list = causal and math.min(S, t + 1) or S, {}
+  local b = math.floor(bh / H)
+  for s = 0, n - 1 do
+    if not km or km[b * S + s + 1] ~= 0 then list[#list + 1] = s end
+  end
+  return list
+end
+
+-- Forward reference on flat [B, H, T, D] / [B, H, S, D] value lists; a
+-- query that sees no key gives zeros and lse -inf.
+local function ref_forward(q, k, v, B, H, Tq, S, D, causal, scale, km)
   local out, lse = {}, {}
   for bh = 0, B * H - 1 do
     for t = 0, Tq - 1 do
       local qo = (bh * Tq + t) * D
       local xs, m = {}, -math.huge
-      local n = causal and math.min(S, t + 1) or S
-      for s = 0, n - 1 do
+      local seen = keys_seen(bh, t, H, S, causal, km)
+      for _, s in ipairs(seen) do
         local ko, dot = (bh * S + s) * D, 0
         for d = 1, D do dot = dot + q[qo + d] * k[ko + d] end
         xs[s] = dot * scale
         if xs[s] > m then m = xs[s] end
       end
       local l = 0
-      for s = 0, n - 1 do l = l + math.exp(xs[s] - m) end
-      lse[bh * Tq + t + 1] = n > 0 and m + math.log(l) or -math.huge
+      for _, s in ipairs(seen) do l = l + math.exp(xs[s] - m) end
+      lse[bh * Tq + t + 1] = #seen > 0 and m + math.log(l) or -math.huge
       for d = 1, D do
         local acc = 0
-        for s = 0, n - 1 do acc = acc + math.exp(xs[s] - m) / l * v[(bh * S + s) * D + d] end
+        for _, s in ipairs(seen) do acc = acc + math.exp(xs[s] - m) / l * v[(bh * S + s) * D + d] end
         out[qo + d] = acc
       end
     end
@@ -75,32 +87,32 @@ local function ref_forward(q, k, v, B, H, Tq, S, D, causal, scale)
 end
 
 -- Backward reference from the explicit probability matrix of each head.
-local function ref_backward(dout, q, k, v, B, H, Tq, S, D, causal, scale)
+local function ref_backward(dout, q, k, v, B, H, Tq, S, D, causal, scale, km)
   local dq, dk, dv = {}, {}, {}
   for i = 1, B * H * Tq * D do dq[i] = 0 end
   for i = 1, B * H * S * D do dk[i] = 0; dv[i] = 0 end
   for bh = 0, B * H - 1 do
     for t = 0, Tq - 1 do
       local qo = (bh * Tq + t) * D
-      local n = causal and math.min(S, t + 1) or S
+      local seen = keys_seen(bh, t, H, S, causal, km)
       local xs, m = {}, -math.huge
-      for s = 0, n - 1 do
+      for _, s in ipairs(seen) do
         local ko, dot = (bh * S + s) * D, 0
         for d = 1, D do dot = dot + q[qo + d] * k[ko + d] end
         xs[s] = dot * scale
         if xs[s] > m then m = xs[s] end
       end
       local l = 0
-      for s = 0, n - 1 do l = l + math.exp(xs[s] - m) end
+      for _, s in ipairs(seen) do l = l + math.exp(xs[s] - m) end
       local P, dP, rowdot = {}, {}, 0
-      for s = 0, n - 1 do
+      for _, s in ipairs(seen) do
         P[s] = math.exp(xs[s] - m) / l
         local vo, acc = (bh * S + s) * D, 0
         for d = 1, D do acc = acc + dout[qo + d] * v[vo + d] end
         dP[s] = acc
         rowdot = rowdot + P[s] * acc
       end
-      for s = 0, n - 1 do
+      for _, s in ipairs(seen) do
         local ds = P[s] * (dP[s] - rowdot)
         local ko = (bh * S + s) * D
         for d = 1, D do
@@ -116,22 +128,23 @@ end
 
 -- Checks forward (out, lse) and backward (dq, dk, dv) of the given tensors
 -- against the references computed from their values.
-local function check_against_ref(q, k, v, causal, scale, tol)
+local function check_against_ref(q, k, v, causal, scale, tol, km)
   local sq, sk = q:shape(), k:shape()
   local B, H, Tq, D, S = sq[1], sq[2], sq[3], sq[4], sk[3]
-  local out, lse = attn(q, k, v, causal, scale)
+  local fm = km and vals(km:to('i64'))
+  local out, lse = attn(q, k, v, causal, scale, km)
   T.same(out:shape(), sq)
   T.same(lse:shape(), { B, H, Tq })
   local fq, fk, fv = vals(q), vals(k), vals(v)
-  local rout, rlse = ref_forward(fq, fk, fv, B, H, Tq, S, D, causal, scale)
+  local rout, rlse = ref_forward(fq, fk, fv, B, H, Tq, S, D, causal, scale, fm)
   T.close(vals(out), rout, tol, 'out')
   T.close(vals(lse), rlse, tol, 'lse')
   local dout = rand(sq, q:dtype())
-  local dq, dk, dv = attn_bwd(dout, q, k, v, out, lse, causal, scale)
+  local dq, dk, dv = attn_bwd(dout, q, k, v, out, lse, causal, scale, km)
   T.same(dq:shape(), sq)
   T.same(dk:shape(), sk)
   T.same(dv:shape(), v:shape())
-  local rdq, rdk, rdv = ref_backward(vals(dout), fq, fk, fv, B, H, Tq, S, D, causal, scale)
+  local rdq, rdk, rdv = ref_backward(vals(dout), fq, fk, fv, B, H, Tq, S, D, causal, scale, fm)
   T.close(vals(dq), rdq, tol, 'dq')
   T.close(vals(dk), rdk, tol, 'dk')
   T.close(vals(dv), rdv, tol, 'dv')
@@ -268,11 +281,11 @@ end)
 -- gradients by central differences ---------------------------------------------------
 
 -- sum(out * w) for the values in flat lists, through the kernel.
-local function loss(fq, fk, fv, sq, sk, w, causal, scale)
+local function loss(fq, fk, fv, sq, sk, w, causal, scale, km)
   local q = tide.tensor(fq, { dtype = 'f64' }):view(sq)
   local k = tide.tensor(fk, { dtype = 'f64' }):view(sk)
   local v = tide.tensor(fv, { dtype = 'f64' }):view(sk)
-  local o = vals(attn(q, k, v, causal, scale))
+  local o = vals(attn(q, k, v, causal, scale, km))
   local s = 0
   for i = 1, #o do s = s + o[i] * w[i] end
   return s
@@ -307,6 +320,111 @@ T.test('attention backward matches central finite differences in f64 (dq, dk, dv
       end
     end
   end
+end)
+
+-- key padding mask -------------------------------------------------------------------------
+
+-- A [B, S] key mask: row b keeps keys [lo, hi) (left and right padding).
+local function pad_mask(B, S, spans, dtype)
+  local flat = {}
+  for b = 1, B do
+    local lo, hi = spans[b][1], spans[b][2]
+    for s = 0, S - 1 do flat[#flat + 1] = (s >= lo and s < hi) and 1 or 0 end
+  end
+  return tide.tensor(flat, { dtype = 'i64' }):view(B, S):to(dtype or 'bool')
+end
+
+T.test('attention with a key mask matches the reference: left and right padding, causal and not, T > 64', function()
+  for _, dtype in ipairs { 'f64', 'f32' } do
+    for _, case in ipairs {
+      { 3, 2, 7, 7, 8, { { 0, 7 }, { 3, 7 }, { 0, 4 } } },       -- none, left, right
+      { 2, 3, 5, 9, 4, { { 2, 9 }, { 1, 6 } } },                -- T != S
+      { 2, 1, 130, 130, 16, { { 70, 130 }, { 0, 100 } } },      -- blocks of 64 crossed, diagonal tiles
+      { 1, 2, 6, 6, 4, { { 0, 0 } } },                          -- every key masked
+    } do
+      for _, causal in ipairs { true, false } do
+        local B, H, Tq, S, D = case[1], case[2], case[3], case[4], case[5]
+        if dtype == 'f32' or Tq < 100 then
+          local q, k, v = rand({ B, H, Tq, D }, dtype), rand({ B, H, S, D }, dtype), rand({ B, H, S, D }, dtype)
+          check_against_ref(q, k, v, causal, 1 / math.sqrt(D), dtype == 'f64' and F64 or F32, pad_mask(B, S, case[6]))
+        end
+      end
+    end
+  end
+end)
+
+T.test('attention key mask: left-padding queries that see no key give zeros, lse -inf and no gradient', function()
+  local q, k, v = rand({ 1, 2, 5, 4 }, 'f64'), rand({ 1, 2, 5, 4 }, 'f64'), rand({ 1, 2, 5, 4 }, 'f64')
+  local km = pad_mask(1, 5, { { 2, 5 } }, 'u8')
+  local out, lse = attn(q, k, v, true, 0.5, km)
+  T.same(out:narrow(3, 1, 2), tide.zeros(1, 2, 2, 4, { dtype = 'f64' }))
+  T.same(vals(lse:narrow(3, 1, 2)), { -math.huge, -math.huge, -math.huge, -math.huge })
+  for _, x in ipairs(vals(out)) do T.truthy(x == x, 'no NaN in the output') end
+  local dq, dk, dv = attn_bwd(rand({ 1, 2, 5, 4 }, 'f64'), q, k, v, out, lse, true, 0.5, km)
+  T.same(dq:narrow(3, 1, 2), tide.zeros(1, 2, 2, 4, { dtype = 'f64' }))
+  -- the padding keys influence nothing
+  T.same(dk:narrow(3, 1, 2), tide.zeros(1, 2, 2, 4, { dtype = 'f64' }))
+  T.same(dv:narrow(3, 1, 2), tide.zeros(1, 2, 2, 4, { dtype = 'f64' }))
+  -- an all-ones mask is the unmasked kernel, bit for bit
+  local ones = tide.ones(1, 5, { dtype = 'bool' })
+  local o1 = attn(q, k, v, true, 0.5, ones)
+  T.same(o1, (attn(q, k, v, true, 0.5)))
+end)
+
+T.test('attention key mask: backward matches central finite differences in f64', function()
+  local eps = 1e-6
+  for _, case in ipairs { { 2, 1, 5, 5, 3, { { 2, 5 }, { 0, 3 } } }, { 1, 2, 4, 6, 2, { { 1, 5 } } } } do
+    for _, causal in ipairs { true, false } do
+      local B, H, Tq, S, D = case[1], case[2], case[3], case[4], case[5]
+      local sq, sk = { B, H, Tq, D }, { B, H, S, D }
+      local km = pad_mask(B, S, case[6])
+      local q, k, v, w = rand(sq, 'f64'), rand(sk, 'f64'), rand(sk, 'f64'), rand(sq, 'f64')
+      local out, lse = attn(q, k, v, causal, 0.7, km)
+      local grads = { attn_bwd(w, q, k, v, out, lse, causal, 0.7, km) }
+      local flats, fw = { vals(q), vals(k), vals(v) }, vals(w)
+      for which = 1, 3 do
+        local f, num = flats[which], {}
+        for i = 1, #f do
+          local x = f[i]
+          f[i] = x + eps
+          local lp = loss(flats[1], flats[2], flats[3], sq, sk, fw, causal, 0.7, km)
+          f[i] = x - eps
+          local lm = loss(flats[1], flats[2], flats[3], sq, sk, fw, causal, 0.7, km)
+          f[i] = x
+          num[i] = (lp - lm) / (2 * eps)
+        end
+        T.close(vals(grads[which]), num, { rtol = 1e-6, atol = 1e-8 }, ({ 'dq', 'dk', 'dv' })[which])
+      end
+    end
+  end
+end)
+
+T.test('F.scaled_dot_product_attention key_mask: integer masks, autograd, gradcheck, bad masks', function()
+  local q = rand({ 2, 2, 4, 3 }, 'f64'):requires_grad_()
+  local k = rand({ 2, 2, 4, 3 }, 'f64'):requires_grad_()
+  local v = rand({ 2, 2, 4, 3 }, 'f64'):requires_grad_()
+  local mask = tide.tensor({ { 0, 1, 1, 1 }, { 1, 1, 1, 0 } })  -- i64, as a tokenizer returns it
+  local y = tide.F.scaled_dot_product_attention(q, k, v, { is_causal = true, key_mask = mask })
+  local ro = ref_forward(vals(q), vals(k), vals(v), 2, 2, 4, 4, 3, true, 1 / math.sqrt(3), vals(mask))
+  T.close(vals(y), ro, F64)
+  T.truthy(tide.autograd.gradcheck(function(a, b, c)
+    return tide.F.scaled_dot_product_attention(a, b, c, { is_causal = true, key_mask = mask })
+  end, { q, k, v }))
+  -- the backward uses the mask the forward saw, even if the caller's changes before it
+  local bm = mask:ne(0)
+  q.grad = nil
+  local y1 = tide.F.scaled_dot_product_attention(q, k, v, { is_causal = true, key_mask = bm })
+  bm:fill_(true)
+  y1:sum():backward()
+  local g1 = q.grad:clone()
+  q.grad = nil
+  tide.F.scaled_dot_product_attention(q, k, v, { is_causal = true, key_mask = mask }):sum():backward()
+  T.close(g1, q.grad, { rtol = 0, atol = 0 })
+  T.raises(function() tide.F.scaled_dot_product_attention(q, k, v, { key_mask = tide.ones(2, 3) }) end,
+    'key_mask must be bool or integer')
+  T.raises(function() tide.F.scaled_dot_product_attention(q, k, v, { key_mask = tide.ones(2, 5, { dtype = 'bool' }) }) end,
+    'key_mask must be [B, S] = [2, 4], got shape [2, 5]')
+  T.raises(function() tide.F.scaled_dot_product_attention(q, k, v, { attn_mask = mask }) end, 'unknown option attn_mask')
 end)
 
 -- edge sizes ------------------------------------------------------------------------------
@@ -376,10 +494,10 @@ T.test('attention rejects bad arguments with clear errors', function()
   T.raises(function() attn(q, k, rand({ 2, 3, 7, 4 }), true, 1) end,
            'k [2, 3, 6, 4] and v [2, 3, 7, 4] must have the same number of keys S')
   T.raises(function()
-    core.check(C.tide_attention(q._c, k._c, v._c, 2, 1, slot[1], slot[2]))
+    core.check(C.tide_attention(q._c, k._c, v._c, nil, 2, 1, slot[1], slot[2]))
   end, 'causal must be 0 or 1, got 2')
   T.raises(function()
-    core.check(C.tide_attention(q._c, k._c, v._c, 1, 1, nil, slot[2]))
+    core.check(C.tide_attention(q._c, k._c, v._c, nil, 1, 1, nil, slot[2]))
   end, 'no output slot')
   local out, lse = attn(q, k, v, true, 1)
   local dout = rand({ 2, 3, 5, 4 })

@@ -59,7 +59,7 @@ T.test('the keytoken-weighted loss and its gradients match the course code', fun
   local model = tide.gpt2.from_pretrained(dir .. 'model')
   local inp, ref = load(dir .. 'inputs.safetensors'), load(dir .. 'keytoken.safetensors')
   local ids = ref.keytoken_ids:tolist()
-  local loss = tide.losses.keytoken_weighted_loss(inp.input_ids, model(inp.input_ids), ids, 1.0)
+  local loss = tide.losses.keytoken_weighted_loss(inp.input_ids, model(inp.input_ids).logits, ids, 1.0)
   expect_close('keytoken loss', loss, ref.loss, 1e-5)
   loss:backward()
   grads_match(model, ref, 1e-4, 'keytoken gradient of')
@@ -107,7 +107,7 @@ T.test('save_pretrained writes what from_pretrained reads back exactly', functio
   local ids = tide.randint(0, 97, { 2, 10 })
   model:eval()
   back:eval()
-  T.close(back(ids), model(ids), { rtol = 0, atol = 0 })
+  T.close(back(ids).logits, model(ids).logits, { rtol = 0, atol = 0 })
   os.execute("rm -rf '" .. tmp .. "'")
 end)
 
@@ -133,7 +133,113 @@ T.test('from_pretrained: names without the transformer. prefix, and clear errors
   tide.io.save_safetensors(tmp .. '/model.safetensors', bare, { format = 'pt' })
   T.raises(function() tide.gpt2.from_pretrained(tmp) end, 'lacks 1 parameters')
   T.raises(function() tide.gpt2.from_pretrained(tmp .. '/nowhere') end, 'cannot open ' .. tmp .. '/nowhere/config.json')
+  -- '' would read /config.json, a NUL would cut the path short
+  T.raises(function() tide.gpt2.from_pretrained('') end, 'from_pretrained: the path is empty')
+  T.raises(function() tide.gpt2.from_pretrained(tmp .. '\0x') end, 'holds a NUL byte')
+  T.raises(function() tide.tokenizer.load('') end, 'tokenizer.load: the path is empty')
+  T.raises(function() a:save_pretrained('') end, 'save_pretrained: bad directory path ""')
+  T.raises(function() a:save_pretrained(tmp .. '\0x') end, 'save_pretrained: bad directory path')
   os.execute("rm -rf '" .. tmp .. "'")
+end)
+
+-- A directory holding the golden model's files, config.json replaced by the
+-- text `cfg` (a table is written as JSON) and tensors changed by `edit`.
+local function model_dir(cfg, edit)
+  local tmp = os.tmpname()
+  os.remove(tmp)
+  os.execute("mkdir -p '" .. tmp .. "'")
+  local st, names = load(dir .. 'model/model.safetensors')
+  local list = {}
+  for _, n in ipairs(names) do list[#list + 1] = { n, st[n] } end
+  if edit then edit(list) end
+  tide.io.save_safetensors(tmp .. '/model.safetensors', list, { format = 'pt' })
+  local text = cfg
+  if type(cfg) == 'table' or cfg == nil then
+    local c = tide.json.read_file(dir .. 'model/config.json')
+    for k, v in pairs(cfg or {}) do c[k] = v end
+    text = tide.json.encode(c)
+  end
+  local f = io.open(tmp .. '/config.json', 'w')
+  f:write(text)
+  f:close()
+  return tmp
+end
+
+local function set_tensor(name, fn)
+  return function(list)
+    for _, p in ipairs(list) do if p[1] == name then p[2] = fn(p[2]) end end
+  end
+end
+
+T.test('from_pretrained checks config.json and the header before building the model', function()
+  local made = {}
+  local function try(cfg, edit, want)
+    local d = model_dir(cfg, edit)
+    made[#made + 1] = d
+    return T.raises(function() tide.gpt2.from_pretrained(d) end, want), d
+  end
+  -- a million layers beside a 2-layer file: refused at once, naming the field and the file
+  local t0 = os.clock()
+  local err, d = try({ n_layer = 1000000 }, nil, 'config.json says n_layer = 1000000, but ')
+  T.truthy(err:find(d .. '/model.safetensors holds 2 layers (transformer.h.0 to h.1)', 1, true), err)
+  T.truthy(os.clock() - t0 < 5, 'the mismatch is found from the header, without building the model')
+  -- shapes: the tensor, its shape, the fields and the shape they need
+  err = try({ n_embd = 128, n_head = 4 }, nil, 'model.safetensors: tensor transformer.wte.weight has shape [512, 64], but ')
+  T.truthy(err:find('(vocab_size, n_embd) needs [512, 128]', 1, true), err)
+  try({ n_positions = 64 }, nil, 'tensor transformer.wpe.weight has shape [32, 64], but')
+  local od = model_dir(nil)
+  made[#made + 1] = od
+  T.raises(function() tide.gpt2.from_pretrained(od, { n_layer = 3 }) end,
+    od .. '/config.json with the overrides given says n_layer = 3, but ')
+  T.eq(tide.gpt2.from_pretrained(od, { attn_pdrop = 0.5 }).config.attn_pdrop, 0.5)
+  try({ n_inner = 100 }, nil, 'tensor transformer.h.0.mlp.c_fc.weight has shape [64, 256], but')
+  -- config.json that is not an object
+  for text, what in pairs { ['5'] = 'a number', ['"gpt2"'] = 'a string', ['[1, 2]'] = 'an array', ['null'] = 'null' } do
+    try(text, nil, 'config.json must hold a JSON object of config fields, got ' .. what)
+  end
+  -- each field's type and range, naming the file and the field
+  for _, case in ipairs {
+    { { bos_token_id = 'x' }, 'bos_token_id must be an integer from 0 to 2147483647, got "x"' },
+    { { eos_token_id = -1 }, 'eos_token_id must be an integer from 0 to 2147483647, got -1' },
+    { { layer_norm_epsilon = 'x' }, 'layer_norm_epsilon must be a finite number >= 0, got "x"' },
+    { { layer_norm_epsilon = -1 }, 'layer_norm_epsilon must be a finite number >= 0, got -1' },
+    { { n_layer = 2.5 }, 'n_layer must be an integer from 1 to 2147483647, got 2.5' },
+    { { n_head = 'four' }, 'n_head must be an integer from 1 to 2147483647, got "four"' },
+    { { vocab_size = tide.json.array({ 512 }) }, 'vocab_size must be an integer from 1 to 2147483647, got an array' },
+    { { attn_pdrop = 1.5 }, 'attn_pdrop must be a probability in [0, 1), got 1.5' },
+    { { tie_word_embeddings = 'yes' }, 'tie_word_embeddings must be true or false, got "yes"' },
+    { { scale_attn_weights = 1 }, 'scale_attn_weights must be true or false, got 1' },
+    { { activation_function = 5 }, 'activation_function must be a string, got 5' },
+    { { activation_function = 'relu' }, 'activation_function "relu" is not supported' },
+    { { model_type = 'llama' }, 'model_type is "llama"; tide loads gpt2 models' },
+  } do
+    local e, dd = try(case[1], nil, case[2])
+    T.truthy(e:find('from_pretrained: ' .. dd .. '/config.json', 1, true), e)
+  end
+  -- dtypes: integers are refused naming the tensor; half types are converted
+  try(nil, set_tensor('transformer.ln_f.weight', function(t) return t:to('i32') end),
+    'model.safetensors: tensor transformer.ln_f.weight is i32; the model needs a floating-point tensor')
+  try(nil, set_tensor('transformer.h.1.attn.c_attn.bias', function(t) return t:to('u8') end), 'tensor transformer.h.1.attn.c_attn.bias is u8')
+  local hd = model_dir(nil, set_tensor('transformer.wte.weight', function(t) return t:to('bf16') end))
+  made[#made + 1] = hd
+  local m = tide.gpt2.from_pretrained(hd)
+  T.eq(m.transformer.wte.weight:dtype(), 'f32')
+  local ref = tide.gpt2.from_pretrained(dir .. 'model')
+  T.close(m.transformer.wte.weight, ref.transformer.wte.weight:to('bf16'):to('f32'), { rtol = 0, atol = 0 })
+  -- the same parameter twice (with and without the prefix)
+  try(nil, function(list) list[#list + 1] = { 'ln_f.bias', list[1][2] } end, 'holds both')
+  -- an extra layer in the file
+  try(nil, function(list) list[#list + 1] = { 'transformer.h.2.ln_1.weight', tide.ones(64) } end,
+    'says n_layer = 2, but ')
+  for _, x in ipairs(made) do os.execute("rm -rf '" .. x .. "'") end
+end)
+
+T.test('gpt2.config checks fields for tables and overrides too', function()
+  T.raises(function() tide.gpt2.config({ layer_norm_epsilon = 'x' }) end, 'gpt2.config: layer_norm_epsilon must be a finite number')
+  T.raises(function() tide.gpt2.new('gpt2', { n_layer = 0 }) end, 'n_layer must be an integer from 1')
+  T.raises(function() tide.gpt2.config({ bos_token_id = true }) end, 'bos_token_id must be an integer')
+  T.eq(tide.gpt2.config({ vocab_size = 10 }).bos_token_id, 9)
+  T.eq(tide.gpt2.config({ vocab_size = 10, n_inner = 7 }).n_inner, 7)
 end)
 
 T.test('parameter counts of every named config equal transformers\' (param_counts.json)', function()
@@ -156,4 +262,71 @@ T.test('parameter counts of every named config equal transformers\' (param_count
     end
   end
   T.truthy(n >= 7, 'only ' .. n .. ' configurations checked')
+end)
+
+-- attention_mask -----------------------------------------------------------------------------
+
+-- Rows of a [B, T, V] tensor at the positions where mask [B, T] is 1, as [N, V].
+local function at_tokens(x, mask)
+  local rows = {}
+  local m = mask:to('i64')
+  for b = 1, m:size(1) do
+    for t = 1, m:size(2) do
+      if m[b][t]:item() == 1 then rows[#rows + 1] = x:select(1, b):select(1, t):unsqueeze(1) end
+    end
+  end
+  return tide.cat(rows, 1)
+end
+
+T.test('attention_mask: logits at tokens and the loss of a left- and right-padded batch match transformers', function()
+  local model = tide.gpt2.from_pretrained(dir .. 'model')
+  local g = load('tests/ref/gpt2_tiny_mask.safetensors')
+  local out = model(g.input_ids, { attention_mask = g.attention_mask, labels = g.labels })
+  expect_close('logits at tokens', at_tokens(out.logits, g.attention_mask), at_tokens(g.logits, g.attention_mask), 1e-5)
+  expect_close('loss', out.loss, g.loss, 1e-5)
+  -- explicit positions, as generate passes them for left padding
+  local out2 = model(g.input_ids, { attention_mask = g.attention_mask, position_ids = g.position_ids })
+  expect_close('logits with position_ids', at_tokens(out2.logits, g.attention_mask), at_tokens(g.logits_pos, g.attention_mask), 1e-5)
+  -- without the mask the padded rows differ: the mask is not ignored
+  local bare = model(g.input_ids).logits
+  T.truthy(rel_err(at_tokens(bare, g.attention_mask), at_tokens(g.logits, g.attention_mask)) > 1e-2)
+  -- a bool mask is the same, and no logits are NaN (left-pad queries see no key)
+  local outb = model(g.input_ids, { attention_mask = g.attention_mask:ne(0) })
+  T.close(outb.logits, out.logits, { rtol = 0, atol = 0 })
+  T.eq(out.logits:ne(out.logits):sum():item(), 0)
+  -- gradients flow with a mask, in the fused and the explicit (dropout) paths alike
+  out.loss:backward()
+  local grad = model.transformer.h[1].attn.c_attn.weight.grad:clone()
+  model:zero_grad()
+  model.transformer.h[1].attn.attn_pdrop, model.transformer.h[2].attn.attn_pdrop = 1e-12, 1e-12
+  model:train()
+  local out3 = model(g.input_ids, { attention_mask = g.attention_mask, labels = g.labels })
+  expect_close('loss, explicit attention path', out3.loss, g.loss, 1e-5)
+  expect_close('logits, explicit path (all positions)', out3.logits, out.logits, 1e-5)
+  out3.loss:backward()
+  expect_close('c_attn grad, explicit path', model.transformer.h[1].attn.c_attn.weight.grad, grad, 1e-4)
+end)
+
+T.test('the model returns one output table; bad options are errors naming them', function()
+  local model = tide.gpt2.from_pretrained(dir .. 'model')
+  local ids = tide.randint(0, 512, { 2, 5 })
+  local out = model(ids)
+  T.truthy(type(out) == 'table' and tide.is_tensor(out.logits) and out.loss == nil)
+  T.same(out.logits:shape(), { 2, 5, 512 })
+  T.truthy(model(ids, {}).logits ~= nil)
+  T.same(model(ids:select(1, 1)).logits:shape(), { 1, 5, 512 })
+  T.raises(function() model(ids, { attention_masks = tide.ones(2, 5) }) end, 'unknown option attention_masks')
+  T.raises(function() model(ids, { attention_mask = tide.ones(2, 4, { dtype = 'i64' }) }) end,
+    'attention_mask has shape [2, 4], expected [2, 5]')
+  T.raises(function() model(ids, { attention_mask = tide.ones(2, 5) }) end, 'attention_mask must be an integer tensor, got f32')
+  T.raises(function() model(ids, { attention_mask = tide.full({ 2, 5 }, 2, { dtype = 'i64' }) }) end, 'must hold 0 (padding) and 1')
+  T.raises(function() model(ids, { position_ids = tide.tensor({ 0, 1, 2, 3, 32 }) }) end, 'position_ids must lie in [0, 32)')
+  T.raises(function() model(ids, { labels = tide.zeros(2, 5) }) end, 'labels must be an integer tensor')
+  T.raises(function() model(ids:float()) end, 'input_ids must be an integer tensor, got f32')
+  T.raises(function() model(ids, 5) end, 'options must be a table')
+  -- the embedding checks ids itself (no extra pass over them here)
+  T.raises(function() model(tide.tensor({ { 3, 512 } })) end, 'embedding: id 512 is out of range for an embedding of 512 rows')
+  T.raises(function() model(tide.zeros(1, 0, { dtype = 'i64' })) end, 'input_ids has no positions (shape [1, 0])')
+  -- a mask of ones is no mask
+  T.close(model(ids, { attention_mask = tide.ones(2, 5, { dtype = 'i64' }) }).logits, out.logits, { rtol = 0, atol = 0 })
 end)

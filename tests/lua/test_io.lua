@@ -254,6 +254,20 @@ T.test('safetensors: malformed files and bad arguments are clear errors', functi
   T.raises(function() tio.save_safetensors(p, { w = tide.ones(1) }, { format = 1 }) end, 'metadata must map strings to strings')
   T.raises(function() tio.save_safetensors(p, tide.ones(1)) end, 'expected a table of name = tensor, got a tensor')
   T.raises(function() tio.save_safetensors(tmp('no/dir/x.safetensors'), { w = tide.ones(1) }) end, 'cannot create')
+  -- names: a NUL would be cut short in C; empty, too long, duplicate: all refused before writing
+  T.raises(function() tio.save_safetensors(p, { ['a\0b'] = tide.ones(1) }) end,
+    'tensor name "a\\0b" holds a NUL byte at position 2')
+  T.raises(function() tio.save_safetensors(p, { { 'w', tide.ones(1) }, { 'x\0', tide.ones(1) } }) end, 'holds a NUL byte')
+  T.raises(function() tio.save_safetensors(p, { [''] = tide.ones(1) }) end, 'tensor 1 has an empty name')
+  -- paths: a NUL would cut the path short in C; '' is no file
+  T.raises(function() tio.save_safetensors(p .. '\0.x', { w = tide.ones(1) }) end, 'save_safetensors: the path "' .. p .. '\\0.x" holds a NUL byte')
+  T.raises(function() tio.load_safetensors(p .. '\0') end, 'holds a NUL byte')
+  T.raises(function() tio.open_safetensors('') end, 'open_safetensors: the path is empty')
+  T.raises(function() tio.save_safetensors('', { w = tide.ones(1) }) end, 'save_safetensors: the path is empty')
+  T.raises(function() tio.save_safetensors(p, { [('n'):rep(100000001)] = tide.ones(1) }) end,
+    'is 100000001 bytes, over the 100000000')
+  T.raises(function() tio.save_safetensors(p, { { 'b', tide.ones(1) }, { 'a', tide.ones(2) }, { 'b', tide.ones(2) } }) end,
+    'duplicate tensor name "b" (entries 1 and 3)')
   -- none of the failed saves touched the good file or left a temp file
   T.eq(read(p), bytes)
   T.eq(leftover_temps('good.safetensors'), 0)

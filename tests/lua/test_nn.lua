@@ -156,7 +156,7 @@ T.test('GPT-2 forward, loss and backward', function()
   local m = tide.gpt2.new({ vocab_size = 256, n_positions = 32, n_embd = 32, n_layer = 2, n_head = 4,
                             resid_pdrop = 0, embd_pdrop = 0, attn_pdrop = 0 })
   local ids = tide.randint(0, 256, { 2, 12 })
-  local logits = m:forward(ids)
+  local logits = m:forward(ids).logits
   T.same(logits:shape(), { 2, 12, 256 })
   local out = m(ids, { labels = ids })
   -- at initialisation the prediction is nearly uniform
@@ -173,9 +173,9 @@ T.test('GPT-2 attention dropout: the explicit path equals the fused one without 
                 resid_pdrop = 0, embd_pdrop = 0, attn_pdrop = 1e-12 }
   local m = tide.gpt2.new(cfg)
   local ids = tide.randint(0, 50, { 2, 9 })
-  local train_logits = m(ids)  -- training mode: explicit path, dropout keeps everything
+  local train_logits = m(ids).logits  -- training mode: explicit path, dropout keeps everything
   m:eval()
-  local eval_logits = m(ids)   -- fused kernel
+  local eval_logits = m(ids).logits   -- fused kernel
   T.close(train_logits, eval_logits, { rtol = 1e-4, atol = 1e-5 })
   m:train()
   local out = m(ids, { labels = ids })

@@ -324,3 +324,65 @@ end)
 T.test('banner names the version', function()
   T.truthy(repl.banner():find(tide.version, 1, true))
 end)
+
+T.test('session: messages and tracebacks name the input line, not the line within the chunk', function()
+  local _, e = feed { 'x = 1', '', 'error("third")' }
+  T.eq(e, 'stdin:3: third\n')
+  _, e = feed { 'function f()', '  error("in f")', 'end', 'y = 2', 'f()' }
+  T.truthy(e:find('^stdin:2: in f'), e)
+  T.truthy(e:find("stdin:2: in function 'f'", 1, true) and e:find('stdin:5: in main chunk', 1, true), e)
+  -- syntax errors and expressions too; commands and blank lines count as lines
+  _, e = feed { ':help', '', 'x = = 1' }
+  T.truthy(e:find('^stdin:3: unexpected symbol'), e)
+  _, e = feed { '1 + 1', 'nil + 1' }
+  T.truthy(e:find('^stdin:2: attempt to perform arithmetic'), e)
+  -- an unfinished chunk at the end names where it started
+  local s, texts = session()
+  s:feed('a = 1')
+  s:feed('function g(')
+  s:finish()
+  local _, e2 = texts()
+  T.truthy(e2:find('^stdin:2:'), e2)
+end)
+
+T.test('session: :help NAME and help(x) show the docs entry', function()
+  local o, e, status = feed { ':help tide.zeros' }
+  T.eq(status, 'help')
+  T.eq(e, '')
+  T.truthy(o:find('docs/tensors.md:%d+') and o:find('`tide.zeros(shape...)`', 1, true), o)
+  o = feed { ':help F.cross_entropy' }
+  T.truthy(o:find('docs/autograd.md', 1, true) and o:find('ignore_index', 1, true), o)
+  o = feed { ':help tide.gpt2.from_pretrained' }
+  T.truthy(o:find('docs/training.md', 1, true) and o:find('model.safetensors', 1, true), o)
+  o = feed { 'help(tide.tokenizer.load)' }
+  T.truthy(o:find('docs/tokenizer.md', 1, true) and o:find('tide.tokenizer.load(path)', 1, true), o)
+  o = feed { 'help(tide.Tensor.sum)' }
+  T.truthy(o:find('docs/tensors.md', 1, true) and o:find('x:sum()', 1, true), o)
+  o = feed { 'help("GPT-2")' }
+  T.truthy(o:find('## GPT-2', 1, true), o)
+  o = feed { 'help(function() end)' }
+  T.truthy(o:find('not reachable from tide', 1, true), o)
+  o = feed { ':help no_such_thing_here' }
+  T.truthy(o:find('no documentation entry for no_such_thing_here', 1, true), o)
+  o = feed { 'help()' }
+  T.truthy(o:find(':quit', 1, true), 'help() is :help')
+  local _, _, st = feed { ':quit now' }
+  T.eq(st, 'error')
+  -- help is the REPL's: a name the user gave wins, and the global table is untouched
+  local s, texts, env = session()
+  T.eq(type(env.help), 'function')
+  T.eq(rawget(_G, 'help'), nil)
+  s:feed('help = 5')
+  s:feed('help')
+  T.eq((texts()), '5\n')
+end)
+
+T.test('complete: modules loaded on first use are offered before they are loaded', function()
+  local found = {}
+  for _, c in ipairs(repl.complete('tide.data.', _G)) do found[c] = true end
+  T.truthy(found['tide.data.shards'] and found['tide.data.filters'] and found['tide.data.build_corpus'], 'lazy names')
+  T.same(repl.complete('tide.data.sha', _G), { 'tide.data.shards' })
+  -- a module that lists its lazy names in __complete
+  local mod = setmetatable({ eager = 1 }, { __index = function() end, __complete = { lazy_one = true, 'lazy_two' } })
+  T.same(repl.complete('m.', { m = mod }), { 'm.eager', 'm.lazy_one', 'm.lazy_two' })
+end)

@@ -27,7 +27,7 @@ setmetatable(M, { __index = function(t, k)
   local v = load()
   rawset(t, k, v)
   return v
-end })
+end, __complete = lazy })  -- the REPL's Tab offers them before they are loaded
 
 local pack = require 'tide.data.pack'
 local write_tokenized  -- below write_shards' helpers

@@ -27,6 +27,10 @@ local dtbuf = ffi.new('int32_t[1]')
 local ndbuf = ffi.new('int32_t[1]')
 local shapebuf = ffi.new('int64_t[8]')
 
+-- The safetensors format's header limit (runtime/safetensors.c, ST_MAX_HEADER),
+-- which also bounds any one name.
+local MAX_NAME = 100000000
+
 local function raise(level)
   error(ffi.string(C.tide_last_error()), level + 1)
 end
@@ -89,8 +93,15 @@ function File:close()
 end
 
 -- Opens and validates a safetensors file; raises a clear error if it is malformed.
+-- A path C can take: a NUL byte would cut it short there.
+local function check_path(path, what, level)
+  if type(path) ~= 'string' then error(('%s: expected a path string, got %s'):format(what, type(path)), level + 1) end
+  if path == '' then error(what .. ': the path is empty', level + 1) end
+  if path:find('%z') then error(('%s: the path "%s" holds a NUL byte'):format(what, (path:gsub('%z', '\\0'))), level + 1) end
+end
+
 function M.open_safetensors(path)
-  if type(path) ~= 'string' then error('open_safetensors: expected a path string, got ' .. type(path), 2) end
+  check_path(path, 'open_safetensors', 2)
   if C.tide_st_open(path, filebuf) ~= 0 then raise(2) end
   local self = setmetatable({ path = path, _f = ffi.gc(filebuf[0], C.tide_st_close), _names = {}, _index = {} }, File)
   for i = 0, tonumber(C.tide_st_count(self._f)) - 1 do
@@ -103,7 +114,7 @@ end
 
 -- Returns { [name] = tensor }, the names in file order, and the metadata table.
 function M.load_safetensors(path)
-  if type(path) ~= 'string' then error('load_safetensors: expected a path string, got ' .. type(path), 2) end
+  check_path(path, 'load_safetensors', 2)
   local ok, f = pcall(M.open_safetensors, path)
   if not ok then error(tostring(f):gsub('^[^:]*:%d+: ', ''), 2) end
   local tensors, names = {}, f:names()
@@ -157,7 +168,7 @@ end
 -- atomically, with the optional metadata table of strings (for example
 -- { format = 'pt' }, what transformers writes).
 function M.save_safetensors(path, tensors, metadata)
-  if type(path) ~= 'string' then error('save_safetensors: expected a path string, got ' .. type(path), 2) end
+  check_path(path, 'save_safetensors', 2)
   if type(tensors) ~= 'table' or core.is_tensor(tensors) then
     error('save_safetensors: expected a table of name = tensor, got ' .. (core.is_tensor(tensors) and 'a tensor' or type(tensors)), 2)
   end
@@ -174,6 +185,28 @@ function M.save_safetensors(path, tensors, metadata)
   end
   local names, list = collect(tensors, 2)
   local n = #names
+  -- names go to C as C strings and into a JSON header: a NUL would cut one
+  -- short silently, so every name is checked here, in one pass
+  local seen, header = {}, 0
+  for i, name in ipairs(names) do
+    local shown = '"' .. (#name > 80 and name:sub(1, 80) .. '...' or name):gsub('[%z\1-\31\127"\\]', function(c)
+      return ('\\%d'):format(c:byte())
+    end) .. '"'
+    if name == '' then error(('save_safetensors: tensor %d has an empty name'):format(i), 2) end
+    local nul = name:find('%z')
+    if nul then
+      error(('save_safetensors: tensor name %s holds a NUL byte at position %d, which the file cannot store'):format(shown, nul), 2)
+    end
+    if #name > MAX_NAME then
+      error(('save_safetensors: tensor name %s is %d bytes, over the %d a header may spend on one name'):format(shown, #name, MAX_NAME), 2)
+    end
+    if seen[name] then error(('save_safetensors: duplicate tensor name %s (entries %d and %d)'):format(shown, seen[name], i), 2) end
+    seen[name] = i
+    header = header + #name
+  end
+  if header > MAX_NAME then
+    error(('save_safetensors: the %d tensor names take %d bytes, over the %d-byte header limit'):format(n, header, MAX_NAME), 2)
+  end
   local cnames = ffi.new('const char*[?]', n + 1)
   local ctensors = ffi.new('tide_tensor*[?]', n + 1)
   for i = 1, n do

@@ -2,6 +2,8 @@
 -- names and layouts (Conv1D weights are [in, out]), so Hugging Face
 -- directories load and save as they are. docs/dev/gpt2-facts.md describes the
 -- reference behaviour this follows.
+local files = require 'tide.data.files'
+
 local M = {}
 
 -- The released configurations (vocab 50257, 1024 positions).
@@ -23,6 +25,68 @@ local defaults = {
   tie_word_embeddings = true, bos_token_id = 50256, eos_token_id = 50256,
 }
 M.defaults = defaults
+
+-- What each config field may hold: a kind and, for numbers, a range.
+-- Fields tide does not read (n_ctx, summary_*, task_specific_params, ...)
+-- are left alone, as transformers keeps them.
+local LIMIT = 2 ^ 31 - 1  -- sizes and ids are int32 in the engine's kernels
+local fields = {
+  vocab_size = 'size', n_positions = 'size', n_embd = 'size', n_layer = 'size', n_head = 'size',
+  n_inner = 'size?',
+  resid_pdrop = 'prob', embd_pdrop = 'prob', attn_pdrop = 'prob',
+  layer_norm_epsilon = 'nonneg', initializer_range = 'nonneg',
+  scale_attn_weights = 'bool', scale_attn_by_inverse_layer_idx = 'bool', reorder_and_upcast_attn = 'bool',
+  tie_word_embeddings = 'bool',
+  bos_token_id = 'id?', eos_token_id = 'id?',
+  activation_function = 'string',
+}
+
+local function show(v)
+  if type(v) == 'string' then return ('%q'):format(v) end
+  if type(v) == 'table' then return getmetatable(v) and getmetatable(v).__name == 'tide.json.array' and 'an array' or 'an object' end
+  return tostring(v)
+end
+
+-- Checks every known field of cfg (a config table, json.null already
+-- removed) and raises "WHERE: FIELD must be ..., got VALUE" naming the first
+-- bad one; `where` names the file or the function.
+function M.check_config(cfg, where, level)
+  local keys = {}
+  for k in pairs(fields) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local kind, v = fields[k], cfg[k]
+    local optional = kind:sub(-1) == '?'
+    if optional then kind = kind:sub(1, -2) end
+    local bad
+    if v == nil then
+      if not optional then bad = 'must be given' end
+    elseif kind == 'bool' then
+      if type(v) ~= 'boolean' then bad = 'must be true or false' end
+    elseif kind == 'string' then
+      if type(v) ~= 'string' then bad = 'must be a string' end
+    else
+      local num = type(v) == 'number'
+      if kind == 'size' then
+        if not (num and v >= 1 and v <= LIMIT and v % 1 == 0) then bad = ('must be an integer from 1 to %d'):format(LIMIT) end
+      elseif kind == 'id' then
+        if not (num and v >= 0 and v <= LIMIT and v % 1 == 0) then bad = ('must be an integer from 0 to %d'):format(LIMIT) end
+      elseif kind == 'prob' then
+        if not (num and v >= 0 and v < 1) then bad = 'must be a probability in [0, 1)' end
+      elseif kind == 'nonneg' then
+        if not (num and v >= 0 and v < math.huge) then bad = 'must be a finite number >= 0' end
+      end
+    end
+    if bad then error(('%s: %s %s, got %s'):format(where, k, bad, show(v)), level + 1) end
+  end
+  if cfg.n_embd % cfg.n_head ~= 0 then
+    error(('%s: n_embd (%d) must be divisible by n_head (%d)'):format(where, cfg.n_embd, cfg.n_head), level + 1)
+  end
+  if cfg.activation_function ~= 'gelu_new' and cfg.activation_function ~= 'gelu_pytorch_tanh' then
+    error(('%s: activation_function %q is not supported (gelu_new, the tanh GELU, is)')
+      :format(where, cfg.activation_function), level + 1)
+  end
+end
 
 function M.install(tide, core)
   local nn, F = tide.nn, tide.F
@@ -52,21 +116,9 @@ function M.install(tide, core)
     -- which transformers warns about; such a model gets the last id instead
     local given = function(k) return (type(name_or_table) == 'table' and name_or_table[k] ~= nil)
       or (overrides and overrides[k] ~= nil) end
+    M.check_config(cfg, 'gpt2.config', 2)
     for _, k in ipairs { 'bos_token_id', 'eos_token_id' } do
-      if type(cfg.vocab_size) == 'number' and cfg[k] >= cfg.vocab_size and not given(k) then cfg[k] = cfg.vocab_size - 1 end
-    end
-    for _, k in ipairs { 'vocab_size', 'n_positions', 'n_embd', 'n_layer', 'n_head' } do
-      local v = cfg[k]
-      if type(v) ~= 'number' or v < 1 or v % 1 ~= 0 then
-        error(('gpt2.config: %s must be a positive integer, got %s'):format(k, tostring(v)), 2)
-      end
-    end
-    if cfg.n_embd % cfg.n_head ~= 0 then
-      error(('gpt2.config: n_embd (%d) must be divisible by n_head (%d)'):format(cfg.n_embd, cfg.n_head), 2)
-    end
-    if cfg.activation_function ~= 'gelu_new' and cfg.activation_function ~= 'gelu_pytorch_tanh' then
-      error(('gpt2.config: activation_function %q is not supported (gelu_new, the tanh GELU, is)')
-        :format(tostring(cfg.activation_function)), 2)
+      if cfg[k] ~= nil and cfg[k] >= cfg.vocab_size and not given(k) then cfg[k] = cfg.vocab_size - 1 end
     end
     return cfg
   end
@@ -85,7 +137,8 @@ function M.install(tide, core)
     self:add_module('c_proj', nn.Conv1D(cfg.n_embd, cfg.n_embd))
     self:add_module('resid_dropout', nn.Dropout(cfg.resid_pdrop))
   end
-  function Attention:forward(x)
+  -- key_mask: nil or a bool [B, T], true where a key is a real token
+  function Attention:forward(x, key_mask)
     local B, T, C = x:size(1), x:size(2), x:size(3)
     local H, D = self.n_head, self.head_dim
     local qkv = self.c_attn(x)
@@ -100,10 +153,20 @@ function M.install(tide, core)
       -- explicit path (scores, mask, softmax, dropout, weighted sum)
       local scores = q:matmul(k:transpose(3, 4)) * self.scale
       local future = tide.arange(T):view(1, T):gt(tide.arange(T):view(T, 1))
-      local probs = F.softmax(scores:masked_fill(future, -math.huge), -1)
+      local probs
+      if key_mask == nil then
+        probs = F.softmax(scores:masked_fill(future, -math.huge), -1)
+      else
+        -- a finite fill keeps the rows of queries that see no key free of
+        -- NaN; those rows are then zeroed, as the fused kernel gives them
+        local hidden = future:view(1, 1, T, T):logical_or(key_mask:logical_not():view(B, 1, 1, T))
+        local none = hidden:logical_not():sum(4, true):eq(0)
+        local fill = scores:dtype() == 'f16' and -65504 or -1e30  -- f16 has no -1e30
+        probs = F.softmax(scores:masked_fill(hidden, fill), -1):masked_fill(none, 0)
+      end
       y = F.dropout(probs, self.attn_pdrop, true):matmul(v)
     else
-      y = F.scaled_dot_product_attention(q, k, v, { is_causal = true, scale = self.scale })
+      y = F.scaled_dot_product_attention(q, k, v, { is_causal = true, scale = self.scale, key_mask = key_mask })
     end
     y = y:transpose(2, 3):reshape(B, T, C)
     return self.resid_dropout(self.c_proj(y))
@@ -127,8 +190,8 @@ function M.install(tide, core)
     self:add_module('ln_2', nn.LayerNorm(cfg.n_embd, { eps = cfg.layer_norm_epsilon }))
     self:add_module('mlp', MLP(cfg))
   end
-  function Block:forward(x)
-    x = x + self.attn(self.ln_1(x))
+  function Block:forward(x, key_mask)
+    x = x + self.attn(self.ln_1(x), key_mask)
     return x + self.mlp(self.ln_2(x))
   end
 
@@ -185,28 +248,86 @@ function M.install(tide, core)
     end)
   end
 
-  -- model:forward(ids) -> logits [B, T, V]; model(ids, {labels=ids}) -> {logits, loss}
+  -- An integer (or, for masks, bool) tensor of ids' shape [B, T], or [T]
+  -- given for every row; names the option in errors.
+  local function batch_arg(x, name, B, T, level, bool_ok)
+    if not core.is_tensor(x) then error(('GPT2LMHeadModel: %s must be a tensor, got %s'):format(name, type(x)), level + 1) end
+    local dt = x:dtype()
+    if not (dt == 'i64' or dt == 'i32' or dt == 'u8' or dt == 'u16' or (bool_ok and dt == 'bool')) then
+      error(('GPT2LMHeadModel: %s must be an integer tensor, got %s'):format(name, dt), level + 1)
+    end
+    if x:dim() == 1 and x:size(1) == T then x = x:unsqueeze(1) end
+    if x:dim() ~= 2 or (x:size(1) ~= B and x:size(1) ~= 1) or x:size(2) ~= T then
+      error(('GPT2LMHeadModel: %s has shape [%s], expected [%d, %d] as input_ids')
+        :format(name, table.concat(x:shape(), ', '), B, T), level + 1)
+    end
+    return x
+  end
+
+  local forward_opts = { labels = true, attention_mask = true, position_ids = true }
+
+  -- model(input_ids, {labels=, attention_mask=, position_ids=}) -> an output
+  -- table, as transformers' CausalLMOutput: out.logits [B, T, V] always,
+  -- out.loss (the mean shifted cross-entropy over labels other than -100)
+  -- when labels are given. attention_mask [B, T] (1 = token, 0 = padding)
+  -- hides padding keys from every query; positions are 0..T-1 unless
+  -- position_ids says otherwise, as in transformers' forward (its generate
+  -- passes cumsum(mask) - 1 for left padding).
   function LMHead:forward(ids, opts)
-    if not core.is_tensor(ids) then error('GPT2LMHeadModel: input_ids must be an integer tensor', 2) end
+    if not core.is_tensor(ids) then error('GPT2LMHeadModel: input_ids must be an integer tensor, got ' .. type(ids), 2) end
+    local idt = ids:dtype()
+    if idt ~= 'i64' and idt ~= 'i32' and idt ~= 'u16' and idt ~= 'u8' then
+      error('GPT2LMHeadModel: input_ids must be an integer tensor, got ' .. idt, 2)
+    end
     if ids:dim() == 1 then ids = ids:unsqueeze(1) end
+    if ids:dim() ~= 2 then error(('GPT2LMHeadModel: input_ids must be [B, T] or [T], got shape [%s]'):format(table.concat(ids:shape(), ', ')), 2) end
+    if opts ~= nil and type(opts) ~= 'table' then error('GPT2LMHeadModel: options must be a table, got ' .. type(opts), 2) end
+    opts = opts or {}
+    for k in pairs(opts) do
+      if not forward_opts[k] then
+        error(('GPT2LMHeadModel: unknown option %s (labels, attention_mask and position_ids are known)'):format(tostring(k)), 2)
+      end
+    end
     local B, T = ids:size(1), ids:size(2)
     local cfg = self.config
     if T > cfg.n_positions then
       error(('GPT2LMHeadModel: sequence length %d exceeds n_positions %d'):format(T, cfg.n_positions), 2)
     end
+    if T == 0 then error(('GPT2LMHeadModel: input_ids has no positions (shape [%d, 0])'):format(B), 2) end
+
+    local pos
+    if opts.position_ids ~= nil then
+      pos = batch_arg(opts.position_ids, 'position_ids', B, T, 2)
+      if pos:numel() > 0 and (pos:min():item() < 0 or pos:max():item() >= cfg.n_positions) then
+        error(('GPT2LMHeadModel: position_ids must lie in [0, %d), got values from %d to %d')
+          :format(cfg.n_positions, pos:min():item(), pos:max():item()), 2)
+      end
+    else
+      pos = tide.arange(T)
+    end
+    local key_mask
+    if opts.attention_mask ~= nil then
+      local m = batch_arg(opts.attention_mask, 'attention_mask', B, T, 2, true)
+      if m:dtype() ~= 'bool' then
+        if m:numel() > 0 and (m:min():item() < 0 or m:max():item() > 1) then
+          error(('GPT2LMHeadModel: attention_mask must hold 0 (padding) and 1 (token), got values from %d to %d')
+            :format(m:min():item(), m:max():item()), 2)
+        end
+        m = m:ne(0)
+      end
+      if m:size(1) ~= B then m = m:expand(B, T) end
+      -- a mask of ones changes nothing: the kernel's unmasked path
+      if m:numel() > 0 and m:logical_not():sum():item() > 0 then key_mask = m:contiguous() end
+    end
     local tr = self.transformer
-    local pos = tide.arange(T)
     local x = tr.wte(ids) + tr.wpe(pos)
     x = tr.drop(x)
-    for i = 1, tr.h:len() do x = tr.h[i](x) end
+    for i = 1, tr.h:len() do x = tr.h[i](x, key_mask) end
     x = tr.ln_f(x)
     local logits = F.linear(x, self.lm_head.weight)
-    if opts == nil or opts.labels == nil then
-      if opts ~= nil then return { logits = logits } end
-      return logits
-    end
-    local labels = opts.labels
-    if labels:dim() == 1 then labels = labels:unsqueeze(1) end
+    if opts.labels == nil then return { logits = logits } end
+    local labels = batch_arg(opts.labels, 'labels', B, T, 2)
+    if labels:size(1) ~= B then labels = labels:expand(B, T) end
     -- predict token t+1 from tokens up to t
     local shift_logits = logits:narrow(2, 1, T - 1)
     local shift_labels = labels:narrow(2, 2, T - 1)
@@ -230,50 +351,145 @@ function M.install(tide, core)
 
   local function join(dir, name) return (dir:gsub('/+$', '')) .. '/' .. name end
 
-  -- tide.gpt2.from_pretrained(dir): config.json + model.safetensors as
-  -- transformers writes them; names with or without the 'transformer.'
-  -- prefix, Conv1D weights [in, out], any float dtype (converted to f32).
-  function gpt2.from_pretrained(dir, overrides)
-    if type(dir) ~= 'string' then error('from_pretrained: expected a directory path', 2) end
-    local ok, file_cfg = pcall(tide.json.read_file, join(dir, 'config.json'))
+  -- The parameters a config needs, in order: { name, shape, fields } with
+  -- the config fields that decide the shape (for mismatch messages).
+  local function expected_tensors(cfg)
+    local C, V, P, inner = cfg.n_embd, cfg.vocab_size, cfg.n_positions, cfg.n_inner or 4 * cfg.n_embd
+    local inner_f = cfg.n_inner and 'n_inner' or 'n_embd (n_inner = 4 n_embd)'
+    local list = {
+      { 'transformer.wte.weight', { V, C }, 'vocab_size, n_embd' },
+      { 'transformer.wpe.weight', { P, C }, 'n_positions, n_embd' },
+    }
+    local function add(name, shape, f) list[#list + 1] = { name, shape, f } end
+    for i = 0, cfg.n_layer - 1 do
+      local h = 'transformer.h.' .. i .. '.'
+      add(h .. 'ln_1.weight', { C }, 'n_embd')
+      add(h .. 'ln_1.bias', { C }, 'n_embd')
+      add(h .. 'attn.c_attn.weight', { C, 3 * C }, 'n_embd')
+      add(h .. 'attn.c_attn.bias', { 3 * C }, 'n_embd')
+      add(h .. 'attn.c_proj.weight', { C, C }, 'n_embd')
+      add(h .. 'attn.c_proj.bias', { C }, 'n_embd')
+      add(h .. 'ln_2.weight', { C }, 'n_embd')
+      add(h .. 'ln_2.bias', { C }, 'n_embd')
+      add(h .. 'mlp.c_fc.weight', { C, inner }, 'n_embd, ' .. inner_f)
+      add(h .. 'mlp.c_fc.bias', { inner }, inner_f)
+      add(h .. 'mlp.c_proj.weight', { inner, C }, inner_f .. ', n_embd')
+      add(h .. 'mlp.c_proj.bias', { C }, 'n_embd')
+    end
+    add('transformer.ln_f.weight', { C }, 'n_embd')
+    add('transformer.ln_f.bias', { C }, 'n_embd')
+    if cfg.tie_word_embeddings == false then add('lm_head.weight', { V, C }, 'vocab_size, n_embd') end
+    return list
+  end
+
+  local float_dtypes = { f32 = true, f64 = true, bf16 = true, f16 = true }
+
+  -- tide.gpt2.from_pretrained(dir_or_hub_id, overrides, opts): config.json +
+  -- model.safetensors as transformers writes them; names with or without
+  -- the 'transformer.' prefix, Conv1D weights [in, out], any float dtype
+  -- (converted to f32, as transformers loads into a float32 model). A name
+  -- that is not a directory ('gpt2', 'org/name') is looked up in the local
+  -- Hugging Face cache (tide.io.hub; opts.revision). The config is checked
+  -- field by field and against the file's header (names, shapes, dtypes,
+  -- number of layers) before the model is built or any tensor read.
+  function gpt2.from_pretrained(dir, overrides, opts)
+    if type(dir) ~= 'string' then error('from_pretrained: expected a directory path or a model id, got ' .. type(dir), 2) end
+    if overrides ~= nil and type(overrides) ~= 'table' then error('from_pretrained: overrides must be a table, got ' .. type(overrides), 2) end
+    dir = tide.io.hub.locate(dir, { what = 'from_pretrained', revision = opts and opts.revision, level = 2 })
+    local cfg_path, st_path = join(dir, 'config.json'), join(dir, 'model.safetensors')
+    local ok, file_cfg = pcall(tide.json.read_file, cfg_path)
     if not ok then error('from_pretrained: ' .. tostring(file_cfg):gsub('^[^:]*:%d+: ', ''), 2) end
+    if type(file_cfg) ~= 'table' or file_cfg == tide.json.null or getmetatable(file_cfg) == tide.json.array_mt then
+      local what = file_cfg == tide.json.null and 'null' or type(file_cfg) == 'table' and 'an array' or ('a ' .. type(file_cfg))
+      error(('from_pretrained: %s must hold a JSON object of config fields, got %s'):format(cfg_path, what), 2)
+    end
     if file_cfg.model_type ~= nil and file_cfg.model_type ~= 'gpt2' then
-      error(('from_pretrained: %s is a %s model, not gpt2'):format(dir, tostring(file_cfg.model_type)), 2)
+      error(('from_pretrained: %s: model_type is %s; tide loads gpt2 models'):format(cfg_path, show(file_cfg.model_type)), 2)
     end
     local given = {}
     for k, v in pairs(file_cfg) do
-      if defaults[k] ~= nil or k == 'n_inner' then given[k] = v ~= tide.json.null and v or nil end
+      if fields[k] ~= nil then given[k] = v ~= tide.json.null and v or nil end
     end
-    local cfg = gpt2.config(given, overrides)
-    local ok2, tensors, names = pcall(tide.io.load_safetensors, join(dir, 'model.safetensors'))
-    if not ok2 then error('from_pretrained: ' .. tostring(tensors), 2) end
-    local model = LMHead(cfg, { skip_init = true })
-    local sd = {}
-    for _, name in ipairs(names) do
+    -- the file's own fields first, so that an error names the file
+    local merged = {}
+    for k, v in pairs(defaults) do merged[k] = v end
+    for k, v in pairs(given) do merged[k] = v end
+    M.check_config(merged, 'from_pretrained: ' .. cfg_path, 2)
+    local okc, cfg = pcall(gpt2.config, given, overrides)
+    if not okc then error('from_pretrained: ' .. tostring(cfg):gsub('^[^:]*:%d+: ', ''), 2) end
+    -- what mismatch messages blame: the file, or the file and the caller's overrides
+    local cfg_from = (overrides and next(overrides)) and (cfg_path .. ' with the overrides given') or cfg_path
+
+    local ok2, f = pcall(tide.io.open_safetensors, st_path)
+    if not ok2 then
+      local hint = ''
+      if not files.exists(st_path) and files.exists(join(dir, 'pytorch_model.bin')) then
+        hint = ' (the directory has pytorch_model.bin, a pickle, which tide never reads; save it with safe_serialization)'
+      end
+      error('from_pretrained: ' .. tostring(f):gsub('^[^:]*:%d+: ', '') .. hint, 2)
+    end
+    -- the file's names as the model's, from the header alone
+    local file_of, layers = {}, -1
+    for _, name in ipairs(f:names()) do
       local key = name
       -- the causal-mask buffers older versions saved are not parameters
       if not (key:match('%.attn%.bias$') or key:match('%.attn%.masked_bias$')) then
         if not key:match('^transformer%.') and not key:match('^lm_head%.') then key = 'transformer.' .. key end
-        sd[key] = tensors[name]
+        if file_of[key] then
+          f:close()
+          error(('from_pretrained: %s holds both %s and %s, the same parameter'):format(st_path, file_of[key], name), 2)
+        end
+        file_of[key] = name
+        local l = key:match('^transformer%.h%.(%d+)%.')
+        if l then layers = math.max(layers, tonumber(l)) end
       end
     end
+    local function fail(msg)
+      f:close()
+      error('from_pretrained: ' .. msg, 3)
+    end
+    if layers + 1 ~= cfg.n_layer then
+      fail(('%s says n_layer = %d, but %s holds %d layers (transformer.h.0 to h.%d)')
+        :format(cfg_from, cfg.n_layer, st_path, layers + 1, layers))
+    end
     -- a tied head is wte itself; a file's own lm_head.weight is only used untied
-    if cfg.tie_word_embeddings ~= false then sd['lm_head.weight'] = nil end
-    local own = model:state_dict()
-    if cfg.tie_word_embeddings ~= false then own['lm_head.weight'] = nil end
-    local missing = {}
-    for k in pairs(own) do if sd[k] == nil then missing[#missing + 1] = k end end
-    table.sort(missing)
+    if cfg.tie_word_embeddings ~= false then file_of['lm_head.weight'] = nil end
+    local want, missing, wanted = expected_tensors(cfg), {}, {}
+    for _, e in ipairs(want) do
+      local name, shape = e[1], e[2]
+      wanted[name] = true
+      local fname = file_of[name]
+      if fname == nil then
+        missing[#missing + 1] = name
+      else
+        local info = f:info(fname)
+        if not float_dtypes[info.dtype] then
+          fail(('%s: tensor %s is %s; the model needs a floating-point tensor (f32, f64, bf16 or f16)')
+            :format(st_path, fname, info.dtype))
+        end
+        local same = #info.shape == #shape
+        for i = 1, #shape do if info.shape[i] ~= shape[i] then same = false end end
+        if not same then
+          fail(('%s: tensor %s has shape [%s], but %s (%s) needs [%s]')
+            :format(st_path, fname, table.concat(info.shape, ', '), cfg_from, e[3], table.concat(shape, ', ')))
+        end
+      end
+    end
     if #missing > 0 then
-      error(('from_pretrained: %s lacks %d parameters: %s'):format(dir, #missing, table.concat(missing, ', ', 1, math.min(#missing, 5))), 2)
+      fail(('%s lacks %d parameters: %s'):format(dir, #missing, table.concat(missing, ', ', 1, math.min(#missing, 5))))
     end
     local unexpected = {}
-    for k in pairs(sd) do if own[k] == nil then unexpected[#unexpected + 1] = k end end
+    for k, fname in pairs(file_of) do if not wanted[k] then unexpected[#unexpected + 1] = fname end end
     if #unexpected > 0 then
       table.sort(unexpected)
-      error(('from_pretrained: %s has tensors the model does not: %s'):format(dir, table.concat(unexpected, ', ', 1, math.min(#unexpected, 5))), 2)
+      fail(('%s has tensors the model does not: %s'):format(dir, table.concat(unexpected, ', ', 1, math.min(#unexpected, 5))))
     end
-    local ok3, err = pcall(model.load_state_dict, model, sd, { strict = false })
+    local model = LMHead(cfg, { skip_init = true })
+    local own = model:state_dict()
+    local ok3, err = pcall(tide.no_grad, function()
+      for _, e in ipairs(want) do own[e[1]]:copy_(f:load(file_of[e[1]])) end
+    end)
+    f:close()
     if not ok3 then error('from_pretrained: ' .. tostring(err):gsub('^[^:]*:%d+: ', ''), 2) end
     return model
   end
@@ -282,7 +498,9 @@ function M.install(tide, core)
   -- transformers.AutoModelForCausalLM.from_pretrained(dir) loads unchanged.
   -- Both files are written atomically (temp file, fsync, rename).
   function LMHead:save_pretrained(dir)
-    if type(dir) ~= 'string' then error('save_pretrained: expected a directory path', 2) end
+    if type(dir) ~= 'string' then error('save_pretrained: expected a directory path, got ' .. type(dir), 2) end
+    -- '' would put the files in the root directory; C would cut a NUL short
+    if dir == '' or dir:find('%z') then error(('save_pretrained: bad directory path "%s" (empty, or holding a NUL byte)'):format((dir:gsub('%z', '\\0'))), 2) end
     local rc = os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
     if rc ~= 0 and rc ~= true then error('save_pretrained: cannot create directory ' .. dir, 2) end
     local cfg = {}
