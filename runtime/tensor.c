@@ -164,6 +164,10 @@ int tide_check_dim(const tide_tensor *t, int32_t dim, const char *what) {
 }
 
 int tide_is_contiguous(const tide_tensor *t) {
+  /* an empty tensor has no element to be out of place (PyTorch's rule); the
+     walk below would also want stride 0 left of a zero size, which
+     tide_contiguous_strides never makes */
+  if (t->numel == 0) return 1;
   int64_t s = 1;
   for (int32_t i = t->ndim - 1; i >= 0; i--) {
     if (t->shape[i] != 1 && t->stride[i] != s) return 0;

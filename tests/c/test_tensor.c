@@ -283,7 +283,20 @@ static void test_versions(void) {
   tide_tensor_release(a);
 }
 
+/* An empty tensor is contiguous wherever its zero is (fuzz_safetensors found
+   [0, 4615807, 0, 97904] loaded as "not contiguous"). */
+static void test_empty_contiguous(void) {
+  int64_t shapes[3][4] = {{2, 0, 3, 1}, {0, 4615807, 0, 97904}, {5, 7, 0, 2}};
+  for (int i = 0; i < 3; i++) {
+    tide_tensor *t = NULL;
+    CHECK(tide_empty(TIDE_F32, 4, shapes[i], &t) == 0);
+    if (t) CHECK(tide_is_contiguous(t));
+    tide_tensor_release(t);
+  }
+}
+
 int main(void) {
+  test_empty_contiguous();
   test_views();
   test_bad_input();
   test_broadcast();
