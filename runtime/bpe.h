@@ -4,7 +4,7 @@
    tokenizers' order), until no pair has a merge. Tokens are stored twice: as
    their byte-mapped strings (GPT-2's bytes_to_unicode, 'Ġ' for a space) for
    token_to_id/id_to_token, and as raw bytes for decoding. Loading and the
-   public functions are declared in bindings/tide_api.h (tide_bpe_*). */
+   public functions are declared in runtime/tide_api.h (tide_bpe_*). */
 #ifndef TIDE_BPE_H
 #define TIDE_BPE_H
 #include "tide.h"

@@ -5,7 +5,7 @@
    puts the special tokens first, then the byte-level alphabet sorted by code
    point, then merges, the highest pair count first (64-bit counts) and the
    smaller (left id, right id) pair on ties. The public functions are the
-   tide_bpe_trainer_* of bindings/tide_api.h. */
+   tide_bpe_trainer_* of runtime/tide_api.h. */
 #ifndef TIDE_BPE_TRAIN_H
 #define TIDE_BPE_TRAIN_H
 #include "tide.h"

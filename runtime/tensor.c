@@ -1,5 +1,6 @@
 #include "tensor.h"
 #include "alloc.h"
+#include "device.h"
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -63,6 +64,10 @@ static tide_tensor *handle(tide_storage *st, int32_t dtype, int32_t ndim, const 
 }
 
 tide_tensor *tide_new(int32_t dtype, int32_t ndim, const int64_t *shape) {
+  return tide_new_on(TIDE_CPU, dtype, ndim, shape);
+}
+
+tide_tensor *tide_new_on(int32_t device, int32_t dtype, int32_t ndim, const int64_t *shape) {
   if (!tide_dtype_valid(dtype)) {
     tide_fail("invalid dtype code %d", dtype);
     return NULL;
@@ -75,8 +80,8 @@ tide_tensor *tide_new(int32_t dtype, int32_t ndim, const int64_t *shape) {
     return NULL;
   }
   st->nbytes = (size_t)n * (size_t)tide_dtype_size(dtype);
-  st->data = tide_alloc(st->nbytes);
-  st->device = -1;
+  st->data = tide_alloc_on(device, st->nbytes);
+  st->device = device;
   if (!st->data) {
     free(st);
     return NULL;
@@ -85,7 +90,7 @@ tide_tensor *tide_new(int32_t dtype, int32_t ndim, const int64_t *shape) {
   tide_contiguous_strides(ndim, shape, stride);
   tide_tensor *t = handle(st, dtype, ndim, shape, stride, 0);
   if (!t) {
-    tide_free(st->data, st->nbytes);
+    tide_free_on(device, st->data, st->nbytes);
     free(st);
     return NULL;
   }
@@ -102,7 +107,7 @@ tide_tensor *tide_new_view(const tide_tensor *t, int32_t ndim, const int64_t *sh
 
 static void storage_release(tide_storage *st) {
   if (atomic_fetch_sub(&st->refcount, 1) == 1) {
-    tide_free(st->data, st->nbytes);
+    tide_free_on(st->device, st->data, st->nbytes);
     free(st);
   }
 }
@@ -119,11 +124,17 @@ void tide_tensor_release(tide_tensor *t) {
   }
 }
 
-int tide_check_tensor(const tide_tensor *t, const char *what) {
+int tide_check_handle(const tide_tensor *t, const char *what) {
   if (!t) return tide_fail("%s: expected a tensor, got nil", what);
   if (t->refcount <= 0 || !t->storage) return tide_fail("%s: tensor was already released", what);
-  if (t->device != -1) return tide_fail("%s: tensor is on cuda:%d; this op runs on the CPU", what, t->device);
+  if (t->device != t->storage->device) return tide_fail("%s: corrupt tensor handle (device %d, storage on %d)", what, t->device, t->storage->device);
   return tide_check_geometry(t, what);
+}
+
+int tide_check_tensor(const tide_tensor *t, const char *what) {
+  TIDE_TRY(tide_check_handle(t, what));
+  if (t->device != TIDE_CPU) return tide_fail("%s: tensor is on cuda:%d; this op runs on the CPU", what, t->device);
+  return 0;
 }
 
 int tide_check_geometry(const tide_tensor *t, const char *what) {

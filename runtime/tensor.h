@@ -5,6 +5,7 @@
 #include "tide.h"
 #include "dtype.h"
 #include "error.h"
+#include "device.h"
 
 #define TIDE_MAX_DIMS 8
 
@@ -16,14 +17,19 @@ struct tide_storage {
   _Atomic int64_t version;  /* in-place writes so far, shared by every view (autograd checks it) */
 };
 
-/* Allocates a contiguous tensor of dtype and shape (uninitialised); NULL with an error set on failure. */
+/* Allocates a contiguous tensor of dtype and shape (uninitialised) on the CPU; NULL with an error set on failure. */
 tide_tensor *tide_new(int32_t dtype, int32_t ndim, const int64_t *shape);
+/* As tide_new, on device (-1: CPU, n: cuda:n), through that device's allocator. */
+tide_tensor *tide_new_on(int32_t device, int32_t dtype, int32_t ndim, const int64_t *shape);
 /* A new contiguous tensor with t's dtype and shape. */
 tide_tensor *tide_new_like(const tide_tensor *t);
 /* A new handle on t's storage with the given geometry (offset in elements); NULL with an error set when the
    shape is invalid or too large (tide_shape_numel) or the offset lies outside the storage. Strides are not checked. */
 tide_tensor *tide_new_view(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset);
-/* Checks that t is a usable CPU tensor handle; `what` names the caller in the message. */
+/* Checks that t is a usable tensor handle on any device (live, geometry inside its storage). */
+int tide_check_handle(const tide_tensor *t, const char *what);
+/* Checks that t is a usable CPU tensor handle; `what` names the caller in the message. Ops not yet under
+   the op layer use it; those under it use tide_op_device (runtime/ops/dispatch.h), which takes any device. */
 int tide_check_tensor(const tide_tensor *t, const char *what);
 /* Checks that t's numel, data pointer, offset and strides agree with its shape and lie inside its storage. */
 int tide_check_geometry(const tide_tensor *t, const char *what);

@@ -1,7 +1,7 @@
 /* Shared plumbing of the elementwise kernels (unary.c, binary.c): which dtype
    an op computes in, operand conversion, result types and the common driver
    that runs a typed loop into a fresh or in-place target. Internal to
-   kernels/cpu; the public entry points are in bindings/tide_api.h. */
+   kernels/cpu; the public entry points are in runtime/tide_api.h. */
 #ifndef TIDE_POINTWISE_H
 #define TIDE_POINTWISE_H
 #include "iter.h"

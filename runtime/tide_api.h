@@ -1,5 +1,5 @@
 /* tide's flat C API. LuaJIT's ffi.cdef reads this file as it is, so it holds
-   no preprocessor lines: C code includes it through bindings/tide.h, which
+   no preprocessor lines: C code includes it through runtime/tide.h, which
    adds the guards and <stdint.h>. Every function that can fail returns 0 on
    success or -1 with the reason in tide_last_error(); none raises a Lua error
    or calls back into Lua. Dimensions are 0-based here; the Lua face converts
