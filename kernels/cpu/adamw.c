@@ -30,7 +30,8 @@
    read and written through its own strides); the unit-stride f32 case uses
    AVX2 when compiled for it, whose results are identical to the scalar loop
    (every op is correctly rounded: mul, sub, fma, sqrt, div, add). */
-#include "pointwise.h"
+#include "pw_loops.h"
+#include "../../runtime/ops/pointwise.h" /* until this family moves under the op layer */
 #include <math.h>
 #include <stdio.h>
 #if defined(__AVX2__) && defined(__FMA__)

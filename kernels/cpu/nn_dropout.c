@@ -14,7 +14,8 @@
    compute type (PyTorch multiplies by the scalar the same way), and exactly 0
    for dropped ones (also for a non-finite x, and with no 0 * inf at p = 1).
    bf16/f16 compute through f32. */
-#include "pointwise.h"
+#include "pw_loops.h"
+#include "../../runtime/ops/pointwise.h" /* until this family moves under the op layer */
 #include "philox.h"
 #include <string.h>
 #ifdef _OPENMP

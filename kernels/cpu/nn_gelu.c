@@ -7,7 +7,8 @@
    are computed directly from one exp (vmath.h's vectorised tide_expf for
    f32, libm for f64), accurate to a few ulp even where t is within 1e-7 of
    -1 or 1; PyTorch forms them from tanh(u) and loses that accuracy. */
-#include "pointwise.h"
+#include "pw_loops.h"
+#include "../../runtime/ops/pointwise.h" /* until this family moves under the op layer */
 #include "vmath.h"
 #include <string.h>
 

@@ -1,6 +1,7 @@
 /* Elementwise unary ops and clamp. As in binary.c, macros generate one loop
    per (op, compute type) and the op is picked from a table once per call. */
-#include "pointwise.h"
+#include "pw_loops.h"
+#include "../../runtime/ops/pointwise.h" /* until this family moves under the op layer */
 #include "vmath.h"
 #include <stdio.h>
 

@@ -1,24 +1,11 @@
-/* Shared plumbing of the elementwise kernels (unary.c, binary.c): which dtype
-   an op computes in, operand conversion, result types and the common driver
-   that runs a typed loop into a fresh or in-place target. Internal to
-   kernels/cpu; the public entry points are in runtime/tide_api.h. */
-#ifndef TIDE_POINTWISE_H
-#define TIDE_POINTWISE_H
+/* The op layer's elementwise plumbing (unary, binary and the pointwise nn
+   ops): which dtype an op computes in, result types, operand conversion, the
+   in-place target check, and the driver that runs a CPU loop into a fresh or
+   in-place target (the loop itself is a kernel's). */
+#ifndef TIDE_OPS_POINTWISE_H
+#define TIDE_OPS_POINTWISE_H
 #include "iter.h"
-
-/* Compute types: every op has loops for these five only. bf16/f16 are storage
-   types on the CPU and go through f32; u16 goes through i64; bool shares u8's
-   loops (its bytes are 0/1). */
-enum { PW_F32 = 0, PW_F64, PW_I32, PW_I64, PW_U8, PW_NUM_CT };
-
-/* Hints the compiler that a unit-stride loop has no loop-carried dependence
-   (outputs alias inputs only at the same index). */
-#define PW_SIMD _Pragma("omp simd")
-#ifdef __clang__
-/* clang reports each simd loop it leaves scalar (those calling libm); GCC
-   quietly does the same, which is what is wanted */
-#pragma clang diagnostic ignored "-Wpass-failed"
-#endif
+#include <math.h>
 
 /* The dtype elements of dt are computed in (f32, f64, i32, i64 or u8). */
 static inline int32_t pw_compute_dtype(int32_t dt) {
@@ -28,17 +15,6 @@ static inline int32_t pw_compute_dtype(int32_t dt) {
     case TIDE_I32: return TIDE_I32;
     case TIDE_U8: case TIDE_BOOL: return TIDE_U8;
     default: return TIDE_I64;
-  }
-}
-
-/* Index of a compute dtype in the loop tables. */
-static inline int pw_ct(int32_t cd) {
-  switch (cd) {
-    case TIDE_F32: return PW_F32;
-    case TIDE_F64: return PW_F64;
-    case TIDE_I32: return PW_I32;
-    case TIDE_I64: return PW_I64;
-    default: return PW_U8;
   }
 }
 
