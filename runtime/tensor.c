@@ -99,7 +99,7 @@ tide_tensor *tide_new_on(int32_t device, int32_t dtype, int32_t ndim, const int6
   return t;
 }
 
-tide_tensor *tide_new_like(const tide_tensor *t) { return tide_new(t->dtype, t->ndim, t->shape); }
+tide_tensor *tide_new_like(const tide_tensor *t) { return tide_new_on(t->device, t->dtype, t->ndim, t->shape); }
 
 tide_tensor *tide_new_view(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
   return handle(t->storage, t->dtype, ndim, shape, stride, offset);
@@ -211,26 +211,6 @@ void tide_broadcast_strides(const tide_tensor *t, int32_t ndim, const int64_t *s
   }
 }
 
-/* creation ---------------------------------------------------------------- */
-
-int tide_empty(int32_t dtype, int32_t ndim, const int64_t *shape, tide_tensor **out) {
-  tide_tensor *t = tide_new(dtype, ndim, shape);
-  if (!t) return -1;
-  *out = t;
-  return 0;
-}
-
-int tide_full(int32_t dtype, int32_t ndim, const int64_t *shape, double value, tide_tensor **out) {
-  tide_tensor *t = tide_new(dtype, ndim, shape);
-  if (!t) return -1;
-  if (tide_fill_(t, value)) {
-    tide_tensor_release(t);
-    return -1;
-  }
-  *out = t;
-  return 0;
-}
-
 /* views -------------------------------------------------------------------- */
 
 static int emit_view(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset, tide_tensor **out) {
@@ -304,8 +284,13 @@ static int view_strides(const tide_tensor *t, int32_t ndim, const int64_t *shape
   return vi == -1;
 }
 
+int tide_view_geometry(const tide_tensor *t, int32_t ndim, const int64_t *req, int64_t *shape, int64_t *stride, const char *what) {
+  TIDE_TRY(infer_shape(t, ndim, req, shape, what));
+  return view_strides(t, ndim, shape, stride);
+}
+
 int tide_view(const tide_tensor *t, int32_t ndim, const int64_t *req, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "view"));
+  TIDE_TRY(tide_check_handle(t, "view"));
   int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
   TIDE_TRY(infer_shape(t, ndim, req, shape, "view"));
   if (!view_strides(t, ndim, shape, stride)) {
@@ -316,21 +301,8 @@ int tide_view(const tide_tensor *t, int32_t ndim, const int64_t *req, tide_tenso
   return emit_view(t, ndim, shape, stride, t->offset, out);
 }
 
-int tide_reshape(const tide_tensor *t, int32_t ndim, const int64_t *req, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "reshape"));
-  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
-  TIDE_TRY(infer_shape(t, ndim, req, shape, "reshape"));
-  if (view_strides(t, ndim, shape, stride)) return emit_view(t, ndim, shape, stride, t->offset, out);
-  tide_tensor *c = tide_contiguous_as(t, t->dtype);
-  if (!c) return -1;
-  tide_contiguous_strides(ndim, shape, stride);
-  int rc = emit_view(c, ndim, shape, stride, c->offset, out);
-  tide_tensor_release(c);
-  return rc;
-}
-
 int tide_as_strided(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride, int64_t offset, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "as_strided"));
+  TIDE_TRY(tide_check_handle(t, "as_strided"));
   int64_t n = tide_shape_numel(ndim, shape, "as_strided");
   if (n < 0) return -1;
   int64_t cap = (int64_t)(t->storage->nbytes / (size_t)tide_dtype_size(t->dtype));
@@ -349,7 +321,7 @@ int tide_as_strided(const tide_tensor *t, int32_t ndim, const int64_t *shape, co
 }
 
 int tide_permute(const tide_tensor *t, const int32_t *dims, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "permute"));
+  TIDE_TRY(tide_check_handle(t, "permute"));
   int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
   int seen[TIDE_MAX_DIMS] = {0};
   for (int32_t i = 0; i < t->ndim; i++) {
@@ -363,7 +335,7 @@ int tide_permute(const tide_tensor *t, const int32_t *dims, tide_tensor **out) {
 }
 
 int tide_transpose(const tide_tensor *t, int32_t d0, int32_t d1, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "transpose"));
+  TIDE_TRY(tide_check_handle(t, "transpose"));
   if (t->ndim == 0 && d0 == 0 && d1 == 0) return emit_view(t, 0, t->shape, t->stride, t->offset, out);
   TIDE_TRY(tide_check_dim(t, d0, "transpose"));
   TIDE_TRY(tide_check_dim(t, d1, "transpose"));
@@ -375,7 +347,7 @@ int tide_transpose(const tide_tensor *t, int32_t d0, int32_t d1, tide_tensor **o
 }
 
 int tide_narrow(const tide_tensor *t, int32_t dim, int64_t start, int64_t length, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "narrow"));
+  TIDE_TRY(tide_check_handle(t, "narrow"));
   if (t->ndim == 0) return tide_fail("narrow: cannot narrow a 0-d tensor");
   TIDE_TRY(tide_check_dim(t, dim, "narrow"));
   if (start < 0 || length < 0 || start > t->shape[dim] || length > t->shape[dim] - start) {
@@ -395,7 +367,7 @@ int tide_narrow(const tide_tensor *t, int32_t dim, int64_t start, int64_t length
 }
 
 int tide_select(const tide_tensor *t, int32_t dim, int64_t index, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "select"));
+  TIDE_TRY(tide_check_handle(t, "select"));
   if (t->ndim == 0) return tide_fail("select: cannot index a 0-d tensor");
   TIDE_TRY(tide_check_dim(t, dim, "select"));
   if (index < 0 || index >= t->shape[dim])
@@ -417,7 +389,7 @@ int tide_select(const tide_tensor *t, int32_t dim, int64_t index, tide_tensor **
 }
 
 int tide_expand(const tide_tensor *t, int32_t ndim, const int64_t *req, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "expand"));
+  TIDE_TRY(tide_check_handle(t, "expand"));
   if (ndim < t->ndim || ndim > TIDE_MAX_DIMS) {
     char a[160], b[160];
     return tide_fail("expand: cannot expand shape %s to %s", tide_shape_str(a, sizeof a, t->ndim, t->shape), tide_shape_str(b, sizeof b, ndim, req));
@@ -439,7 +411,7 @@ int tide_expand(const tide_tensor *t, int32_t ndim, const int64_t *req, tide_ten
 }
 
 int tide_squeeze(const tide_tensor *t, int32_t dim, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "squeeze"));
+  TIDE_TRY(tide_check_handle(t, "squeeze"));
   if (dim >= 0 && t->ndim > 0) TIDE_TRY(tide_check_dim(t, dim, "squeeze"));
   int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
   int32_t n = 0;
@@ -453,7 +425,7 @@ int tide_squeeze(const tide_tensor *t, int32_t dim, tide_tensor **out) {
 }
 
 int tide_unsqueeze(const tide_tensor *t, int32_t dim, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "unsqueeze"));
+  TIDE_TRY(tide_check_handle(t, "unsqueeze"));
   if (t->ndim >= TIDE_MAX_DIMS) return tide_fail("unsqueeze: a tensor has at most %d dimensions", TIDE_MAX_DIMS);
   if (dim < 0 || dim > t->ndim) return tide_fail("unsqueeze: dimension %d out of range for a %d-d tensor", dim + 1, t->ndim);
   int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
@@ -472,26 +444,4 @@ int tide_unsqueeze(const tide_tensor *t, int32_t dim, tide_tensor **out) {
     }
   }
   return emit_view(t, n, shape, stride, t->offset, out);
-}
-
-tide_tensor *tide_contiguous_as(const tide_tensor *src, int32_t dtype) {
-  if (src->dtype == dtype && tide_is_contiguous(src)) {
-    tide_tensor_retain((tide_tensor *)src);
-    return (tide_tensor *)src;
-  }
-  tide_tensor *c = tide_new(dtype, src->ndim, src->shape);
-  if (!c) return NULL;
-  if (tide_copy_into(c, src)) {
-    tide_tensor_release(c);
-    return NULL;
-  }
-  return c;
-}
-
-int tide_contiguous(const tide_tensor *t, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "contiguous"));
-  tide_tensor *c = tide_contiguous_as(t, t->dtype);
-  if (!c) return -1;
-  *out = c;
-  return 0;
 }

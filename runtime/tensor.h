@@ -1,5 +1,6 @@
-/* Storage and tensor handles: allocation, refcounts, shapes and views. The
-   kernels build on the helpers declared here. */
+/* Storage and tensor handles: allocation on a device, refcounts, shapes and
+   views (runtime/tensor.c: geometry only, it calls no kernel). The op layer
+   (runtime/ops) builds on the helpers declared here. */
 #ifndef TIDE_TENSOR_H
 #define TIDE_TENSOR_H
 #include "tide.h"
@@ -21,7 +22,7 @@ struct tide_storage {
 tide_tensor *tide_new(int32_t dtype, int32_t ndim, const int64_t *shape);
 /* As tide_new, on device (-1: CPU, n: cuda:n), through that device's allocator. */
 tide_tensor *tide_new_on(int32_t device, int32_t dtype, int32_t ndim, const int64_t *shape);
-/* A new contiguous tensor with t's dtype and shape. */
+/* A new contiguous tensor with t's dtype, shape and device. */
 tide_tensor *tide_new_like(const tide_tensor *t);
 /* A new handle on t's storage with the given geometry (offset in elements); NULL with an error set when the
    shape is invalid or too large (tide_shape_numel) or the offset lies outside the storage. Strides are not checked. */
@@ -45,9 +46,18 @@ int tide_broadcast_shapes(int32_t na, const int64_t *a, int32_t nb, const int64_
 void tide_broadcast_strides(const tide_tensor *t, int32_t ndim, const int64_t *shape, int64_t *stride);
 /* Row-major contiguous strides for shape. */
 void tide_contiguous_strides(int32_t ndim, const int64_t *shape, int64_t *stride);
-/* Copies src into dst elementwise with dtype conversion; shapes must match (dst may be any view). */
+/* Resolves req (one -1 inferred) against t's numel into shape: 1 when t can be viewed with that shape
+   without copying (strides written to stride), 0 when only a copy can have it, -1 with an error naming what. */
+int tide_view_geometry(const tide_tensor *t, int32_t ndim, const int64_t *req, int64_t *shape, int64_t *stride, const char *what);
+
+/* The op layer's copy helpers, defined in runtime/ops/copy.c (they dispatch to the copy
+   kernels). Declared here so the kernel files not yet moved under the op layer still find
+   them; they belong with the op layer's declarations once every family has moved. */
+
+/* Copies src, broadcast to dst's shape, into dst with dtype conversion on their device
+   (dst may be any view; overlapping storage is read first). Operands must already be checked. */
 int tide_copy_into(tide_tensor *dst, const tide_tensor *src);
-/* src itself (retained) when already contiguous with dtype, else a contiguous converted copy. */
+/* src itself (retained) when already contiguous with dtype, else a contiguous converted copy on src's device. */
 tide_tensor *tide_contiguous_as(const tide_tensor *src, int32_t dtype);
 
 #endif

@@ -103,14 +103,14 @@ void tide_tensor_release(tide_tensor *t);
 /* 1 when t's elements are laid out row-major without gaps. */
 int tide_is_contiguous(const tide_tensor *t);
 
-/* creation ---------------------------------------------------------------------- */
+/* creation: on device -1 (the CPU) or n (cuda:n; no allocator exists for it yet) ---- */
 
 /* A contiguous tensor of uninitialised memory. */
-int tide_empty(int32_t dtype, int32_t ndim, const int64_t *shape, tide_tensor **out);
+int tide_empty(int32_t dtype, int32_t ndim, const int64_t *shape, int32_t device, tide_tensor **out);
 /* A contiguous tensor with every element value (converted to dtype). */
-int tide_full(int32_t dtype, int32_t ndim, const int64_t *shape, double value, tide_tensor **out);
+int tide_full(int32_t dtype, int32_t ndim, const int64_t *shape, double value, int32_t device, tide_tensor **out);
 /* The 1-d tensor start, start + step, ... of n elements. */
-int tide_arange(double start, double step, int64_t n, int32_t dtype, tide_tensor **out);
+int tide_arange(double start, double step, int64_t n, int32_t dtype, int32_t device, tide_tensor **out);
 /* Sets every element of t (any view) to value. */
 int tide_fill_(tide_tensor *t, double value);
 /* Fills t with uniform values in [low, high) from g (layout in runtime/philox.h). */
@@ -151,6 +151,9 @@ int tide_contiguous(const tide_tensor *t, tide_tensor **out);
 int tide_cast(const tide_tensor *t, int32_t dtype, tide_tensor **out);
 /* Copies src, broadcast to dst's shape, into dst with conversion. */
 int tide_copy_(tide_tensor *dst, const tide_tensor *src);
+/* t itself (a new reference) when it is on device (-1: CPU, n: cuda:n), else a contiguous copy
+   there; tide_to_device(t, -1, &h) is the host transfer before Lua reads elements. */
+int tide_to_device(const tide_tensor *t, int32_t device, tide_tensor **out);
 
 /* elementwise: broadcasting, PyTorch's dtype promotion; *_ forms write into
    their first argument ------------------------------------------------------------ */

@@ -2,13 +2,15 @@
    same name. A family still NULL here runs through its pre-seam entry points
    until it is moved under the op layer. */
 #include "backend.h"
+#include "copy.h"
+#include "fill.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
 
-  .fill = NULL,
+  .fill = &tide_cpu_fill,
 
-  .copy = NULL,
+  .copy = &tide_cpu_copy,
 
   .unary = NULL,
 

@@ -1,4 +1,5 @@
 /* Copy and cast: every pair of dtypes, any strides, broadcast sources. */
+#include "copy.h"
 #include "iter.h"
 #include <string.h>
 
@@ -125,58 +126,25 @@ static void cast_loop(char **p, const int64_t *st, int64_t n, void *vctx) {
   }
 }
 
-/* True when [a, a+na) and [b, b+nb) storage byte ranges overlap. */
-static int storages_overlap(const tide_tensor *a, const tide_tensor *b) { return a->storage == b->storage; }
-
-int tide_copy_into(tide_tensor *dst, const tide_tensor *src) {
-  tide_tensor *tmp = NULL;
-  /* a source that shares storage with the destination is read from a copy
-     first, so overlapping views copy as if all reads happened before writes */
-  if (storages_overlap(dst, src) && !(dst->data == src->data && dst->ndim == src->ndim &&
-                                      !memcmp(dst->stride, src->stride, sizeof(int64_t) * (size_t)dst->ndim) &&
-                                      !memcmp(dst->shape, src->shape, sizeof(int64_t) * (size_t)dst->ndim))) {
-    tmp = tide_new(src->dtype, src->ndim, src->shape);
-    if (!tmp) return -1;
-    int rc = tide_copy_into(tmp, src);
-    if (rc) {
-      tide_tensor_release(tmp);
-      return rc;
-    }
-    src = tmp;
+/* The strided cast-copy: one pass of cast_loop over the merged runs of the
+   two operands (byte strides for the iterator). */
+static int copy(void *dst, int32_t dst_dtype, const int64_t *dst_stride, const void *src, int32_t src_dtype,
+                const int64_t *src_stride, int32_t ndim, const int64_t *shape) {
+  cast_ctx c = {src_dtype, dst_dtype, tide_dtype_size(dst_dtype)};
+  int64_t st[2][TIDE_MAX_DIMS];
+  int32_t ses = tide_dtype_size(src_dtype);
+  for (int32_t i = 0; i < ndim; i++) {
+    st[0][i] = dst_stride[i] * c.es;
+    st[1][i] = src_stride[i] * ses;
   }
-  cast_ctx c = {src->dtype, dst->dtype, tide_dtype_size(dst->dtype)};
-  const tide_tensor *ops[2] = {dst, src};
+  char *data[2] = {dst, (char *)src};
   tide_iter it;
-  tide_iter_init(&it, dst->ndim, dst->shape, 2, ops);
+  tide_iter_init_raw(&it, ndim, shape, 2, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
   tide_iter_run(&it, cast_loop, &c, TIDE_GRAIN);
-  tide_tensor_release(tmp);
   return 0;
 }
 
-int tide_copy_(tide_tensor *dst, const tide_tensor *src) {
-  TIDE_TRY(tide_check_tensor(dst, "copy_"));
-  TIDE_TRY(tide_check_tensor(src, "copy_"));
-  tide_bump_version(dst);
-  int32_t nd;
-  int64_t shape[TIDE_MAX_DIMS];
-  int rc = tide_broadcast_shapes(dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape, "copy_");
-  if (rc || nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * (size_t)nd)) {
-    char a[160], b[160];
-    return tide_fail("copy_: source of shape %s cannot be broadcast to destination of shape %s",
-                     tide_shape_str(a, sizeof a, src->ndim, src->shape), tide_shape_str(b, sizeof b, dst->ndim, dst->shape));
-  }
-  return tide_copy_into(dst, src);
-}
-
-int tide_cast(const tide_tensor *t, int32_t dtype, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(t, "cast"));
-  if (!tide_dtype_valid(dtype)) return tide_fail("cast: invalid dtype code %d", dtype);
-  tide_tensor *c = tide_new(dtype, t->ndim, t->shape);
-  if (!c) return -1;
-  if (tide_copy_into(c, t)) {
-    tide_tensor_release(c);
-    return -1;
-  }
-  *out = c;
-  return 0;
-}
+const struct tide_copy_kernels tide_cpu_copy = {
+  .copy = copy,
+  .transfer = NULL, /* CPU memory is host memory */
+};

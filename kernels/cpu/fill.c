@@ -1,4 +1,5 @@
 /* Filling: constants and arithmetic ranges. */
+#include "fill.h"
 #include "iter.h"
 #include <string.h>
 
@@ -16,33 +17,32 @@ static void fill_loop(char **p, const int64_t *st, int64_t n, void *vctx) {
   }
 }
 
-int tide_fill_(tide_tensor *t, double value) {
-  TIDE_TRY(tide_check_tensor(t, "fill_"));
-  tide_bump_version(t);
+static int fill(void *dst, int32_t dtype, const int64_t *stride, int32_t ndim, const int64_t *shape, double value) {
   fill_ctx c;
   memset(&c, 0, sizeof c);
-  c.es = tide_dtype_size(t->dtype);
-  tide_store_f64(c.bytes, t->dtype, value);
-  const tide_tensor *ops[1] = {t};
+  c.es = tide_dtype_size(dtype);
+  tide_store_f64(c.bytes, dtype, value);
+  int64_t st[1][TIDE_MAX_DIMS];
+  for (int32_t i = 0; i < ndim; i++) st[0][i] = stride[i] * c.es;
+  char *data[1] = {dst};
   tide_iter it;
-  tide_iter_init(&it, t->ndim, t->shape, 1, ops);
+  tide_iter_init_raw(&it, ndim, shape, 1, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
   tide_iter_run(&it, fill_loop, &c, TIDE_GRAIN);
   return 0;
 }
 
-int tide_arange(double start, double step, int64_t n, int32_t dtype, tide_tensor **out) {
-  if (!tide_dtype_valid(dtype)) return tide_fail("arange: invalid dtype code %d", dtype);
-  if (n < 0) return tide_fail("arange: negative length %lld", (long long)n);
-  if (step == 0) return tide_fail("arange: step must be nonzero");
-  tide_tensor *t = tide_new(dtype, 1, &n);
-  if (!t) return -1;
+static int arange(void *dst, int32_t dtype, int64_t n, double start, double step) {
   int32_t es = tide_dtype_size(dtype);
   if (dtype == TIDE_I64) {
     int64_t s0 = tide_f64_to_i64(start), d = tide_f64_to_i64(step);
-    for (int64_t i = 0; i < n; i++) ((int64_t *)t->data)[i] = (int64_t)((uint64_t)s0 + (uint64_t)i * (uint64_t)d);
+    for (int64_t i = 0; i < n; i++) ((int64_t *)dst)[i] = (int64_t)((uint64_t)s0 + (uint64_t)i * (uint64_t)d);
   } else {
-    for (int64_t i = 0; i < n; i++) tide_store_f64(t->data + i * es, dtype, start + (double)i * step);
+    for (int64_t i = 0; i < n; i++) tide_store_f64((char *)dst + i * es, dtype, start + (double)i * step);
   }
-  *out = t;
   return 0;
 }
+
+const struct tide_fill_kernels tide_cpu_fill = {
+  .fill = fill,
+  .arange = arange,
+};

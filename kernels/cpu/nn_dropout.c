@@ -152,7 +152,7 @@ int tide_dropout_backward(const tide_tensor *dout, const tide_tensor *mask, doub
     return tide_fail("%s: dout of shape %s does not match mask of shape %s", op, tide_shape_str(b1, sizeof b1, dout->ndim, dout->shape),
                      tide_shape_str(b2, sizeof b2, mask->ndim, mask->shape));
   }
-  if (p == 1.0) return tide_full(dout->dtype, dout->ndim, dout->shape, 0.0, dx);
+  if (p == 1.0) return tide_full(dout->dtype, dout->ndim, dout->shape, 0.0, dout->device, dx);
   int32_t cd = dout->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32;
   double scale = 1.0 / (1.0 - p);
   float sf = (float)scale;

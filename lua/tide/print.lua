@@ -119,7 +119,8 @@ local function gather(core, t, summarize, e)
   local is_float = t:is_floating_point()
   local buf = core.shape_buf
   for d = 1, nd do buf[d - 1] = kept[d] end
-  local dst = core.call(C.tide_empty, is_float and C.TIDE_F64 or C.TIDE_I64, nd, buf, core.out1)
+  -- gathered on the tensor's device; readable() then moves only what is shown to the host
+  local dst = core.call(C.tide_empty, is_float and C.TIDE_F64 or C.TIDE_I64, nd, buf, t._c.device, core.out1)
   if e > 0 then
     -- one block copy per combination of head/tail along the cut dimensions
     local function copy_blocks(d, src, out)

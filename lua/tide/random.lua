@@ -137,8 +137,9 @@ function M.install(tide, core)
     end
   end
 
-  local function new_tensor(dt, nd, shape, what, level)
-    ccheck(C.tide_empty(dt, nd, shape, out1), what, level + 1)
+  -- dev: the device code (default the CPU)
+  local function new_tensor(dt, nd, shape, what, level, dev)
+    ccheck(C.tide_empty(dt, nd, shape, dev or -1, out1), what, level + 1)
     return core.wrap(out1[0])
   end
 
@@ -217,7 +218,7 @@ function M.install(tide, core)
   function api.rand(...)
     local nd, _, opts = core.parse_shape('rand', 2, ...)
     opts = check_opts(opts, 'rand', 2)
-    local t = new_tensor(float_dtype(opts, C.TIDE_F32, 'rand', 2), nd, shape_buf, 'rand', 2)
+    local t = new_tensor(float_dtype(opts, C.TIDE_F32, 'rand', 2), nd, shape_buf, 'rand', 2, core.opt_device(opts, 'rand', 2))
     ccheck(C.tide_rand_(t._c, gen_of(opts, 'rand', 2), 0, 1), 'rand', 2)
     return t
   end
@@ -226,7 +227,7 @@ function M.install(tide, core)
   function api.randn(...)
     local nd, _, opts = core.parse_shape('randn', 2, ...)
     opts = check_opts(opts, 'randn', 2)
-    local t = new_tensor(float_dtype(opts, C.TIDE_F32, 'randn', 2), nd, shape_buf, 'randn', 2)
+    local t = new_tensor(float_dtype(opts, C.TIDE_F32, 'randn', 2), nd, shape_buf, 'randn', 2, core.opt_device(opts, 'randn', 2))
     ccheck(C.tide_randn_(t._c, gen_of(opts, 'randn', 2), 0, 1), 'randn', 2)
     return t
   end
@@ -258,21 +259,21 @@ function M.install(tide, core)
     high = to_i64(high, 'randint', 'high', 2)
     opts = check_opts(opts, 'randint', 2)
     local nd = shape_arg(shape, 'randint', 2)
-    local t = new_tensor(core.opt_dtype(opts, TIDE_I64, 2), nd, shape_buf, 'randint', 2)
+    local t = new_tensor(core.opt_dtype(opts, TIDE_I64, 2), nd, shape_buf, 'randint', 2, core.opt_device(opts, 'randint', 2))
     ccheck(C.tide_randint_(t._c, gen_of(opts, 'randint', 2), low, high), 'randint', 2)
     return t
   end
 
-  -- The shape of t into a fresh tensor of dtype dt.
-  local function empty_as(t, dt, what, level)
+  -- The shape of t into a fresh tensor of dtype dt, on t's device unless opts.device says otherwise.
+  local function empty_as(t, dt, what, level, opts)
     local c = t._c
-    return new_tensor(dt, c.ndim, c.shape, what, level + 1)
+    return new_tensor(dt, c.ndim, c.shape, what, level + 1, core.opt_device(opts, what, level + 1, c.device))
   end
 
   function api.rand_like(t, opts)
     core.handle(t, 'rand_like', 2)
     opts = check_opts(opts, 'rand_like', 2)
-    local r = empty_as(t, float_dtype(opts, t._c.dtype, 'rand_like', 2), 'rand_like', 2)
+    local r = empty_as(t, float_dtype(opts, t._c.dtype, 'rand_like', 2), 'rand_like', 2, opts)
     ccheck(C.tide_rand_(r._c, gen_of(opts, 'rand_like', 2), 0, 1), 'rand_like', 2)
     return r
   end
@@ -280,7 +281,7 @@ function M.install(tide, core)
   function api.randn_like(t, opts)
     core.handle(t, 'randn_like', 2)
     opts = check_opts(opts, 'randn_like', 2)
-    local r = empty_as(t, float_dtype(opts, t._c.dtype, 'randn_like', 2), 'randn_like', 2)
+    local r = empty_as(t, float_dtype(opts, t._c.dtype, 'randn_like', 2), 'randn_like', 2, opts)
     ccheck(C.tide_randn_(r._c, gen_of(opts, 'randn_like', 2), 0, 1), 'randn_like', 2)
     return r
   end
@@ -293,7 +294,7 @@ function M.install(tide, core)
     low = to_i64(low, 'randint_like', 'low', 2)
     high = to_i64(high, 'randint_like', 'high', 2)
     opts = check_opts(opts, 'randint_like', 2)
-    local r = empty_as(t, core.opt_dtype(opts, t._c.dtype, 2), 'randint_like', 2)
+    local r = empty_as(t, core.opt_dtype(opts, t._c.dtype, 2), 'randint_like', 2, opts)
     ccheck(C.tide_randint_(r._c, gen_of(opts, 'randint_like', 2), low, high), 'randint_like', 2)
     return r
   end

@@ -177,6 +177,33 @@ local function opt_dtype(opts, default, level)
 end
 M.opt_dtype = opt_dtype
 
+-- devices -----------------------------------------------------------------------
+
+local CPU = -1  -- the engine's device code for the CPU; n >= 0 is cuda:n
+
+-- The device code for a name as PyTorch spells it: 'cpu', 'cuda' (cuda:0) or
+-- 'cuda:N'. Any other value is an error naming it; a well-formed name the
+-- build cannot serve (no CUDA allocator yet) fails later, in the engine.
+function M.device_code(d, what, level)
+  if d == 'cpu' then return CPU end
+  if d == 'cuda' then return 0 end
+  local n = type(d) == 'string' and d:match('^cuda:(%d+)$')
+  if n and tonumber(n) < 2 ^ 31 then return tonumber(n) end
+  error(("%s: unknown device %s (expected 'cpu', 'cuda' or 'cuda:N')")
+    :format(what, type(d) == 'string' and ("'" .. d .. "'") or tostring(d)), (level or 2) + 1)
+end
+
+-- The device name of a code: 'cpu' or 'cuda:N' (what t.device returns).
+function M.device_name(code)
+  return code < 0 and 'cpu' or ('cuda:' .. tonumber(code))
+end
+
+-- opts.device as a device code, or default (the CPU when not given).
+function M.opt_device(opts, what, level, default)
+  if opts.device == nil then return default or CPU end
+  return M.device_code(opts.device, what, level + 1)
+end
+
 -- metatable -------------------------------------------------------------------
 
 -- Fields a tensor may hold that read as nil when unset (PyTorch's x.grad is
@@ -188,6 +215,8 @@ M.nil_fields = nil_fields
 mt.__index = function(t, k)
   local m = Tensor[k]
   if m ~= nil then return m end
+  -- t.device is a property, as in PyTorch: 'cpu' or 'cuda:N'
+  if k == 'device' then return M.device_name(t._c.device) end
   if type(k) == 'number' then return t:select(1, k) end
   if nil_fields[k] then return nil end
   local c = rawget(t, '_c')
@@ -233,14 +262,16 @@ function Tensor:numel() return tonumber(self._c.numel) end
 function Tensor:dtype() return dtype_name[self._c.dtype] end
 function Tensor:is_contiguous() return C.tide_is_contiguous(self._c) ~= 0 end
 function Tensor:is_floating_point() return self._c.dtype <= 3 end
-function Tensor:device() return self._c.device < 0 and 'cpu' or ('cuda:' .. self._c.device) end
 function Tensor:element_size() return tonumber(C.tide_dtype_size(self._c.dtype)) end
 function Tensor:storage_offset() return tonumber(self._c.offset) end
 
 -- element access ------------------------------------------------------------------
 
--- A contiguous f64 (floats) or i64 (integers) copy whose elements Lua can read.
+-- A contiguous f64 (floats) or i64 (integers) copy whose elements Lua can
+-- read: a tensor on another device is first brought to the host, so Lua
+-- never reads device memory (a CPU tensor is read where it is).
 local function readable(t)
+  if t._c.device ~= CPU then t = t:cpu() end
   local c = t._c
   local code = c.dtype <= 3 and C.TIDE_F64 or C.TIDE_I64
   local r = t
@@ -296,12 +327,12 @@ local api = M.api
 
 function api.empty(...)
   local nd, _, opts = M.parse_shape('empty', 2, ...)
-  return M.call(C.tide_empty, opt_dtype(opts, C.TIDE_F32, 2), nd, shape_buf, out1)
+  return M.call(C.tide_empty, opt_dtype(opts, C.TIDE_F32, 2), nd, shape_buf, M.opt_device(opts, 'empty', 2), out1)
 end
 
 local function filled(what, value, ...)
   local nd, _, opts = M.parse_shape(what, 3, ...)
-  return M.call(C.tide_full, opt_dtype(opts, C.TIDE_F32, 3), nd, shape_buf, value, out1)
+  return M.call(C.tide_full, opt_dtype(opts, C.TIDE_F32, 3), nd, shape_buf, value, M.opt_device(opts, what, 3), out1)
 end
 function api.zeros(...) return filled('zeros', 0, ...) end
 function api.ones(...) return filled('ones', 1, ...) end
@@ -317,14 +348,14 @@ function api.full(shape, value, opts)
   if type(value) == 'boolean' then value = value and 1 or 0 end
   local nd = M.parse_shape('full', 2, shape)
   opts = opts or {}
-  return M.call(C.tide_full, opt_dtype(opts, default, 2), nd, shape_buf, value, out1)
+  return M.call(C.tide_full, opt_dtype(opts, default, 2), nd, shape_buf, value, M.opt_device(opts, 'full', 2), out1)
 end
 
 local function like(what, t, value, opts)
   local c = M.handle(t, what, 3)
   opts = opts or {}
   local dt = opt_dtype(opts, c.dtype, 3)
-  local r = M.call(C.tide_empty, dt, c.ndim, c.shape, out1)
+  local r = M.call(C.tide_empty, dt, c.ndim, c.shape, M.opt_device(opts, what, 3, c.device), out1)
   check(C.tide_fill_(r._c, value), 3)
   return r
 end
@@ -333,7 +364,8 @@ function api.ones_like(t, opts) return like('ones_like', t, 1, opts) end
 function api.full_like(t, v, opts) return like('full_like', t, v, opts) end
 function api.empty_like(t, opts)
   local c = M.handle(t, 'empty_like', 2)
-  return M.call(C.tide_empty, opt_dtype(opts or {}, c.dtype, 2), c.ndim, c.shape, out1)
+  opts = opts or {}
+  return M.call(C.tide_empty, opt_dtype(opts, c.dtype, 2), c.ndim, c.shape, M.opt_device(opts, 'empty_like', 2, c.device), out1)
 end
 
 -- tide.arange(n), tide.arange(start, stop[, step][, opts]): integers give
@@ -359,8 +391,9 @@ function api.arange(a, b, c, d)
       :format(n, tostring(start), tostring(stop), tostring(step)), 2)
   end
   local integral = start % 1 == 0 and stop % 1 == 0 and step % 1 == 0
-  local dt = opt_dtype(opts or {}, integral and C.TIDE_I64 or C.TIDE_F32, 2)
-  return M.call(C.tide_arange, start, step, n, dt, out1)
+  opts = opts or {}
+  local dt = opt_dtype(opts, integral and C.TIDE_I64 or C.TIDE_F32, 2)
+  return M.call(C.tide_arange, start, step, n, dt, M.opt_device(opts, 'arange', 2), out1)
 end
 
 -- Walks a nested table: returns shape and a flat list, checking it is ragged-free.
@@ -427,14 +460,22 @@ local function nested_shape(x, what)
   return shape, flat, is_float, all_bool and n > 0
 end
 
--- tide.tensor(nested_table_or_number, {dtype=...}): integers give i64 and
--- booleans give bool like torch.tensor; anything else f32.
+-- Moves a tensor just built on the host to device dev (itself when dev is the CPU).
+local function to_device(t, dev)
+  if dev == CPU then return t end
+  return M.call(C.tide_to_device, t._c, dev, out1)
+end
+
+-- tide.tensor(nested_table_or_number, {dtype=..., device=...}): integers give
+-- i64 and booleans give bool like torch.tensor; anything else f32. The
+-- elements are written on the host, then moved to the device.
 function api.tensor(data, opts)
   opts = opts or {}
   if type(opts) ~= 'table' then error('tensor: options must be a table', 2) end
   if is_tensor(data) then
     local dt = opt_dtype(opts, data._c.dtype, 2)
-    return M.call(C.tide_cast, data._c, dt, out1)
+    local dev = M.opt_device(opts, 'tensor', 2, data._c.device)
+    return to_device(M.call(C.tide_cast, data._c, dt, out1), dev)
   end
   local shape, flat, is_float, all_bool
   if type(data) == 'number' or type(data) == 'boolean' then
@@ -451,20 +492,21 @@ function api.tensor(data, opts)
   end
   local default = is_float and C.TIDE_F32 or (all_bool and C.TIDE_BOOL or C.TIDE_I64)
   local dt = opt_dtype(opts, default, 2)
+  local dev = M.opt_device(opts, 'tensor', 2)
   for i, v in ipairs(shape) do shape_buf[i - 1] = v end
-  -- fill an f64 buffer (exact for integers up to 2^53), then cast
+  -- fill an f64 buffer on the host (exact for integers up to 2^53), then cast
   local staging
   if default == C.TIDE_I64 and dt == C.TIDE_I64 then
-    staging = M.call(C.tide_empty, C.TIDE_I64, #shape, shape_buf, out1)
+    staging = M.call(C.tide_empty, C.TIDE_I64, #shape, shape_buf, CPU, out1)
     local p = ffi.cast('int64_t*', staging._c.data)
     for i = 1, #flat do p[i - 1] = flat[i] end
-    return staging
+    return to_device(staging, dev)
   end
-  staging = M.call(C.tide_empty, C.TIDE_F64, #shape, shape_buf, out1)
+  staging = M.call(C.tide_empty, C.TIDE_F64, #shape, shape_buf, CPU, out1)
   local p = ffi.cast('double*', staging._c.data)
   for i = 1, #flat do p[i - 1] = flat[i] end
-  if dt == C.TIDE_F64 then return staging end
-  return M.call(C.tide_cast, staging._c, dt, out1)
+  if dt == C.TIDE_F64 then return to_device(staging, dev) end
+  return to_device(M.call(C.tide_cast, staging._c, dt, out1), dev)
 end
 
 -- views --------------------------------------------------------------------------
@@ -587,10 +629,32 @@ end
 
 function Tensor:clone() return M.call(C.tide_cast, self._c, self._c.dtype, out1) end
 
-function Tensor:to(dtype)
-  local code = M.dtype(dtype)
-  if code == self._c.dtype then return self end
-  return M.call(C.tide_cast, self._c, code, out1)
+-- t:to(dtype), t:to(device), t:to(device, dtype) or t:to(other) (other's
+-- device and dtype), as PyTorch's Tensor.to: t itself when nothing changes,
+-- else a converted copy (a dtype is converted on t's device, then moved).
+function Tensor:to(a, b)
+  local c = self._c
+  local dev, code = c.device, c.dtype
+  for i = 1, b == nil and 1 or 2 do
+    local x = i == 1 and a or b
+    if is_tensor(x) then
+      dev, code = x._c.device, x._c.dtype
+    elseif x == 'cpu' or (type(x) == 'string' and x:match('^cuda')) then
+      dev = M.device_code(x, 'to', 2)
+    else
+      code = M.dtype(x, 2)
+    end
+  end
+  local r = self
+  if code ~= c.dtype then r = M.call(C.tide_cast, c, code, out1) end
+  if dev ~= c.device then r = M.call(C.tide_to_device, r._c, dev, out1) end
+  return r
+end
+
+-- t itself when on the CPU, else a copy there (the host transfer before Lua reads elements).
+function Tensor:cpu()
+  if self._c.device == CPU then return self end
+  return M.call(C.tide_to_device, self._c, CPU, out1)
 end
 Tensor.type = function(self, dtype)
   if dtype == nil then return self:dtype() end

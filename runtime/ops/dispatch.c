@@ -13,7 +13,7 @@ int tide_op_device(const char *op, int32_t n, const tide_tensor *const *ts, int3
   int32_t first = -2;
   for (int32_t i = 0; i < n; i++) {
     if (!ts[i]) continue;
-    if (tide_check_tensor(ts[i], op) != 0) return -1;
+    if (tide_check_handle(ts[i], op) != 0) return -1;
     if (first == -2) {
       first = i;
     } else if (ts[i]->device != ts[first]->device) {

@@ -33,7 +33,7 @@ static tide_tensor *filled(int32_t dt, int32_t ndim, const int64_t *shape, doubl
 
 static tide_tensor *zeros(int32_t dt, int32_t ndim, const int64_t *shape) {
   tide_tensor *t = NULL;
-  tide_full(dt, ndim, shape, 0, &t);
+  tide_full(dt, ndim, shape, 0, TIDE_CPU, &t);
   return t;
 }
 

@@ -149,7 +149,7 @@ static void test_cross_entropy(void) {
   CHECK(worst < 1e-6 && em < 1e-6 && ((float *)none->data)[5] == 0.0f);
   /* gradient rows are softmax - onehot over 14: each sums to 0; ignored rows are 0 */
   tide_tensor *d = NULL;
-  CHECK(tide_full(TIDE_F32, 0, NULL, 1.0, &d) == 0);
+  CHECK(tide_full(TIDE_F32, 0, NULL, 1.0, TIDE_CPU, &d) == 0);
   CHECK(tide_cross_entropy_backward(d, x, t, lse, -100, TIDE_REDUCE_MEAN, &g) == 0);
   double worst_sum = 0;
   for (int n = 0; n < 16; n++) {
@@ -174,7 +174,7 @@ static void test_cross_entropy(void) {
 static void test_dropout_contract(void) {
   int64_t shape[2] = {7, 9};
   tide_tensor *x = NULL, *y = NULL, *m = NULL;
-  CHECK(tide_full(TIDE_F32, 2, shape, 1.0, &x) == 0);
+  CHECK(tide_full(TIDE_F32, 2, shape, 1.0, TIDE_CPU, &x) == 0);
   tide_generator g = {UINT64_C(0x0123456789abcdef), 41};
   CHECK(tide_dropout(x, 0.25, &g, &y, &m) == 0);
   CHECK(g.offset == 41 + 16);  /* ceil(63 / 4) blocks */
@@ -215,9 +215,9 @@ static void test_embedding_threads(void) {
 static void test_errors_leak_nothing(void) {
   int64_t shape[2] = {4, 5}, ts[1] = {4};
   tide_tensor *x = NULL, *xi = NULL, *t = NULL, *o = NULL, *o2 = NULL, *o3 = NULL;
-  CHECK(tide_full(TIDE_F32, 2, shape, 0.5, &x) == 0);
-  CHECK(tide_full(TIDE_I64, 2, shape, 1, &xi) == 0);
-  CHECK(tide_full(TIDE_I64, 1, ts, 7, &t) == 0);
+  CHECK(tide_full(TIDE_F32, 2, shape, 0.5, TIDE_CPU, &x) == 0);
+  CHECK(tide_full(TIDE_I64, 2, shape, 1, TIDE_CPU, &xi) == 0);
+  CHECK(tide_full(TIDE_I64, 1, ts, 7, TIDE_CPU, &t) == 0);
   int64_t before = tide_mem_live_bytes();
   tide_generator g = {1, 0};
   CHECK_ERR(tide_layer_norm(NULL, NULL, NULL, 1e-5, &o, &o2, &o3), "layer_norm: x is NULL");

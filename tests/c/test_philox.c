@@ -52,7 +52,7 @@ static void test_block_mapping(void) {
 
 static tide_tensor *empty1(int32_t dt, int64_t n) {
   tide_tensor *t = NULL;
-  if (tide_empty(dt, 1, &n, &t)) return NULL;
+  if (tide_empty(dt, 1, &n, TIDE_CPU, &t)) return NULL;
   return t;
 }
 
@@ -123,7 +123,7 @@ static void test_golden_multinomial(void) {
   tide_generator g = {42, 0};
   int64_t k4 = 4, shape2[2] = {2, 5};
   tide_tensor *w = NULL, *out = NULL;
-  tide_empty(TIDE_F64, 1, &k4, &w);
+  tide_empty(TIDE_F64, 1, &k4, TIDE_CPU, &w);
   for (int i = 0; i < 4; i++) ((double *)w->data)[i] = i + 1;
   static const int64_t want_r[7] = {2, 2, 2, 2, 3, 3, 3};
   int ok = tide_multinomial(w, 7, 1, &g, &out) == 0 && out->ndim == 1 && out->shape[0] == 7;
@@ -134,7 +134,7 @@ static void test_golden_multinomial(void) {
   tide_tensor_release(out);
   static const double rows[10] = {1, 0, 3, 4, 2, 5, 1, 0, 0.5, 2};
   static const int64_t want_n[6] = {2, 3, 0, 1, 0, 4};
-  tide_empty(TIDE_F64, 2, shape2, &w);
+  tide_empty(TIDE_F64, 2, shape2, TIDE_CPU, &w);
   memcpy(w->data, rows, sizeof rows);
   g.offset = 3;
   ok = tide_multinomial(w, 3, 0, &g, &out) == 0 && out->ndim == 2 && out->shape[0] == 2 && out->shape[1] == 3;

@@ -71,7 +71,7 @@ static void bad_header(const char *hdr, size_t ndata, const char *text, int line
 
 static tide_tensor *filled(int32_t dtype, int32_t ndim, const int64_t *shape, double start) {
   tide_tensor *t = NULL;
-  if (tide_empty(dtype, ndim, shape, &t)) return NULL;
+  if (tide_empty(dtype, ndim, shape, TIDE_CPU, &t)) return NULL;
   for (int64_t i = 0; i < t->numel; i++) {
     double v = dtype == TIDE_BOOL ? (double)(i % 3 == 0) : start + (double)(i % 200) * (dtype <= TIDE_F16 ? 0.25 : 1);
     tide_store_f64(t->data + i * tide_dtype_size(dtype), dtype, v);
@@ -206,14 +206,14 @@ static void test_golden(void) {
   /* tide writes exactly these bytes */
   int64_t s0[1] = {0}, s2[1] = {2}, s12[2] = {1, 2};
   tide_tensor *a = NULL, *b = NULL, *c = NULL, *d = NULL;
-  tide_empty(TIDE_F32, 1, s2, &a);
+  tide_empty(TIDE_F32, 1, s2, TIDE_CPU, &a);
   ((float *)a->data)[0] = 1.0f;
   ((float *)a->data)[1] = -2.0f;
-  tide_full(TIDE_I64, 0, s0, 7, &b);
-  tide_empty(TIDE_BF16, 2, s12, &c);
+  tide_full(TIDE_I64, 0, s0, 7, TIDE_CPU, &b);
+  tide_empty(TIDE_BF16, 2, s12, TIDE_CPU, &c);
   ((uint16_t *)c->data)[0] = tide_f32_to_bf16(1.0f);
   ((uint16_t *)c->data)[1] = tide_f32_to_bf16(3.0f);
-  tide_empty(TIDE_U8, 1, s0, &d);
+  tide_empty(TIDE_U8, 1, s0, TIDE_CPU, &d);
   const char *names[4] = {"d", "c", "a", "b"};
   tide_tensor *ts[4] = {d, c, a, b};
   const char *p = path_of("golden.safetensors");
@@ -404,8 +404,8 @@ static void test_save_errors(void) {
   const char *p = path_of("err.safetensors");
   int64_t s2[1] = {2};
   tide_tensor *a = NULL, *b = NULL;
-  tide_full(TIDE_F32, 1, s2, 1, &a);
-  tide_full(TIDE_I64, 1, s2, 1, &b);
+  tide_full(TIDE_F32, 1, s2, 1, TIDE_CPU, &a);
+  tide_full(TIDE_I64, 1, s2, 1, TIDE_CPU, &b);
   const char *names[2] = {"a", "a"};
   tide_tensor *ts[2] = {a, b};
   CHECK_ERR(tide_st_save(p, 2, names, ts, NULL), "duplicate tensor name \"a\"");
@@ -446,7 +446,7 @@ static void test_atomic(void) {
   const char *p = path_of("model.safetensors");
   int64_t s[1] = {4};
   tide_tensor *a = NULL;
-  tide_full(TIDE_F32, 1, s, 2.5, &a);
+  tide_full(TIDE_F32, 1, s, 2.5, TIDE_CPU, &a);
   const char *names[1] = {"w"};
   tide_tensor *ts[1] = {a};
   CHECK(tide_st_save(p, 1, names, ts, NULL) == 0);
@@ -465,7 +465,7 @@ static void test_atomic(void) {
   /* the file-size limit stops the write part-way (the write fails with EFBIG) */
   int64_t big[1] = {1 << 20};
   tide_tensor *large = NULL;
-  tide_full(TIDE_F32, 1, big, 1, &large);
+  tide_full(TIDE_F32, 1, big, 1, TIDE_CPU, &large);
   ts[0] = large;
   struct rlimit old, lim;
   getrlimit(RLIMIT_FSIZE, &old);

@@ -14,7 +14,7 @@ static int failures;
 
 static tide_tensor *arange_f32(int64_t n) {
   tide_tensor *t = NULL;
-  if (tide_arange(0, 1, n, TIDE_F32, &t)) return NULL;
+  if (tide_arange(0, 1, n, TIDE_F32, TIDE_CPU, &t)) return NULL;
   return t;
 }
 
@@ -75,11 +75,11 @@ static void test_views(void) {
 static void test_bad_input(void) {
   tide_tensor *t = NULL;
   int64_t neg[2] = {2, -3};
-  CHECK_ERR(tide_empty(TIDE_F32, 2, neg, &t), "negative size -3");
-  CHECK_ERR(tide_empty(99, 0, neg, &t), "invalid dtype");
-  CHECK_ERR(tide_empty(TIDE_F32, 9, neg, &t), "dimensions");
+  CHECK_ERR(tide_empty(TIDE_F32, 2, neg, TIDE_CPU, &t), "negative size -3");
+  CHECK_ERR(tide_empty(99, 0, neg, TIDE_CPU, &t), "invalid dtype");
+  CHECK_ERR(tide_empty(TIDE_F32, 9, neg, TIDE_CPU, &t), "dimensions");
   int64_t huge[3] = {1LL << 40, 1LL << 40, 1LL << 40};
-  CHECK_ERR(tide_empty(TIDE_F32, 3, huge, &t), "too large");
+  CHECK_ERR(tide_empty(TIDE_F32, 3, huge, TIDE_CPU, &t), "too large");
   CHECK_ERR(tide_view(NULL, 0, neg, &t), "expected a tensor");
   tide_tensor *a = arange_f32(6);
   CHECK_ERR(tide_narrow(a, 0, 4, 3, &t), "outside dimension 1 of size 6");
@@ -95,7 +95,7 @@ static void test_bad_input(void) {
   int64_t es[1] = {7};
   CHECK_ERR(tide_expand(a, 1, es, &t), "cannot expand");
   CHECK_ERR(tide_cast(a, -1, &t), "invalid dtype");
-  CHECK_ERR(tide_arange(0, 0, 3, TIDE_F32, &t), "step");
+  CHECK_ERR(tide_arange(0, 0, 3, TIDE_F32, TIDE_CPU, &t), "step");
   tide_tensor *b = arange_f32(4);
   CHECK_ERR(tide_copy_(a, b), "cannot be broadcast");
   tide_tensor_release(a);
@@ -138,7 +138,7 @@ static void test_half_conversions(void) {
 static void test_casts(void) {
   tide_tensor *a = NULL, *b = NULL, *c = NULL;
   int64_t n = 5;
-  CHECK(tide_arange(-2.5, 1.5, n, TIDE_F64, &a) == 0);  /* -2.5 -1 0.5 2 3.5 */
+  CHECK(tide_arange(-2.5, 1.5, n, TIDE_F64, TIDE_CPU, &a) == 0);  /* -2.5 -1 0.5 2 3.5 */
   CHECK(tide_cast(a, TIDE_I32, &b) == 0);
   int32_t *bi = (int32_t *)b->data;
   CHECK(bi[0] == -2 && bi[1] == -1 && bi[2] == 0 && bi[3] == 2 && bi[4] == 3);  /* truncation */
@@ -149,14 +149,14 @@ static void test_casts(void) {
   /* saturation instead of UB for out-of-range float -> int */
   tide_tensor *big = NULL;
   int64_t one = 1;
-  CHECK(tide_full(TIDE_F32, 1, &one, 1e30, &big) == 0);
+  CHECK(tide_full(TIDE_F32, 1, &one, 1e30, TIDE_CPU, &big) == 0);
   CHECK(tide_cast(big, TIDE_I32, &b) == 0 && ((int32_t *)b->data)[0] == INT32_MAX);
   tide_tensor_release(b);
   CHECK(tide_fill_(big, NAN) == 0 && tide_cast(big, TIDE_I64, &b) == 0 && ((int64_t *)b->data)[0] == 0);
   tide_tensor_release(b);
   /* integer narrowing wraps like a C cast */
   tide_tensor *w = NULL;
-  CHECK(tide_full(TIDE_I64, 1, &one, 300, &w) == 0 && tide_cast(w, TIDE_U8, &b) == 0 && ((uint8_t *)b->data)[0] == 44);
+  CHECK(tide_full(TIDE_I64, 1, &one, 300, TIDE_CPU, &w) == 0 && tide_cast(w, TIDE_U8, &b) == 0 && ((uint8_t *)b->data)[0] == 44);
   tide_tensor_release(b);
   tide_tensor_release(w);
   tide_tensor_release(big);
@@ -181,7 +181,7 @@ static void test_memory_accounting(void) {
   int64_t before = tide_mem_live_bytes();
   int64_t shape[1] = {1000};
   tide_tensor *t = NULL, *v = NULL;
-  CHECK(tide_empty(TIDE_F64, 1, shape, &t) == 0);
+  CHECK(tide_empty(TIDE_F64, 1, shape, TIDE_CPU, &t) == 0);
   CHECK(tide_mem_live_bytes() - before == 8000);
   CHECK(tide_narrow(t, 0, 10, 10, &v) == 0);
   tide_tensor_release(t);
@@ -189,7 +189,7 @@ static void test_memory_accounting(void) {
   tide_tensor_release(v);
   CHECK(tide_mem_live_bytes() == before);
   tide_tensor *al = NULL;
-  CHECK(tide_empty(TIDE_U8, 1, shape, &al) == 0 && ((uintptr_t)al->data % 64) == 0);
+  CHECK(tide_empty(TIDE_U8, 1, shape, TIDE_CPU, &al) == 0 && ((uintptr_t)al->data % 64) == 0);
   tide_tensor_release(al);
 }
 
@@ -199,22 +199,22 @@ static void test_memory_accounting(void) {
 static void test_shape_overflow(void) {
   tide_tensor *t = NULL, *v = NULL, *a = arange_f32(6), *z = NULL;
   int64_t big[3] = {0, (int64_t)1 << 62, 7904};
-  CHECK_ERR(tide_empty(TIDE_F32, 3, big, &t), "shape [0, 4611686018427387904, 7904] is too large");
+  CHECK_ERR(tide_empty(TIDE_F32, 3, big, TIDE_CPU, &t), "shape [0, 4611686018427387904, 7904] is too large");
   CHECK(t == NULL);
-  CHECK_ERR(tide_full(TIDE_F32, 3, big, 0, &t), "is too large");
+  CHECK_ERR(tide_full(TIDE_F32, 3, big, 0, TIDE_CPU, &t), "is too large");
   int64_t sq[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
-  CHECK_ERR(tide_empty(TIDE_U8, 2, sq, &t), "is too large");
+  CHECK_ERR(tide_empty(TIDE_U8, 2, sq, TIDE_CPU, &t), "is too large");
   CHECK(tide_shape_numel(3, big, "x") == -1);
   int64_t ok[3] = {0, (int64_t)1 << 20, 7};
   CHECK(tide_shape_numel(3, ok, "x") == 0);
-  CHECK(tide_empty(TIDE_F32, 3, ok, &z) == 0 && z->numel == 0 && z->stride[0] == 7 << 20);
+  CHECK(tide_empty(TIDE_F32, 3, ok, TIDE_CPU, &z) == 0 && z->numel == 0 && z->stride[0] == 7 << 20);
   /* views of an empty tensor: view/reshape to a huge shape, expand */
   int64_t vbig[3] = {0, (int64_t)1 << 61, 4};
   CHECK_ERR(tide_view(z, 3, vbig, &v), "is too large");
   CHECK_ERR(tide_reshape(z, 3, vbig, &v), "is too large");
   int64_t one[2] = {1, 1};
   tide_tensor *o = NULL;
-  CHECK(tide_full(TIDE_F32, 2, one, 1, &o) == 0);
+  CHECK(tide_full(TIDE_F32, 2, one, 1, TIDE_CPU, &o) == 0);
   CHECK_ERR(tide_expand(o, 2, sq, &v), "is too large");
   /* narrow/select far past the end, and at 2^62 */
   CHECK_ERR(tide_narrow(a, 0, (int64_t)1 << 62, (int64_t)1 << 62, &v), "narrow: 4611686018427387904 elements from 0-based position");
@@ -289,7 +289,7 @@ static void test_empty_contiguous(void) {
   int64_t shapes[3][4] = {{2, 0, 3, 1}, {0, 4615807, 0, 97904}, {5, 7, 0, 2}};
   for (int i = 0; i < 3; i++) {
     tide_tensor *t = NULL;
-    CHECK(tide_empty(TIDE_F32, 4, shapes[i], &t) == 0);
+    CHECK(tide_empty(TIDE_F32, 4, shapes[i], TIDE_CPU, &t) == 0);
     if (t) CHECK(tide_is_contiguous(t));
     tide_tensor_release(t);
   }

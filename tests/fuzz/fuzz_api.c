@@ -74,10 +74,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int32_t dims[TIDE_MAX_DIMS];
   /* start from a few valid tensors so most programs reach the interesting ops */
   int64_t s0[2] = {3, 4}, s1[1] = {4}, s2[0];
-  tide_full(TIDE_F32, 2, s0, 1.5, &pool[0]);
-  tide_arange(0, 1, 4, TIDE_I64, &pool[1]);
-  tide_full(TIDE_BOOL, 1, s1, 1, &pool[2]);
-  tide_full(TIDE_F64, 0, s2, -2, &pool[3]);
+  tide_full(TIDE_F32, 2, s0, 1.5, TIDE_CPU, &pool[0]);
+  tide_arange(0, 1, 4, TIDE_I64, TIDE_CPU, &pool[1]);
+  tide_full(TIDE_BOOL, 1, s1, 1, TIDE_CPU, &pool[2]);
+  tide_full(TIDE_F64, 0, s2, -2, TIDE_CPU, &pool[3]);
   (void)s1;
   while (r.i < r.n) {
     int op = small(&r, 24), slot = small(&r, POOL);
@@ -89,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       case 0: {
         int32_t dt = small(&r, 10) - 1;  /* includes an invalid code */
         for (int32_t k = 0; k < nd; k++) if (shape[k] < 0 && byte(&r) & 1) shape[k] = 2;
-        rc = tide_full(dt, nd, shape, (double)(int8_t)byte(&r) / 4, &out);
+        rc = tide_full(dt, nd, shape, (double)(int8_t)byte(&r) / 4, TIDE_CPU, &out);
         break;
       }
       case 1: rc = tide_view(a, nd, shape, &out); break;

@@ -75,7 +75,7 @@ function M.install(tide, core)
       elseif integral then dt = C.TIDE_I64
       else dt = C.TIDE_F32 end
     end
-    if C.tide_full(dt, 0, nil, v, out1) ~= 0 then raise(2) end
+    if C.tide_full(dt, 0, nil, v, other and other._c.device or -1, out1) ~= 0 then raise(2) end
     return wrap(out1[0])
   end
 
