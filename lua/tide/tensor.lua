@@ -201,7 +201,8 @@ end
 -- opts.device as a device code, or default (the CPU when not given).
 function M.opt_device(opts, what, level, default)
   if opts.device == nil then return default or CPU end
-  return M.device_code(opts.device, what, level + 1)
+  local code = M.device_code(opts.device, what, level + 1)
+  return code
 end
 
 -- metatable -------------------------------------------------------------------
@@ -332,7 +333,7 @@ end
 
 local function filled(what, value, ...)
   local nd, _, opts = M.parse_shape(what, 3, ...)
-  return M.call(C.tide_full, opt_dtype(opts, C.TIDE_F32, 3), nd, shape_buf, value, M.opt_device(opts, what, 3), out1)
+  return M.call(C.tide_full, opt_dtype(opts, C.TIDE_F32, 3), nd, shape_buf, value, M.opt_device(opts, what, 2), out1)
 end
 function api.zeros(...) return filled('zeros', 0, ...) end
 function api.ones(...) return filled('ones', 1, ...) end
@@ -355,7 +356,7 @@ local function like(what, t, value, opts)
   local c = M.handle(t, what, 3)
   opts = opts or {}
   local dt = opt_dtype(opts, c.dtype, 3)
-  local r = M.call(C.tide_empty, dt, c.ndim, c.shape, M.opt_device(opts, what, 3, c.device), out1)
+  local r = M.call(C.tide_empty, dt, c.ndim, c.shape, M.opt_device(opts, what, 2, c.device), out1)
   check(C.tide_fill_(r._c, value), 3)
   return r
 end
@@ -475,7 +476,8 @@ function api.tensor(data, opts)
   if is_tensor(data) then
     local dt = opt_dtype(opts, data._c.dtype, 2)
     local dev = M.opt_device(opts, 'tensor', 2, data._c.device)
-    return to_device(M.call(C.tide_cast, data._c, dt, out1), dev)
+    check(C.tide_cast(data._c, dt, out1), 3)
+    return to_device(wrap(out1[0]), dev)
   end
   local shape, flat, is_float, all_bool
   if type(data) == 'number' or type(data) == 'boolean' then
@@ -506,7 +508,8 @@ function api.tensor(data, opts)
   local p = ffi.cast('double*', staging._c.data)
   for i = 1, #flat do p[i - 1] = flat[i] end
   if dt == C.TIDE_F64 then return to_device(staging, dev) end
-  return to_device(M.call(C.tide_cast, staging._c, dt, out1), dev)
+  check(C.tide_cast(staging._c, dt, out1), 3)
+  return to_device(wrap(out1[0]), dev)
 end
 
 -- views --------------------------------------------------------------------------
@@ -646,8 +649,14 @@ function Tensor:to(a, b)
     end
   end
   local r = self
-  if code ~= c.dtype then r = M.call(C.tide_cast, c, code, out1) end
-  if dev ~= c.device then r = M.call(C.tide_to_device, r._c, dev, out1) end
+  if code ~= c.dtype then
+    check(C.tide_cast(c, code, out1), 3)
+    r = wrap(out1[0])
+  end
+  if dev ~= c.device then
+    check(C.tide_to_device(r._c, dev, out1), 3)
+    r = wrap(out1[0])
+  end
   return r
 end
 
