@@ -137,6 +137,12 @@ int tide_to_device(const tide_tensor *t, int32_t device, tide_tensor **out) {
     *out = (tide_tensor *)t;
     return 0;
   }
+  if (t->device != TIDE_CPU && device != TIDE_CPU) {
+    char a[32], b[32];
+    tide_device_name(t->device, a, sizeof a);
+    tide_device_name(device, b, sizeof b);
+    return tide_fail("to: copying from %s to %s directly is not implemented yet (go through the cpu)", a, b);
+  }
   /* the side that is not the host moves the bytes; a strided source is made contiguous on its own device first */
   int32_t other = device == TIDE_CPU ? t->device : device;
   tide_tensor *r = tide_new_on(device, t->dtype, t->ndim, t->shape);
