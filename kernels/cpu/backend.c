@@ -2,6 +2,7 @@
    same name. A family still NULL here runs through its pre-seam entry points
    until it is moved under the op layer. */
 #include "backend.h"
+#include "matmul.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -28,7 +29,7 @@ const tide_backend tide_cpu_backend = {
 
   .random = NULL,
 
-  .matmul = NULL,
+  .matmul = &tide_cpu_matmul,
 
   .adamw = NULL,
 
