@@ -2,6 +2,7 @@
    same name. A family still NULL here runs through its pre-seam entry points
    until it is moved under the op layer. */
 #include "backend.h"
+#include "adamw.h"
 #include "matmul.h"
 
 const tide_backend tide_cpu_backend = {
@@ -31,7 +32,7 @@ const tide_backend tide_cpu_backend = {
 
   .matmul = &tide_cpu_matmul,
 
-  .adamw = NULL,
+  .adamw = &tide_cpu_adamw,
 
   .embedding = NULL,
 

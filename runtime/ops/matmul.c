@@ -93,6 +93,8 @@ int tide_matmul(const tide_tensor *a, const tide_tensor *b, tide_tensor **out) {
   const tide_tensor *ts[2] = {a, b};
   const tide_backend *be;
   int32_t dev;
+  TIDE_TRY(tide_check_handle(a, "matmul"));
+  TIDE_TRY(tide_check_handle(b, "matmul"));
   TIDE_OP_BACKEND(be, dev, matmul, "matmul", 2, ts);
   char sa[160], sb[160];
   if (a->ndim == 0 || b->ndim == 0)
