@@ -4,6 +4,7 @@
 #include "backend.h"
 #include "adamw.h"
 #include "matmul.h"
+#include "nn_embedding.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -34,7 +35,7 @@ const tide_backend tide_cpu_backend = {
 
   .adamw = &tide_cpu_adamw,
 
-  .embedding = NULL,
+  .embedding = &tide_cpu_embedding,
 
   .loss = NULL,
 
