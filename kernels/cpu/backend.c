@@ -4,6 +4,7 @@
 #include "backend.h"
 #include "adamw.h"
 #include "matmul.h"
+#include "nn_loss.h"
 #include "nn_embedding.h"
 
 const tide_backend tide_cpu_backend = {
@@ -37,7 +38,7 @@ const tide_backend tide_cpu_backend = {
 
   .embedding = &tide_cpu_embedding,
 
-  .loss = NULL,
+  .loss = &tide_cpu_loss,
 
   .attention = NULL,
 
