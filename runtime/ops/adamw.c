@@ -75,3 +75,98 @@ int tide_adamw_step_(tide_tensor *param, const tide_tensor *grad, tide_tensor *e
                                param->stride, grad->stride, exp_avg->stride, exp_avg_sq->stride, lr, beta1, beta2, eps,
                                weight_decay, step);
 }
+
+/* ---- the norm of many tensors ------------------------------------------------------- */
+
+/* Writes the p-norm of t into the 0-d dst (t's norm dtype: f64 for f64, else f32), as
+   clip_grad_norm has always taken it: the 2-norm by the backend's norm2, the others through
+   ops (abs/max/min, ne/sum, or |x|^p summed in f64 and its p-th root), rounded once to dst. */
+static int norm_into(const tide_backend *be, const tide_tensor *t, double p, tide_tensor *dst) {
+  int32_t dt = dst->dtype;
+  tide_tensor *x = tide_contiguous_as(t, dt), *a = NULL, *r = NULL, *s = NULL;
+  if (!x) return -1;
+  int rc = -1;
+  if (p == 2) {
+    rc = be->adamw->norm2 ? be->adamw->norm2(dst->data, x->data, x->numel, dt) : tide_not_implemented("multi_norm", be);
+    goto done;
+  }
+  if ((p == INFINITY || p == -INFINITY) && x->numel == 0) {
+    rc = tide_fill_(dst, p == INFINITY ? 0.0 : INFINITY);
+    goto done;
+  }
+  if (p == INFINITY || p == -INFINITY) {
+    if (tide_unary(TIDE_ABS, x, &a) || tide_reduce(p > 0 ? TIDE_MAX : TIDE_MIN, a, -1, 0, &r, NULL)) goto done;
+  } else if (p == 0) {
+    if (tide_binary_scalar(TIDE_NE, x, 0.0, 0, &a) || tide_reduce(TIDE_SUM, a, -1, 0, &r, NULL)) goto done;
+  } else {
+    /* sum |x|^p in f64, then the p-th root (not bit-equal to torch) */
+    tide_tensor *y = NULL;
+    if (dt != TIDE_F64 && tide_cast(x, TIDE_F64, &y)) goto done;
+    if (y) {
+      tide_tensor_release(x);
+      x = y;
+    }
+    if (tide_unary(TIDE_ABS, x, &a)) goto done;
+    if (tide_binary_scalar(TIDE_POW, a, p, 0, &s)) goto done;
+    tide_tensor_release(a);
+    a = NULL;
+    if (tide_reduce(TIDE_SUM, s, -1, 0, &a, NULL) || tide_binary_scalar(TIDE_POW, a, 1.0 / p, 0, &r)) goto done;
+  }
+  rc = tide_copy_into(dst, r);
+done:
+  tide_tensor_release(x);
+  tide_tensor_release(a);
+  tide_tensor_release(r);
+  tide_tensor_release(s);
+  return rc;
+}
+
+int tide_multi_norm(int32_t n, const tide_tensor *const *ts, double p, tide_tensor **out) {
+  const char *op = "multi_norm";
+  if (!out) return tide_fail("%s: out is NULL", op);
+  if (n < 0 || (n > 0 && !ts)) return tide_fail("%s: expected a list of tensors, got %d at %p", op, n, (const void *)ts);
+  if (p != p) return tide_fail("%s: the norm order is NaN", op);
+  char what[48];
+  for (int32_t i = 0; i < n; i++) {
+    snprintf(what, sizeof what, "%s (tensor %d)", op, i + 1);
+    TIDE_TRY(tide_check_handle(ts[i], what));
+  }
+  const tide_backend *be;
+  int32_t dev;
+  TIDE_OP_BACKEND(be, dev, adamw, op, n, ts);
+  int32_t total_dt = TIDE_F32;
+  for (int32_t i = 0; i < n; i++)
+    if (ts[i]->dtype == TIDE_F64) total_dt = TIDE_F64;
+  tide_tensor *res = tide_new_on(dev, total_dt, 0, NULL);
+  if (!res) return -1;
+  if (n == 0) {
+    if (tide_fill_(res, 0.0)) goto fail;
+    *out = res;
+    return 0;
+  }
+  /* the per-tensor norms side by side, each rounded to its own dtype first */
+  int64_t nn = n;
+  tide_tensor *norms = tide_new_on(dev, total_dt, 1, &nn);
+  if (!norms) goto fail;
+  for (int32_t i = 0; i < n; i++) {
+    int32_t dt = ts[i]->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32;
+    tide_tensor *slot = tide_new_view(norms, 0, NULL, NULL, i), *tmp = NULL;
+    int rc = -1;
+    if (slot && dt == total_dt) rc = norm_into(be, ts[i], p, slot);
+    else if (slot && (tmp = tide_new_on(dev, dt, 0, NULL))) rc = norm_into(be, ts[i], p, tmp) || tide_copy_into(slot, tmp);
+    tide_tensor_release(slot);
+    tide_tensor_release(tmp);
+    if (rc) {
+      tide_tensor_release(norms);
+      goto fail;
+    }
+  }
+  int rc = norm_into(be, norms, p, res);
+  tide_tensor_release(norms);
+  if (rc) goto fail;
+  *out = res;
+  return 0;
+fail:
+  tide_tensor_release(res);
+  return -1;
+}
