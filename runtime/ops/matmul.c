@@ -139,14 +139,15 @@ int tide_matmul(const tide_tensor *a, const tide_tensor *b, tide_tensor **out) {
   if (res->numel > 0) {
     operand oa, ob;
     oa.hold = ob.hold = NULL;
-    /* an empty sum (k == 0) reads neither operand: no copies for it */
-    int rc = k == 0 ? 0 : prepare(&oa, a, 1, ct, is_float);
-    if (!rc && k) rc = prepare(&ob, b, 0, ct, is_float);
-    if (!rc && k == 0) {
+    int rc = 0;
+    if (k == 0) {  /* an empty sum reads neither operand: no copies for it */
+      read_matrix(&oa, a, 1);
+      read_matrix(&ob, b, 0);
       oa.trans = ob.trans = TIDE_GEMM_N;
       oa.ld = ob.ld = 1;
-      oa.sr = oa.sc = ob.sr = ob.sc = 0;
-      oa.t = a, ob.t = b;
+    } else {
+      rc = prepare(&oa, a, 1, ct, is_float);
+      if (!rc) rc = prepare(&ob, b, 0, ct, is_float);
     }
     if (!rc) {
       read_batch(&oa, nb, bshape);
