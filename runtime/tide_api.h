@@ -258,6 +258,10 @@ int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const
    p -= lr*wd*p, then moments and the bias-corrected update (step counts from 1). */
 int tide_adamw_step_(tide_tensor *param, const tide_tensor *grad, tide_tensor *exp_avg, tide_tensor *exp_avg_sq,
                      double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step);
+/* The p-norm (p may be +-inf or 0) of the n tensors' own p-norms, in argument order: torch's total norm
+   in clip_grad_norm_. Each norm is taken in its tensor's dtype (f32 for all but f64; the 2-norm in
+   torch's CPU summation order); out is 0-d, f64 when a tensor is f64, else f32 (0 when n is 0). */
+int tide_multi_norm(int32_t n, const tide_tensor *const *ts, double p, tide_tensor **out);
 
 /* safetensors and JSON (runtime/safetensors.c, runtime/json.c) --------------------- */
 

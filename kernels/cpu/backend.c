@@ -4,6 +4,10 @@
 #include "backend.h"
 #include "copy.h"
 #include "fill.h"
+#include "adamw.h"
+#include "matmul.h"
+#include "nn_loss.h"
+#include "nn_embedding.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -30,13 +34,13 @@ const tide_backend tide_cpu_backend = {
 
   .random = NULL,
 
-  .matmul = NULL,
+  .matmul = &tide_cpu_matmul,
 
-  .adamw = NULL,
+  .adamw = &tide_cpu_adamw,
 
-  .embedding = NULL,
+  .embedding = &tide_cpu_embedding,
 
-  .loss = NULL,
+  .loss = &tide_cpu_loss,
 
   .attention = NULL,
 

@@ -21,6 +21,7 @@
 --   get_last_lr()[0] before each of 13 steps
 local T = require 'tide.testing'
 local ffi = require 'ffi'
+local C = require 'tide.C'
 
 local GOLD = {
   adamw_a_param = [[
@@ -439,6 +440,64 @@ T.test('clip_grad_norm reports a NaN total: returned, warned once, or an error',
   T.truthy(said[1]:find('clip_grad_norm: warning: the total gradient norm is nan', 1, true), said[1])
   T.raises(function() tide.optim.clip_grad_norm({ r }, 1.0, { error_if_nonfinite = true }) end,
     'clip_grad_norm: the total norm of order 2 of the gradients is non-finite (nan)')
+end)
+
+T.test('clip_grad_norm: an infinite total is warned about once, the grads still scaled', function()
+  local r = tide.zeros(3)
+  r.grad = tide.tensor({ 1, -math.huge, 2 }, { dtype = 'f32' })
+  local said = {}
+  local real = io.stderr
+  io.stderr = { write = function(_, s) said[#said + 1] = s end }
+  tide.optim.nonfinite_warned = false
+  local ok, total = pcall(tide.optim.clip_grad_norm, { r }, 1.0, { norm_type = 1 })
+  io.stderr = real
+  T.truthy(ok, tostring(total))
+  T.eq(total, math.huge)
+  T.eq(#said, 1)
+  T.truthy(said[1]:find('the total gradient norm is inf', 1, true), said[1])
+  -- torch's factor: max_norm / (inf + 1e-6) = 0, so finite grads become 0 and -inf * 0 NaN
+  local g = r.grad:tolist()
+  T.eq(g[1], 0); T.truthy(g[2] ~= g[2]); T.eq(g[3], 0)
+  T.raises(function() tide.optim.clip_grad_norm({ r }, 1.0, { error_if_nonfinite = true, norm_type = 1 }) end,
+    'clip_grad_norm: the total norm of order 1 of the gradients is non-finite (nan)')
+end)
+
+-- tide_multi_norm, the C op under clip_grad_norm: the norm of per-tensor norms
+local function multi_norm(ts, p)
+  local h = ffi.new('const tide_tensor*[?]', math.max(#ts, 1))
+  for i, t in ipairs(ts) do h[i - 1] = t._c end
+  local out = ffi.new('tide_tensor*[1]')
+  if C.tide_multi_norm(#ts, h, p, out) ~= 0 then error(ffi.string(C.tide_last_error()), 2) end
+  return require('tide.tensor').wrap(out[0])
+end
+
+T.test('tide_multi_norm: dtypes, orders, empty lists and bad arguments', function()
+  local a = tide.tensor({ 3, 4 }, { dtype = 'f32' })
+  local b = tide.tensor({ 12 }, { dtype = 'f64' })
+  local r = multi_norm({ a }, 2)
+  T.eq(r:dtype(), 'f32'); T.eq(r:dim(), 0); T.eq(r:item(), 5)
+  r = multi_norm({ a, b }, 2)
+  T.eq(r:dtype(), 'f64'); T.eq(r:item(), 13)
+  T.eq(multi_norm({ a, b }, math.huge):item(), 12)
+  T.eq(multi_norm({ a, b }, -math.huge):item(), 3)
+  T.eq(multi_norm({ a, b }, 1):item(), 19)
+  T.eq(multi_norm({ a, tide.zeros(3) }, 0):item(), 1)  -- two norms, one of them nonzero
+  T.eq(multi_norm({ tide.tensor({ 3, 4 }, { dtype = 'bf16' }) }, 2):dtype(), 'f32')
+  -- a strided operand reads as its values
+  local s = tide.tensor({ 3, 100, 4, 100 }, { dtype = 'f32' }):view(2, 2):select(2, 1)
+  T.eq(multi_norm({ s }, 2):item(), 5)
+  -- empty tensors and an empty list
+  T.eq(multi_norm({ tide.zeros(0) }, 2):item(), 0)
+  T.eq(multi_norm({ tide.zeros(0) }, math.huge):item(), 0)
+  T.eq(multi_norm({ tide.zeros(0) }, -math.huge):item(), math.huge)
+  r = multi_norm({}, 2)
+  T.eq(r:dtype(), 'f32'); T.eq(r:item(), 0)
+  T.raises(function() multi_norm({ a }, 0 / 0) end, 'multi_norm: the norm order is NaN')
+  local h = ffi.new('const tide_tensor*[2]')
+  h[0] = a._c  -- h[1] stays NULL
+  local out = ffi.new('tide_tensor*[1]')
+  T.eq(C.tide_multi_norm(2, h, 2, out), -1)
+  T.truthy(ffi.string(C.tide_last_error()):find('multi_norm (tensor 2): expected a tensor', 1, true))
 end)
 
 T.test('a scheduler state_dict survives a trip through tide.json', function()

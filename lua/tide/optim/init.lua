@@ -407,89 +407,9 @@ end
 
 -- gradient clipping ------------------------------------------------------------------
 
--- torch's CPU 2-norm of a contiguous float tensor (linalg.vector_norm, the
--- reduce-last-dim kernel of ReduceOpsKernel.cpp as built for AVX2/AVX-512):
--- squares are summed in the tensor's own dtype in 32 bytes of lanes (8 for
--- f32, 4 for f64), each lane in order; the lanes are then added left to
--- right; then the leftover n % lanes elements: for f32 the first four (when
--- there are four or more) as round(b + round(x*x)), the rest, like every
--- f64 leftover, as one fused multiply-add b = fma(x, x, b) (GCC vectorises
--- and contracts that scalar loop); sqrt is rounded to the dtype. Replaying
--- it makes the norm, and so the clip factor, bit-equal to torch's for equal
--- gradients (checked against torch 2.15 for every size up to 25 and larger
--- ones; torch's pre-AVX2 "default" build has no fma in the leftover loop).
-pcall(ffi.cdef, 'double fma(double, double, double); float fmaf(float, float, float);')
-local norm_scratch = {
-  f32 = ffi.new('float[16]'),
-  f64 = ffi.new('double[8]'),
-}
-local function torch_norm2(ptr, n, dt)
-  local a = norm_scratch[dt]
-  local L = dt == 'f32' and 8 or 4
-  for j = 0, 2 * L - 1 do a[j] = 0 end
-  local k = n - n % L
-  if L == 8 then
-    -- storing into the float array rounds each square and each sum to f32
-    for i = 0, k - 1, 8 do
-      a[8] = ptr[i] * ptr[i]; a[9] = ptr[i + 1] * ptr[i + 1]
-      a[10] = ptr[i + 2] * ptr[i + 2]; a[11] = ptr[i + 3] * ptr[i + 3]
-      a[12] = ptr[i + 4] * ptr[i + 4]; a[13] = ptr[i + 5] * ptr[i + 5]
-      a[14] = ptr[i + 6] * ptr[i + 6]; a[15] = ptr[i + 7] * ptr[i + 7]
-      a[0] = a[0] + a[8]; a[1] = a[1] + a[9]; a[2] = a[2] + a[10]; a[3] = a[3] + a[11]
-      a[4] = a[4] + a[12]; a[5] = a[5] + a[13]; a[6] = a[6] + a[14]; a[7] = a[7] + a[15]
-    end
-  else
-    for i = 0, k - 1, 4 do
-      a[0] = a[0] + ptr[i] * ptr[i]; a[1] = a[1] + ptr[i + 1] * ptr[i + 1]
-      a[2] = a[2] + ptr[i + 2] * ptr[i + 2]; a[3] = a[3] + ptr[i + 3] * ptr[i + 3]
-    end
-  end
-  for j = 1, L - 1 do a[0] = a[0] + a[j] end
-  local i = k
-  if L == 8 and n - k >= 4 then
-    for t = k, k + 3 do
-      a[8] = ptr[t] * ptr[t]
-      a[0] = a[0] + a[8]
-    end
-    i = k + 4
-  end
-  local fma = L == 8 and ffi.C.fmaf or ffi.C.fma
-  for t = i, n - 1 do a[0] = fma(ptr[t], ptr[t], a[0]) end
-  a[0] = math.sqrt(a[0])
-  return a[0]
-end
-
+local norm_out = ffi.new('tide_tensor*[1]')
 local f32_box = ffi.new('float[1]')
 local function round_f32(x) f32_box[0] = x; return f32_box[0] end
-
--- The norm_type-norm of t's elements, rounded to t's dtype (f32 for bf16/f16).
-local function tensor_norm(t, norm_type)
-  local dt = t:dtype()
-  if dt ~= 'f32' and dt ~= 'f64' then t = t:to('f32'); dt = 'f32' end
-  if norm_type == 2 then
-    local c = t:contiguous()
-    local ptr = ffi.cast(dt == 'f32' and 'float*' or 'double*', c._c.data)
-    local r = torch_norm2(ptr, c:numel(), dt)
-    local _ = c  -- keep the contiguous copy alive while ptr is read
-    return r, dt
-  end
-  local r
-  if norm_type == math.huge then
-    if t:numel() == 0 then return 0, dt end
-    r = t:abs():max():item()
-  elseif norm_type == -math.huge then
-    if t:numel() == 0 then return math.huge, dt end
-    r = t:abs():min():item()
-  elseif norm_type == 0 then
-    r = t:ne(0):sum():item()
-  else
-    -- sum |x|^p in double, then the p-th root (not bit-equal to torch)
-    local s = t:to('f64'):abs():pow(norm_type):sum():item()
-    r = s ^ (1 / norm_type)
-  end
-  if dt == 'f32' then r = round_f32(r) end
-  return r, dt
-end
 
 -- tide.optim.clip_grad_norm(params, max_norm, {norm_type=2, error_if_nonfinite=false}):
 -- torch.nn.utils.clip_grad_norm_. The total norm is the norm of the
@@ -531,17 +451,16 @@ function M.clip_grad_norm(params, max_norm, opts)
     local list = by_dt[dt]
     list[#list + 1] = g
   end
-  local norms, total_dt = {}, nil
+  local handles, k = ffi.new('const tide_tensor*[?]', #grads), 0
   for _, dt in ipairs(order) do
-    for _, g in ipairs(by_dt[dt]) do
-      local r, ndt = tensor_norm(g, norm_type)
-      norms[#norms + 1] = r
-      if total_dt == nil or ndt == 'f64' then total_dt = ndt end
-    end
+    for _, g in ipairs(by_dt[dt]) do handles[k] = g._c; k = k + 1 end
   end
-  local tide = tide_()
-  local stacked = tide.tensor(norms, { dtype = total_dt })
-  local total = tensor_norm(stacked, norm_type)
+  -- the norm of the per-grad norms (tide_multi_norm: each in its grad's
+  -- dtype, the 2-norm in torch's CPU summation order), read back once
+  local rc = C.tide_multi_norm(k, handles, norm_type, norm_out)
+  if rc ~= 0 then error(ffi.string(C.tide_last_error()), 2) end
+  local total_t = core.wrap(norm_out[0])
+  local total, total_dt = total_t:item(), total_t:dtype()
   if total ~= total or total == math.huge or total == -math.huge then
     if opts.error_if_nonfinite then
       error(("clip_grad_norm: the total norm of order %s of the gradients is non-finite (%s), so it cannot be clipped")

@@ -1,0 +1,32 @@
+/* Matrix-product kernels: a batched GEMM in the terms cuBLAS(Lt) and BLAS use
+   (row-major operands, transpose flags, leading dimensions, batch strides),
+   and an integer product over any strides. The op layer (runtime/ops/matmul.c)
+   applies torch.matmul's rules (1-d operands, broadcast batch dims, dtypes)
+   and hands over operands already in a layout these describe. */
+#ifndef TIDE_KERNELS_MATMUL_H
+#define TIDE_KERNELS_MATMUL_H
+#include "tide.h"
+
+/* op(X) = X (TIDE_GEMM_N) or X^T (TIDE_GEMM_T), X stored row-major. */
+enum { TIDE_GEMM_N = 0, TIDE_GEMM_T = 1 };
+
+struct tide_matmul_kernels {
+  /* C_e = op(A_e) op(B_e) for every entry e of a batch of shape bshape[0..nb) (row-major; nb may be 0),
+     in dtype f32 or f64: op(A) is m x k, op(B) k x n, C_e is m x n row-major, contiguous, at c + e*m*n.
+     A is stored row-major with leading dim lda (transposed when transa), entry e at a + sum_d i_d *
+     a_bstride[d] elements (0 where broadcast); likewise B. m, n, k, lda, ldb <= INT_MAX; m*n*batch > 0;
+     k == 0 writes zeros. */
+  int (*gemm_batched)(void *c, const void *a, const void *b, int32_t dtype, int64_t m, int64_t n, int64_t k,
+                      int32_t transa, int64_t lda, int32_t transb, int64_t ldb, int32_t nb, const int64_t *bshape,
+                      const int64_t *a_bstride, const int64_t *b_bstride);
+  /* The same product in i64 with element strides rows/columns a_sr/a_sc, b_sr/b_sc (any values), summed
+     in 64 bits with wrap-around on overflow. */
+  int (*gemm_batched_i64)(int64_t *c, const int64_t *a, const int64_t *b, int64_t m, int64_t n, int64_t k,
+                          int64_t a_sr, int64_t a_sc, int64_t b_sr, int64_t b_sc, int32_t nb, const int64_t *bshape,
+                          const int64_t *a_bstride, const int64_t *b_bstride);
+};
+
+/* The CPU's (kernels/cpu/matmul.c: OpenBLAS). */
+extern const struct tide_matmul_kernels tide_cpu_matmul;
+
+#endif
