@@ -2,6 +2,9 @@
    same name. A family still NULL here runs through its pre-seam entry points
    until it is moved under the op layer. */
 #include "backend.h"
+#include "cumsum.h"
+#include "reduce.h"
+#include "sort.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -16,11 +19,11 @@ const tide_backend tide_cpu_backend = {
 
   .gelu = NULL,
 
-  .reduce = NULL,
+  .reduce = &tide_cpu_reduce,
 
-  .cumsum = NULL,
+  .cumsum = &tide_cpu_cumsum,
 
-  .sort = NULL,
+  .sort = &tide_cpu_sort,
 
   .index = NULL,
 
