@@ -8,6 +8,9 @@
 #include "matmul.h"
 #include "nn_loss.h"
 #include "nn_embedding.h"
+#include "cumsum.h"
+#include "reduce.h"
+#include "sort.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -22,11 +25,11 @@ const tide_backend tide_cpu_backend = {
 
   .gelu = NULL,
 
-  .reduce = NULL,
+  .reduce = &tide_cpu_reduce,
 
-  .cumsum = NULL,
+  .cumsum = &tide_cpu_cumsum,
 
-  .sort = NULL,
+  .sort = &tide_cpu_sort,
 
   .index = NULL,
 

@@ -2,6 +2,7 @@
    and accumulate in double, so an f32 cumsum is each exact-ish prefix rounded
    once (a little more accurate than torch's f32 running sum); integers and
    bool give i64 with wrapping 64-bit adds, like torch. */
+#include "cumsum.h"
 #include "iter.h"
 #include <stdlib.h>
 
@@ -56,39 +57,16 @@ typedef void (*scan_fn)(const char *, char *, int64_t, int64_t, int64_t);
 static const scan_fn SCANS[TIDE_NUM_DTYPES] = {scan_F32, scan_F64, scan_BF16, scan_F16, scan_I32,
                                                scan_I64, scan_U8, scan_BOOL, scan_U16};
 
-int tide_cumsum(const tide_tensor *a, int32_t dim, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(a, "cumsum"));
-  if (!out) return tide_fail("cumsum: no output slot given");
-  if (!tide_dtype_valid(a->dtype) || a->ndim < 0 || a->ndim > TIDE_MAX_DIMS)
-    return tide_fail("cumsum: corrupt tensor handle (dtype %d, %d dims)", a->dtype, a->ndim);
-  int32_t nd = a->ndim;
-  if (dim < 0 || dim >= (nd ? nd : 1)) {
-    char sb[200];
-    return tide_fail("cumsum: dimension %d out of range for a %d-d tensor of shape %s", dim + 1, nd,
-                     tide_shape_str(sb, sizeof sb, nd, a->shape));
-  }
-  int32_t odt = tide_is_float(a->dtype) ? a->dtype : TIDE_I64;
-  tide_tensor *o = tide_new(odt, nd, a->shape);
-  if (!o) return -1;
-  if (a->numel == 0) {
-    *out = o;
-    return 0;
-  }
-  /* strided inputs are gathered once so the scan sees (outer, R, inner) rows */
-  tide_tensor *src = tide_contiguous_as(a, a->dtype);
-  if (!src) {
-    tide_tensor_release(o);
-    return -1;
-  }
-  int64_t outer = 1, R = nd ? a->shape[dim] : 1, inner = 1;
-  for (int32_t i = 0; i < dim; i++) outer *= a->shape[i];
-  for (int32_t i = dim + 1; i < nd; i++) inner *= a->shape[i];
+/* The scan runs in units of (outer row, column block), spread over threads
+   when the work is large. */
+static int cumsum(void *out, const void *inp, int32_t dtype, int64_t outer, int64_t R, int64_t inner) {
+  int32_t odt = tide_is_float(dtype) ? dtype : TIDE_I64;
   int64_t nch = (inner + SCAN_COLS - 1) / SCAN_COLS, units = outer * nch;
-  int64_t ies = tide_dtype_size(a->dtype), oes = tide_dtype_size(odt);
-  scan_fn fn = SCANS[a->dtype];
-  const char *x = src->data;
-  char *y = o->data;
-  int par = a->numel >= 2 * TIDE_GRAIN && units > 1;
+  int64_t ies = tide_dtype_size(dtype), oes = tide_dtype_size(odt);
+  scan_fn fn = SCANS[dtype];
+  const char *x = inp;
+  char *y = out;
+  int par = outer * R * inner >= 2 * TIDE_GRAIN && units > 1;
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t u = 0; u < units; u++) {
     int64_t ob = u / nch, c0 = (u % nch) * SCAN_COLS;
@@ -96,7 +74,9 @@ int tide_cumsum(const tide_tensor *a, int32_t dim, tide_tensor **out) {
     int64_t off = ob * R * inner + c0;
     fn(x + off * ies, y + off * oes, R, inner, n);
   }
-  tide_tensor_release(src);
-  *out = o;
   return 0;
 }
+
+const struct tide_cumsum_kernels tide_cpu_cumsum = {
+  .cumsum = cumsum,
+};

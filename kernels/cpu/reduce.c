@@ -17,6 +17,7 @@
    order-free updates (NaN first, then the larger value, ties to the lower
    index) so pieces and memory-order walks still give torch's first
    occurrence. */
+#include "reduce.h"
 #include "iter.h"
 #include <stdlib.h>
 #include <string.h>
@@ -614,99 +615,56 @@ static int col_mode(const plan_t *p, int32_t v, int nthreads) {
 
 /* ---- entry point ------------------------------------------------------------ */
 
-static const char *const OP_NAMES[TIDE_NUM_REDUCE] = {"sum", "mean", "max", "min", "argmax", "argmin", "prod"};
-
-int tide_reduce(int32_t op, const tide_tensor *a, int32_t dim, int32_t keepdim, tide_tensor **out, tide_tensor **indices) {
-  if (op < 0 || op >= TIDE_NUM_REDUCE) return tide_fail("reduce: invalid op code %d", op);
-  const char *name = OP_NAMES[op];
-  TIDE_TRY(tide_check_tensor(a, name));
-  if (!out) return tide_fail("%s: no output slot given", name);
-  if (!tide_dtype_valid(a->dtype) || a->ndim < 0 || a->ndim > TIDE_MAX_DIMS)
-    return tide_fail("%s: corrupt tensor handle (dtype %d, %d dims)", name, a->dtype, a->ndim);
-  if (indices) *indices = NULL;
-  char sb[200];
-  int32_t nd = a->ndim;
-  if (dim >= (nd ? nd : 1))
-    return tide_fail("%s: dimension %d out of range for a %d-d tensor of shape %s", name, dim + 1, nd,
-                     tide_shape_str(sb, sizeof sb, nd, a->shape));
+/* Plans the walk (run or column mode, dims merged and ordered for memory)
+   and runs it; the op layer has checked the operand and made the outputs. */
+static int reduce(void *outp, int64_t *indices, const void *inp, int32_t op, int32_t dtype, int32_t odt, int32_t nd,
+                  const int64_t *shape, const int64_t *stride, int32_t dim) {
   int all = dim < 0 || nd == 0;
-  int isf = tide_is_float(a->dtype);
+  int isf = tide_is_float(dtype);
   int is_arg = op == TIDE_ARGMAX || op == TIDE_ARGMIN;
-  int is_mm = op == TIDE_MAX || op == TIDE_MIN;
-  int32_t odt;
-  switch (op) {
-    case TIDE_SUM: case TIDE_PROD: odt = isf ? a->dtype : TIDE_I64; break;
-    case TIDE_MEAN: odt = isf ? a->dtype : TIDE_F32; break;  /* torch refuses integer means; f32 is the convenient answer */
-    case TIDE_MAX: case TIDE_MIN: odt = a->dtype; break;
-    default: odt = TIDE_I64; break;
-  }
-
-  /* output shape */
-  int32_t ond = 0;
-  int64_t oshape[TIDE_MAX_DIMS];
-  if (all) {
-    if (keepdim) for (int32_t i = 0; i < nd; i++) oshape[ond++] = 1;
-  } else {
-    for (int32_t i = 0; i < nd; i++) {
-      if (i != dim) oshape[ond++] = a->shape[i];
-      else if (keepdim) oshape[ond++] = 1;
-    }
-  }
-  int64_t R = all ? a->numel : a->shape[dim];
+  int64_t numel = 1;
+  for (int32_t i = 0; i < nd; i++) numel *= shape[i];
+  int64_t R = all ? numel : shape[dim];
   int64_t M = 1;
   if (!all)
-    for (int32_t i = 0; i < nd; i++) if (i != dim) M *= a->shape[i];
-  if (R == 0 && M > 0 && (is_mm || is_arg)) {
-    if (all)
-      return tide_fail("%s: cannot reduce over an empty dimension of size 0: the tensor of shape %s has no elements "
-                       "(sum and mean of nothing are defined, %s is not)", name, tide_shape_str(sb, sizeof sb, nd, a->shape), name);
-    return tide_fail("%s: cannot reduce over an empty dimension of size 0 (dimension %d of a tensor of shape %s)",
-                     name, dim + 1, tide_shape_str(sb, sizeof sb, nd, a->shape));
-  }
-
-  tide_tensor *o = tide_new(odt, ond, oshape);
-  if (!o) return -1;
-  tide_tensor *ix = NULL;
-  if (indices && is_mm && dim >= 0) {  /* a 0-d tensor's one element is at index 0 */
-    ix = tide_new(TIDE_I64, ond, oshape);
-    if (!ix) { tide_tensor_release(o); return -1; }
-  }
+    for (int32_t i = 0; i < nd; i++) if (i != dim) M *= shape[i];
 
   plan_t p;
   memset(&p, 0, sizeof p);
   p.op = op;
   p.kind = (op == TIDE_SUM || op == TIDE_MEAN) ? K_SUM : op == TIDE_PROD ? K_PROD
          : op == TIDE_ARGMAX ? K_MAX : op == TIDE_ARGMIN ? K_MIN
-         : op == TIDE_MAX ? (ix ? K_MAX : K_MAXV) : (ix ? K_MIN : K_MINV);
-  p.dt = a->dtype;
+         : op == TIDE_MAX ? (indices ? K_MAX : K_MAXV) : (indices ? K_MIN : K_MINV);
+  p.dt = dtype;
   p.odt = odt;
   p.isf = isf;
   p.oes = tide_dtype_size(odt);
-  p.in = a->data;
-  p.out = o->data;
-  p.idx = ix ? (int64_t *)ix->data : NULL;
+  p.in = inp;
+  p.out = outp;
+  p.idx = indices;
   p.run = RUN[p.kind][p.dt];
   p.col = COL[p.kind][p.dt];
   p.rnumel = R;
   p.onumel = M;
-  int64_t es = tide_dtype_size(a->dtype);
+  int64_t es = tide_dtype_size(dtype);
 
   if (all) {
     /* Any traversal order gives the same answer (the updates are order-free),
        so walk memory in address order: sort dims by stride, largest first,
        then merge dims that are contiguous in one another. */
     int64_t logical[TIDE_MAX_DIMS];
-    tide_contiguous_strides(nd, a->shape, logical);
+    int64_t lstep = 1;  /* row-major strides: argmax reports flat indices */
+    for (int32_t i = nd - 1; i >= 0; i--) { logical[i] = lstep; lstep *= shape[i] > 0 ? shape[i] : 1; }
     int32_t n = 0;
     for (int32_t i = 0; i < nd; i++) {
-      if (a->shape[i] == 1) continue;
-      int64_t s = a->stride[i] * es, as = s < 0 ? -s : s;
+      if (shape[i] == 1) continue;
+      int64_t s = stride[i] * es, as = s < 0 ? -s : s;
       int32_t k = n++;
       while (k > 0 && (p.rstride[k - 1] < 0 ? -p.rstride[k - 1] : p.rstride[k - 1]) < as) {
         p.rshape[k] = p.rshape[k - 1]; p.rstride[k] = p.rstride[k - 1]; p.rlog[k] = p.rlog[k - 1];
         k--;
       }
-      p.rshape[k] = a->shape[i]; p.rstride[k] = s; p.rlog[k] = logical[i];
+      p.rshape[k] = shape[i]; p.rstride[k] = s; p.rlog[k] = logical[i];
     }
     int32_t m = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -726,15 +684,15 @@ int tide_reduce(int32_t op, const tide_tensor *a, int32_t dim, int32_t keepdim, 
   } else {
     p.rnd = 1;
     p.rshape[0] = R;
-    p.rstride[0] = a->stride[dim] * es;
+    p.rstride[0] = stride[dim] * es;
     p.rlog[0] = 1;
     /* output dims in order, without size 1, merged where contiguous in the input */
     int32_t m = 0;
     int64_t ost = 1;
     int64_t osz[TIDE_MAX_DIMS], ois[TIDE_MAX_DIMS];
     for (int32_t i = 0; i < nd; i++) {
-      if (i == dim || a->shape[i] == 1) continue;
-      osz[m] = a->shape[i]; ois[m] = a->stride[i] * es; m++;
+      if (i == dim || shape[i] == 1) continue;
+      osz[m] = shape[i]; ois[m] = stride[i] * es; m++;
     }
     int32_t q = 0;
     for (int32_t i = 0; i < m; i++) {
@@ -751,7 +709,7 @@ int tide_reduce(int32_t op, const tide_tensor *a, int32_t dim, int32_t keepdim, 
 
   int rc = 0;
   if (M > 0) {
-    int nthreads = pick_threads(a->numel > M ? a->numel : M);
+    int nthreads = pick_threads(numel > M ? numel : M);
     /* column mode: an output dim lies closer in memory than the reduced one,
        or the reduction is so short that per-output calls would dominate */
     int32_t v = -1;
@@ -766,12 +724,9 @@ int tide_reduce(int32_t op, const tide_tensor *a, int32_t dim, int32_t keepdim, 
     }
     rc = v >= 0 ? col_mode(&p, v, nthreads) : run_mode(&p, nthreads);
   }
-  if (rc) {
-    tide_tensor_release(o);
-    tide_tensor_release(ix);
-    return rc;
-  }
-  *out = o;
-  if (indices && ix) *indices = ix;
-  return 0;
+  return rc;
 }
+
+const struct tide_reduce_kernels tide_cpu_reduce = {
+  .reduce = reduce,
+};

@@ -5,6 +5,7 @@
    flips the key bits. Rows are independent and spread over OpenMP threads.
    Values are copied from the input bytes at the chosen positions, so they are
    exact whatever the dtype. */
+#include "sort.h"
 #include "iter.h"
 #include <stdlib.h>
 #include <string.h>
@@ -206,31 +207,26 @@ static inline int thread_id(void) {
 #endif
 }
 
-/* Shared body of sort (k = size along dim, full sort) and topk. */
-static int order(const tide_tensor *a, int32_t dim, int64_t k, int32_t flip, int topk, tide_tensor **values, tide_tensor **indices,
-                 const char *what) {
+/* Shared body of sort (k = size along dim, full sort) and topk: values and
+   indices are contiguous with inp's shape, dim of size k. */
+static int order(void *values, int64_t *indices, const char *inp, int32_t dtype, int32_t ndim, const int64_t *ashape,
+                 const int64_t *astrides, int32_t dim, int64_t k, int32_t flip, int topk, const char *what) {
   /* a 0-d tensor orders as one element along dimension 1 */
-  int32_t nd = a->ndim ? a->ndim : 1;
+  int32_t nd = ndim ? ndim : 1;
   int64_t shape[TIDE_MAX_DIMS] = {0}, astride[TIDE_MAX_DIMS] = {0}, oshape[TIDE_MAX_DIMS] = {0}, ostride[TIDE_MAX_DIMS] = {0};
   for (int32_t i = 0; i < nd; i++) {
-    shape[i] = oshape[i] = a->ndim ? a->shape[i] : 1;
-    astride[i] = a->ndim ? a->stride[i] : 0;
+    shape[i] = oshape[i] = ndim ? ashape[i] : 1;
+    astride[i] = ndim ? astrides[i] : 0;
   }
   int64_t len = shape[dim];
   oshape[dim] = k;
-  int32_t ond = a->ndim || k != 1 ? nd : 0;
-  tide_tensor *v = tide_new(a->dtype, ond, oshape);
-  tide_tensor *ix = v ? tide_new(TIDE_I64, ond, oshape) : NULL;
-  if (!ix) {
-    tide_tensor_release(v);
-    return -1;
-  }
-  tide_contiguous_strides(nd, oshape, ostride);
+  int64_t os = 1;  /* row-major strides of the outputs */
+  for (int32_t i = nd - 1; i >= 0; i--) { ostride[i] = os; os *= oshape[i] > 0 ? oshape[i] : 1; }
   int64_t rows = 1;
   for (int32_t i = 0; i < nd; i++)
     if (i != dim) rows *= shape[i];
   if (rows > 0 && k > 0) {
-    order_cfg c = {a->dtype, tide_dtype_size(a->dtype), flip ? UINT64_MAX : 0, len, k, topk && k * 8 <= len};
+    order_cfg c = {dtype, tide_dtype_size(dtype), flip ? UINT64_MAX : 0, len, k, topk && k * 8 <= len};
     int64_t per = c.use_heap ? k : 2 * len;
     int nt = 1;
 #ifdef _OPENMP
@@ -239,51 +235,39 @@ static int order(const tide_tensor *a, int32_t dim, int64_t k, int32_t flip, int
       if (rows < nt) nt = (int)rows;
     }
 #endif
-    if (per > INT64_MAX / 16 / nt) {
-      tide_tensor_release(v);
-      tide_tensor_release(ix);
+    if (per > INT64_MAX / 16 / nt)
       return tide_fail("%s: dimension %d of size %lld is too large", what, dim + 1, (long long)len);
-    }
     sort_pair *scratch = malloc((size_t)(per * nt) * sizeof *scratch);
-    if (!scratch) {
-      tide_tensor_release(v);
-      tide_tensor_release(ix);
-      return tide_fail("%s: out of memory for %lld sort entries", what, (long long)(per * nt));
-    }
+    if (!scratch) return tide_fail("%s: out of memory for %lld sort entries", what, (long long)(per * nt));
     int64_t sstep = astride[dim] * c.es, ostep = ostride[dim];
-    char *vdata = v->data;
-    int64_t *idata = (int64_t *)ix->data;
+    char *vdata = values;
+    int64_t *idata = indices;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
       sort_pair *buf = scratch + per * thread_id();
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < rows; r++) {
         int64_t ao = row_offset(r, nd, shape, astride, dim), oo = row_offset(r, nd, oshape, ostride, dim);
-        order_row(a->data + ao * c.es, sstep, vdata + oo * c.es, idata + oo, ostep, &c, buf);
+        order_row(inp + ao * c.es, sstep, vdata + oo * c.es, idata + oo, ostep, &c, buf);
       }
     }
     free(scratch);
   }
-  *values = v;
-  *indices = ix;
   return 0;
 }
 
-int tide_sort(const tide_tensor *a, int32_t dim, int32_t descending, tide_tensor **values, tide_tensor **indices) {
-  TIDE_TRY(tide_check_tensor(a, "sort"));
-  TIDE_TRY(tide_check_dim(a, dim, "sort"));
-  int64_t len = a->ndim ? a->shape[dim] : 1;
-  return order(a, dim, len, descending != 0, 0, values, indices, "sort");
+static int sort(void *values, int64_t *indices, const void *inp, int32_t dtype, int32_t ndim, const int64_t *shape,
+                const int64_t *stride, int32_t dim, int32_t descending) {
+  int64_t len = ndim ? shape[dim] : 1;
+  return order(values, indices, inp, dtype, ndim, shape, stride, dim, len, descending != 0, 0, "sort");
 }
 
-int tide_topk(const tide_tensor *a, int64_t k, int32_t dim, int32_t largest, int32_t sorted, tide_tensor **values, tide_tensor **indices) {
-  TIDE_TRY(tide_check_tensor(a, "topk"));
-  TIDE_TRY(tide_check_dim(a, dim, "topk"));
-  int64_t len = a->ndim ? a->shape[dim] : 1;
-  if (k < 0 || k > len)
-    return tide_fail("topk: k = %lld is out of range for dimension %d of size %lld (expected 0..%lld)", (long long)k, dim + 1,
-                     (long long)len, (long long)len);
-  /* results always come in order: `sorted` = 0 only allows any order */
-  (void)sorted;
-  return order(a, dim, k, largest != 0, 1, values, indices, "topk");
+static int topk(void *values, int64_t *indices, const void *inp, int32_t dtype, int32_t ndim, const int64_t *shape,
+                const int64_t *stride, int32_t dim, int64_t k, int32_t largest) {
+  return order(values, indices, inp, dtype, ndim, shape, stride, dim, k, largest != 0, 1, "topk");
 }
+
+const struct tide_sort_kernels tide_cpu_sort = {
+  .sort = sort,
+  .topk = topk,
+};
