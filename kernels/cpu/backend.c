@@ -2,6 +2,9 @@
    same name. A family still NULL here runs through its pre-seam entry points
    until it is moved under the op layer. */
 #include "backend.h"
+#include "unary.h"
+#include "binary.h"
+#include "nn_gelu.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -10,11 +13,11 @@ const tide_backend tide_cpu_backend = {
 
   .copy = NULL,
 
-  .unary = NULL,
+  .unary = &tide_cpu_unary,
 
-  .binary = NULL,
+  .binary = &tide_cpu_binary,
 
-  .gelu = NULL,
+  .gelu = &tide_cpu_gelu,
 
   .reduce = NULL,
 
