@@ -11,6 +11,9 @@
 #include "cumsum.h"
 #include "reduce.h"
 #include "sort.h"
+#include "unary.h"
+#include "binary.h"
+#include "nn_gelu.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -19,11 +22,11 @@ const tide_backend tide_cpu_backend = {
 
   .copy = &tide_cpu_copy,
 
-  .unary = NULL,
+  .unary = &tide_cpu_unary,
 
-  .binary = NULL,
+  .binary = &tide_cpu_binary,
 
-  .gelu = NULL,
+  .gelu = &tide_cpu_gelu,
 
   .reduce = &tide_cpu_reduce,
 

@@ -1,12 +1,10 @@
-/* Elementwise binary ops (tensor with tensor, or with a number on either
-   side, fresh or in place), where, and the shared driver of all elementwise
-   kernels. The macros below generate one loop per (op, compute type); the op
-   and dtype are chosen once per call from a table, never per element. */
+/* The CPU's binary kernels (kernels/binary.h): elementwise binary ops, the
+   integer operand check and where. The macros below generate one loop per
+   (op, compute type); the op and dtype are chosen once per call from a
+   table, never per element. */
+#include "binary.h"
 #include "pw_loops.h"
-#include "../../runtime/ops/pointwise.h" /* until this family moves under the op layer */
 #include <stdatomic.h>
-#include <stdio.h>
-#include <string.h>
 
 /* per-element operations ----------------------------------------------------- */
 
@@ -130,54 +128,19 @@ static const tide_loop_fn bin_loops[TIDE_NUM_BINARY][PW_NUM_CT] = {
   [TIDE_XOR] = ROW(xor), [TIDE_FMOD] = ROW(fmod),
 };
 
-/* op names for messages: [0] out of place, [1] in place (trailing _),
-   spelled out so the success path formats nothing */
-static const char *const bin_names[2][TIDE_NUM_BINARY] = {
-  {
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
-    "logical_and", "logical_or", "logical_xor", "fmod",
-  },
-  {
-    "add_", "sub_", "mul_", "div_", "pow_", "maximum_", "minimum_", "eq_", "ne_", "lt_", "le_",
-    "gt_", "ge_", "logical_and_", "logical_or_", "logical_xor_", "fmod_",
-  },
-};
-
 /* Comparisons and logical ops: their result is bool whatever the inputs. */
 static int is_predicate(int32_t op) { return op >= TIDE_EQ && op <= TIDE_XOR; }
 
-/* A Lua number as a 0-d tensor that lives on the caller's stack: a small op
-   called in a loop from Lua should not pay heap allocations for its scalar.
-   Its refcount starts at 1 and only balanced retain/release pairs touch it. */
-typedef struct {
-  tide_storage storage;
-  tide_tensor t;
-  union { float f32; double f64; int32_t i32; int64_t i64; uint8_t u8; } v;
-} scalar_tensor;
-
-/* Sets up sc as a 0-d tensor of compute dtype cd holding s; integers wrap
-   like a C cast from int64, so u8 + -1 subtracts one as in PyTorch. */
-static tide_tensor *scalar_init(scalar_tensor *sc, int32_t cd, double s) {
-  memset(sc, 0, sizeof *sc);
-  uint64_t u = (uint64_t)tide_f64_to_i64(s);
-  switch (cd) {
-    case TIDE_F32: sc->v.f32 = (float)s; break;
-    case TIDE_F64: sc->v.f64 = s; break;
-    case TIDE_I32: sc->v.i32 = (int32_t)(uint32_t)u; break;
-    case TIDE_I64: sc->v.i64 = (int64_t)u; break;
-    default: sc->v.u8 = (uint8_t)u; break;
-  }
-  sc->storage.data = (char *)&sc->v;
-  sc->storage.nbytes = sizeof sc->v;
-  sc->storage.refcount = 1;
-  sc->storage.device = -1;
-  sc->t.storage = &sc->storage;
-  sc->t.data = (char *)&sc->v;
-  sc->t.numel = 1;
-  sc->t.dtype = cd;
-  sc->t.device = -1;
-  sc->t.refcount = 1;
-  return &sc->t;
+static int binary(int32_t op, int32_t cd, int32_t ndim, const int64_t *shape, void *out, const int64_t *out_stride,
+                  const void *a, const int64_t *a_stride, const void *b, const int64_t *b_stride) {
+  tide_loop_fn fn = op >= 0 && op < TIDE_NUM_BINARY ? bin_loops[op][pw_ct(cd)] : NULL;
+  if (!fn) return tide_fail("binary kernel: no loop for op %d in %s", op, tide_dtype_name(cd));
+  int64_t e = pw_size(cd);
+  char *data[3] = {out, (char *)a, (char *)b};
+  const int64_t *st[3] = {out_stride, a_stride, b_stride};
+  const int64_t es[3] = {is_predicate(op) ? 1 : e, e, e};
+  pw_run(fn, NULL, ndim, shape, 3, data, st, es);
+  return 0;
 }
 
 /* integer edge cases -------------------------------------------------------------- */
@@ -212,119 +175,16 @@ static void scan_loop(char **p, const int64_t *st, int64_t n, void *vctx) {
 }
 
 /* Integer fmod by zero and negative integer powers have no integer answer:
-   they fail before anything is written, naming the op. */
-static int check_integer_operand(int32_t op, const tide_tensor *b, int32_t cd, const char *name) {
-  if (tide_is_float(cd) || (op != TIDE_FMOD && op != TIDE_POW)) return 0;
-  scan_ctx c = {cd, op == TIDE_POW, 0};
-  const tide_tensor *ops[1] = {b};
-  tide_iter it;
-  tide_iter_init(&it, b->ndim, b->shape, 1, ops);
-  tide_iter_run(&it, scan_loop, &c, TIDE_GRAIN);
-  if (!atomic_load(&c.found)) return 0;
-  if (op == TIDE_FMOD) return tide_fail("%s: integer division by zero (a divisor is 0)", name);
-  return tide_fail("%s: integers to negative integer powers are not allowed (an exponent is negative); "
-                   "use a float tensor", name);
-}
-
-/* entry points --------------------------------------------------------------------- */
-
-/* Result dtype (out) and compute dtype of op for operands promoted to p. */
-static void binary_types(int32_t op, int32_t p, int32_t *od, int32_t *cd) {
-  if (is_predicate(op)) {
-    *od = TIDE_BOOL;
-    *cd = pw_compute_dtype(p);
-    return;
-  }
-  if (op == TIDE_DIV && !tide_is_float(p)) p = TIDE_F32;  /* true division, as in PyTorch */
-  *od = p;
-  *cd = pw_compute_dtype(p);
-}
-
-/* Shared body: a OP b where either may be a 0-d scalar tensor, p is their
-   promoted dtype, dst the in-place target (NULL: a fresh result in *out).
-   Bool arithmetic follows PyTorch: add/mul/maximum/minimum/pow/fmod of two
-   bools are computed in u8 and stored as bool (so add is a logical or), sub
-   of two bools is an error, div gives f32. */
-static int binary_core(int32_t op, const tide_tensor *a, const tide_tensor *b, int32_t p, tide_tensor *dst,
-                       tide_tensor **out, const char *name) {
-  int32_t nd, od, cd;
-  int64_t shape[TIDE_MAX_DIMS];
-  TIDE_TRY(tide_broadcast_shapes(a->ndim, a->shape, b->ndim, b->shape, &nd, shape, name));
-  if (dst && (nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * (size_t)nd))) {
-    char sd[160], sr[160];
-    return tide_fail("%s: the in-place target of shape %s cannot hold the broadcast result of shape %s", name,
-                     tide_shape_str(sd, sizeof sd, dst->ndim, dst->shape), tide_shape_str(sr, sizeof sr, nd, shape));
-  }
-  if (dst) TIDE_TRY(tide_pw_check_writable(dst, name));
-  if (op == TIDE_SUB && p == TIDE_BOOL)
-    return tide_fail("%s: subtracting bool tensors is not supported; use logical_xor", name);
-  binary_types(op, p, &od, &cd);
-  tide_tensor *ca = NULL, *cb = NULL, *res = NULL;
-  int rc = -1;
-  if (!(ca = tide_pw_operand(a, cd)) || !(cb = tide_pw_operand(b, cd))) goto done;
-  if (tide_shape_numel(nd, shape, name) > 0 && check_integer_operand(op, cb, cd, name)) goto done;
-  if (!(res = dst ? dst : tide_new(od, nd, shape))) goto done;
-  const tide_tensor *ins[2] = {ca, cb};
-  rc = tide_pw_run(bin_loops[op][pw_ct(cd)], NULL, is_predicate(op) ? TIDE_BOOL : cd, res, nd, shape, 2, ins);
-  if (!dst) {
-    if (rc == 0) *out = res;
-    else tide_tensor_release(res);
-  }
-done:
-  tide_tensor_release(ca);
-  tide_tensor_release(cb);
-  return rc;
-}
-
-/* Checks the op code and writes the op's name (with a trailing _ for in-place forms). */
-static int binary_name(int32_t op, int inplace, const char **name) {
-  if (op < 0 || op >= TIDE_NUM_BINARY) return tide_fail("binary op: invalid op code %d", op);
-  *name = bin_names[inplace][op];
+   the op layer asks before anything is written. */
+static int find_zero_or_negative(int32_t cd, int32_t negative, int32_t ndim, const int64_t *shape, const void *x,
+                                 const int64_t *x_stride, int32_t *found) {
+  scan_ctx c = {cd, negative != 0, 0};
+  char *data[1] = {(char *)x};
+  const int64_t *st[1] = {x_stride};
+  const int64_t es[1] = {pw_size(cd)};
+  pw_run(scan_loop, &c, ndim, shape, 1, data, st, es);
+  *found = atomic_load(&c.found) != 0;
   return 0;
-}
-
-int tide_binary(int32_t op, const tide_tensor *a, const tide_tensor *b, tide_tensor **out) {
-  const char *name = NULL;
-  TIDE_TRY(binary_name(op, 0, &name));
-  TIDE_TRY(tide_check_tensor(a, name));
-  TIDE_TRY(tide_check_tensor(b, name));
-  return binary_core(op, a, b, tide_pw_result_type(a, b), NULL, out, name);
-}
-
-/* The result is computed in the promoted dtype, then stored into a's dtype. */
-int tide_binary_(int32_t op, tide_tensor *a, const tide_tensor *b) {
-  const char *name = NULL;
-  TIDE_TRY(binary_name(op, 1, &name));
-  TIDE_TRY(tide_check_tensor(a, name));
-  TIDE_TRY(tide_check_tensor(b, name));
-  tide_bump_version(a);
-  return binary_core(op, a, b, tide_pw_result_type(a, b), a, NULL, name);
-}
-
-/* The scalar becomes a 0-d tensor of the compute dtype, which the loops
-   read with stride 0, so scalar forms share the tensor loops' fast paths. */
-static int binary_scalar(int32_t op, tide_tensor *a, double s, int scalar_first, tide_tensor *dst, tide_tensor **out,
-                         const char *name) {
-  int32_t p = pw_scalar_result(a->dtype, s), od, cd;
-  binary_types(op, p, &od, &cd);
-  scalar_tensor sc;
-  tide_tensor *st = scalar_init(&sc, cd, s);
-  return scalar_first ? binary_core(op, st, a, p, dst, out, name) : binary_core(op, a, st, p, dst, out, name);
-}
-
-int tide_binary_scalar(int32_t op, const tide_tensor *a, double s, int32_t scalar_first, tide_tensor **out) {
-  const char *name = NULL;
-  TIDE_TRY(binary_name(op, 0, &name));
-  TIDE_TRY(tide_check_tensor(a, name));
-  return binary_scalar(op, (tide_tensor *)a, s, scalar_first, NULL, out, name);
-}
-
-int tide_binary_scalar_(int32_t op, tide_tensor *a, double s) {
-  const char *name = NULL;
-  TIDE_TRY(binary_name(op, 1, &name));
-  TIDE_TRY(tide_check_tensor(a, name));
-  tide_bump_version(a);
-  return binary_scalar(op, a, s, 0, a, NULL, name);
 }
 
 /* where ---------------------------------------------------------------------------- */
@@ -350,40 +210,26 @@ WLOOP(2, uint16_t)
 WLOOP(4, uint32_t)
 WLOOP(8, uint64_t)
 
-int tide_where(const tide_tensor *cond, const tide_tensor *a, const tide_tensor *b, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(cond, "where"));
-  TIDE_TRY(tide_check_tensor(a, "where"));
-  TIDE_TRY(tide_check_tensor(b, "where"));
-  int32_t nd1, nd;
-  int64_t s1[TIDE_MAX_DIMS], shape[TIDE_MAX_DIMS];
-  TIDE_TRY(tide_broadcast_shapes(cond->ndim, cond->shape, a->ndim, a->shape, &nd1, s1, "where"));
-  TIDE_TRY(tide_broadcast_shapes(nd1, s1, b->ndim, b->shape, &nd, shape, "where"));
-  int32_t od = tide_pw_result_type(a, b);
-  tide_tensor *cc = NULL, *ca = NULL, *cb = NULL, *res = NULL;
-  int rc = -1;
-  /* any dtype is a condition: nonzero (NaN included) is true */
-  if (cond->dtype == TIDE_BOOL || cond->dtype == TIDE_U8) {
-    tide_tensor_retain((tide_tensor *)cond);
-    cc = (tide_tensor *)cond;
-  } else if (!(cc = tide_contiguous_as(cond, TIDE_BOOL))) {
-    goto done;
-  }
-  if (!(ca = tide_pw_operand(a, od)) || !(cb = tide_pw_operand(b, od))) goto done;
-  if (!(res = tide_new(od, nd, shape))) goto done;
+static int where(int32_t dtype, int32_t ndim, const int64_t *shape, void *out, const int64_t *out_stride,
+                 const void *cond, const int64_t *cond_stride, const void *a, const int64_t *a_stride, const void *b,
+                 const int64_t *b_stride) {
+  int64_t e = tide_dtype_size(dtype);
   tide_loop_fn fn;
-  switch (tide_dtype_size(od)) {
+  switch (e) {
     case 1: fn = where_1_loop; break;
     case 2: fn = where_2_loop; break;
     case 4: fn = where_4_loop; break;
     default: fn = where_8_loop; break;
   }
-  const tide_tensor *ins[3] = {cc, ca, cb};
-  rc = tide_pw_run(fn, NULL, od, res, nd, shape, 3, ins);
-  if (rc == 0) *out = res;
-  else tide_tensor_release(res);
-done:
-  tide_tensor_release(cc);
-  tide_tensor_release(ca);
-  tide_tensor_release(cb);
-  return rc;
+  char *data[4] = {out, (char *)cond, (char *)a, (char *)b};
+  const int64_t *st[4] = {out_stride, cond_stride, a_stride, b_stride};
+  const int64_t es[4] = {e, 1, e, e};
+  pw_run(fn, NULL, ndim, shape, 4, data, st, es);
+  return 0;
 }
+
+const struct tide_binary_kernels tide_cpu_binary = {
+  .binary = binary,
+  .find_zero_or_negative = find_zero_or_negative,
+  .where = where,
+};

@@ -1,5 +1,6 @@
-/* Gradient of the tanh-approximated GELU (the forward is TIDE_GELU in
-   unary.c): with u = k (x + 0.044715 x^3), k = sqrt(2/pi), t = tanh(u),
+/* The CPU's gelu kernel (kernels/nn_gelu.h): the gradient of the
+   tanh-approximated GELU (the forward is TIDE_GELU in unary.c). With
+   u = k (x + 0.044715 x^3), k = sqrt(2/pi), t = tanh(u),
      gelu(x)  = 0.5 x (1 + t)
      gelu'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 * 0.044715 x^2),
    the same arrangement as PyTorch's GeluBackward (so x = +-inf gives NaN as
@@ -7,10 +8,9 @@
    are computed directly from one exp (vmath.h's vectorised tide_expf for
    f32, libm for f64), accurate to a few ulp even where t is within 1e-7 of
    -1 or 1; PyTorch forms them from tanh(u) and loses that accuracy. */
+#include "nn_gelu.h"
 #include "pw_loops.h"
-#include "../../runtime/ops/pointwise.h" /* until this family moves under the op layer */
 #include "vmath.h"
-#include <string.h>
 
 #define GELU_K 0.7978845608028654   /* sqrt(2/pi) */
 #define GELU_C 0.044715
@@ -54,36 +54,17 @@ ONE_PM_TANH(double, exp_f64)
 GELU_BWD_LOOP(float, f32)
 GELU_BWD_LOOP(double, f64)
 
-/* dx takes the dtype dout and x promote to. */
-int tide_gelu_backward(const tide_tensor *dout, const tide_tensor *x, tide_tensor **dx) {
-  const char *op = "gelu_backward";
-  if (!dout) return tide_fail("%s: dout is NULL (expected a tensor)", op);
-  if (!x) return tide_fail("%s: x is NULL (expected a tensor)", op);
-  if (!dx) return tide_fail("%s: dx is NULL", op);
-  TIDE_TRY(tide_check_tensor(dout, op));
-  TIDE_TRY(tide_check_tensor(x, op));
-  if (!tide_is_float(dout->dtype) || !tide_is_float(x->dtype))
-    return tide_fail("%s: dout and x must be float tensors (f32, f64, bf16 or f16), got %s and %s", op,
-                     tide_dtype_name(dout->dtype), tide_dtype_name(x->dtype));
-  if (dout->ndim != x->ndim || memcmp(dout->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim)) {
-    char b1[160], b2[160];
-    return tide_fail("%s: dout of shape %s does not match x of shape %s", op, tide_shape_str(b1, sizeof b1, dout->ndim, dout->shape),
-                     tide_shape_str(b2, sizeof b2, x->ndim, x->shape));
-  }
-  int32_t rd = tide_promote_types(dout->dtype, x->dtype), cd = rd == TIDE_F64 ? TIDE_F64 : TIDE_F32;
-  tide_tensor *dyc = tide_pw_operand(dout, cd), *xc = NULL, *res = NULL;
-  int rc = -1;
-  if (!dyc) return -1;
-  if (!(xc = tide_pw_operand(x, cd)) || !(res = tide_new(rd, x->ndim, x->shape))) goto done;
-  const tide_tensor *ins[2] = {dyc, xc};
-  rc = tide_pw_run(cd == TIDE_F32 ? gelu_bwd_f32 : gelu_bwd_f64, NULL, cd, res, x->ndim, x->shape, 2, ins);
-  if (rc == 0) {
-    *dx = res;
-    res = NULL;
-  }
-done:
-  tide_tensor_release(dyc);
-  tide_tensor_release(xc);
-  tide_tensor_release(res);
-  return rc;
+static int gelu_backward(int32_t cd, int32_t ndim, const int64_t *shape, void *dx, const int64_t *dx_stride,
+                         const void *dout, const int64_t *dout_stride, const void *x, const int64_t *x_stride) {
+  if (cd != TIDE_F32 && cd != TIDE_F64) return tide_fail("gelu_backward kernel: no loop for %s", tide_dtype_name(cd));
+  int64_t e = pw_size(cd);
+  char *data[3] = {dx, (char *)dout, (char *)x};
+  const int64_t *st[3] = {dx_stride, dout_stride, x_stride};
+  const int64_t es[3] = {e, e, e};
+  pw_run(cd == TIDE_F32 ? gelu_bwd_f32 : gelu_bwd_f64, NULL, ndim, shape, 3, data, st, es);
+  return 0;
 }
+
+const struct tide_gelu_kernels tide_cpu_gelu = {
+  .gelu_backward = gelu_backward,
+};

@@ -1,9 +1,9 @@
-/* Elementwise unary ops and clamp. As in binary.c, macros generate one loop
-   per (op, compute type) and the op is picked from a table once per call. */
+/* The CPU's unary kernels (kernels/unary.h): elementwise unary ops and
+   clamp. As in binary.c, macros generate one loop per (op, compute type) and
+   the op is picked from a table once per call. */
+#include "unary.h"
 #include "pw_loops.h"
-#include "../../runtime/ops/pointwise.h" /* until this family moves under the op layer */
 #include "vmath.h"
-#include <stdio.h>
 
 /* f32 exp (and sigmoid through it) vectorise; f64 keeps libm's exp */
 #define EXP_F32 tide_expf
@@ -120,68 +120,18 @@ static const tide_loop_fn un_loops[TIDE_NUM_UNARY][PW_NUM_CT] = {
   [TIDE_RECIPROCAL] = FLT(reciprocal), [TIDE_ISNAN] = ALL(isnan), [TIDE_ISINF] = ALL(isinf),
 };
 
-/* op names for messages: [0] out of place, [1] in place (trailing _),
-   spelled out so the success path formats nothing */
-static const char *const un_names[2][TIDE_NUM_UNARY] = {
-  {
-    "neg", "abs", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "gelu", "logical_not",
-    "sin", "cos", "floor", "ceil", "round", "sign", "log1p", "expm1", "square", "reciprocal",
-    "isnan", "isinf",
-  },
-  {
-    "neg_", "abs_", "exp_", "log_", "sqrt_", "rsqrt_", "tanh_", "sigmoid_", "relu_", "gelu_",
-    "logical_not_", "sin_", "cos_", "floor_", "ceil_", "round_", "sign_", "log1p_", "expm1_",
-    "square_", "reciprocal_", "isnan_", "isinf_",
-  },
-};
+/* The predicates write bool bytes whatever compute dtype they read. */
+static int is_predicate(int32_t op) { return op == TIDE_NOT || op == TIDE_ISNAN || op == TIDE_ISINF; }
 
-/* entry points --------------------------------------------------------------------- */
-
-/* Shared body of tide_unary and tide_unary_ (dst: the in-place target). */
-static int unary_core(int32_t op, const tide_tensor *a, tide_tensor *dst, tide_tensor **out, const char *name) {
-  if (op == TIDE_NEG && a->dtype == TIDE_BOOL)
-    return tide_fail("%s: negating a bool tensor is not supported; use logical_not", name);
-  int float_only = un_loops[op][PW_I64] == NULL;
-  int predicate = op == TIDE_NOT || op == TIDE_ISNAN || op == TIDE_ISINF;
-  /* integer and bool inputs of float-only ops compute and return f32 */
-  int32_t cd = float_only && !tide_is_float(a->dtype) ? TIDE_F32 : pw_compute_dtype(a->dtype);
-  int32_t od = predicate ? TIDE_BOOL : float_only && !tide_is_float(a->dtype) ? TIDE_F32 : a->dtype;
-  if (dst) TIDE_TRY(tide_pw_check_writable(dst, name));
-  tide_tensor *ca = tide_pw_operand(a, cd), *res = NULL;
-  if (!ca) return -1;
-  int rc = -1;
-  if ((res = dst ? dst : tide_new(od, a->ndim, a->shape))) {
-    const tide_tensor *ins[1] = {ca};
-    rc = tide_pw_run(un_loops[op][pw_ct(cd)], NULL, predicate ? TIDE_BOOL : cd, res, a->ndim, a->shape, 1, ins);
-    if (!dst) {
-      if (rc == 0) *out = res;
-      else tide_tensor_release(res);
-    }
-  }
-  tide_tensor_release(ca);
-  return rc;
-}
-
-static int unary_name(int32_t op, int inplace, const char **name) {
-  if (op < 0 || op >= TIDE_NUM_UNARY) return tide_fail("unary op: invalid op code %d", op);
-  *name = un_names[inplace][op];
+static int unary(int32_t op, int32_t cd, int32_t ndim, const int64_t *shape, void *out, const int64_t *out_stride,
+                 const void *x, const int64_t *x_stride) {
+  tide_loop_fn fn = op >= 0 && op < TIDE_NUM_UNARY ? un_loops[op][pw_ct(cd)] : NULL;
+  if (!fn) return tide_fail("unary kernel: no loop for op %d in %s", op, tide_dtype_name(cd));
+  char *data[2] = {out, (char *)x};
+  const int64_t *st[2] = {out_stride, x_stride};
+  const int64_t e = pw_size(cd), es[2] = {is_predicate(op) ? 1 : e, e};
+  pw_run(fn, NULL, ndim, shape, 2, data, st, es);
   return 0;
-}
-
-int tide_unary(int32_t op, const tide_tensor *a, tide_tensor **out) {
-  const char *name = NULL;
-  TIDE_TRY(unary_name(op, 0, &name));
-  TIDE_TRY(tide_check_tensor(a, name));
-  return unary_core(op, a, NULL, out, name);
-}
-
-/* Computed as tide_unary would, then stored into a's dtype. */
-int tide_unary_(int32_t op, tide_tensor *a) {
-  const char *name = NULL;
-  TIDE_TRY(unary_name(op, 1, &name));
-  TIDE_TRY(tide_check_tensor(a, name));
-  tide_bump_version(a);
-  return unary_core(op, a, a, NULL, name);
 }
 
 /* clamp ---------------------------------------------------------------------------- */
@@ -235,24 +185,17 @@ CLAMP_LOOP(U8, uint8_t, LO_U8, HI_U8)
 
 static const tide_loop_fn clamp_loops[PW_NUM_CT] = ALL(clamp);
 
-/* The result dtype follows the bounds like a binary op with numbers: an
-   integer tensor with a fractional bound gives f32. */
-int tide_clamp(const tide_tensor *a, double lo, double hi, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(a, "clamp"));
-  int32_t od = a->dtype;
-  if (lo == lo) od = pw_scalar_result(od, lo);
-  if (hi == hi) od = pw_scalar_result(od, hi);
-  int32_t cd = pw_compute_dtype(od);
+static int clamp(int32_t cd, int32_t ndim, const int64_t *shape, void *out, const int64_t *out_stride, const void *x,
+                 const int64_t *x_stride, double lo, double hi) {
   clamp_ctx c = {lo, hi};
-  tide_tensor *ca = tide_pw_operand(a, cd), *res = NULL;
-  if (!ca) return -1;
-  int rc = -1;
-  if ((res = tide_new(od, a->ndim, a->shape))) {
-    const tide_tensor *ins[1] = {ca};
-    rc = tide_pw_run(clamp_loops[pw_ct(cd)], &c, cd, res, a->ndim, a->shape, 1, ins);
-    if (rc == 0) *out = res;
-    else tide_tensor_release(res);
-  }
-  tide_tensor_release(ca);
-  return rc;
+  char *data[2] = {out, (char *)x};
+  const int64_t *st[2] = {out_stride, x_stride};
+  const int64_t es[2] = {pw_size(cd), pw_size(cd)};
+  pw_run(clamp_loops[pw_ct(cd)], &c, ndim, shape, 2, data, st, es);
+  return 0;
 }
+
+const struct tide_unary_kernels tide_cpu_unary = {
+  .unary = unary,
+  .clamp = clamp,
+};

@@ -28,34 +28,73 @@ int tide_pw_check_writable(const tide_tensor *t, const char *what) {
 
 /* Same elements in the same order: reading and writing them in one pass is safe. */
 static int same_view(const tide_tensor *a, const tide_tensor *b) {
-  return a->data == b->data && a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) &&
-         !memcmp(a->stride, b->stride, sizeof(int64_t) * (size_t)a->ndim);
+  return a == b || (a->data == b->data && a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) &&
+         !memcmp(a->stride, b->stride, sizeof(int64_t) * (size_t)a->ndim));
+}
+
+const tide_backend *tide_pw_backend_fail(const char *op, int32_t n, const tide_tensor *const *ts, int32_t *device) {
+  for (int32_t i = 0; i < n; i++)
+    if (!ts[i]) {
+      /* the operands before it are checked first, as one by one they would be */
+      if (tide_op_device(op, i, ts, device) == 0) tide_fail("%s: expected a tensor, got nil", op);
+      return NULL;
+    }
+  if (tide_op_device(op, n, ts, device) != 0) return NULL;
+  return tide_backend_for(*device, op);
+}
+
+int tide_pw_prepare(tide_pw_args *pa, int32_t loop_dt, tide_tensor *dst, int32_t ndim, const int64_t *shape,
+                    int32_t nin, const tide_tensor *const *ins) {
+  /* bool loops write 0/1, which is also a valid u8 */
+  int direct = dst->dtype == loop_dt || (loop_dt == TIDE_BOOL && dst->dtype == TIDE_U8);
+  pa->dst = dst;
+  pa->target = dst;
+  pa->nin = nin;
+  pa->owns = 0;
+  if (!direct && !(pa->target = tide_new_on(dst->device, loop_dt, ndim, shape))) return -1;
+  for (int32_t k = 0; k < nin; k++) {
+    const tide_tensor *in = ins[k];
+    pa->own[k] = NULL;
+    if (direct && in->storage == dst->storage && !same_view(in, dst)) {
+      pa->owns = 1;
+      if (!(pa->own[k] = tide_new_on(in->device, in->dtype, in->ndim, in->shape)) || tide_copy_into(pa->own[k], in)) {
+        pa->nin = k + 1;
+        tide_pw_finish_made(pa, -1);
+        return -1;
+      }
+      in = pa->own[k];
+    }
+    pa->in[k] = in;
+    tide_broadcast_strides(in, ndim, shape, pa->stride[k + 1]);
+  }
+  tide_broadcast_strides(pa->target, ndim, shape, pa->stride[0]);
+  return 0;
+}
+
+int tide_pw_finish_made(tide_pw_args *pa, int rc) {
+  if (pa->target != pa->dst) {
+    if (rc == 0) rc = tide_copy_into(pa->dst, pa->target);
+    tide_tensor_release(pa->target);
+  }
+  if (pa->owns)
+    for (int32_t k = 0; k < pa->nin; k++) tide_tensor_release(pa->own[k]);
+  return rc;
 }
 
 int tide_pw_run(tide_loop_fn fn, void *ctx, int32_t loop_dt, tide_tensor *dst, int32_t ndim, const int64_t *shape,
                 int32_t nin, const tide_tensor *const *ins) {
-  /* bool loops write 0/1, which is also a valid u8 */
-  int direct = dst->dtype == loop_dt || (loop_dt == TIDE_BOOL && dst->dtype == TIDE_U8);
-  tide_tensor *tmp = NULL, *own[TIDE_ITER_MAX_OPS] = {NULL};
-  const tide_tensor *ops[TIDE_ITER_MAX_OPS];
-  int rc = -1;
-  if (!direct && !(tmp = tide_new(loop_dt, ndim, shape))) return -1;
-  ops[0] = direct ? dst : tmp;
-  for (int32_t k = 0; k < nin; k++) {
-    const tide_tensor *in = ins[k];
-    if (direct && in->storage == dst->storage && !same_view(in, dst)) {
-      if (!(own[k] = tide_new_like(in)) || tide_copy_into(own[k], in)) goto done;
-      in = own[k];
-    }
-    ops[k + 1] = in;
+  tide_pw_args pa;
+  TIDE_TRY(tide_pw_prepare(&pa, loop_dt, dst, ndim, shape, nin, ins));
+  char *data[TIDE_ITER_MAX_OPS];
+  int64_t st[TIDE_ITER_MAX_OPS][TIDE_MAX_DIMS];
+  for (int32_t k = 0; k <= nin; k++) {
+    const tide_tensor *t = k ? pa.in[k - 1] : pa.target;
+    int64_t es = tide_dtype_size(t->dtype);
+    data[k] = t->data;
+    for (int32_t i = 0; i < ndim; i++) st[k][i] = pa.stride[k][i] * es;
   }
   tide_iter it;
-  tide_iter_init(&it, ndim, shape, nin + 1, ops);
+  tide_iter_init_raw(&it, ndim, shape, nin + 1, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
   tide_iter_run(&it, fn, ctx, TIDE_GRAIN);
-  rc = tmp ? tide_copy_into(dst, tmp) : 0;
-done:
-  tide_tensor_release(tmp);
-  for (int32_t k = 0; k < nin; k++) tide_tensor_release(own[k]);
-  return rc;
+  return tide_pw_finish(&pa, 0);
 }
-

@@ -1,7 +1,7 @@
 -- Elementwise ops: math, comparisons, logical ops, clamp, where, allclose and
 -- equal, and the arithmetic operators. The operand after the first may be a
 -- tensor, a Lua number or a boolean (either side for the operators and the
--- tide.* functions); dtypes promote as in PyTorch (see kernels/cpu/pointwise.h).
+-- tide.* functions); dtypes promote as in PyTorch (see runtime/ops/pointwise.h).
 --
 -- Errors are raised at the caller's line. Helpers take `level`, the error
 -- level counted from the helper itself, and are never tail-called so the
