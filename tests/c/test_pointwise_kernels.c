@@ -89,12 +89,12 @@ static void test_gelu(void) {
   /* the kernel and tide_gelu_backward agree bit for bit on a strided x */
   int64_t shape[2] = {3, 4};
   tide_tensor *x = NULL, *xt = NULL, *dy = NULL, *dx = NULL;
-  CHECK(tide_arange(-3, 0.5, 12, TIDE_F64, &x) == 0);
+  CHECK(tide_arange(-3, 0.5, 12, TIDE_F64, TIDE_CPU, &x) == 0);
   int64_t s43[2] = {4, 3};
   tide_tensor *x43 = NULL;
   CHECK(tide_view(x, 2, s43, &x43) == 0);
   CHECK(tide_transpose(x43, 0, 1, &xt) == 0);
-  CHECK(tide_full(TIDE_F64, 2, shape, 0.75, &dy) == 0);
+  CHECK(tide_full(TIDE_F64, 2, shape, 0.75, TIDE_CPU, &dy) == 0);
   CHECK(tide_gelu_backward(dy, xt, &dx) == 0);
   double out[12];
   int64_t os[2] = {4, 1};
