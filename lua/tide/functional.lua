@@ -3,6 +3,7 @@
 -- them and records the autograd node that links the two.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 
 local M = {}
 
@@ -28,7 +29,7 @@ function M.install(tide, core)
 
   -- Runs a kernel with out slots and raises its error at the caller of F.*.
   local function run(rc)
-    if rc ~= 0 then error(ffi.string(C.tide_last_error()), 3) end
+    if rc ~= 0 then errors.raise(3) end
   end
 
   -- linear and Conv1D ---------------------------------------------------------

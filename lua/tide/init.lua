@@ -6,6 +6,7 @@ package.loaded['tide'] = tide
 local ffi = require 'ffi'
 local C = require 'tide.C'
 tide.C = C
+local errors = require 'tide.errors'
 tide.ffi = ffi
 tide.version = ffi.string(C.tide_version())
 
@@ -39,7 +40,7 @@ function tide.set_num_threads(n)
   if type(n) ~= 'number' or n % 1 ~= 0 or n < 1 or n > max then
     error(('set_num_threads: expected an integer from 1 to %d (4 per core), got %s'):format(max, tostring(n)), 2)
   end
-  if C.tide_set_num_threads(n) ~= 0 then error(ffi.string(C.tide_last_error()), 2) end
+  if C.tide_set_num_threads(n) ~= 0 then errors.raise(2) end
 end
 function tide.get_num_threads() return tonumber(C.tide_get_num_threads()) end
 

@@ -8,6 +8,7 @@
 -- count holds.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 
 local M = {}
 
@@ -46,7 +47,7 @@ function M.install(tide, core)
   -- Raises the engine's last error; when given, `to` replaces the C op name
   -- `from` that starts the message (the Lua function has another name).
   local function raise(level, from, to)
-    local msg = ffi.string(C.tide_last_error())
+    local msg = errors.message()
     if from and msg:sub(1, #from + 1) == from .. ':' then msg = to .. msg:sub(#from + 1) end
     error(msg, level + 1)
   end
