@@ -287,13 +287,11 @@ function M.install(tide, core)
 
   -- comparing whole tensors ----------------------------------------------------
 
-  -- True when every byte of a fresh (contiguous) bool tensor is nonzero.
+  -- True when every element of bool tensor t is true (none for an empty
+  -- one), counted by ops so it holds on any device.
   local function all_true(t)
-    local p = ffi.cast('const uint8_t *', t._c.data)
-    for i = 0, tonumber(t._c.numel) - 1 do
-      if p[i] == 0 then return false end
-    end
-    return true
+    local n = unop('logical_not', C.TIDE_NOT, t, 3):sum():item()
+    return n == 0
   end
 
   -- |a - b| <= atol + rtol * |b| elementwise (broadcasting), computed in f64;
