@@ -378,7 +378,8 @@ function M.install(t, c)
 
   function Tensor:is_leaf() return rawget(self, '_node') == nil end
 
-  require('tide.autograd_ops').install(tide, core, M)
+  -- every op family has defined its ops (ops/registry.lua): wrap them
+  require('tide.ops.registry').install(tide, core, M)
 end
 
 return M

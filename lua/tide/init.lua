@@ -15,15 +15,16 @@ tide.Tensor = core.Tensor
 tide.is_tensor = core.is_tensor
 for k, v in pairs(core.api) do tide[k] = v end
 
--- op families add methods to Tensor and functions to tide
+-- op families add methods to Tensor and functions to tide, and define each
+-- op's backward in tide.ops.registry
 for _, name in ipairs { 'tide.ops.pointwise', 'tide.ops.reduce', 'tide.ops.linalg',
-                        'tide.ops.index', 'tide.random', 'tide.print' } do
+                        'tide.ops.index', 'tide.ops.views', 'tide.random', 'tide.print' } do
   require(name).install(tide, core)
 end
 require('tide.json').install(tide)
 require('tide.io.safetensors').install(tide)
 require('tide.io.hub').install(tide)
--- autograd wraps the methods above, so it comes after them
+-- autograd installs the registry's differentiable forms of the ops above
 require('tide.autograd').install(tide, core)
 require('tide.functional').install(tide, core)
 require('tide.nn').install(tide, core)
