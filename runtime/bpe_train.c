@@ -230,23 +230,17 @@ static entry heap_pop(heap *h) {
   return top;
 }
 
+typedef struct state state;
+
 struct tide_bpe_trainer {
   strmap pieces;         /* raw piece bytes -> count */
-  /* the result of the last train */
+  /* the result of the last train (the merges so far while one runs) */
   strmap tokens;         /* byte-mapped token string -> id, entries in id order */
-  int32_t *mleft, *mright, *mnew;
-  int64_t nmerges;
-  void (*progress)(void *ctx, int64_t done, int64_t wanted);  /* see tide_bpe_trainer_set_progress */
-  void *progress_ctx;
+  ivec ml, mr, mn;       /* per merge: left, right and resulting token ids */
+  state *st;             /* the merge loop's state between tide_bpe_trainer_merge_some calls; NULL when none runs */
 };
 
-#define PROGRESS_EVERY 1024  /* merges between progress calls */
-
-void tide_bpe_trainer_set_progress(tide_bpe_trainer *t, void (*fn)(void *ctx, int64_t done, int64_t wanted), void *ctx) {
-  if (!t) return;
-  t->progress = fn;
-  t->progress_ctx = ctx;
-}
+static void state_free(state *st);
 
 int tide_bpe_trainer_new(tide_bpe_trainer **out) {
   if (!out) return tide_fail("bpe_trainer_new: out is NULL");
@@ -257,9 +251,10 @@ int tide_bpe_trainer_new(tide_bpe_trainer **out) {
 
 static void clear_result(tide_bpe_trainer *t) {
   strmap_free(&t->tokens);
-  free(t->mleft); free(t->mright); free(t->mnew);
-  t->mleft = t->mright = t->mnew = NULL;
-  t->nmerges = 0;
+  free(t->ml.v); free(t->mr.v); free(t->mn.v);
+  memset(&t->ml, 0, sizeof t->ml); memset(&t->mr, 0, sizeof t->mr); memset(&t->mn, 0, sizeof t->mn);
+  state_free(t->st);
+  t->st = NULL;
 }
 
 void tide_bpe_trainer_free(tide_bpe_trainer *t) {
@@ -362,7 +357,7 @@ static int put_utf8(char *o, uint32_t cp) {
   return 2;  /* byte-level chars are all below U+0800 */
 }
 
-typedef struct {
+struct state {
   int32_t *sym;      /* all words' symbols */
   int64_t *start;    /* per word: first symbol */
   int32_t *len;      /* per word: current length */
@@ -377,7 +372,19 @@ typedef struct {
   heap q;
   ivec *wtu;         /* per pair index: words where it was created this step */
   ivec touched;      /* pair indexes with a non-empty wtu */
-} state;
+  int64_t vocab_size, min_frequency, max_len;
+  int64_t wanted;    /* merges wanted when the merge loop began */
+};
+
+static void state_free(state *st) {
+  if (!st) return;
+  for (int64_t i = 0; i < st->q.n; i++) free(st->q.e[i].pos);
+  for (int64_t i = 0; i < st->npairs; i++) free(st->wtu[i].v);
+  free(st->q.e); free(st->wtu); free(st->touched.v); free(st->pcount); free(st->pkey);
+  free(st->pm.key); free(st->pm.idx);
+  free(st->sym); free(st->start); free(st->len); free(st->count); free(st->tchars);
+  free(st);
+}
 
 /* The index of pair (l, r), created with count 0 when absent. */
 static int64_t pair_index(state *st, uint32_t l, uint32_t r) {
@@ -453,8 +460,9 @@ static int tchars_set(state *st, int32_t id, int64_t chars) {
   return 0;
 }
 
-static int train(tide_bpe_trainer *t, state *st, int64_t vocab_size, int64_t min_frequency, int64_t max_len,
-                 const char *const *specials, const int64_t *special_lens, int32_t nspecial, int32_t full_alphabet) {
+/* Everything before the first merge: specials, alphabet, words, pair counts and the heap. */
+static int setup(tide_bpe_trainer *t, state *st, const char *const *specials, const int64_t *special_lens,
+                 int32_t nspecial, int32_t full_alphabet) {
   strmap *tok = &t->tokens;
   int32_t id;
   for (int32_t i = 0; i < nspecial; i++) {
@@ -518,11 +526,22 @@ static int train(tide_bpe_trainer *t, state *st, int64_t vocab_size, int64_t min
     if (x.count > 0) TIDE_TRY(heap_push(&st->q, x)); else free(x.pos);
   }
   st->touched.n = 0;
-  /* The merges. */
-  ivec ml = {0}, mr = {0}, mn = {0};
+  st->wanted = st->vocab_size - tok->n;
+  return 0;
+}
+
+/* Up to max_merges merges; *finished when the loop has ended (vocab_size
+   reached, the heap empty or the best count too low). */
+static int merge_some(tide_bpe_trainer *t, state *st, int64_t max_merges, int *finished) {
+  strmap *tok = &t->tokens;
+  int32_t id;
+  ivec *ml = &t->ml, *mr = &t->mr, *mn = &t->mn;
+  int64_t vocab_size = st->vocab_size, min_frequency = st->min_frequency, max_len = st->max_len;
+  int64_t merged = 0;
   int rc = 0;
-  int64_t wanted = vocab_size - tok->n;
+  *finished = 0;
   while (tok->n < vocab_size && st->q.n > 0) {
+    if (merged >= max_merges) return 0;
     entry top = heap_pop(&st->q);
     int64_t p = pairmap_find(&st->pm, (uint64_t)top.left << 32 | top.right, -1);
     int64_t cur = st->pcount[p];
@@ -531,7 +550,7 @@ static int train(tide_bpe_trainer *t, state *st, int64_t vocab_size, int64_t min
       if ((rc = heap_push(&st->q, top))) break;
       continue;
     }
-    if (top.count < 1 || top.count < min_frequency) { free(top.pos); break; }
+    if (top.count < 1 || top.count < min_frequency) { free(top.pos); *finished = 1; return 0; }
     int64_t lo = tok->off[top.left], ll = tok->len[top.left], ro = tok->off[top.right], rl = tok->len[top.right];
     char *buf = malloc((size_t)(ll + rl + 1));
     if (!buf) { free(top.pos); rc = tide_fail("bpe_trainer_train: out of memory"); break; }
@@ -540,10 +559,10 @@ static int train(tide_bpe_trainer *t, state *st, int64_t vocab_size, int64_t min
     rc = add_token(tok, buf, ll + rl, &id);
     free(buf);
     if (!rc) rc = tchars_set(st, id, st->tchars[top.left] + st->tchars[top.right]);
-    if (!rc) rc = ivec_push(&ml, (int32_t)top.left);
-    if (!rc) rc = ivec_push(&mr, (int32_t)top.right);
-    if (!rc) rc = ivec_push(&mn, id);
-    if (!rc && t->progress && ml.n % PROGRESS_EVERY == 0) t->progress(t->progress_ctx, ml.n, wanted);
+    if (!rc) rc = ivec_push(ml, (int32_t)top.left);
+    if (!rc) rc = ivec_push(mr, (int32_t)top.right);
+    if (!rc) rc = ivec_push(mn, id);
+    merged++;
     for (int64_t k = 0; !rc && k < top.npos; k++)
       rc = merge_word(st, top.pos[k], (int32_t)top.left, (int32_t)top.right, id, max_len);
     free(top.pos);
@@ -559,12 +578,11 @@ static int train(tide_bpe_trainer *t, state *st, int64_t vocab_size, int64_t min
     st->touched.n = 0;
     if (rc) break;
   }
-  t->mleft = ml.v; t->mright = mr.v; t->mnew = mn.v;
-  t->nmerges = ml.n;  /* on failure the caller clears the result */
-  return rc ? -1 : 0;
+  if (!rc) *finished = 1;
+  return rc ? -1 : 0;  /* on failure the caller clears the result */
 }
 
-int tide_bpe_trainer_train(tide_bpe_trainer *t, int64_t vocab_size, int64_t min_frequency, int64_t max_token_length,
+int tide_bpe_trainer_begin(tide_bpe_trainer *t, int64_t vocab_size, int64_t min_frequency, int64_t max_token_length,
                            const char *const *specials, const int64_t *special_lens, int32_t nspecial, int32_t full_alphabet) {
   if (!t) return tide_fail("bpe_trainer_train: trainer is NULL");
   if (vocab_size < 0 || vocab_size > INT32_MAX) return tide_fail("bpe_trainer_train: vocab_size must be in [0, 2^31), got %lld", (long long)vocab_size);
@@ -573,17 +591,34 @@ int tide_bpe_trainer_train(tide_bpe_trainer *t, int64_t vocab_size, int64_t min_
   for (int32_t i = 0; i < nspecial; i++)
     if (special_lens[i] <= 0 || !specials[i]) return tide_fail("bpe_trainer_train: special token %d is empty", (int)i + 1);
   clear_result(t);
-  state st;
-  memset(&st, 0, sizeof st);
-  int rc = train(t, &st, vocab_size, min_frequency, max_token_length > 0 ? max_token_length : INT64_MAX,
-                 specials, special_lens, nspecial, full_alphabet);
-  for (int64_t i = 0; i < st.q.n; i++) free(st.q.e[i].pos);
-  for (int64_t i = 0; i < st.npairs; i++) free(st.wtu[i].v);
-  free(st.q.e); free(st.wtu); free(st.touched.v); free(st.pcount); free(st.pkey);
-  free(st.pm.key); free(st.pm.idx);
-  free(st.sym); free(st.start); free(st.len); free(st.count); free(st.tchars);
-  if (rc) clear_result(t);
-  return rc;
+  t->st = calloc(1, sizeof *t->st);
+  if (!t->st) return tide_fail("bpe_trainer_train: out of memory");
+  t->st->vocab_size = vocab_size;
+  t->st->min_frequency = min_frequency;
+  t->st->max_len = max_token_length > 0 ? max_token_length : INT64_MAX;
+  if (setup(t, t->st, specials, special_lens, nspecial, full_alphabet)) { clear_result(t); return -1; }
+  return 0;
+}
+
+int tide_bpe_trainer_merge_some(tide_bpe_trainer *t, int64_t max_merges, int32_t *done) {
+  if (!t) return tide_fail("bpe_trainer_merge_some: trainer is NULL");
+  if (!done) return tide_fail("bpe_trainer_merge_some: done is NULL");
+  if (!t->st) { *done = 1; return 0; }
+  int finished = 0;
+  if (merge_some(t, t->st, max_merges < 0 ? INT64_MAX : max_merges, &finished)) { clear_result(t); return -1; }
+  if (finished) { state_free(t->st); t->st = NULL; }
+  *done = finished;
+  return 0;
+}
+
+int64_t tide_bpe_trainer_merges_wanted(const tide_bpe_trainer *t) { return t && t->st ? t->st->wanted : 0; }
+
+int tide_bpe_trainer_train(tide_bpe_trainer *t, int64_t vocab_size, int64_t min_frequency, int64_t max_token_length,
+                           const char *const *specials, const int64_t *special_lens, int32_t nspecial, int32_t full_alphabet) {
+  if (tide_bpe_trainer_begin(t, vocab_size, min_frequency, max_token_length, specials, special_lens, nspecial, full_alphabet))
+    return -1;
+  int32_t done = 0;
+  return tide_bpe_trainer_merge_some(t, -1, &done);
 }
 
 int64_t tide_bpe_trainer_vocab_size(const tide_bpe_trainer *t) { return t ? t->tokens.n : 0; }
@@ -594,12 +629,12 @@ const char *tide_bpe_trainer_token(const tide_bpe_trainer *t, int64_t id, int64_
   return t->tokens.bytes.p + t->tokens.off[id];
 }
 
-int64_t tide_bpe_trainer_merge_count(const tide_bpe_trainer *t) { return t ? t->nmerges : 0; }
+int64_t tide_bpe_trainer_merge_count(const tide_bpe_trainer *t) { return t ? t->ml.n : 0; }
 
 int tide_bpe_trainer_merge(const tide_bpe_trainer *t, int64_t i, int32_t *left, int32_t *right, int32_t *result) {
-  if (!t || i < 0 || i >= t->nmerges) return -1;
-  if (left) *left = t->mleft[i];
-  if (right) *right = t->mright[i];
-  if (result) *result = t->mnew[i];
+  if (!t || i < 0 || i >= t->ml.n) return -1;
+  if (left) *left = t->ml.v[i];
+  if (right) *right = t->mr.v[i];
+  if (result) *result = t->mn.v[i];
   return 0;
 }

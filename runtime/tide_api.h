@@ -364,8 +364,11 @@ int tide_bpe_trainer_add_texts(tide_bpe_trainer *t, int64_t n, const char *const
 int64_t tide_bpe_trainer_piece_count(const tide_bpe_trainer *t);
 /* Learns as BpeTrainer does: specials (nspecial strings with lengths) first, the alphabet (all 256 byte chars when full_alphabet, else those seen) by code point, then merges until vocab_size tokens or a best count below max(min_frequency, 1); max_token_length <= 0: unlimited. */
 int tide_bpe_trainer_train(tide_bpe_trainer *t, int64_t vocab_size, int64_t min_frequency, int64_t max_token_length, const char *const *specials, const int64_t *special_lens, int32_t nspecial, int32_t full_alphabet);
-/* Has tide_bpe_trainer_train call fn(ctx, merges done, merges wanted) every 1,024 merges (fn NULL: no calls). */
-void tide_bpe_trainer_set_progress(tide_bpe_trainer *t, void (*fn)(void *ctx, int64_t done, int64_t wanted), void *ctx);
+/* tide_bpe_trainer_train in steps, so a caller can report progress between them (C never calls up into Lua): begin takes train's arguments and prepares the merges; merge_some then makes up to max_merges of them (< 0: all) and sets *done to 1 when training has ended. merge_count counts the merges so far. */
+int tide_bpe_trainer_begin(tide_bpe_trainer *t, int64_t vocab_size, int64_t min_frequency, int64_t max_token_length, const char *const *specials, const int64_t *special_lens, int32_t nspecial, int32_t full_alphabet);
+int tide_bpe_trainer_merge_some(tide_bpe_trainer *t, int64_t max_merges, int32_t *done);
+/* Merges the running training wants at most (vocab_size less the specials and alphabet); 0 when none runs. */
+int64_t tide_bpe_trainer_merges_wanted(const tide_bpe_trainer *t);
 /* Number of tokens the last train learned (specials, alphabet and merged tokens). */
 int64_t tide_bpe_trainer_vocab_size(const tide_bpe_trainer *t);
 /* The byte-mapped string of learned token id and its length, NULL if out of range. */

@@ -3,6 +3,7 @@
 -- them and records the autograd node that links the two.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 
 local M = {}
 
@@ -28,7 +29,7 @@ function M.install(tide, core)
 
   -- Runs a kernel with out slots and raises its error at the caller of F.*.
   local function run(rc)
-    if rc ~= 0 then error(ffi.string(C.tide_last_error()), 3) end
+    if rc ~= 0 then errors.raise(3) end
   end
 
   -- linear and Conv1D ---------------------------------------------------------
@@ -246,6 +247,15 @@ function M.install(tide, core)
     return r
   end
   core.Tensor.isin = tide.isin
+
+  -- the fused ops record their own nodes above (forward and backward are C
+  -- kernels); the registry lists them so each must have a gradcheck
+  local reg = require 'tide.ops.registry'
+  for _, name in ipairs { 'embedding', 'layer_norm', 'softmax', 'log_softmax', 'dropout',
+                          'scaled_dot_product_attention', 'cross_entropy' } do
+    reg.def { 'F.' .. name, forward = F[name], recorded = true }
+  end
+  reg.def { 'isin', nondiff = 'a bool result' }
 end
 
 return M

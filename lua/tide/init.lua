@@ -6,6 +6,7 @@ package.loaded['tide'] = tide
 local ffi = require 'ffi'
 local C = require 'tide.C'
 tide.C = C
+local errors = require 'tide.errors'
 tide.ffi = ffi
 tide.version = ffi.string(C.tide_version())
 
@@ -14,15 +15,16 @@ tide.Tensor = core.Tensor
 tide.is_tensor = core.is_tensor
 for k, v in pairs(core.api) do tide[k] = v end
 
--- op families add methods to Tensor and functions to tide
+-- op families add methods to Tensor and functions to tide, and define each
+-- op's backward in tide.ops.registry
 for _, name in ipairs { 'tide.ops.pointwise', 'tide.ops.reduce', 'tide.ops.linalg',
-                        'tide.ops.index', 'tide.random', 'tide.print' } do
+                        'tide.ops.index', 'tide.ops.views', 'tide.random', 'tide.print' } do
   require(name).install(tide, core)
 end
 require('tide.json').install(tide)
 require('tide.io.safetensors').install(tide)
 require('tide.io.hub').install(tide)
--- autograd wraps the methods above, so it comes after them
+-- autograd installs the registry's differentiable forms of the ops above
 require('tide.autograd').install(tide, core)
 require('tide.functional').install(tide, core)
 require('tide.nn').install(tide, core)
@@ -39,7 +41,7 @@ function tide.set_num_threads(n)
   if type(n) ~= 'number' or n % 1 ~= 0 or n < 1 or n > max then
     error(('set_num_threads: expected an integer from 1 to %d (4 per core), got %s'):format(max, tostring(n)), 2)
   end
-  if C.tide_set_num_threads(n) ~= 0 then error(ffi.string(C.tide_last_error()), 2) end
+  if C.tide_set_num_threads(n) ~= 0 then errors.raise(2) end
 end
 function tide.get_num_threads() return tonumber(C.tide_get_num_threads()) end
 

@@ -19,6 +19,7 @@
 -- JSON when the strings are valid UTF-8; nothing is replaced or rejected.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 
 local M = {}
 
@@ -73,7 +74,7 @@ function M.decode(text)
     error('json.decode: expected a string of JSON text, got ' .. type(text), 2)
   end
   if C.tide_json_parse(text, #text, docbuf) ~= 0 then
-    error(ffi.string(C.tide_last_error()), 2)
+    errors.raise(2)
   end
   local doc = ffi.gc(docbuf[0], C.tide_json_free)
   local v = build(doc, 0)

@@ -12,6 +12,7 @@
 --   local s = probs:multinomial(3, {replacement = true})
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 
 local M = {}
 
@@ -132,7 +133,7 @@ function M.install(tide, core)
   -- Raises the engine's last error under the Lua function's name when rc ~= 0.
   local function ccheck(rc, what, level)
     if rc ~= 0 then
-      local msg = ffi.string(C.tide_last_error()):gsub('^[%w_]+: ', '', 1)
+      local msg = errors.message():gsub('^[%w_]+: ', '', 1)
       error(what .. ': ' .. msg, level + 1)
     end
   end

@@ -3,6 +3,7 @@
 -- checks, 1-based/negative dimension handling, shape arguments, dtypes.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 
 local M = {}
 local Tensor = {}          -- methods
@@ -46,7 +47,7 @@ function M.is_float_code(code) return code <= 3 end
 -- Raises the engine's last error at `level` (default: the caller of the method
 -- that called check) when rc is not 0.
 local function check(rc, level)
-  if rc ~= 0 then error(ffi.string(C.tide_last_error()), level or 3) end
+  if rc ~= 0 then errors.raise(level or 3) end
 end
 M.check = check
 

@@ -150,15 +150,15 @@ function M.exists(path)
 end
 
 function M.scratch()
+  local files = require 'tide.data.files'
   local dir = os.tmpname()
   os.remove(dir)
-  local quoted = "'" .. dir:gsub("'", "'\\''") .. "'"
   local function tmp(name)
-    assert(os.execute('mkdir -p ' .. quoted) == 0, 'cannot create ' .. dir)
+    assert(pcall(files.mkdir_p, dir, 'scratch'), 'cannot create ' .. dir)
     return name and dir .. '/' .. name or dir
   end
   local function cleanup()
-    os.execute('rm -rf ' .. quoted)
+    files.remove_tree(dir)
     return not M.exists(dir)
   end
   return tmp, cleanup, dir

@@ -13,6 +13,7 @@
 -- Ids are 0-based, as in Hugging Face; decode(encode(x)) == x for any bytes.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 local new_table = require 'table.new'  -- LuaJIT: presized, so filling ids never rehashes
 
 local M = {}
@@ -42,9 +43,7 @@ local function id_buffer(self, n)
   return buf
 end
 
-local function raise(level)
-  error(ffi.string(C.tide_last_error()), level + 1)
-end
+local raise = errors.raise
 
 local files = require 'tide.data.files'
 local exists, is_dir = files.exists, files.is_dir

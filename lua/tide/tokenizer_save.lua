@@ -85,9 +85,8 @@ local function in_use(name)
   return C.kill(pid, 0) == 0 or ffi.errno() == 1  -- EPERM: alive, not ours
 end
 
-local function remove_tree(path)  -- a generation or temporary directory: flat
-  for _, name in ipairs(files.list_dir(path)) do C.unlink(path .. '/' .. name) end
-  C.rmdir(path)
+local function remove_tree(path)  -- a generation or temporary directory
+  files.remove_tree(path)
 end
 
 local function must(ok, what)

@@ -16,6 +16,8 @@
 -- for sources over 16 MB) prints counting and training progress to stderr.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
+local tide = require 'tide'
 
 local M = {}
 
@@ -23,9 +25,7 @@ local trbuf = ffi.new('tide_bpe_trainer*[1]')
 local lenbuf = ffi.new('int64_t[1]')
 local lbuf, rbuf, nbuf = ffi.new('int32_t[1]'), ffi.new('int32_t[1]'), ffi.new('int32_t[1]')
 
-local function raise(level)
-  error(ffi.string(C.tide_last_error()), level + 1)
-end
+local raise = errors.raise
 
 local function int_opt(opts, name, default, min, level)
   local v = opts[name]
@@ -99,13 +99,8 @@ end
 
 -- Learns a vocabulary and merges: { vocab = {token of id 0, token of id 1, ...},
 -- merges = {'a b', ...} in rank order, special_tokens = {...} }.
--- The C trainer, called where no compiled trace can be on the stack: it
--- may call back into Lua for progress, which LuaJIT forbids from a C
--- function that JIT-compiled code called.
-local function train_call(...)
-  return C.tide_bpe_trainer_train(...) == 0
-end
-jit.off(train_call)
+local donebuf = ffi.new('int32_t[1]')
+local MERGES_PER_STEP = 1024  -- between progress checks
 
 function M.learn(source, opts)
   return M._learn(source, opts, 2)
@@ -146,26 +141,25 @@ function M._learn(source, opts, level)
   local tr, bytes = feed(source, opts.show_progress, opts.field, level)
   local progress = opts.show_progress or (opts.show_progress == nil and bytes >= 16 * 2^20)
   local t0 = tide.clock()
-  local cb
-  if progress then
-    -- the merge phase reports too: a line every 2 s at most
-    local next_line = t0 + 2
-    cb = ffi.cast('void (*)(void *, int64_t, int64_t)', function(_, done, wanted)
+  if C.tide_bpe_trainer_begin(tr, vocab_size, min_frequency, max_len, sp, sl, ns, alphabet == 'bytes' and 1 or 0) ~= 0 then
+    raise(level)
+  end
+  -- the trainer merges in steps and returns: the merge phase reports
+  -- between them, a line every 2 s at most
+  local wanted = tonumber(C.tide_bpe_trainer_merges_wanted(tr))
+  local next_line, checked = t0 + 2, 0
+  repeat
+    if C.tide_bpe_trainer_merge_some(tr, MERGES_PER_STEP, donebuf) ~= 0 then raise(level) end
+    local n = tonumber(C.tide_bpe_trainer_merge_count(tr))
+    if progress and n > checked and n % MERGES_PER_STEP == 0 then
+      checked = n
       local now = tide.clock()
       if now >= next_line then
-        io.stderr:write(('tokenizer.train: %d of at most %d merges (%.1f s)\n'):format(
-          tonumber(done), tonumber(wanted), now - t0))
+        io.stderr:write(('tokenizer.train: %d of at most %d merges (%.1f s)\n'):format(n, wanted, now - t0))
         next_line = now + 2
       end
-    end)
-    C.tide_bpe_trainer_set_progress(tr, cb, nil)
-  end
-  local ok = train_call(tr, vocab_size, min_frequency, max_len, sp, sl, ns, alphabet == 'bytes' and 1 or 0)
-  if cb then
-    C.tide_bpe_trainer_set_progress(tr, nil, nil)
-    cb:free()
-  end
-  if not ok then raise(level) end
+    end
+  until donebuf[0] ~= 0
   local vocab, merges = {}, {}
   for id = 0, tonumber(C.tide_bpe_trainer_vocab_size(tr)) - 1 do
     local p = C.tide_bpe_trainer_token(tr, id, lenbuf)

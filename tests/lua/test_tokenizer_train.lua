@@ -133,27 +133,42 @@ T.test('counting over threads gives the merges of one thread', function()
   T.same(results[3].vocab, results[1].vocab)
 end)
 
-T.test('the trainer reports merge progress every 1,024 merges', function()
+T.test('the trainer merges in steps and returns between them, with the same merges', function()
   local ffi = require 'ffi'
   local C = tide.C
-  local trp = ffi.new('tide_bpe_trainer*[1]')
-  assert(C.tide_bpe_trainer_new(trp) == 0)
-  local tr = ffi.gc(trp[0], C.tide_bpe_trainer_free)
-  local text = table.concat(lines)
-  assert(C.tide_bpe_trainer_add_text(tr, text, #text) == 0)
-  local calls = {}
-  local cb = ffi.cast('void (*)(void *, int64_t, int64_t)', function(_, done, wanted)
-    calls[#calls + 1] = { tonumber(done), tonumber(wanted) }
-  end)
-  C.tide_bpe_trainer_set_progress(tr, cb, nil)
+  local function trainer()
+    local trp = ffi.new('tide_bpe_trainer*[1]')
+    assert(C.tide_bpe_trainer_new(trp) == 0)
+    local tr = ffi.gc(trp[0], C.tide_bpe_trainer_free)
+    local text = table.concat(lines)
+    assert(C.tide_bpe_trainer_add_text(tr, text, #text) == 0)
+    return tr
+  end
+  local function merges(tr)
+    local l, r, n, out = ffi.new('int32_t[1]'), ffi.new('int32_t[1]'), ffi.new('int32_t[1]'), {}
+    for i = 0, tonumber(C.tide_bpe_trainer_merge_count(tr)) - 1 do
+      assert(C.tide_bpe_trainer_merge(tr, i, l, r, n) == 0)
+      out[#out + 1] = { l[0], r[0], n[0] }
+    end
+    return out
+  end
   local sp, sl = ffi.new('const char*[1]', { '<|endoftext|>' }), ffi.new('int64_t[1]', { 13 })
-  local function train() return C.tide_bpe_trainer_train(tr, 3000, 0, 0, sp, sl, 1, 1) end
-  jit.off(train)
-  T.eq(train(), 0)
-  cb:free()
-  T.eq(#calls, 2)  -- 2,743 merges wanted (3000 - 257), reports at 1,024 and 2,048
-  T.same(calls[1], { 1024, 2743 })
-  T.same(calls[2], { 2048, 2743 })
+  local whole = trainer()
+  T.eq(C.tide_bpe_trainer_train(whole, 3000, 0, 0, sp, sl, 1, 1), 0)
+  local tr = trainer()
+  T.eq(C.tide_bpe_trainer_begin(tr, 3000, 0, 0, sp, sl, 1, 1), 0)
+  T.eq(tonumber(C.tide_bpe_trainer_merges_wanted(tr)), 2743)  -- 3000 - 257
+  local done, counts = ffi.new('int32_t[1]'), {}
+  repeat
+    T.eq(C.tide_bpe_trainer_merge_some(tr, 1024, done), 0)
+    counts[#counts + 1] = tonumber(C.tide_bpe_trainer_merge_count(tr))
+  until done[0] ~= 0
+  T.same(counts, { 1024, 2048, 2743 })
+  T.same(merges(tr), merges(whole))
+  T.eq(tonumber(C.tide_bpe_trainer_vocab_size(tr)), 3000)
+  T.eq(C.tide_bpe_trainer_merge_some(tr, 1024, done), 0)  -- after the end: nothing more
+  T.eq(done[0], 1)
+  T.eq(tonumber(C.tide_bpe_trainer_merge_count(tr)), 2743)
 end)
 
 T.test('bad arguments give clear errors', function()

@@ -9,6 +9,7 @@
 -- other root is "local/<the root's last component>", license "unknown".
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local json = require 'tide.json'
 local files = require 'tide.data.files'
 local readers = require 'tide.data.readers'
 
@@ -109,7 +110,7 @@ function M.build(opts)
       error(('build_corpus: writing %s failed: %s'):format(tmp, why), 0)
     end
   end
-  local quote, valid_utf8, licenses = tide.json.quote, utf8_checker(), {}
+  local quote, valid_utf8, licenses = json.quote, utf8_checker(), {}
   local nfiles, bytes, skipped = 0, 0, 0
   for _, root in ipairs(roots) do
     if bytes >= max_bytes then break end

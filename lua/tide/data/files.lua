@@ -12,10 +12,17 @@ end
 M.quote = quote
 
 local ffi = require 'ffi'
-pcall(ffi.cdef, 'int mkdir(const char *path, unsigned int mode);')
-pcall(ffi.cdef, 'char *strerror(int errnum);')
+for _, decl in ipairs {
+  'int mkdir(const char *path, unsigned int mode);', 'char *strerror(int errnum);',
+  'int unlink(const char *path);', 'int rmdir(const char *path);',
+  -- glibc's struct dirent on 64-bit Linux (readdir is readdir64 there)
+  'struct tide_dirent { uint64_t d_ino; int64_t d_off; unsigned short d_reclen; unsigned char d_type; char d_name[256]; };',
+  'void *opendir(const char *path);', 'struct tide_dirent *readdir(void *dir);', 'int closedir(void *dir);',
+} do
+  pcall(ffi.cdef, decl)
+end
 
-local ENOENT, ENOTDIR, EEXIST, ENFILE, EMFILE, EISDIR = 2, 20, 17, 23, 24, 21
+local EPERM, ENOENT, ENOTDIR, EEXIST, ENFILE, EMFILE, EISDIR = 1, 2, 20, 17, 23, 24, 21
 
 -- io.open's failure, unless it only says that nothing is there: running out
 -- of descriptors must not read as "no such file" (a leaked reader per loop
@@ -66,6 +73,50 @@ function M.mkdir_p(dir, what, level)
     end
     path = path .. '/'
   end
+end
+
+-- The names in dir but . and .., in readdir's order; nil and the errno when
+-- it cannot be opened.
+local function read_dir(dir)
+  local d = ffi.C.opendir(dir)
+  if d == nil then return nil, ffi.errno() end
+  local names = {}
+  while true do
+    local e = ffi.C.readdir(d)
+    if e == nil then break end
+    local name = ffi.string(e.d_name)
+    if name ~= '.' and name ~= '..' then names[#names + 1] = name end
+  end
+  ffi.C.closedir(d)
+  return names
+end
+
+-- Removes path and, when it is a directory, everything under it (rm -rf,
+-- through unlink/rmdir: no shell). Symbolic links are removed, never
+-- followed: unlink takes any non-directory, a link to a directory included,
+-- and fails with EISDIR (EPERM on some systems) only on a real directory.
+-- A path already gone is fine. Returns true, or nil and a message naming the
+-- first entry that could not be removed (the rest are still tried).
+function M.remove_tree(path)
+  if ffi.C.unlink(path) == 0 then return true end
+  local e = ffi.errno()
+  if e == ENOENT then return true end
+  if e ~= EISDIR and e ~= EPERM then
+    return nil, ('cannot remove %s: %s'):format(path, ffi.string(ffi.C.strerror(e)))
+  end
+  local names, de = read_dir(path)
+  if not names then return nil, ('cannot read directory %s: %s'):format(path, ffi.string(ffi.C.strerror(de))) end
+  local first
+  for _, name in ipairs(names) do
+    local ok, msg = M.remove_tree(path .. '/' .. name)
+    if not ok then first = first or msg end
+  end
+  if ffi.C.rmdir(path) ~= 0 then
+    e = ffi.errno()
+    if e ~= ENOENT then first = first or ('cannot remove %s: %s'):format(path, ffi.string(ffi.C.strerror(e))) end
+  end
+  if first then return nil, first end
+  return true
 end
 
 -- The entries find(1) prints for dir with the given extra arguments, sorted.

@@ -19,6 +19,7 @@
 local ffi = require 'ffi'
 local bit = require 'bit'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 
 local F = {}
 
@@ -467,14 +468,14 @@ function F.near_dedup(opts)
     local text = content_of('near_dedup', x, 2)
     self.seen = self.seen + 1
     if C.tide_minhash(text, #text, num_perm, seed64, sig, ntok) ~= 0 then
-      error('near_dedup: ' .. ffi.string(C.tide_last_error()), 2)
+      errors.raise(2, 'near_dedup: ')
     end
     if tonumber(ntok[0]) < min_tokens then
       self.kept = self.kept + 1
       return true
     end
     if C.tide_minhash_bands(sig, num_perm, bands, rows, keys) ~= 0 then
-      error('near_dedup: ' .. ffi.string(C.tide_last_error()), 2)
+      errors.raise(2, 'near_dedup: ')
     end
     stamp = stamp + 1
     for b = 1, bands do

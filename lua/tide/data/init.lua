@@ -6,6 +6,7 @@
 -- filters (tide/data/filters.lua).
 local stream = require 'tide.data.stream'
 local readers = require 'tide.data.readers'
+local json = require 'tide.json'
 require 'tide.data.pack'  -- adds :tokenize and :pack to streams
 
 local M = {}
@@ -33,7 +34,7 @@ local pack = require 'tide.data.pack'
 local write_tokenized  -- below write_shards' helpers
 
 local function filter_counts(s)
-  local out = tide.json.array()
+  local out = json.array()
   while s do
     if s.is_filter then
       table.insert(out, 1, { name = s.name or '?', seen = s.seen, kept = s.kept })
@@ -66,7 +67,7 @@ write_tokenized = function(dir, source, opts, level)
     if opts.split then steps[#steps + 1] = ('split %s seed %d'):format(name, opts.split.seed or 0) end
     steps[#steps + 1] = ('tokenize, pack %s %d'):format(mode, seq)
     part.manifest = { tokenizer = 'tokenizer', tokenizer_source = tok.source, split = opts.split and name or nil,
-                      source = tide.json.array(steps), seed = opts.seed or tide.json.null }
+                      source = json.array(steps), seed = opts.seed or json.null }
     local ok, w = pcall(M.writer, dir, { vocab_size = tok:vocab_size(), shard_tokens = opts.shard_tokens,
                                          seq_length = seq, prefix = name, manifest = part.manifest })
     if not ok then abort_all(); error(w, level) end
@@ -153,9 +154,9 @@ function M.write_shards(dir, source, opts)
   local vocab = opts.vocab_size
   if not vocab then error('write_shards: give opts.vocab_size (or opts.tokenizer) to choose the token width', 2) end
   local manifest = {
-    tokenizer = opts.tokenizer_name or tide.json.null,
-    source = tide.json.array(source:describe()),
-    seed = opts.seed or tide.json.null,
+    tokenizer = opts.tokenizer_name or json.null,
+    source = json.array(source:describe()),
+    seed = opts.seed or json.null,
   }
   local w = M.writer(dir, { vocab_size = vocab, shard_tokens = opts.shard_tokens, seq_length = seq,
                             prefix = opts.prefix, manifest = manifest })

@@ -4,6 +4,8 @@
 -- values, so unused fields cost a scan and nothing more.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local json = require 'tide.json'
+local errors = require 'tide.errors'
 local stream = require 'tide.data.stream'
 local files = require 'tide.data.files'
 
@@ -11,9 +13,7 @@ local M = {}
 
 local PROGRESS_EVERY = 5  -- seconds between progress lines on long reads
 
-local function last_error()
-  return ffi.string(C.tide_last_error())
-end
+local last_error = errors.message
 
 -- Readers open now: a loop left by break leaves its reader to the garbage
 -- collector, which the Lua heap alone would not wake in time (each reader is
@@ -144,8 +144,8 @@ function M.jsonl(spec, opts)
         elseif kd == C.TIDE_JV_NUMBER then v = tonumber(ffi.string(val[0], vlen[0]))
         elseif kd == C.TIDE_JV_TRUE then v = true
         elseif kd == C.TIDE_JV_FALSE then v = false
-        elseif kd == C.TIDE_JV_NULL then v = tide.json.null
-        else v = tide.json.decode(ffi.string(val[0], vlen[0])) end
+        elseif kd == C.TIDE_JV_NULL then v = json.null
+        else v = json.decode(ffi.string(val[0], vlen[0])) end
         rec[k] = v
       end
       return rec

@@ -41,6 +41,8 @@ local ffi = require 'ffi'
 local rng = require 'tide.data.rng'
 local files = require 'tide.data.files'
 local C = require 'tide.C'
+local tide = require 'tide'
+local errors = require 'tide.errors'
 local json = require 'tide.json'
 
 local M = {}
@@ -51,7 +53,7 @@ local FORMATS = {
   [4] = { magic = 20240801, version = 7 },
 }
 
-local function last_error() return ffi.string(C.tide_last_error()) end
+local last_error = errors.message
 
 local quote, is_dir, list_dir = files.quote, files.is_dir, files.list_dir
 

@@ -17,6 +17,7 @@
 -- with {format = 'pt'}, which is what its save_pretrained writes.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 local core = require 'tide.tensor'
 local json = require 'tide.json'
 
@@ -31,9 +32,7 @@ local shapebuf = ffi.new('int64_t[8]')
 -- which also bounds any one name.
 local MAX_NAME = 100000000
 
-local function raise(level)
-  error(ffi.string(C.tide_last_error()), level + 1)
-end
+local raise = errors.raise
 
 -- An open file: names in data order, tensors read one at a time.
 local File = {}
@@ -120,7 +119,7 @@ function M.load_safetensors(path)
   local tensors, names = {}, f:names()
   for i, name in ipairs(names) do
     if C.tide_st_load(f._f, i - 1, core.out1) ~= 0 then
-      local msg = ffi.string(C.tide_last_error())
+      local msg = errors.message()
       f:close()
       error(msg, 2)
     end

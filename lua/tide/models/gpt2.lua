@@ -501,8 +501,7 @@ function M.install(tide, core)
     if type(dir) ~= 'string' then error('save_pretrained: expected a directory path, got ' .. type(dir), 2) end
     -- '' would put the files in the root directory; C would cut a NUL short
     if dir == '' or dir:find('%z') then error(('save_pretrained: bad directory path "%s" (empty, or holding a NUL byte)'):format((dir:gsub('%z', '\\0'))), 2) end
-    local rc = os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
-    if rc ~= 0 and rc ~= true then error('save_pretrained: cannot create directory ' .. dir, 2) end
+    if not pcall(files.mkdir_p, dir, 'save_pretrained') then error('save_pretrained: cannot create directory ' .. dir, 2) end
     local cfg = {}
     for k, v in pairs(self.config) do cfg[k] = v end
     cfg.model_type = 'gpt2'

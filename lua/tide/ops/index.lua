@@ -247,6 +247,127 @@ function M.install(tide, core)
       return method(t, ...)
     end
   end
+
+  -- definitions: forward, backward and aliases of each op ----------------------
+
+  local reg = require 'tide.ops.registry'
+  local ag = require 'tide.autograd'
+
+  reg.def { 'index_select', forward = Tensor.index_select, fn = 'tensor',
+    backward = function(_, g, a, dim, index)
+      local shape = {}
+      local gs = g:shape()
+      local d = dim < 0 and dim + #gs + 1 or dim
+      for i = 1, #gs do shape[i] = i == d and gs[i] or 1 end
+      local idx = index:reshape(shape):expand(gs)
+      return tide.zeros_like(a, { dtype = g:dtype() }):scatter_add_(dim, idx, g)
+    end }
+  reg.def { 'gather', forward = Tensor.gather, fn = 'tensor',
+    backward = function(_, g, a, dim, index)
+      return tide.zeros_like(a, { dtype = g:dtype() }):scatter_add_(dim, index, g)
+    end }
+  reg.def { 'masked_fill', forward = Tensor.masked_fill, fn = 'tensor',
+    backward = function(_, g, _, mask) return g:masked_fill(mask, 0) end }
+  reg.def { 'scatter_add', nondiff = 'no backward is implemented for scatter_add' }
+
+  -- split, chunk and unbind return lists of views: each piece gets its own node
+  local function pieces(name, by_select)
+    reg.def { name, forward = Tensor[name],
+      wrap = function(raw)
+        return function(a, x, dim)
+          if not ag.wants(a) then return raw(a, x, dim) end
+          local ok, list = pcall(raw, a, x, dim)
+          if not ok then error(list, 2) end
+          local d = (by_select and x or dim) or 1
+          local pos = 1
+          for i, p in ipairs(list) do
+            local start = pos
+            if by_select then
+              ag.record(name, p, { n = 1, a }, function(g)
+                local z = tide.zeros_like(a, { dtype = g:dtype() })
+                z:select(d, i):copy_(g)
+                return z
+              end)
+            else
+              local len = p:size(d)
+              pos = pos + len
+              ag.record(name, p, { n = 1, a }, function(g)
+                local z = tide.zeros_like(a, { dtype = g:dtype() })
+                z:narrow(d, start, len):copy_(g)
+                return z
+              end)
+            end
+          end
+          return list
+        end
+      end }
+  end
+  pieces('split', false)
+  pieces('chunk', false)
+  pieces('unbind', true)
+
+  -- sort and topk: the values' gradient goes back to where they came from
+  for _, name in ipairs { 'sort', 'topk' } do
+    reg.def { name, forward = Tensor[name],
+      wrap = function(raw)
+        return function(x, a1, a2, a3, a4)
+          if not ag.wants(x) then return raw(x, a1, a2, a3, a4) end
+          local ok, vals, idx = pcall(raw, x, a1, a2, a3, a4)
+          if not ok then error(vals, 2) end
+          local dim = name == 'sort' and a1 or a2
+          if dim == nil then dim = -1 end
+          ag.record(name, vals, { n = 1, x }, function(g)
+            return tide.zeros_like(x, { dtype = g:dtype() }):scatter_add_(dim, idx, g)
+          end)
+          return vals, idx
+        end
+      end }
+  end
+  reg.def { 'argsort', nondiff = 'indices' }
+
+  -- cat and stack take a list: a node over all of its tensors
+  local function any_needs(list)
+    if not ag.is_grad_enabled() or type(list) ~= 'table' then return false end
+    for _, t in ipairs(list) do if ag.needs(t) then return true end end
+    return false
+  end
+  local function run(raw, list, dim)
+    local ok, out = pcall(raw, list, dim)
+    if not ok then error(out, 3) end
+    return out
+  end
+  reg.def { 'cat', home = tide, forward = tide.cat, tide_aliases = { 'concat', 'concatenate' },
+    wrap = function(plain_cat)
+      return function(list, dim)
+        if not any_needs(list) then return plain_cat(list, dim) end
+        local out = run(plain_cat, list, dim)
+        local d = dim or 1
+        local inputs = { n = #list, unpack(list) }
+        return ag.record('cat', out, inputs, function(g)
+          local grads, pos = {}, 1
+          for i, t in ipairs(list) do
+            local n = t:size(d)
+            grads[i] = g:narrow(d, pos, n)
+            pos = pos + n
+          end
+          return unpack(grads, 1, #list)
+        end, false)
+      end
+    end }
+  reg.def { 'stack', home = tide, forward = tide.stack,
+    wrap = function(plain_stack)
+      return function(list, dim)
+        if not any_needs(list) then return plain_stack(list, dim) end
+        local out = run(plain_stack, list, dim)
+        local d = dim or 1
+        local inputs = { n = #list, unpack(list) }
+        return ag.record('stack', out, inputs, function(g)
+          local grads = {}
+          for i = 1, #list do grads[i] = g:select(d, i) end
+          return unpack(grads, 1, #list)
+        end, false)
+      end
+    end }
 end
 
 return M

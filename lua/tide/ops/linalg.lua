@@ -64,6 +64,29 @@ function M.install(tide, core)
       return method(a, b)
     end
   end
+
+  -- definitions: forward, backward and aliases of each op ----------------------
+
+  local reg = require 'tide.ops.registry'
+  local ag = require 'tide.autograd'
+  local function mm_grads(g, a, b)
+    local ad, bd = a:dim(), b:dim()
+    if ad == 1 and bd == 1 then return g * b, g * a end  -- a dot product: g is 0-d
+    local a2, b2, g2 = a, b, g
+    if ad == 1 then a2 = a:unsqueeze(1); g2 = g2:unsqueeze(-2) end
+    if bd == 1 then b2 = b:unsqueeze(2); g2 = g2:unsqueeze(-1) end
+    local ga = g2:matmul(b2:transpose(-1, -2))
+    local gb = a2:transpose(-1, -2):matmul(g2)
+    if ad == 1 then ga = ga:squeeze(-2) end
+    if bd == 1 then gb = gb:squeeze(-1) end
+    return ag.sum_to(ga, a:shape()), ag.sum_to(gb, b:shape())
+  end
+  for _, name in ipairs { 'matmul', 'mm', 'bmm', 'mv', 'dot' } do
+    local fn = (name == 'matmul' or name == 'mm' or name == 'bmm') and 'tensor' or nil
+    reg.def { name, forward = Tensor[name], fn = fn, backward = function(_, g, a, b) return mm_grads(g, a, b) end }
+  end
+  reg.def { 'outer', forward = Tensor.outer, aliases = { 'ger' },
+    backward = function(_, g, a, b) return g:matmul(b), g:t():matmul(a) end }
 end
 
 return M

@@ -8,6 +8,7 @@
 -- count holds.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 
 local M = {}
 
@@ -46,7 +47,7 @@ function M.install(tide, core)
   -- Raises the engine's last error; when given, `to` replaces the C op name
   -- `from` that starts the message (the Lua function has another name).
   local function raise(level, from, to)
-    local msg = ffi.string(C.tide_last_error())
+    local msg = errors.message()
     if from and msg:sub(1, #from + 1) == from .. ':' then msg = to .. msg:sub(#from + 1) end
     error(msg, level + 1)
   end
@@ -286,13 +287,11 @@ function M.install(tide, core)
 
   -- comparing whole tensors ----------------------------------------------------
 
-  -- True when every byte of a fresh (contiguous) bool tensor is nonzero.
+  -- True when every element of bool tensor t is true (none for an empty
+  -- one), counted by ops so it holds on any device.
   local function all_true(t)
-    local p = ffi.cast('const uint8_t *', t._c.data)
-    for i = 0, tonumber(t._c.numel) - 1 do
-      if p[i] == 0 then return false end
-    end
-    return true
+    local n = unop('logical_not', C.TIDE_NOT, t, 3):sum():item()
+    return n == 0
   end
 
   -- |a - b| <= atol + rtol * |b| elementwise (broadcasting), computed in f64;
@@ -331,6 +330,129 @@ function M.install(tide, core)
     return all_true(a:eq(b))
   end
   Tensor.equal = tide.equal
+
+  -- definitions: forward, backward and aliases of each op ----------------------
+
+  local reg = require 'tide.ops.registry'
+  local ag = require 'tide.autograd'
+  local function sum_to(g, shape) return ag.sum_to(g, shape) end
+  local function grad_for(x, g) if is_tensor(x) then return sum_to(g, x:shape()) end end
+  local function alpha_of(opts) return type(opts) == 'table' and opts.alpha or 1 end
+
+  reg.def { 'add', forward = Tensor.add, fn = 'any', saves = false,
+    backward = function(_, g, a, b, opts)
+      local al = alpha_of(opts)
+      return grad_for(a, g), is_tensor(b) and sum_to(al == 1 and g or g * al, b:shape()) or nil
+    end }
+  reg.def { 'sub', forward = Tensor.sub, fn = 'any', saves = false, aliases = { 'subtract' }, tide_aliases = { 'subtract' },
+    backward = function(_, g, a, b, opts)
+      local al = alpha_of(opts)
+      return grad_for(a, g), is_tensor(b) and sum_to(g * (-al), b:shape()) or nil
+    end }
+  reg.def { 'mul', forward = Tensor.mul, fn = 'any', aliases = { 'multiply' }, tide_aliases = { 'multiply' },
+    backward = function(_, g, a, b)
+      return is_tensor(a) and sum_to(g * b, a:shape()) or nil, is_tensor(b) and sum_to(g * a, b:shape()) or nil
+    end }
+  reg.def { 'div', forward = Tensor.div, fn = 'any', aliases = { 'divide', 'true_divide' },
+    tide_aliases = { 'divide', 'true_divide' },
+    backward = function(out, g, a, b)
+      local ga = is_tensor(a) and sum_to(g / b, a:shape()) or nil
+      local gb = is_tensor(b) and sum_to(-(g * out) / b, b:shape()) or nil
+      return ga, gb
+    end }
+  reg.def { 'pow', forward = Tensor.pow, fn = 'any',
+    backward = function(out, g, a, b)
+      local ga, gb
+      if is_tensor(a) then ga = sum_to(g * b * a:pow(b - 1), a:shape()) end
+      if is_tensor(b) then
+        local base = is_tensor(a) and a or tide.full_like(b, a)
+        -- d/db a^b = a^b log a; 0^b contributes 0 (torch's convention)
+        gb = sum_to(tide.where(base:eq(0), 0, g * out * base:log()), b:shape())
+      end
+      return ga, gb
+    end }
+  local function ties(name, pick)
+    reg.def { name, forward = Tensor[name], fn = 'any',
+      backward = function(_, g, a, b)
+        -- ties split the gradient evenly, as torch does
+        local wa = pick(a, b):to(g:dtype()) + a:eq(b):to(g:dtype()) * 0.5
+        local ga = is_tensor(a) and sum_to(g * wa, a:shape()) or nil
+        local gb = is_tensor(b) and sum_to(g * (1 - wa), b:shape()) or nil
+        return ga, gb
+      end }
+  end
+  ties('maximum', function(a, b) return a:gt(b) end)
+  ties('minimum', function(a, b) return a:lt(b) end)
+  for _, name in ipairs { 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor',
+                          'logical_not', 'isnan', 'isinf' } do
+    reg.def { name, nondiff = 'a bool result' }
+  end
+  reg.def { 'fmod', nondiff = 'no backward is implemented for fmod' }
+
+  -- unary: tide.<name> checks for a tensor when fn, else is the method itself
+  local unary = {
+    neg = { function(_, g) return -g end, fn = true, aliases = { 'negative' } },
+    abs = { function(_, g, a) return g * a:sign() end, fn = true, aliases = { 'absolute' } },
+    exp = { function(out, g) return g * out end, fn = true },
+    log = { function(_, g, a) return g / a end, fn = true },
+    sqrt = { function(out, g) return g * 0.5 / out end, fn = true },
+    rsqrt = { function(out, g) return g * -0.5 * out * out * out end },
+    tanh = { function(out, g) return g * (1 - out * out) end, fn = true },
+    sigmoid = { function(out, g) return g * out * (1 - out) end, fn = true },
+    relu = { function(_, g, a) return g * a:gt(0):to(g:dtype()) end, fn = true },
+    sin = { function(_, g, a) return g * a:cos() end },
+    cos = { function(_, g, a) return -g * a:sin() end },
+    log1p = { function(_, g, a) return g / (a + 1) end },
+    expm1 = { function(out, g) return g * (out + 1) end },
+    square = { function(_, g, a) return g * a * 2 end },
+    reciprocal = { function(out, g) return -g * out * out end },
+    gelu = { function(_, g, a) return core.call(C.tide_gelu_backward, g._c, a._c, out1) end, fn = true },
+    -- zero gradient almost everywhere (torch agrees)
+    floor = { function(_, g) return tide.zeros_like(g) end },
+    ceil = { function(_, g) return tide.zeros_like(g) end },
+    round = { function(_, g) return tide.zeros_like(g) end },
+    sign = { function(_, g) return tide.zeros_like(g) end },
+  }
+  local reads_nothing = { neg = true, floor = true, ceil = true, round = true, sign = true }
+  local unary_names = {}
+  for name in pairs(unary) do unary_names[#unary_names + 1] = name end
+  table.sort(unary_names)
+  for _, name in ipairs(unary_names) do
+    local u = unary[name]
+    reg.def { name, forward = Tensor[name], backward = u[1], aliases = u.aliases,
+      saves = not reads_nothing[name] and nil, fn = u.fn and 'tensor' or nil,
+      tide_aliases = not u.fn and { name } or nil }
+  end
+
+  reg.def { 'clamp', forward = Tensor.clamp, fn = 'tensor', aliases = { 'clip' }, tide_aliases = { 'clip' },
+    backward = function(_, g, a, lo, hi)
+      local keep = tide.ones_like(a, { dtype = 'bool' })
+      if lo ~= nil then keep = keep:logical_and(a:ge(lo)) end
+      if hi ~= nil then keep = keep:logical_and(a:le(hi)) end
+      return g * keep:to(g:dtype())
+    end }
+
+  -- where(cond, other) as a method: self where cond else other
+  reg.def { 'where', forward = Tensor.where,
+    backward = function(_, g, t, cond, other)
+      local zero = tide.zeros_like(g)
+      return grad_for(t, tide.where(cond, g, zero)), nil, grad_for(other, tide.where(cond, zero, g))
+    end }
+  -- tide.where(cond, a, b)
+  reg.def { 'tide.where', home = tide, key = 'where', forward = tide.where,
+    wrap = function(plain_where, ag_)
+      return function(cond, a, b)
+        if not ag_.wants(a, b) then return plain_where(cond, a, b) end
+        local ok, out = pcall(plain_where, cond, a, b)
+        if not ok then error(out, 2) end
+        return ag_.record('where', out, { n = 3, false, a, b }, function(g)
+          local zero = tide.zeros_like(g)
+          return nil, grad_for(a, tide.where(cond, g, zero)), grad_for(b, tide.where(cond, zero, g))
+        end)
+      end
+    end }
+  reg.def { 'allclose', nondiff = 'a boolean' }
+  reg.def { 'equal', nondiff = 'a boolean' }
 end
 
 return M

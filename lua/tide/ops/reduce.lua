@@ -251,6 +251,148 @@ function M.install(tide, core)
       return method(t, ...)
     end
   end
+
+  -- definitions: forward, backward and aliases of each op ----------------------
+
+  local reg = require 'tide.ops.registry'
+
+  -- dims and keepdim as the reduction methods take them: (dim, keepdim) or ({dim=, keepdim=})
+  local function grad_args(a, dim, keep)
+    if type(dim) == 'table' and dim.dim ~= nil then dim, keep = dim.dim, dim.keepdim end
+    if type(keep) == 'table' then keep = keep.keepdim end
+    return dim, keep and true or false
+  end
+
+  -- Brings a reduced gradient back to a's shape (the reduced dims broadcast).
+  local function unreduce(g, a, dim, keep)
+    local shape = a:shape()
+    if dim == nil then return g:reshape({}):expand(shape) end
+    local dims = type(dim) == 'table' and dim or { dim }
+    if not keep then
+      local norm = {}
+      for i, d in ipairs(dims) do norm[i] = d < 0 and d + #shape + 1 or d end
+      table.sort(norm)
+      for _, d in ipairs(norm) do g = g:unsqueeze(d) end
+    end
+    return g:expand(shape)
+  end
+
+  reg.def { 'sum', forward = Tensor.sum, fn = 'tensor', saves = false,
+    backward = function(_, g, a, dim, keep)
+      dim, keep = grad_args(a, dim, keep)
+      return unreduce(g, a, dim, keep)
+    end }
+  reg.def { 'mean', forward = Tensor.mean, fn = 'tensor', saves = false,
+    backward = function(_, g, a, dim, keep)
+      dim, keep = grad_args(a, dim, keep)
+      local n = a:numel()
+      if dim ~= nil then
+        n = 1
+        local shape = a:shape()
+        for _, d in ipairs(type(dim) == 'table' and dim or { dim }) do n = n * shape[d < 0 and d + #shape + 1 or d] end
+      end
+      return unreduce(g / n, a, dim, keep)
+    end }
+
+  -- max/min over all elements (one output) or a dim (values, indices)
+  local function minmax(name)
+    local elementwise = name == 'max' and 'maximum' or 'minimum'
+    reg.def { name, forward = Tensor[name], fn = 'tensor',
+      wrap = function(raw, ag)
+        return function(a, dim, keep)
+          if is_tensor(dim) then return Tensor[elementwise](a, dim) end
+          if not ag.wants(a) then return raw(a, dim, keep) end
+          local ok, v, idx = pcall(raw, a, dim, keep)
+          if not ok then error(v, 2) end
+          ag.record(name, v, { n = 1, a }, function(g)
+            local d, k = grad_args(a, dim, keep)
+            if d == nil then
+              -- ties share the gradient evenly, as torch's max() does
+              local m = a:eq(v):to(g:dtype())
+              return m * (g / m:sum())
+            end
+            local gi, ii = g, idx
+            if not k then gi, ii = g:unsqueeze(d), idx:unsqueeze(d) end
+            return tide.zeros_like(a):scatter_add_(d, ii, gi)
+          end)
+          return v, idx
+        end
+      end }
+  end
+  minmax('max')
+  minmax('min')
+  for _, name in ipairs { 'amax', 'amin' } do
+    reg.def { name, forward = Tensor[name], fn = 'tensor',
+      backward = function(out, g, a, dim, keep)
+        local d, k = grad_args(a, dim, keep)
+        local o = d == nil and out:reshape({}):expand(a:shape()) or unreduce(out, a, d, k)
+        local m = a:eq(o):to(g:dtype())
+        local count = d == nil and m:sum() or m:sum(d, true)
+        return m * unreduce(g, a, d, k) / (d == nil and count or count:expand(a:shape()))
+      end }
+  end
+
+  reg.def { 'cumsum', forward = Tensor.cumsum, fn = 'tensor',
+    backward = function(_, g, a, dim)
+      -- d/dx_j of sum_{i<=k} x_i is the suffix sum of g from j on
+      return g:sum(dim, true):expand(g:shape()) - g:cumsum(dim) + g
+    end }
+
+  -- var, std and logsumexp: with a gradient wanted, computed from recorded ops
+  local function var_args(dim, opts, keepdim)
+    if type(dim) == 'table' and dim[1] == nil and next(dim) ~= nil and opts == nil then opts, dim = dim, dim.dim end
+    local correction = 1
+    if type(opts) == 'boolean' then correction = opts and 1 or 0
+    elseif type(opts) == 'table' then
+      if opts.correction ~= nil then correction = opts.correction elseif opts.unbiased == false then correction = 0 end
+      if keepdim == nil then keepdim = opts.keepdim end
+    end
+    return dim, correction, keepdim and true or false
+  end
+  local function composite_var(x, dim, correction, keepdim)
+    local mu = x:mean(dim, true)
+    local d = x - mu
+    local n = x:numel() / mu:numel()
+    return (d * d):sum(dim, keepdim) / math.max(0, n - correction)
+  end
+  for _, name in ipairs { 'var', 'std' } do
+    reg.def { name, forward = Tensor[name],
+      wrap = function(raw, ag)
+        return function(x, dim, opts, keepdim)
+          if not ag.wants(x) then return raw(x, dim, opts, keepdim) end
+          local ok, err = pcall(raw, x, dim, opts, keepdim)  -- checks the arguments
+          if not ok then error(err, 2) end
+          local d, corr, keep = var_args(dim, opts, keepdim)
+          local v = composite_var(x, d, corr, keep)
+          return name == 'std' and v:sqrt() or v
+        end
+      end }
+  end
+  reg.def { 'logsumexp', forward = Tensor.logsumexp,
+    wrap = function(raw_lse, ag)
+      return function(x, dim, keepdim)
+        if not ag.wants(x) then return raw_lse(x, dim, keepdim) end
+        local ok, out = pcall(raw_lse, x, dim, keepdim)
+        if not ok then error(out, 2) end
+        if type(keepdim) == 'table' then keepdim = keepdim.keepdim end
+        return ag.record('logsumexp', out, { n = 1, x }, function(g)
+          -- d/dx log sum exp x = softmax(x) over the reduced dims
+          local o = unreduce(out, x, dim, keepdim)
+          return unreduce(g, x, dim, keepdim) * (x - o):exp()
+        end)
+      end
+    end }
+  -- prod: refused with a gradient wanted (no backward is implemented)
+  local raw_prod = Tensor.prod
+  reg.def { 'prod', nondiff = 'no backward is implemented; refused when a gradient is wanted' }
+  Tensor.prod = function(x, ...)
+    if require('tide.autograd').wants(x) then
+      error('prod: no gradient is implemented for prod; compute it under tide.no_grad', 2)
+    end
+    return raw_prod(x, ...)
+  end
+  reg.def { 'argmax', nondiff = 'indices' }
+  reg.def { 'argmin', nondiff = 'indices' }
 end
 
 return M

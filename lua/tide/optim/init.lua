@@ -14,6 +14,7 @@
 -- that override the defaults; `zero_grad()` sets grads to nil.
 local ffi = require 'ffi'
 local C = require 'tide.C'
+local errors = require 'tide.errors'
 local core = require 'tide.tensor'
 
 local M = {}
@@ -328,7 +329,7 @@ function AdamW:step(closure)
         if g.maximize then grad = no_grad(grad.neg, grad) end
         local step = st.step + 1
         local rc = C.tide_adamw_step_(p._c, grad._c, st.exp_avg._c, st.exp_avg_sq._c, lr, b1, b2, eps, wd, step)
-        if rc ~= 0 then error(ffi.string(C.tide_last_error()), 2) end
+        if rc ~= 0 then errors.raise(2) end
         st.step = step
       end
     end
