@@ -58,7 +58,7 @@ static inline const tide_backend *tide_pw_backend(const char *op, int32_t n, con
                                                   int32_t *device) {
   for (int32_t i = 0; i < n; i++) {
     if (!ts[i] || ts[i]->device != ts[0]->device) return tide_pw_backend_fail(op, n, ts, device);
-    if (tide_check_tensor(ts[i], op) != 0) return NULL;
+    if (tide_check_handle(ts[i], op) != 0) return NULL;
   }
   *device = ts[0]->device;
   return tide_backend_for(*device, op);

@@ -54,8 +54,12 @@ static void test_ops_refuse_another_device(void) {
   CHECK_ERR(tide_cast(dev, TIDE_F64, &t), "cast: device cuda:0 is not available");
   CHECK_ERR(tide_fill_(dev, 3.0), "fill_: device cuda:0 is not available");
   CHECK_ERR(tide_to_device(dev, TIDE_CPU, &t), "to: device cuda:0 is not available");
-  /* an op not yet under the op layer still refuses it */
-  CHECK_ERR(tide_unary(TIDE_NEG, dev, &t), "cuda:0");
+  /* every family under the op layer: mixed devices named, a lone device without a backend refused */
+  CHECK_ERR(tide_unary(TIDE_NEG, dev, &t), "neg: device cuda:0 is not available");
+  CHECK_ERR(tide_binary(TIDE_ADD, cpu, dev, &t), "expected all tensors on one device, got operand 1 on cpu and operand 2 on cuda:0");
+  CHECK_ERR(tide_binary(TIDE_ADD, dev, dev, &t), "device cuda:0 is not available");
+  CHECK_ERR(tide_binary_scalar(TIDE_MUL, dev, 2.0, 0, &t), "device cuda:0 is not available");
+  CHECK_ERR(tide_reduce(TIDE_SUM, dev, -1, 0, &t, NULL), "device cuda:0 is not available");
   /* views are geometry: they work on any device and stay there */
   CHECK(tide_transpose(dev, 0, 1, &t) == 0 && t->device == 0 && t->storage == dev->storage);
   tide_tensor *r = NULL;
