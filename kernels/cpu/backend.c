@@ -2,6 +2,7 @@
    same name. A family still NULL here runs through its pre-seam entry points
    until it is moved under the op layer. */
 #include "backend.h"
+#include "random.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -26,7 +27,7 @@ const tide_backend tide_cpu_backend = {
 
   .join = NULL,
 
-  .random = NULL,
+  .random = &tide_cpu_random,
 
   .matmul = NULL,
 
