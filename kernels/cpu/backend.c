@@ -2,6 +2,7 @@
    same name. A family still NULL here runs through its pre-seam entry points
    until it is moved under the op layer. */
 #include "backend.h"
+#include "index.h"
 #include "random.h"
 
 const tide_backend tide_cpu_backend = {
@@ -23,7 +24,7 @@ const tide_backend tide_cpu_backend = {
 
   .sort = NULL,
 
-  .index = NULL,
+  .index = &tide_cpu_index,
 
   .join = NULL,
 
