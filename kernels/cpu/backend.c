@@ -26,7 +26,7 @@ const tide_backend tide_cpu_backend = {
 
   .index = &tide_cpu_index,
 
-  .join = NULL,
+  .join = NULL, /* none needed: cat/stack copy into slots of their result (runtime/ops/join.c) */
 
   .random = &tide_cpu_random,
 
