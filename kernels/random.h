@@ -1,7 +1,7 @@
 /* Random kernels: fills and sampling over the Philox stream layout of
    runtime/philox.h. Each kernel reads the stream (seed, offset) given and
    never advances it: the op layer moves the generator on by the blocks the
-   layout assigns (tide_random_blocks). Element i of a fill always takes the
+   layout assigns to the call. Element i of a fill always takes the
    same counter and slot, so any strides and any thread count give the same
    values on every backend. Strides are in elements. */
 #ifndef TIDE_KERNELS_RANDOM_H
@@ -31,13 +31,6 @@ struct tide_random_kernels {
   int (*multinomial)(int64_t *out, const double *w, int64_t rows, int64_t K, int64_t n, int32_t replacement,
                      uint64_t seed, uint64_t offset);
 };
-
-/* The Philox blocks a fill of numel elements uses (the layout's contract, shared by all backends):
-   kind 0 uniform/normal, 1 randint, 2 bernoulli. */
-static inline uint64_t tide_random_blocks(int kind, int64_t numel, int32_t f64, uint64_t range) {
-  int64_t per = kind == 2 ? 2 : kind == 1 ? (range > ((uint64_t)1 << 32) ? 1 : 2) : (f64 ? 2 : 4);
-  return (uint64_t)((numel + per - 1) / per);
-}
 
 extern const struct tide_random_kernels tide_cpu_random;
 

@@ -17,6 +17,15 @@ static double float_max(int32_t dt) {
   }
 }
 
+enum { FILL_FLOAT, FILL_INT, FILL_BERNOULLI };
+
+/* The Philox blocks a fill of numel elements uses (runtime/philox.h's layout): four f32/bf16/f16 or two f64
+   values per block, two randint values (one when the range exceeds 2^32), two bernoulli draws. */
+static uint64_t fill_blocks(int kind, int64_t numel, int32_t dtype, uint64_t range) {
+  int64_t per = kind == FILL_BERNOULLI ? 2 : kind == FILL_INT ? (range > (UINT64_C(1) << 32) ? 1 : 2) : (dtype == TIDE_F64 ? 2 : 4);
+  return (uint64_t)((numel + per - 1) / per);
+}
+
 /* Checks shared by every fill after the tensor's own: a generator, no repeated elements
    (`repeats` is the message's tail after "the tensor repeats elements"). */
 static int check_fill(const tide_tensor *t, const tide_generator *g, const char *what, const char *repeats) {
@@ -49,7 +58,7 @@ int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high) {
     return tide_fail("rand_: the interval [%g, %g) is too wide (high - low overflows f64)", low, high);
   if (!be->random->uniform) return tide_not_implemented("rand_", be);
   TIDE_TRY(be->random->uniform(t->data, t->ndim, t->shape, t->stride, dt, g->seed, g->offset, low, high));
-  g->offset += tide_random_blocks(0, t->numel, dt == TIDE_F64, 0);
+  g->offset += fill_blocks(FILL_FLOAT, t->numel, dt, 0);
   return 0;
 }
 
@@ -68,7 +77,7 @@ int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std) {
   if (!isfinite(std) || std < 0) return tide_fail("randn_: std must be finite and >= 0, got %g", std);
   if (!be->random->normal) return tide_not_implemented("randn_", be);
   uint64_t base = g->offset;
-  g->offset += tide_random_blocks(0, t->numel, dt == TIDE_F64, 0);
+  g->offset += fill_blocks(FILL_FLOAT, t->numel, dt, 0);
   return be->random->normal(t->data, t->ndim, t->shape, t->stride, dt, g->seed, base, mean, std);
 }
 
@@ -101,7 +110,7 @@ int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high) 
                      (long long)low, (long long)high, tide_dtype_name(dt), (long long)lo_ok, (long long)hi_ok);
   if (!be->random->randint) return tide_not_implemented("randint_", be);
   uint64_t base = g->offset, range = (uint64_t)high - (uint64_t)low;
-  g->offset += tide_random_blocks(1, t->numel, 0, range);
+  g->offset += fill_blocks(FILL_INT, t->numel, dt, range);
   return be->random->randint(t->data, t->ndim, t->shape, t->stride, dt, g->seed, base, low, high);
 }
 
@@ -116,7 +125,7 @@ int tide_bernoulli_(tide_tensor *t, tide_generator *g, double p) {
   tide_bump_version(t);
   if (!be->random->bernoulli) return tide_not_implemented("bernoulli_", be);
   uint64_t base = g->offset;
-  g->offset += tide_random_blocks(2, t->numel, 1, 0);
+  g->offset += fill_blocks(FILL_BERNOULLI, t->numel, t->dtype, 0);
   return be->random->bernoulli(t->data, t->ndim, t->shape, t->stride, t->dtype, g->seed, base, p);
 }
 
