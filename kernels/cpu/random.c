@@ -280,19 +280,21 @@ static int bernoulli(void *data, int32_t ndim, const int64_t *shape, const int64
 
 /* Swap partner j for position i is x mod (i+1), x uniform in [0, 2^62) (the
    bias is at most (i+1)/2^62 relative, invisible for any n a tensor can
-   hold). The draws are randint's wide ones: one block per position. */
+   hold). The draws are randint's wide ones, one block per position, made
+   first (on all threads) into scratch; the swaps are sequential. */
 static int randperm(int64_t *out, int64_t n, uint64_t seed, uint64_t offset) {
   for (int64_t i = 0; i < n; i++) out[i] = i;
-  const uint64_t range = UINT64_C(1) << 62;
+  if (n < 2) return 0;
+  int64_t m = n - 1, *x = malloc(sizeof(int64_t) * (size_t)m);
+  if (!x) return tide_fail("randperm: out of memory");
+  int64_t one = 1;
+  randint(x, 1, &m, &one, TIDE_I64, seed, offset, 0, INT64_C(1) << 62);
   for (int64_t i = n - 1; i >= 1; i--) {
-    uint32_t w[4];
-    tide_philox_block(seed, offset, (uint64_t)(n - 1 - i), w);
-    uint64_t hi = (uint64_t)w[3] << 32 | w[2], lo = (uint64_t)w[1] << 32 | w[0];
-    int64_t x = (int64_t)tide_philox_bounded128(hi, lo, range);
-    int64_t j = x % (i + 1), t = out[i];
+    int64_t j = x[n - 1 - i] % (i + 1), t = out[i];
     out[i] = out[j];
     out[j] = t;
   }
+  free(x);
   return 0;
 }
 

@@ -54,8 +54,8 @@ int tide_index_select(const tide_tensor *a, int32_t dim, const tide_tensor *inde
   const char *what = "index_select";
   const tide_backend *be;
   int32_t dev;
-  TIDE_TRY(tide_check_handle(a, what));
-  TIDE_TRY(tide_check_handle(index, what));
+  if (!a) return tide_check_handle(a, what);
+  if (!index) return tide_check_handle(index, what);
   const tide_tensor *ts[2] = {a, index};
   TIDE_OP_BACKEND(be, dev, index, what, 2, ts);
   TIDE_TRY(check_index(index, what));
@@ -92,8 +92,8 @@ int tide_gather(const tide_tensor *a, int32_t dim, const tide_tensor *index, tid
   const char *what = "gather";
   const tide_backend *be;
   int32_t dev;
-  TIDE_TRY(tide_check_handle(a, what));
-  TIDE_TRY(tide_check_handle(index, what));
+  if (!a) return tide_check_handle(a, what);
+  if (!index) return tide_check_handle(index, what);
   const tide_tensor *ts[2] = {a, index};
   TIDE_OP_BACKEND(be, dev, index, what, 2, ts);
   TIDE_TRY(check_index(index, what));
@@ -118,7 +118,7 @@ int tide_scatter_add_(tide_tensor *a, int32_t dim, const tide_tensor *index, con
   TIDE_TRY(tide_check_handle(a, what));
   TIDE_TRY(tide_check_handle(index, what));
   TIDE_TRY(check_index(index, what));
-  TIDE_TRY(tide_check_handle(src, what));
+  if (!src) return tide_check_handle(src, what);
   const tide_tensor *ts[3] = {a, index, src};
   TIDE_OP_BACKEND(be, dev, index, what, 3, ts);
   TIDE_TRY(tide_check_dim(a, dim, what));
@@ -152,8 +152,8 @@ int tide_masked_fill_(tide_tensor *a, const tide_tensor *mask, double value) {
   const char *what = "masked_fill_";
   const tide_backend *be;
   int32_t dev;
-  TIDE_TRY(tide_check_handle(a, what));
-  TIDE_TRY(tide_check_handle(mask, what));
+  if (!a) return tide_check_handle(a, what);
+  if (!mask) return tide_check_handle(mask, what);
   const tide_tensor *ts[2] = {a, mask};
   TIDE_OP_BACKEND(be, dev, index, what, 2, ts);
   tide_bump_version(a);

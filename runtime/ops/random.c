@@ -41,7 +41,7 @@ static const char *const REPEATS =
 int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high) {
   const tide_backend *be;
   int32_t dev;
-  TIDE_TRY(tide_check_handle(t, "rand_"));
+  if (!t) return tide_check_handle(t, "rand_");
   const tide_tensor *ts[1] = {t};
   TIDE_OP_BACKEND(be, dev, random, "rand_", 1, ts);
   TIDE_TRY(check_fill(t, g, "rand_", REPEATS));
@@ -65,7 +65,7 @@ int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high) {
 int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std) {
   const tide_backend *be;
   int32_t dev;
-  TIDE_TRY(tide_check_handle(t, "randn_"));
+  if (!t) return tide_check_handle(t, "randn_");
   const tide_tensor *ts[1] = {t};
   TIDE_OP_BACKEND(be, dev, random, "randn_", 1, ts);
   TIDE_TRY(check_fill(t, g, "randn_", REPEATS));
@@ -84,7 +84,7 @@ int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std) {
 int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high) {
   const tide_backend *be;
   int32_t dev;
-  TIDE_TRY(tide_check_handle(t, "randint_"));
+  if (!t) return tide_check_handle(t, "randint_");
   const tide_tensor *ts[1] = {t};
   TIDE_OP_BACKEND(be, dev, random, "randint_", 1, ts);
   TIDE_TRY(check_fill(t, g, "randint_", REPEATS));
@@ -117,7 +117,7 @@ int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high) 
 int tide_bernoulli_(tide_tensor *t, tide_generator *g, double p) {
   const tide_backend *be;
   int32_t dev;
-  TIDE_TRY(tide_check_handle(t, "bernoulli_"));
+  if (!t) return tide_check_handle(t, "bernoulli_");
   const tide_tensor *ts[1] = {t};
   TIDE_OP_BACKEND(be, dev, random, "bernoulli_", 1, ts);
   if (!(p >= 0 && p <= 1)) return tide_fail("bernoulli_: p must be in [0, 1], got %g", p);
@@ -174,7 +174,7 @@ int tide_randperm(int64_t n, int32_t dtype, tide_generator *g, tide_tensor **out
 int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, tide_generator *g, tide_tensor **out) {
   const tide_backend *be;
   int32_t dev;
-  TIDE_TRY(tide_check_handle(probs, "multinomial"));
+  if (!probs) return tide_check_handle(probs, "multinomial");
   const tide_tensor *ts[1] = {probs};
   TIDE_OP_BACKEND(be, dev, random, "multinomial", 1, ts);
   if (!g) return tide_fail("multinomial: generator is NULL");
