@@ -119,6 +119,10 @@ int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high);
 int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std);
 /* Fills t with integers in [low, high) from g. */
 int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high);
+/* Sets each element of t to 1 where an f64 uniform draw from g is < p, else 0 (p in [0, 1]). */
+int tide_bernoulli_(tide_tensor *t, tide_generator *g, double p);
+/* A random permutation of 0..n-1 from g (Fisher-Yates, n - 1 draws) as a 1-d tensor of dtype. */
+int tide_randperm(int64_t n, int32_t dtype, tide_generator *g, tide_tensor **out);
 
 /* views: share t's storage; a -1 in a shape is inferred ------------------------- */
 

@@ -14,6 +14,8 @@
 #include "unary.h"
 #include "binary.h"
 #include "nn_gelu.h"
+#include "index.h"
+#include "random.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -34,11 +36,11 @@ const tide_backend tide_cpu_backend = {
 
   .sort = &tide_cpu_sort,
 
-  .index = NULL,
+  .index = &tide_cpu_index,
 
-  .join = NULL,
+  .join = NULL, /* none needed: cat/stack copy into slots of their result (runtime/ops/join.c) */
 
-  .random = NULL,
+  .random = &tide_cpu_random,
 
   .matmul = &tide_cpu_matmul,
 

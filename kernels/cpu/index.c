@@ -1,8 +1,10 @@
-/* Index-driven ops: index_select, gather, scatter_add_, masked_fill_.
-   Index tensors hold 0-based values (token ids, argmax/topk output) in any
-   integer dtype. Every value is bounds-checked before memory is touched
-   through it, so a bad index becomes an error message, never a stray read or
-   write; in-place ops validate every index before changing anything. */
+/* Index-driven kernels on the CPU: index_select, gather, scatter_add,
+   masked_fill (kernels/index.h). Index operands hold 0-based values (token
+   ids, argmax/topk output) in any integer dtype. Every value is bounds-checked
+   before memory is touched through it, so a bad index becomes an error
+   message, never a stray read or write; in-place kernels validate every index
+   before changing anything. */
+#include "index.h"
 #include "iter.h"
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -12,14 +14,6 @@
 #endif
 
 /* helpers ------------------------------------------------------------------ */
-
-static int check_index(const tide_tensor *idx, const char *what) {
-  TIDE_TRY(tide_check_tensor(idx, what));
-  int32_t dt = idx->dtype;
-  if (dt != TIDE_I64 && dt != TIDE_I32 && dt != TIDE_U8 && dt != TIDE_U16)
-    return tide_fail("%s: index must be an integer tensor, got %s (use i64 or i32)", what, tide_dtype_name(dt));
-  return 0;
-}
 
 static int index_range_error(const char *what, int64_t v, int32_t dim, int64_t size) {
   if (size == 0)
@@ -57,40 +51,6 @@ static inline void copy_elem(char *d, const char *s, int32_t es) {
     case 4: memcpy(d, s, 4); break;
     default: memcpy(d, s, 8); break;
   }
-}
-
-/* An iteration-only copy of t's handle with another shape and strides (in
-   elements). tide_iter_init reads only geometry, data and dtype, so a stack
-   copy is enough and saves an allocation plus refcount traffic. */
-static tide_tensor iter_view(const tide_tensor *t, int32_t ndim, const int64_t *shape, const int64_t *stride) {
-  tide_tensor v = *t;
-  v.ndim = ndim;
-  v.numel = 1;
-  for (int32_t i = 0; i < ndim; i++) {
-    v.shape[i] = shape[i];
-    v.stride[i] = stride[i];
-    v.numel *= shape[i];
-  }
-  return v;
-}
-
-/* True when some dimension of size > 1 has stride 0: writing through such a
-   view would hit one element from several places. */
-static int has_broadcast_dim(const tide_tensor *t) {
-  for (int32_t i = 0; i < t->ndim; i++)
-    if (t->shape[i] > 1 && t->stride[i] == 0) return 1;
-  return 0;
-}
-
-/* A private contiguous copy of t, for operands that share storage with the
-   tensor an in-place op writes. */
-static tide_tensor *private_copy(const tide_tensor *t) {
-  tide_tensor *c = tide_new(t->dtype, t->ndim, t->shape);
-  if (c && tide_copy_into(c, t)) {
-    tide_tensor_release(c);
-    c = NULL;
-  }
-  return c;
 }
 
 /* index_select ------------------------------------------------------------- */
@@ -150,52 +110,28 @@ static void copy_block(char *dst, const char *src, const block_geom *g, int32_t 
   }
 }
 
-int tide_index_select(const tide_tensor *a, int32_t dim, const tide_tensor *index, tide_tensor **out) {
+static int index_select(void *out, const void *a, int32_t nd, const int64_t *shape, const int64_t *stride, int32_t es,
+                        int32_t dim, const void *index, int64_t n, int64_t istride, int32_t idt) {
   const char *what = "index_select";
-  TIDE_TRY(tide_check_tensor(a, what));
-  TIDE_TRY(check_index(index, what));
-  TIDE_TRY(tide_check_dim(a, dim, what));
-  if (index->ndim > 1) {
-    char b[160];
-    return tide_fail("%s: index must be 1-d, got a %d-d tensor of shape %s", what, index->ndim,
-                     tide_shape_str(b, sizeof b, index->ndim, index->shape));
-  }
-  /* a 0-d input reads as one element along dimension 1 */
-  int32_t nd = a->ndim ? a->ndim : 1;
-  int64_t shape[TIDE_MAX_DIMS], stride[TIDE_MAX_DIMS];
-  for (int32_t i = 0; i < nd; i++) {
-    shape[i] = a->ndim ? a->shape[i] : 1;
-    stride[i] = a->ndim ? a->stride[i] : 0;
-  }
-  int64_t n = index->numel, size = shape[dim];
+  int64_t size = shape[dim];
   int64_t *ix = malloc((size_t)(n > 0 ? n : 1) * sizeof *ix);
   if (!ix) return tide_fail("%s: out of memory", what);
-  int64_t istep = (index->ndim ? index->stride[0] : 0) * tide_dtype_size(index->dtype);
+  int64_t istep = istride * tide_dtype_size(idt);
   for (int64_t i = 0; i < n; i++) {
-    int64_t v = load_index(index->data + i * istep, index->dtype);
+    int64_t v = load_index((const char *)index + i * istep, idt);
     if (v < 0 || v >= size) {
       free(ix);
       return index_range_error(what, v, dim, size);
     }
     ix[i] = v;
   }
-  int64_t oshape[TIDE_MAX_DIMS];
-  memcpy(oshape, shape, sizeof oshape);
-  oshape[dim] = n;
-  int32_t ond = a->ndim ? a->ndim : index->ndim;
-  tide_tensor *o = tide_new(a->dtype, ond, oshape);
-  if (!o) {
-    free(ix);
-    return -1;
-  }
-  int32_t es = tide_dtype_size(a->dtype);
   block_geom g;
   block_init(&g, nd - dim - 1, shape + dim + 1, stride + dim + 1, es);
   int64_t outer = 1;
   for (int32_t i = 0; i < dim; i++) outer *= shape[i];
   int64_t units = outer * n, row_bytes = g.numel * es;
-  const char *base = a->data;
-  char *dst = o->data;
+  const char *base = a;
+  char *dst = out;
   /* one unit copies the block behind one (outer position, index) pair; embedding
      lookups are this with outer = 1 and a contiguous row per index */
   int par = units > 1 && units * g.numel >= 2 * TIDE_GRAIN;
@@ -210,7 +146,6 @@ int tide_index_select(const tide_tensor *a, int32_t dim, const tide_tensor *inde
     copy_block(dst + u * row_bytes, base + off * es, &g, es);
   }
   free(ix);
-  *out = o;
   return 0;
 }
 
@@ -235,51 +170,29 @@ static void gather_loop(char **p, const int64_t *st, int64_t n, void *vctx) {
   }
 }
 
-/* Requires equal ndim and index sizes within the limits of `other`, except at dim when skip_dim. */
-static int check_index_shape(const char *what, const tide_tensor *index, const tide_tensor *other, const char *other_name,
-                             int32_t dim, int skip_dim) {
-  char a[160], b[160];
-  if (index->ndim != other->ndim)
-    return tide_fail("%s: index is %d-d but %s is %d-d; they must have the same number of dimensions (index shape %s, %s shape %s)",
-                     what, index->ndim, other_name, other->ndim, tide_shape_str(a, sizeof a, index->ndim, index->shape),
-                     other_name, tide_shape_str(b, sizeof b, other->ndim, other->shape));
-  for (int32_t d = 0; d < index->ndim; d++) {
-    if (skip_dim && d == dim) continue;
-    if (index->shape[d] > other->shape[d])
-      return tide_fail("%s: index of shape %s is larger than %s of shape %s at dimension %d", what,
-                       tide_shape_str(a, sizeof a, index->ndim, index->shape), other_name,
-                       tide_shape_str(b, sizeof b, other->ndim, other->shape), d + 1);
-  }
-  return 0;
-}
-
-int tide_gather(const tide_tensor *a, int32_t dim, const tide_tensor *index, tide_tensor **out) {
-  const char *what = "gather";
-  TIDE_TRY(tide_check_tensor(a, what));
-  TIDE_TRY(check_index(index, what));
-  TIDE_TRY(tide_check_dim(a, dim, what));
-  TIDE_TRY(check_index_shape(what, index, a, "input", dim, 1));
-  tide_tensor *o = tide_new(a->dtype, index->ndim, index->shape);
-  if (!o) return -1;
+static int gather(void *out, int32_t nd, const int64_t *shape, const void *a, const int64_t *astride, int64_t asize,
+                  int32_t es, int32_t dim, const void *index, const int64_t *istride, int32_t idt) {
   gather_ctx c;
   memset(&c, 0, sizeof c);
-  c.idt = index->dtype;
-  c.es = tide_dtype_size(a->dtype);
-  c.size = a->ndim ? a->shape[dim] : 1;
-  c.astep = (a->ndim ? a->stride[dim] : 0) * c.es;
+  c.idt = idt;
+  c.es = es;
+  c.size = asize;
+  c.astep = (nd ? astride[dim] : 0) * es;
   atomic_init(&c.bad.hit, 0);
-  int64_t st[TIDE_MAX_DIMS];
-  for (int32_t d = 0; d < a->ndim; d++) st[d] = d == dim ? 0 : a->stride[d];
-  tide_tensor av = iter_view(a, index->ndim, index->shape, st);
-  const tide_tensor *ops[3] = {o, index, &av};
-  tide_iter it;
-  tide_iter_init(&it, index->ndim, index->shape, 3, ops);
-  tide_iter_run(&it, gather_loop, &c, TIDE_GRAIN);
-  if (atomic_load(&c.bad.hit)) {
-    tide_tensor_release(o);
-    return index_range_error(what, c.bad.value, dim, c.size);
+  /* ops: the contiguous output, the index, a with stride 0 along dim */
+  int64_t st[3][TIDE_MAX_DIMS], run = es;
+  int32_t ies = tide_dtype_size(idt);
+  for (int32_t d = nd - 1; d >= 0; d--) {
+    st[0][d] = run;
+    run *= shape[d] > 0 ? shape[d] : 1;
+    st[1][d] = istride[d] * ies;
+    st[2][d] = d == dim ? 0 : astride[d] * es;
   }
-  *out = o;
+  char *data[3] = {out, (char *)index, (char *)a};
+  tide_iter it;
+  tide_iter_init_raw(&it, nd, shape, 3, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
+  tide_iter_run(&it, gather_loop, &c, TIDE_GRAIN);
+  if (atomic_load(&c.bad.hit)) return index_range_error("gather", c.bad.value, dim, c.size);
   return 0;
 }
 
@@ -346,69 +259,49 @@ static void scatter_loop(char **p, const int64_t *st, int64_t n, void *vctx) {
   }
 }
 
-int tide_scatter_add_(tide_tensor *a, int32_t dim, const tide_tensor *index, const tide_tensor *src) {
-  const char *what = "scatter_add_";
-  TIDE_TRY(tide_check_tensor(a, what));
-  TIDE_TRY(check_index(index, what));
-  TIDE_TRY(tide_check_tensor(src, what));
-  TIDE_TRY(tide_check_dim(a, dim, what));
-  tide_bump_version(a);
-  TIDE_TRY(check_index_shape(what, index, a, "the destination", dim, 1));
-  TIDE_TRY(check_index_shape(what, index, src, "src", dim, 0));
-  if (has_broadcast_dim(a)) {
-    char b[160];
-    return tide_fail("%s: the destination of shape %s is an expanded view whose elements share memory; clone it first", what,
-                     tide_shape_str(b, sizeof b, a->ndim, a->shape));
-  }
-  if (index->numel == 0) return 0;
-  int64_t size = a->ndim ? a->shape[dim] : 1;
+static int scatter_add(void *a, int32_t adt, const int64_t *astride, int64_t size, int32_t nd, const int64_t *ishape,
+                       int32_t dim, const void *index, const int64_t *istride, int32_t idt, const void *src,
+                       const int64_t *sstride, int32_t sdt) {
+  int32_t aes = tide_dtype_size(adt), ies = tide_dtype_size(idt), ses = tide_dtype_size(sdt);
+  int64_t numel = 1;
+  for (int32_t d = 0; d < nd; d++) numel *= ishape[d];
+  if (numel == 0) return 0;
   /* validate every index before the first write so a failure changes nothing */
   validate_ctx vc;
   memset(&vc, 0, sizeof vc);
   vc.size = size;
-  vc.idt = index->dtype;
+  vc.idt = idt;
   atomic_init(&vc.bad.hit, 0);
   {
-    const tide_tensor *ops[1] = {index};
+    int64_t st[1][TIDE_MAX_DIMS];
+    for (int32_t d = 0; d < nd; d++) st[0][d] = istride[d] * ies;
+    char *data[1] = {(char *)index};
     tide_iter it;
-    tide_iter_init(&it, index->ndim, index->shape, 1, ops);
+    tide_iter_init_raw(&it, nd, ishape, 1, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
     tide_iter_run(&it, validate_loop, &vc, TIDE_GRAIN);
   }
-  if (atomic_load(&vc.bad.hit)) return index_range_error(what, vc.bad.value, dim, size);
+  if (atomic_load(&vc.bad.hit)) return index_range_error("scatter_add_", vc.bad.value, dim, size);
 
-  /* operands that share memory with the destination are read from copies */
-  tide_tensor *src_copy = NULL, *idx_copy = NULL;
-  if (src->storage == a->storage && !(src_copy = private_copy(src))) return -1;
-  if (index->storage == a->storage && !(idx_copy = private_copy(index))) {
-    tide_tensor_release(src_copy);
-    return -1;
-  }
-  if (src_copy) src = src_copy;
-  if (idx_copy) index = idx_copy;
-
-  int32_t nd = index->ndim;
-  int64_t shape[TIDE_MAX_DIMS], ast[TIDE_MAX_DIMS], ist[TIDE_MAX_DIMS], sst[TIDE_MAX_DIMS];
+  /* ops: a (scatter dim dropped), index, src */
+  int64_t shape[TIDE_MAX_DIMS], st[3][TIDE_MAX_DIMS];
   for (int32_t d = 0; d < nd; d++) {
-    shape[d] = d == dim ? 1 : index->shape[d];
-    ast[d] = d == dim ? 0 : a->stride[d];
-    ist[d] = index->stride[d];
-    sst[d] = src->stride[d];
+    shape[d] = d == dim ? 1 : ishape[d];
+    st[0][d] = (d == dim ? 0 : astride[d]) * aes;
+    st[1][d] = istride[d] * ies;
+    st[2][d] = sstride[d] * ses;
   }
-  scatter_ctx c = {index->dtype, a->dtype, src->dtype, nd ? index->shape[dim] : 1, 0, 0, 0};
+  scatter_ctx c = {idt, adt, sdt, nd ? ishape[dim] : 1, 0, 0, 0};
   if (nd) {
-    c.istep = index->stride[dim] * tide_dtype_size(index->dtype);
-    c.sstep = src->stride[dim] * tide_dtype_size(src->dtype);
-    c.astep = a->stride[dim] * tide_dtype_size(a->dtype);
+    c.istep = istride[dim] * ies;
+    c.sstep = sstride[dim] * ses;
+    c.astep = astride[dim] * aes;
   }
-  tide_tensor av = iter_view(a, nd, shape, ast), iv = iter_view(index, nd, shape, ist), sv = iter_view(src, nd, shape, sst);
-  const tide_tensor *ops[3] = {&av, &iv, &sv};
+  char *data[3] = {a, (char *)index, (char *)src};
   tide_iter it;
-  tide_iter_init(&it, nd, shape, 3, ops);
+  tide_iter_init_raw(&it, nd, shape, 3, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
   /* the work per iterated element is len additions */
   int64_t grain = TIDE_GRAIN / (c.len > 0 ? c.len : 1);
   tide_iter_run(&it, scatter_loop, &c, grain > 1 ? grain : 1);
-  tide_tensor_release(src_copy);
-  tide_tensor_release(idx_copy);
   return 0;
 }
 
@@ -433,33 +326,27 @@ static void masked_loop(char **p, const int64_t *st, int64_t n, void *vctx) {
   }
 }
 
-int tide_masked_fill_(tide_tensor *a, const tide_tensor *mask, double value) {
-  const char *what = "masked_fill_";
-  TIDE_TRY(tide_check_tensor(a, what));
-  TIDE_TRY(tide_check_tensor(mask, what));
-  tide_bump_version(a);
-  if (mask->dtype != TIDE_BOOL && mask->dtype != TIDE_U8)
-    return tide_fail("%s: mask must be a bool tensor, got %s", what, tide_dtype_name(mask->dtype));
-  int32_t nd;
-  int64_t shape[TIDE_MAX_DIMS];
-  char sa[160], sb[160];
-  if (tide_broadcast_shapes(a->ndim, a->shape, mask->ndim, mask->shape, &nd, shape, what) ||
-      nd != a->ndim || memcmp(shape, a->shape, sizeof(int64_t) * (size_t)nd))
-    return tide_fail("%s: mask of shape %s cannot be broadcast to the tensor's shape %s", what,
-                     tide_shape_str(sa, sizeof sa, mask->ndim, mask->shape), tide_shape_str(sb, sizeof sb, a->ndim, a->shape));
-  tide_tensor *mask_copy = NULL;
-  if (mask->storage == a->storage) {
-    if (!(mask_copy = private_copy(mask))) return -1;
-    mask = mask_copy;
-  }
+static int masked_fill(void *a, int32_t nd, const int64_t *shape, const int64_t *astride, int32_t dt, const void *mask,
+                       const int64_t *mstride, double value) {
   mask_ctx c;
   memset(&c, 0, sizeof c);
-  c.es = tide_dtype_size(a->dtype);
-  tide_store_f64(c.bytes, a->dtype, value);
-  const tide_tensor *ops[2] = {a, mask};
+  c.es = tide_dtype_size(dt);
+  tide_store_f64(c.bytes, dt, value);
+  int64_t st[2][TIDE_MAX_DIMS];
+  for (int32_t d = 0; d < nd; d++) {
+    st[0][d] = astride[d] * c.es;
+    st[1][d] = mstride[d];  /* one byte per mask element */
+  }
+  char *data[2] = {a, (char *)mask};
   tide_iter it;
-  tide_iter_init(&it, a->ndim, a->shape, 2, ops);
+  tide_iter_init_raw(&it, nd, shape, 2, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
   tide_iter_run(&it, masked_loop, &c, TIDE_GRAIN);
-  tide_tensor_release(mask_copy);
   return 0;
 }
+
+const struct tide_index_kernels tide_cpu_index = {
+  .index_select = index_select,
+  .gather = gather,
+  .scatter_add = scatter_add,
+  .masked_fill = masked_fill,
+};

@@ -1,7 +1,7 @@
-/* Random fills and sampling on the CPU: uniform, normal, randint and
-   multinomial over the Philox stream layout documented in runtime/philox.h.
-   Element i of a call always takes the same counter and slot, so any strides
-   and any thread count give the same values. */
+/* Random fills and sampling on the CPU: uniform, normal, randint, bernoulli,
+   randperm and multinomial over the Philox stream layout documented in
+   runtime/philox.h. Element i of a call always takes the same counter and
+   slot, so any strides and any thread count give the same values. */
 
 /* The layout fixes each rounding step; letting the compiler fuse a*b+c into
    an FMA would change results by an ulp and break CPU/GPU agreement. */
@@ -11,6 +11,7 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
+#include "random.h"
 #include "iter.h"
 #include "philox.h"
 #include <float.h>
@@ -20,7 +21,7 @@
 #include <omp.h>
 #endif
 
-enum { DIST_UNIFORM, DIST_NORMAL, DIST_INT };
+enum { DIST_UNIFORM, DIST_NORMAL, DIST_INT, DIST_BERNOULLI };
 
 /* Everything a fill needs, fixed before any thread starts. */
 typedef struct {
@@ -32,19 +33,18 @@ typedef struct {
   double mean, std;           /* normal */
   int64_t ilow;               /* randint */
   uint64_t range;
+  double p;                   /* bernoulli */
 } fill_plan;
 
-typedef union { double d; int64_t i; } rvalue;
+/* A strided destination: data, shape and strides in elements. */
+typedef struct {
+  char *data;
+  int32_t ndim;
+  const int64_t *shape, *stride;
+  int64_t numel;
+} fill_dst;
 
-/* Largest finite value of a float dtype. */
-static double float_max(int32_t dt) {
-  switch (dt) {
-    case TIDE_F32: return FLT_MAX;
-    case TIDE_BF16: return 3.3895313892515355e38;
-    case TIDE_F16: return 65504.0;
-    default: return DBL_MAX;
-  }
-}
+typedef union { double d; int64_t i; } rvalue;
 
 /* v rounded to the nearest value of float dtype dt (via f32 for bf16/f16), as a double. */
 static double round_to(double v, int32_t dt) {
@@ -70,7 +70,8 @@ static double step_to(double v, int32_t dt, int dir) {
 }
 
 /* The values of one block: E rvalues, doubles already representable in the
-   output dtype for uniform, doubles to round for normal, int64 for randint. */
+   output dtype for uniform, doubles to round for normal, int64 for randint,
+   0/1 for bernoulli. */
 static inline void gen_block(const fill_plan *pl, int64_t b, rvalue *v) {
   uint32_t w[4];
   tide_philox_block(pl->seed, pl->base, (uint64_t)b, w);
@@ -100,6 +101,11 @@ static inline void gen_block(const fill_plan *pl, int64_t b, rvalue *v) {
         tide_philox_normal2_w64(w, &z[0], &z[1]);
       }
       for (int s = 0; s < pl->per_block; s++) v[s].d = pl->mean + pl->std * z[s];
+      break;
+    }
+    case DIST_BERNOULLI: {
+      /* the f64 uniform of [0, 1) that rand_ draws for the element, compared with p */
+      for (int s = 0; s < 2; s++) v[s].d = tide_philox_u53(w[2 * s], w[2 * s + 1]) < pl->p ? 1 : 0;
       break;
     }
     default: {
@@ -135,7 +141,7 @@ static inline void store(const fill_plan *pl, char *p, rvalue v) {
 }
 
 /* Fills the elements of blocks [b0, b1), walking t in logical row-major order. */
-static void fill_blocks(const fill_plan *pl, tide_tensor *t, int64_t b0, int64_t b1) {
+static void fill_blocks(const fill_plan *pl, const fill_dst *t, int64_t b0, int64_t b1) {
   int32_t nd = t->ndim, E = pl->per_block;
   int64_t i = b0 * E, end = b1 * E < t->numel ? b1 * E : t->numel;
   int64_t idx[TIDE_MAX_DIMS], bstride[TIDE_MAX_DIMS];
@@ -164,7 +170,7 @@ static void fill_blocks(const fill_plan *pl, tide_tensor *t, int64_t b0, int64_t
 
 /* 1 when no two elements of t can share memory (a sufficient test: sorted by
    stride, each dim's step clears the whole extent of the smaller ones). */
-static int provably_disjoint(const tide_tensor *t) {
+static int provably_disjoint(const fill_dst *t) {
   int64_t st[TIDE_MAX_DIMS], sz[TIDE_MAX_DIMS];
   int n = 0;
   for (int32_t d = 0; d < t->ndim; d++) {
@@ -183,58 +189,41 @@ static int provably_disjoint(const tide_tensor *t) {
   return 1;
 }
 
-/* Checks shared by every fill: a usable tensor, a generator, no repeated elements. */
-static int check_fill(const tide_tensor *t, const tide_generator *g, const char *what) {
-  TIDE_TRY(tide_check_tensor(t, what));
-  if (!g) return tide_fail("%s: generator is NULL", what);
-  for (int32_t d = 0; d < t->ndim; d++)
-    if (t->stride[d] == 0 && t->shape[d] > 1)
-      return tide_fail("%s: the tensor repeats elements (an expanded view with stride 0); "
-                       "fill a tensor that owns its elements, e.g. after contiguous()", what);
-  return 0;
-}
-
-/* Runs the plan over t and advances the generator by the blocks used. */
-static void run_fill(fill_plan *pl, tide_tensor *t, tide_generator *g) {
-  int64_t n = t->numel, E = pl->per_block;
+/* Runs the plan over the strided destination; the stream starts at (seed, offset). */
+static int run_fill(fill_plan *pl, void *data, int32_t ndim, const int64_t *shape, const int64_t *stride,
+                    uint64_t seed, uint64_t offset) {
+  fill_dst t = {data, ndim, shape, stride, 1};
+  for (int32_t d = 0; d < ndim; d++) t.numel *= shape[d];
+  int64_t n = t.numel, E = pl->per_block;
   int64_t blocks = (n + E - 1) / E;
-  pl->seed = g->seed;
-  pl->base = g->offset;
-  g->offset += (uint64_t)blocks;
-  if (n == 0) return;
+  pl->seed = seed;
+  pl->base = offset;
+  if (n == 0) return 0;
   int nt = 1;
 #ifdef _OPENMP
   /* threads write disjoint elements only when no two elements alias */
-  if (n >= 2 * TIDE_GRAIN && provably_disjoint(t)) {
+  if (n >= 2 * TIDE_GRAIN && provably_disjoint(&t)) {
     nt = omp_get_max_threads();
     if (n / TIDE_GRAIN < nt) nt = (int)(n / TIDE_GRAIN);
   }
 #endif
   if (nt <= 1) {
-    fill_blocks(pl, t, 0, blocks);
-    return;
+    fill_blocks(pl, &t, 0, blocks);
+    return 0;
   }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
   {
     int k = omp_get_thread_num(), m = omp_get_num_threads();
     int64_t b0 = blocks * k / m, b1 = blocks * (k + 1) / m;
-    if (b0 < b1) fill_blocks(pl, t, b0, b1);
+    if (b0 < b1) fill_blocks(pl, &t, b0, b1);
   }
 #endif
+  return 0;
 }
 
-int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high) {
-  TIDE_TRY(check_fill(t, g, "rand_"));
-  tide_bump_version(t);
-  int32_t dt = t->dtype;
-  if (!tide_is_float(dt))
-    return tide_fail("rand_: uniform values need a floating-point tensor, got %s (use randint or random_ for integers)", tide_dtype_name(dt));
-  if (!isfinite(low) || !isfinite(high) || !(low < high))
-    return tide_fail("rand_: expected finite low < high, got low=%g, high=%g", low, high);
-  double mx = float_max(dt);
-  if (low < -mx || high > mx)
-    return tide_fail("rand_: [%g, %g) exceeds the range of %s (largest finite value %g)", low, high, tide_dtype_name(dt), mx);
+static int uniform(void *data, int32_t ndim, const int64_t *shape, const int64_t *stride, int32_t dt, uint64_t seed,
+                   uint64_t offset, double low, double high) {
   fill_plan pl = {0};
   pl.kind = DIST_UNIFORM;
   pl.dtype = dt;
@@ -243,8 +232,6 @@ int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high) {
   pl.low = low;
   pl.high = high;
   pl.width = high - low;
-  if (!isfinite(pl.width))
-    return tide_fail("rand_: the interval [%g, %g) is too wide (high - low overflows f64)", low, high);
   /* the type values that stand in for rounding across a bound */
   pl.top = round_to(high, dt);
   while (pl.top >= high) pl.top = step_to(pl.top, dt, -1);
@@ -252,18 +239,11 @@ int tide_rand_(tide_tensor *t, tide_generator *g, double low, double high) {
   while (pl.bottom < low) pl.bottom = step_to(pl.bottom, dt, 1);
   if (pl.bottom >= high)
     return tide_fail("rand_: no %s value lies in [%.17g, %.17g)", tide_dtype_name(dt), low, high);
-  run_fill(&pl, t, g);
-  return 0;
+  return run_fill(&pl, data, ndim, shape, stride, seed, offset);
 }
 
-int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std) {
-  TIDE_TRY(check_fill(t, g, "randn_"));
-  tide_bump_version(t);
-  int32_t dt = t->dtype;
-  if (!tide_is_float(dt))
-    return tide_fail("randn_: normal values need a floating-point tensor, got %s", tide_dtype_name(dt));
-  if (!isfinite(mean)) return tide_fail("randn_: mean must be finite, got %g", mean);
-  if (!isfinite(std) || std < 0) return tide_fail("randn_: std must be finite and >= 0, got %g", std);
+static int normal(void *data, int32_t ndim, const int64_t *shape, const int64_t *stride, int32_t dt, uint64_t seed,
+                  uint64_t offset, double mean, double std) {
   fill_plan pl = {0};
   pl.kind = DIST_NORMAL;
   pl.dtype = dt;
@@ -271,32 +251,11 @@ int tide_randn_(tide_tensor *t, tide_generator *g, double mean, double std) {
   pl.per_block = dt == TIDE_F64 ? 2 : 4;
   pl.mean = mean;
   pl.std = std;
-  run_fill(&pl, t, g);
-  return 0;
+  return run_fill(&pl, data, ndim, shape, stride, seed, offset);
 }
 
-int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high) {
-  TIDE_TRY(check_fill(t, g, "randint_"));
-  tide_bump_version(t);
-  int32_t dt = t->dtype;
-  if (high <= low)
-    return tide_fail("randint_: expected low < high, got low=%lld, high=%lld", (long long)low, (long long)high);
-  /* every value in [low, high) must be exact in the dtype */
-  int64_t lo_ok, hi_ok;  /* inclusive bounds */
-  switch (dt) {
-    case TIDE_I32: lo_ok = INT32_MIN; hi_ok = INT32_MAX; break;
-    case TIDE_I64: lo_ok = INT64_MIN; hi_ok = INT64_MAX; break;
-    case TIDE_U8: lo_ok = 0; hi_ok = 255; break;
-    case TIDE_BOOL: lo_ok = 0; hi_ok = 1; break;
-    case TIDE_U16: lo_ok = 0; hi_ok = 65535; break;
-    case TIDE_F32: lo_ok = -(INT64_C(1) << 24); hi_ok = INT64_C(1) << 24; break;
-    case TIDE_F64: lo_ok = -(INT64_C(1) << 53); hi_ok = INT64_C(1) << 53; break;
-    case TIDE_BF16: lo_ok = -(INT64_C(1) << 8); hi_ok = INT64_C(1) << 8; break;
-    default: lo_ok = -(INT64_C(1) << 11); hi_ok = INT64_C(1) << 11; break;  /* f16 */
-  }
-  if (low < lo_ok || high - 1 > hi_ok)
-    return tide_fail("randint_: [%lld, %lld) does not fit in %s, which holds integers %lld..%lld exactly",
-                     (long long)low, (long long)high, tide_dtype_name(dt), (long long)lo_ok, (long long)hi_ok);
+static int randint(void *data, int32_t ndim, const int64_t *shape, const int64_t *stride, int32_t dt, uint64_t seed,
+                   uint64_t offset, int64_t low, int64_t high) {
   fill_plan pl = {0};
   pl.kind = DIST_INT;
   pl.dtype = dt;
@@ -305,7 +264,37 @@ int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high) 
   pl.range = (uint64_t)high - (uint64_t)low;
   pl.wide = pl.range > (UINT64_C(1) << 32);
   pl.per_block = pl.wide ? 1 : 2;
-  run_fill(&pl, t, g);
+  return run_fill(&pl, data, ndim, shape, stride, seed, offset);
+}
+
+static int bernoulli(void *data, int32_t ndim, const int64_t *shape, const int64_t *stride, int32_t dt, uint64_t seed,
+                     uint64_t offset, double p) {
+  fill_plan pl = {0};
+  pl.kind = DIST_BERNOULLI;
+  pl.dtype = dt;
+  pl.es = tide_dtype_size(dt);
+  pl.per_block = 2;
+  pl.p = p;
+  return run_fill(&pl, data, ndim, shape, stride, seed, offset);
+}
+
+/* Swap partner j for position i is x mod (i+1), x uniform in [0, 2^62) (the
+   bias is at most (i+1)/2^62 relative, invisible for any n a tensor can
+   hold). The draws are randint's wide ones, one block per position, made
+   first (on all threads) into scratch; the swaps are sequential. */
+static int randperm(int64_t *out, int64_t n, uint64_t seed, uint64_t offset) {
+  for (int64_t i = 0; i < n; i++) out[i] = i;
+  if (n < 2) return 0;
+  int64_t m = n - 1, *x = malloc(sizeof(int64_t) * (size_t)m);
+  if (!x) return tide_fail("randperm: out of memory");
+  int64_t one = 1;
+  randint(x, 1, &m, &one, TIDE_I64, seed, offset, 0, INT64_C(1) << 62);
+  for (int64_t i = n - 1; i >= 1; i--) {
+    int64_t j = x[n - 1 - i] % (i + 1), t = out[i];
+    out[i] = out[j];
+    out[j] = t;
+  }
+  free(x);
   return 0;
 }
 
@@ -367,23 +356,10 @@ static int64_t pick(const double *cdf, int64_t K, int64_t last_nz, double u) {
   return lo < K ? lo : last_nz;
 }
 
-int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, tide_generator *g, tide_tensor **out) {
-  TIDE_TRY(tide_check_tensor(probs, "multinomial"));
-  if (!g) return tide_fail("multinomial: generator is NULL");
-  if (!out) return tide_fail("multinomial: output pointer is NULL");
-  if (probs->ndim != 1 && probs->ndim != 2)
-    return tide_fail("multinomial: expected a 1-d or 2-d tensor of weights, got %d-d", probs->ndim);
-  if (!tide_is_float(probs->dtype))
-    return tide_fail("multinomial: weights must be a floating-point tensor, got %s", tide_dtype_name(probs->dtype));
-  if (n < 0) return tide_fail("multinomial: number of samples must be >= 0, got %lld", (long long)n);
-  int64_t K = probs->shape[probs->ndim - 1], rows = probs->ndim == 2 ? probs->shape[0] : 1;
-  if (K == 0) return tide_fail("multinomial: the weights have no categories (last dimension is 0)");
-  tide_tensor *w = tide_contiguous_as(probs, TIDE_F64);
-  if (!w) return -1;
-  const double *wd = (const double *)w->data;
+static int multinomial(int64_t *o, const double *wd, int64_t rows, int64_t K, int64_t n, int32_t replacement,
+                       uint64_t seed, uint64_t base) {
   int64_t *last_nz = malloc(sizeof(int64_t) * (size_t)(rows ? rows : 1));
   double *cdf = replacement ? malloc(sizeof(double) * (size_t)(rows ? rows * K : 1)) : NULL;
-  tide_tensor *res = NULL;
   int rc = -1;
   if (!last_nz || (replacement && !cdf)) {
     tide_fail("multinomial: out of memory");
@@ -421,20 +397,13 @@ int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, t
       goto done;
     }
   }
-  int64_t shape[2] = {rows, n};
-  if (probs->ndim == 2) res = tide_new(TIDE_I64, 2, shape);
-  else res = tide_new(TIDE_I64, 1, &n);
-  if (!res) goto done;
-  int64_t *o = (int64_t *)res->data;
-  uint64_t seed = g->seed, base = g->offset;
-  if (rows == 0 || n == 0) {
+  if (!o || rows == 0 || n == 0) {
     rc = 0;
     goto done;
   }
   int nt = 1;
   if (replacement) {
     int64_t total = rows * n, blocks = (total + 1) / 2;
-    g->offset += (uint64_t)blocks;
 #ifdef _OPENMP
     if (total >= 2 * TIDE_GRAIN / 8) {  /* a binary search per sample: worth threads sooner */
       nt = omp_get_max_threads();
@@ -461,8 +430,7 @@ int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, t
       }
     }
   } else {
-    int64_t total = rows * K, blocks = (total + 1) / 2;
-    g->offset += (uint64_t)blocks;
+    int64_t total = rows * K;
 #ifdef _OPENMP
     if (rows > 1 && total >= 2 * TIDE_GRAIN / 8) {
       nt = omp_get_max_threads();
@@ -471,7 +439,6 @@ int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, t
 #endif
     keyed *scratch = malloc(sizeof(keyed) * (size_t)n * (size_t)nt);
     if (!scratch) {
-      g->offset = base;
       tide_fail("multinomial: out of memory");
       goto done;
     }
@@ -508,8 +475,14 @@ int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, t
 done:
   free(last_nz);
   free(cdf);
-  tide_tensor_release(w);
-  if (rc == 0) *out = res;
-  else tide_tensor_release(res);
   return rc;
 }
+
+const struct tide_random_kernels tide_cpu_random = {
+  .uniform = uniform,
+  .normal = normal,
+  .randint = randint,
+  .bernoulli = bernoulli,
+  .randperm = randperm,
+  .multinomial = multinomial,
+};

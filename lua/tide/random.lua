@@ -125,7 +125,7 @@ function M.install(tide, core)
   local Tensor, api = core.Tensor, {}
   local out1, shape_buf = core.out1, core.shape_buf
   local is_tensor = core.is_tensor
-  local TIDE_F64, TIDE_I64 = C.TIDE_F64, C.TIDE_I64
+  local TIDE_I64 = C.TIDE_I64
 
   local default = new_generator(nil, 1)
   tide.default_generator = default
@@ -300,39 +300,16 @@ function M.install(tide, core)
     return r
   end
 
-  -- The largest integer each dtype holds exactly (randperm checks n - 1 fits).
-  local exact_max = { [0] = 2 ^ 24, 2 ^ 53, 2 ^ 8, 2 ^ 11, 2 ^ 31 - 1, 2 ^ 63, 255, 1, 65535 }
-
   -- tide.randperm(n[, {dtype=, generator=}]): a random permutation of 0..n-1
-  -- (0-based, i64), by Fisher-Yates. Swap partner j for position i is
-  -- x mod (i+1) with x uniform in [0, 2^62): the bias is at most (i+1)/2^62
-  -- relative, invisible for any n a tensor can hold. Uses n - 1 draws.
+  -- (0-based, i64), by Fisher-Yates in C (tide_randperm): n - 1 draws.
   function api.randperm(n, opts)
     if type(n) ~= 'number' or n % 1 ~= 0 or n < 0 then
       error('randperm: n must be a non-negative integer, got ' .. tostring(n), 2)
     end
     opts = check_opts(opts, 'randperm', 2)
     local dt = core.opt_dtype(opts, TIDE_I64, 2)
-    if n > 0 and n - 1 > exact_max[tonumber(dt)] then
-      error(("randperm: %s cannot hold the values 0..%d; use i64"):format(core.dtype_name[tonumber(dt)], n - 1), 2)
-    end
-    local g = gen_of(opts, 'randperm', 2)
-    shape_buf[0] = n
-    local p = new_tensor(TIDE_I64, 1, shape_buf, 'randperm', 2)
-    local pp = ffi.cast('int64_t*', p._c.data)
-    for i = 0, n - 1 do pp[i] = i end
-    if n > 1 then
-      shape_buf[0] = n - 1
-      local r = new_tensor(TIDE_I64, 1, shape_buf, 'randperm', 2)
-      ccheck(C.tide_randint_(r._c, g, 0, 2 ^ 62), 'randperm', 2)
-      local rp = ffi.cast('int64_t*', r._c.data)
-      for i = n - 1, 1, -1 do
-        local j = tonumber(rp[n - 1 - i] % (i + 1))
-        pp[i], pp[j] = pp[j], pp[i]
-      end
-    end
-    if dt ~= TIDE_I64 then return p:to(core.dtype_name[tonumber(dt)]) end
-    return p
+    ccheck(C.tide_randperm(n, dt, gen_of(opts, 'randperm', 2), out1), 'randperm', 2)
+    return core.wrap(out1[0])
   end
 
   -- tide.multinomial(probs, n[, replacement][, {replacement=, generator=}]):
@@ -409,16 +386,7 @@ function M.install(tide, core)
     if n > 1 then error('bernoulli_: expected (p[, opts])', 2) end
     p = number_arg(p, 0.5, 'bernoulli_', 'p', 2)
     if not (p >= 0 and p <= 1) then error('bernoulli_: p must be in [0, 1], got ' .. tostring(p), 2) end
-    for d = 0, c.ndim - 1 do
-      if c.stride[d] == 0 and c.shape[d] > 1 then
-        error('bernoulli_: the tensor repeats elements (an expanded view with stride 0); fill a tensor that owns its elements', 2)
-      end
-    end
-    local u = new_tensor(TIDE_F64, c.ndim, c.shape, 'bernoulli_', 2)
-    ccheck(C.tide_rand_(u._c, gen_of(opts, 'bernoulli_', 2), 0, 1), 'bernoulli_', 2)
-    local up = ffi.cast('double*', u._c.data)
-    for i = 0, tonumber(u._c.numel) - 1 do up[i] = up[i] < p and 1 or 0 end
-    ccheck(C.tide_copy_(c, u._c), 'bernoulli_', 2)
+    ccheck(C.tide_bernoulli_(c, gen_of(opts, 'bernoulli_', 2), p), 'bernoulli_', 2)
     return self
   end
 

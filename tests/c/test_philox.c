@@ -145,6 +145,40 @@ static void test_golden_multinomial(void) {
   tide_tensor_release(out);
 }
 
+/* randperm and bernoulli_ (once Lua loops over tensor memory): the values the
+   Lua versions drew with these seeds, and their argument checks. */
+static void test_randperm_bernoulli(void) {
+  tide_generator g = {42, 0};
+  tide_tensor *p = NULL;
+  static const int64_t want_p[10] = {1, 0, 9, 4, 8, 2, 3, 6, 5, 7};
+  int ok = tide_randperm(10, TIDE_I64, &g, &p) == 0 && p->ndim == 1 && p->shape[0] == 10 && p->dtype == TIDE_I64;
+  for (int i = 0; ok && i < 10; i++) ok = ((int64_t *)p->data)[i] == want_p[i];
+  CHECK(ok, "randperm(10), seed 42: the Lua version's permutation");
+  CHECK(g.offset == 9, "randperm(10): n - 1 draws, one counter each");
+  tide_tensor_release(p);
+  p = NULL;
+  CHECK(tide_randperm(1, TIDE_I32, &g, &p) == 0 && p->dtype == TIDE_I32 && ((int32_t *)p->data)[0] == 0 && g.offset == 9,
+        "randperm(1) as i32: [0] without a draw");
+  tide_tensor_release(p);
+  CHECK(tide_randperm(-1, TIDE_I64, &g, &p) != 0 && strstr(tide_last_error(), "non-negative"), "randperm: n < 0 fails");
+  CHECK(tide_randperm(300, TIDE_U8, &g, &p) != 0 && strstr(tide_last_error(), "u8 cannot hold the values 0..299"),
+        "randperm: a dtype too small fails");
+  CHECK(tide_randperm(3, TIDE_I64, NULL, &p) != 0 && strstr(tide_last_error(), "generator is NULL"), "randperm: NULL generator");
+
+  tide_generator g2 = {7, 0};
+  tide_tensor *t = empty1(TIDE_F32, 13);
+  static const float want_b[13] = {0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0};
+  ok = tide_bernoulli_(t, &g2, 0.3) == 0;
+  for (int i = 0; ok && i < 13; i++) ok = ((float *)t->data)[i] == want_b[i];
+  CHECK(ok, "bernoulli_(0.3) f32, seed 7: the Lua version's values");
+  CHECK(g2.offset == 7, "bernoulli_: one f64 uniform per element, two per counter");
+  CHECK(tide_bernoulli_(t, &g2, 1.5) != 0 && strstr(tide_last_error(), "p must be in [0, 1]"), "bernoulli_: p out of range");
+  CHECK(tide_bernoulli_(t, NULL, 0.5) != 0 && strstr(tide_last_error(), "generator is NULL"), "bernoulli_: NULL generator");
+  CHECK(tide_bernoulli_(NULL, &g2, 0.5) != 0 && strstr(tide_last_error(), "expected a tensor"), "bernoulli_: NULL tensor");
+  CHECK(g2.offset == 7, "failed calls leave the stream where it was");
+  tide_tensor_release(t);
+}
+
 /* The portable transforms stay within a few ulp of libm across their domains. */
 static void test_transforms(void) {
   double worst = 0;
@@ -226,6 +260,7 @@ int main(void) {
   test_block_mapping();
   test_golden();
   test_golden_multinomial();
+  test_randperm_bernoulli();
   test_transforms();
   test_bounded();
   test_bounds();

@@ -483,3 +483,37 @@ T.test('errors point at the caller', function()
   err = T.raises(function() tide.manual_seed(0.5) end)
   T.truthy(err:find('test_random.lua', 1, true), err)
 end)
+
+-- randperm and bernoulli_ moved from Lua loops over tensor memory to C ops
+-- (tide_randperm, tide_bernoulli_); these values were drawn by the Lua
+-- versions, so the same seeds keep giving the same numbers.
+T.test('randperm and bernoulli_ keep the values of their Lua versions', function()
+  tide.manual_seed(42)
+  T.same(tide.randperm(10):tolist(), { 1, 0, 9, 4, 8, 2, 3, 6, 5, 7 })
+  local q = tide.randperm(7, { dtype = 'i32' })
+  T.eq(q:dtype(), 'i32')
+  T.same(q:tolist(), { 1, 2, 0, 3, 4, 5, 6 })
+  local g = tide.Generator(123)
+  T.same(tide.randperm(12, { generator = g }):tolist(), { 4, 3, 7, 2, 10, 5, 8, 11, 1, 6, 9, 0 })
+  T.eq(g:get_state().offset, 11)  -- n - 1 draws
+  tide.manual_seed(7)
+  T.same(tide.zeros(13):bernoulli_(0.3):tolist(), { 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0 })
+  local b = tide.zeros(2, 5, { dtype = 'u8' }):bernoulli_()
+  T.same(b:view(-1):tolist(), { 1, 0, 0, 1, 1, 0, 0, 1, 0, 1 })
+  -- a transposed view is drawn in its own logical order
+  local x = tide.zeros(4, 3, { dtype = 'f64' })
+  x:t():bernoulli_(0.7)
+  T.same(x:view(-1):tolist(), { 1, 1, 1, 1, 1, 1, 0, 1, 0, 0, 1, 1 })
+  local bb = tide.zeros(6, { dtype = 'bool' }):bernoulli_(0.5, { generator = tide.Generator(5) })
+  T.same(bb:to('i64'):tolist(), { 1, 0, 1, 1, 0, 1 })
+  T.eq(tide.get_rng_state().offset, 18)  -- one f64 uniform per element, two per block
+  -- larger draws, summarised
+  tide.manual_seed(2024)
+  local s = 0
+  for i, v in ipairs(tide.randperm(1000):tolist()) do s = s + i * v end
+  T.eq(s, 246964992)
+  s = 0
+  for i, v in ipairs(tide.zeros(1001):bernoulli_(0.25):tolist()) do s = s + i * v end
+  T.eq(s, 131764)
+  T.eq(tide.get_rng_state().offset, 1500)
+end)

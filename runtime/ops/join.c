@@ -1,21 +1,24 @@
 /* Joining: cat and stack. The output takes the promoted dtype of all inputs
-   (as torch.cat does), and each input is copied into its slot of the output
-   by tide_copy_into, which handles any strides, casts and threads. Messages
-   name tensors by their 1-based position in the list. */
-#include "tensor.h"
+   (as torch.cat does) and lives on their device; each input is copied into
+   its slot of the output by tide_copy_into, which handles any strides, casts
+   and threads on the device. Joining has no kernels of its own: a backend
+   joins once it can copy, so the family's slot in the backend table stays
+   empty. Messages name tensors by their 1-based position in the list. */
+#include "dispatch.h"
 #include <stdio.h>
 #include <string.h>
 
-/* Checks ts[0..n) are usable tensors and returns their promoted dtype, or -1. */
-static int32_t check_list(int32_t n, tide_tensor *const *ts, const char *what) {
+/* Checks ts[0..n) are usable tensors on one device (written to *dev) and returns their promoted dtype, or -1. */
+static int32_t check_list(int32_t n, tide_tensor *const *ts, const char *what, int32_t *dev) {
   if (n <= 0 || !ts) return tide_fail("%s: expected a non-empty list of tensors", what);
   int32_t dt = -1;
   for (int32_t i = 0; i < n; i++) {
     char w[64];
     snprintf(w, sizeof w, "%s: tensor %d", what, i + 1);
-    TIDE_TRY(tide_check_tensor(ts[i], w));
+    TIDE_TRY(tide_check_handle(ts[i], w));
     dt = i ? tide_promote_types(dt, ts[i]->dtype) : ts[i]->dtype;
   }
+  TIDE_TRY(tide_op_device(what, n, (const tide_tensor *const *)ts, dev));
   return dt;
 }
 
@@ -30,7 +33,8 @@ static int copy_slot(tide_tensor *o, int32_t ndim, const int64_t *shape, const i
 
 int tide_cat(int32_t n, tide_tensor *const *ts, int32_t dim, tide_tensor **out) {
   const char *what = "cat";
-  int32_t dt = check_list(n, ts, what);
+  int32_t dev;
+  int32_t dt = check_list(n, ts, what, &dev);
   if (dt < 0) return -1;
   const tide_tensor *ref = ts[0];
   char sa[160], sb[160];
@@ -54,7 +58,7 @@ int tide_cat(int32_t n, tide_tensor *const *ts, int32_t dim, tide_tensor **out) 
     if (shape[dim] > INT64_MAX - t->shape[dim]) return tide_fail("%s: the result is too large", what);
     shape[dim] += t->shape[dim];
   }
-  tide_tensor *o = tide_new(dt, ref->ndim, shape);
+  tide_tensor *o = tide_new_on(dev, dt, ref->ndim, shape);
   if (!o) return -1;
   int64_t at = 0, slot[TIDE_MAX_DIMS];
   memcpy(slot, shape, sizeof slot);
@@ -72,7 +76,8 @@ int tide_cat(int32_t n, tide_tensor *const *ts, int32_t dim, tide_tensor **out) 
 
 int tide_stack(int32_t n, tide_tensor *const *ts, int32_t dim, tide_tensor **out) {
   const char *what = "stack";
-  int32_t dt = check_list(n, ts, what);
+  int32_t dev;
+  int32_t dt = check_list(n, ts, what, &dev);
   if (dt < 0) return -1;
   const tide_tensor *ref = ts[0];
   char sa[160], sb[160];
@@ -88,7 +93,7 @@ int tide_stack(int32_t n, tide_tensor *const *ts, int32_t dim, tide_tensor **out
   int64_t shape[TIDE_MAX_DIMS];
   int32_t nd = ref->ndim + 1;
   for (int32_t d = 0, s = 0; d < nd; d++) shape[d] = d == dim ? n : ref->shape[s++];
-  tide_tensor *o = tide_new(dt, nd, shape);
+  tide_tensor *o = tide_new_on(dev, dt, nd, shape);
   if (!o) return -1;
   /* slot i is o selected at position i along dim: o's geometry without dim */
   int64_t stride[TIDE_MAX_DIMS];
