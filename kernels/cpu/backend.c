@@ -2,6 +2,10 @@
    same name. A family still NULL here runs through its pre-seam entry points
    until it is moved under the op layer. */
 #include "backend.h"
+#include "nn_attention.h"
+#include "nn_dropout.h"
+#include "nn_norm.h"
+#include "nn_softmax.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -36,11 +40,11 @@ const tide_backend tide_cpu_backend = {
 
   .loss = NULL,
 
-  .attention = NULL,
+  .attention = &tide_cpu_attention,
 
-  .dropout = NULL,
+  .dropout = &tide_cpu_dropout,
 
-  .norm = NULL,
+  .norm = &tide_cpu_norm,
 
-  .softmax = NULL,
+  .softmax = &tide_cpu_softmax,
 };
