@@ -22,9 +22,14 @@ typedef struct {
 
 /* argument checks -------------------------------------------------------------- */
 
+/* The message tide_check_handle gives a NULL operand; the others were checked by tide_op_device. */
+static int need_tensor(const tide_tensor *t, const char *op) {
+  return t ? 0 : tide_fail("%s: expected a tensor, got nil", op);
+}
+
 /* t is a 4-d float tensor; `rows` names its third dimension in the message. */
 static int check4(const tide_tensor *t, const char *op, const char *name, const char *rows) {
-  TIDE_TRY(tide_check_handle(t, op));
+  TIDE_TRY(need_tensor(t, op));
   char s[160];
   if (t->ndim != 4)
     return tide_fail("%s: %s must be 4-d [B, H, %s, D], got shape %s", op, name, rows, tide_shape_str(s, sizeof s, t->ndim, t->shape));
@@ -140,7 +145,6 @@ static int read_mask(const tide_tensor *m, const char *op, const attn_dims *c, c
   *hold = NULL;
   *km = NULL;
   if (!m) return 0;
-  TIDE_TRY(tide_check_handle(m, op));
   char s[160];
   if (m->ndim != 2 || m->shape[0] != c->B || m->shape[1] != c->S)
     return tide_fail("%s: key_mask must be [B, S] = [%lld, %lld], got shape %s", op, (long long)c->B, (long long)c->S,
@@ -158,6 +162,11 @@ int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor
                    int32_t causal, double scale, tide_tensor **out, tide_tensor **lse) {
   const char *op = "attention";
   if (!out || !lse) return tide_fail("%s: no output slot given", op);
+  const tide_tensor *ts[4] = {q, k, v, key_mask};
+  const tide_backend *be;
+  int32_t dev;
+  TIDE_OP_BACKEND(be, dev, attention, op, 4, ts);
+  if (!be->attention->attention_forward) return tide_not_implemented(op, be);
   attn_dims c;
   TIDE_TRY(check_qkv(q, k, v, op, &c));
   if (causal != 0 && causal != 1) return tide_fail("%s: causal must be 0 or 1, got %d", op, causal);
@@ -171,14 +180,6 @@ int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor
   tide_tensor *hq = NULL, *hk = NULL, *hv = NULL, *l = NULL, *hm = NULL;
   int rc = -1;
   TIDE_TRY(read_mask(key_mask, op, &c, &km, &hm));
-  const tide_tensor *ts[4] = {q, k, v, key_mask};
-  const tide_backend *be;
-  int32_t dev;
-  if (tide_op_device(op, 4, ts, &dev) || !(be = tide_backend_for(dev, op))) goto done;
-  if (!be->attention || !be->attention->attention_forward) {
-    tide_not_implemented(op, be);
-    goto done;
-  }
   int64_t lshape[3] = {c.B, c.H, c.T};
   if (new_out(&so, dev, dt, ct, c.B, c.H, c.T, c.D, st.out)) goto done;
   if (!(l = tide_new_on(dev, ct, 3, lshape))) goto done;
@@ -209,11 +210,16 @@ int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const
                             double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv) {
   const char *op = "attention_backward";
   if (!dq || !dk || !dv) return tide_fail("%s: no output slot given", op);
+  const tide_tensor *ts[7] = {dout, q, k, v, key_mask, out, lse};
+  const tide_backend *be;
+  int32_t dev;
+  TIDE_OP_BACKEND(be, dev, attention, op, 7, ts);
+  if (!be->attention->attention_backward) return tide_not_implemented(op, be);
   attn_dims c;
   TIDE_TRY(check_qkv(q, k, v, op, &c));
   TIDE_TRY(check4(dout, op, "dout", "T"));
   TIDE_TRY(check4(out, op, "out", "T"));
-  TIDE_TRY(tide_check_handle(lse, op));
+  TIDE_TRY(need_tensor(lse, op));
   if (causal != 0 && causal != 1) return tide_fail("%s: causal must be 0 or 1, got %d", op, causal);
   char s1[160], s2[160];
   tide_shape_str(s1, sizeof s1, 4, q->shape);
@@ -239,14 +245,6 @@ int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const
   tide_tensor *hq = NULL, *hk = NULL, *hv = NULL, *ho = NULL, *hd = NULL, *hl = NULL, *rd = NULL, *hm = NULL;
   int rc = -1;
   TIDE_TRY(read_mask(key_mask, op, &c, &km, &hm));
-  const tide_tensor *ts[7] = {dout, q, k, v, key_mask, out, lse};
-  const tide_backend *be;
-  int32_t dev;
-  if (tide_op_device(op, 7, ts, &dev) || !(be = tide_backend_for(dev, op))) goto done;
-  if (!be->attention || !be->attention->attention_backward) {
-    tide_not_implemented(op, be);
-    goto done;
-  }
   int64_t lshape[3] = {c.B, c.H, c.T};
   if (new_out(&sq, dev, dt, ct, c.B, c.H, c.T, c.D, st.dq) || new_out(&sk, dev, dt, ct, c.B, c.H, c.S, c.D, st.dk) ||
       new_out(&sv, dev, dt, ct, c.B, c.H, c.S, c.D, st.dv))

@@ -6,9 +6,9 @@
 #include "nn_norm.h"
 #include <string.h>
 
+/* t (NULL or a handle tide_op_device has checked) is a float tensor. */
 static int need_float(const tide_tensor *t, const char *op, const char *name) {
   if (!t) return tide_fail("%s: %s is NULL (expected a tensor)", op, name);
-  TIDE_TRY(tide_check_handle(t, op));
   if (!tide_is_float(t->dtype))
     return tide_fail("%s: %s must be a float tensor (f32, f64, bf16 or f16), got %s", op, name, tide_dtype_name(t->dtype));
   return 0;
@@ -42,6 +42,10 @@ static const void *data_or_null(const tide_tensor *t) { return t ? t->data : NUL
 int tide_layer_norm(const tide_tensor *x, const tide_tensor *weight, const tide_tensor *bias, double eps,
                     tide_tensor **out, tide_tensor **mean, tide_tensor **rstd) {
   const char *op = "layer_norm";
+  const tide_tensor *ts[3] = {x, weight, bias};
+  const tide_backend *be;
+  int32_t dev;
+  TIDE_OP_BACKEND(be, dev, norm, op, 3, ts);
   TIDE_TRY(need_float(x, op, "x"));
   if (!out) return tide_fail("%s: out is NULL", op);
   if (x->ndim < 1) return tide_fail("%s: x must have at least 1 dimension (normalised over the last), got a 0-d tensor", op);
@@ -50,10 +54,6 @@ int tide_layer_norm(const tide_tensor *x, const tide_tensor *weight, const tide_
   for (int32_t d = 0; d < x->ndim - 1; d++) rows *= x->shape[d];
   if (weight) TIDE_TRY(need_affine(weight, C, op, "weight"));
   if (bias) TIDE_TRY(need_affine(bias, C, op, "bias"));
-  const tide_tensor *ts[3] = {x, weight, bias};
-  const tide_backend *be;
-  int32_t dev;
-  TIDE_OP_BACKEND(be, dev, norm, op, 3, ts);
   if (!be->norm->layernorm_forward) return tide_not_implemented(op, be);
   int32_t cd = compute_dtype(x->dtype), sd = cd;
   tide_tensor *xc = tide_contiguous_as(x, cd), *wc = NULL, *bc = NULL, *y = NULL, *mt = NULL, *rt = NULL;
@@ -90,6 +90,10 @@ int tide_layer_norm_backward(const tide_tensor *dout, const tide_tensor *x, cons
                              const tide_tensor *mean, const tide_tensor *rstd,
                              tide_tensor **dx, tide_tensor **dweight, tide_tensor **dbias) {
   const char *op = "layer_norm_backward";
+  const tide_tensor *ts[5] = {dout, x, weight, mean, rstd};
+  const tide_backend *be;
+  int32_t dev;
+  TIDE_OP_BACKEND(be, dev, norm, op, 5, ts);
   TIDE_TRY(need_float(dout, op, "dout"));
   TIDE_TRY(need_float(x, op, "x"));
   TIDE_TRY(need_float(mean, op, "mean"));
@@ -109,10 +113,6 @@ int tide_layer_norm_backward(const tide_tensor *dout, const tide_tensor *x, cons
   if (weight) TIDE_TRY(need_affine(weight, C, op, "weight"));
   if (dweight) *dweight = NULL;
   if (dbias) *dbias = NULL;
-  const tide_tensor *ts[5] = {dout, x, weight, mean, rstd};
-  const tide_backend *be;
-  int32_t dev;
-  TIDE_OP_BACKEND(be, dev, norm, op, 5, ts);
   if (!be->norm->layernorm_backward) return tide_not_implemented(op, be);
   int want_w = weight && dweight, want_b = dbias != NULL;
   int32_t cd = compute_dtype(x->dtype == TIDE_F64 || dout->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32);

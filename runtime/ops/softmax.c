@@ -5,9 +5,9 @@
 #include "nn_softmax.h"
 #include <string.h>
 
+/* t (NULL or a handle tide_op_device has checked) is a float tensor. */
 static int need_float(const tide_tensor *t, const char *op, const char *name) {
   if (!t) return tide_fail("%s: %s is NULL (expected a tensor)", op, name);
-  TIDE_TRY(tide_check_handle(t, op));
   if (!tide_is_float(t->dtype))
     return tide_fail("%s: %s must be a float tensor (f32, f64, bf16 or f16), got %s", op, name, tide_dtype_name(t->dtype));
   return 0;
@@ -32,12 +32,12 @@ static void split_dims(const tide_tensor *t, int32_t dim, int64_t *outer, int64_
 
 int tide_softmax(const tide_tensor *x, int32_t dim, int32_t log, tide_tensor **out) {
   const char *op = log ? "log_softmax" : "softmax";
-  TIDE_TRY(need_float(x, op, "x"));
-  TIDE_TRY(tide_check_dim(x, dim, op));
-  if (!out) return tide_fail("%s: out is NULL", op);
   const tide_backend *be;
   int32_t dev;
   TIDE_OP_BACKEND(be, dev, softmax, op, 1, &x);
+  TIDE_TRY(need_float(x, op, "x"));
+  TIDE_TRY(tide_check_dim(x, dim, op));
+  if (!out) return tide_fail("%s: out is NULL", op);
   if (!be->softmax->softmax_forward) return tide_not_implemented(op, be);
   int32_t cd = x->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32;
   int64_t outer, L, inner;
@@ -61,6 +61,10 @@ int tide_softmax(const tide_tensor *x, int32_t dim, int32_t log, tide_tensor **o
 /* dx takes the dtype dout and out promote to. */
 int tide_softmax_backward(const tide_tensor *dout, const tide_tensor *out, int32_t dim, int32_t log, tide_tensor **dx) {
   const char *op = log ? "log_softmax_backward" : "softmax_backward";
+  const tide_tensor *ts[2] = {dout, out};
+  const tide_backend *be;
+  int32_t dev;
+  TIDE_OP_BACKEND(be, dev, softmax, op, 2, ts);
   TIDE_TRY(need_float(dout, op, "dout"));
   TIDE_TRY(need_float(out, op, "out"));
   TIDE_TRY(tide_check_dim(out, dim, op));
@@ -70,10 +74,6 @@ int tide_softmax_backward(const tide_tensor *dout, const tide_tensor *out, int32
     return tide_fail("%s: dout of shape %s does not match out of shape %s", op, tide_shape_str(b1, sizeof b1, dout->ndim, dout->shape),
                      tide_shape_str(b2, sizeof b2, out->ndim, out->shape));
   }
-  const tide_tensor *ts[2] = {dout, out};
-  const tide_backend *be;
-  int32_t dev;
-  TIDE_OP_BACKEND(be, dev, softmax, op, 2, ts);
   if (!be->softmax->softmax_backward) return tide_not_implemented(op, be);
   int32_t rd = tide_promote_types(dout->dtype, out->dtype), cd = rd == TIDE_F64 ? TIDE_F64 : TIDE_F32;
   int64_t outer, L, inner;
