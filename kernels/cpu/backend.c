@@ -16,6 +16,10 @@
 #include "nn_gelu.h"
 #include "index.h"
 #include "random.h"
+#include "nn_attention.h"
+#include "nn_dropout.h"
+#include "nn_norm.h"
+#include "nn_softmax.h"
 
 const tide_backend tide_cpu_backend = {
   .name = "cpu",
@@ -50,11 +54,11 @@ const tide_backend tide_cpu_backend = {
 
   .loss = &tide_cpu_loss,
 
-  .attention = NULL,
+  .attention = &tide_cpu_attention,
 
-  .dropout = NULL,
+  .dropout = &tide_cpu_dropout,
 
-  .norm = NULL,
+  .norm = &tide_cpu_norm,
 
-  .softmax = NULL,
+  .softmax = &tide_cpu_softmax,
 };

@@ -20,12 +20,9 @@
    Masked rows take their own loops (masked_row below) so the unmasked path
    is the same code as without the mask.
 
-   Layout. out, dq, dk and dv are [B, H, R, D] views of [B, R, H, D] memory,
-   as PyTorch's CPU flash attention returns them: GPT-2 merges heads with
-   out:transpose(2, 3), which is then contiguous, so the view to [B, T, C]
-   costs no copy. lse is a contiguous [B, H, T] tensor. Inputs are read in
-   place when their last dimension is contiguous (the transposed split of
-   GPT-2's c_attn output is); other layouts are copied first.
+   Layout. Operands are strided [B, H, R, D] with unit stride along D (see
+   kernels/nn_attention.h); the op layer (runtime/ops/attention.c) chooses
+   the layouts and makes any copies.
 
    Compute. f32 and f64 natively (lse in the same type), bf16/f16 through f32
    (lse f32). A block of BLK queries gets its full row of scores against the
@@ -44,7 +41,9 @@
    afterwards, so one head still spreads over threads. */
 #ifndef ATTN_REAL
 
-#include "tensor.h"
+#include "nn_attention.h"
+#include "error.h"
+#include "dtype.h"
 #include "alloc.h"
 #include "vmath.h"
 #include <cblas.h>
@@ -162,248 +161,46 @@ static int64_t backward_groups(int64_t nh, int64_t nqb) {
 #undef ATTN_EXP
 #undef ATTN_LOG
 
-/* argument checks -------------------------------------------------------------- */
+/* table entries ---------------------------------------------------------------- */
 
-/* t is a 4-d float tensor; `rows` names its third dimension in the message. */
-static int check4(const tide_tensor *t, const char *op, const char *name, const char *rows) {
-  TIDE_TRY(tide_check_tensor(t, op));
-  char s[160];
-  if (t->ndim != 4)
-    return tide_fail("%s: %s must be 4-d [B, H, %s, D], got shape %s", op, name, rows, tide_shape_str(s, sizeof s, t->ndim, t->shape));
-  if (!tide_is_float(t->dtype))
-    return tide_fail("%s: %s must be a floating-point tensor (f32, f64, bf16, f16), got %s", op, name, tide_dtype_name(t->dtype));
-  return 0;
+/* Operand p with strides s = {batch, head, row} in elements. */
+static opnd view(const void *p, const int64_t s[3]) {
+  opnd o = {(char *)p, s[0], s[1], s[2]};
+  return o;
 }
 
-/* q, k, v agree in B, H, D and dtype, k and v in S; sets the sizes in c. */
-static int check_qkv(const tide_tensor *q, const tide_tensor *k, const tide_tensor *v, const char *op, attn_ctx *c) {
-  TIDE_TRY(check4(q, op, "q", "T"));
-  TIDE_TRY(check4(k, op, "k", "S"));
-  TIDE_TRY(check4(v, op, "v", "S"));
-  char sq[160], sk[160], sv[160];
-  tide_shape_str(sq, sizeof sq, 4, q->shape);
-  tide_shape_str(sk, sizeof sk, 4, k->shape);
-  tide_shape_str(sv, sizeof sv, 4, v->shape);
-  if (q->dtype != k->dtype || q->dtype != v->dtype)
-    return tide_fail("%s: q, k and v must have the same dtype, got %s, %s and %s", op, tide_dtype_name(q->dtype),
-                     tide_dtype_name(k->dtype), tide_dtype_name(v->dtype));
-  for (int d = 0; d < 4; d++) {
-    if (d == 2) continue;
-    if (k->shape[d] != q->shape[d] || v->shape[d] != q->shape[d])
-      return tide_fail("%s: q %s, k %s and v %s must agree in B, H and D (shapes [B, H, T, D], [B, H, S, D], [B, H, S, D])",
-                       op, sq, sk, sv);
-  }
-  if (k->shape[2] != v->shape[2])
-    return tide_fail("%s: k %s and v %s must have the same number of keys S (dimension 3); q is %s", op, sk, sv, sq);
-  c->B = q->shape[0], c->H = q->shape[1], c->T = q->shape[2], c->S = k->shape[2], c->D = q->shape[3];
-  if (c->T > INT_MAX || c->S > INT_MAX || c->D > INT_MAX)
-    return tide_fail("%s: q %s, k %s: T, S and D must be at most %d (BLAS sizes)", op, sq, sk, INT_MAX);
-  return 0;
-}
-
-/* operands --------------------------------------------------------------------- */
-
-/* True when t (4-d) can be read in place as compute type ct: unit stride along
-   D and a row stride BLAS accepts. */
-static int readable_in_place(const tide_tensor *t, int32_t ct) {
-  if (t->dtype != ct) return 0;
-  int64_t D = t->shape[3], R = t->shape[2];
-  if (D > 1 && t->stride[3] != 1) return 0;
-  if (R > 1 && (t->stride[2] < max64(D, 1) || t->stride[2] > INT_MAX)) return 0;
-  return 1;
-}
-
-/* Describes t for the kernels, through a contiguous ct copy (kept in *hold)
-   when it cannot be read in place. */
-static int read_opnd(const tide_tensor *t, int32_t ct, opnd *o, tide_tensor **hold) {
-  *hold = NULL;
-  if (!readable_in_place(t, ct)) {
-    *hold = tide_contiguous_as(t, ct);
-    if (!*hold) return -1;
-    t = *hold;
-  }
-  o->p = t->data;
-  o->sb = t->stride[0], o->sh = t->stride[1];
-  o->ld = t->shape[2] > 1 ? t->stride[2] : max64(t->shape[3], 1);
-  return 0;
-}
-
-/* A new [B, H, R, D] tensor of dtype whose memory is [B, R, H, D]. */
-static tide_tensor *new_bthd(int32_t dtype, int64_t B, int64_t H, int64_t R, int64_t D) {
-  int64_t mshape[4] = {B, R, H, D};
-  tide_tensor *base = tide_new(dtype, 4, mshape);
-  if (!base) return NULL;
-  int64_t shape[4] = {B, H, R, D}, stride[4] = {R * H * D, D, H * D, 1};
-  tide_tensor *v = tide_new_view(base, 4, shape, stride, base->offset);
-  tide_tensor_release(base);
-  return v;
-}
-
-/* An output slot for the kernels: `res` is what the caller gets (dtype dt),
-   `work` what the kernels write (res itself for f32/f64, an f32 twin for
-   bf16/f16, copied into res at the end). */
-typedef struct {
-  tide_tensor *res, *work;
-} outslot;
-
-static int new_out(outslot *s, int32_t dt, int32_t ct, int64_t B, int64_t H, int64_t R, int64_t D, opnd *o) {
-  s->work = NULL;
-  s->res = new_bthd(dt, B, H, R, D);
-  if (!s->res) return -1;
-  if (dt == ct) {
-    s->work = s->res;
-    tide_tensor_retain(s->work);
-  } else {
-    s->work = new_bthd(ct, B, H, R, D);
-    if (!s->work) return -1;
-  }
-  o->p = s->work->data;
-  o->sb = R * H * D, o->sh = D, o->ld = max64(H * D, 1);
-  return 0;
-}
-
-/* Stores the work tensor into the result when they differ. */
-static int finish_out(outslot *s) {
-  if (s->work == s->res) return 0;
-  return tide_copy_into(s->res, s->work);
-}
-
-static void drop_out(outslot *s) {
-  tide_tensor_release(s->work);
-  tide_tensor_release(s->res);
-  s->work = s->res = NULL;
-}
-
-static int32_t compute_type(int32_t dt) { return dt == TIDE_F64 ? TIDE_F64 : TIDE_F32; }
-
-/* Checks the key mask against c's B and S and points c->kmask at a
-   contiguous u8 copy kept in *hold (NULL mask: none). */
-static int read_mask(const tide_tensor *m, const char *op, attn_ctx *c, tide_tensor **hold) {
-  *hold = NULL;
-  if (!m) return 0;
-  TIDE_TRY(tide_check_tensor(m, op));
-  char s[160];
-  if (m->ndim != 2 || m->shape[0] != c->B || m->shape[1] != c->S)
-    return tide_fail("%s: key_mask must be [B, S] = [%lld, %lld], got shape %s", op, (long long)c->B, (long long)c->S,
-                     tide_shape_str(s, sizeof s, m->ndim, m->shape));
-  if (m->dtype != TIDE_BOOL && m->dtype != TIDE_U8)
-    return tide_fail("%s: key_mask must be bool or u8 (nonzero = attend), got %s", op, tide_dtype_name(m->dtype));
-  if (!(*hold = tide_contiguous_as(m, TIDE_U8))) return -1;
-  c->kmask = (const unsigned char *)(*hold)->data;
-  return 0;
-}
-
-/* forward ---------------------------------------------------------------------- */
-
-int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor *v, const tide_tensor *key_mask,
-                   int32_t causal, double scale, tide_tensor **out, tide_tensor **lse) {
-  const char *op = "attention";
-  if (!out || !lse) return tide_fail("%s: no output slot given", op);
+static int attention_forward(void *out, void *lse, const void *q, const void *k, const void *v, const uint8_t *key_mask,
+                             int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, int causal, double scale,
+                             const tide_attn_strides *st, int32_t dtype) {
   attn_ctx c;
   memset(&c, 0, sizeof c);
-  TIDE_TRY(check_qkv(q, k, v, op, &c));
-  if (causal != 0 && causal != 1) return tide_fail("%s: causal must be 0 or 1, got %d", op, causal);
-  c.causal = causal, c.scale = scale;
-  int32_t dt = q->dtype, ct = compute_type(dt);
-
-  outslot so = {0};
-  tide_tensor *hq = NULL, *hk = NULL, *hv = NULL, *l = NULL, *hm = NULL;
-  int rc = -1;
-  TIDE_TRY(read_mask(key_mask, op, &c, &hm));
-  int64_t lshape[3] = {c.B, c.H, c.T};
-  if (new_out(&so, dt, ct, c.B, c.H, c.T, c.D, &c.o)) goto done;
-  if (!(l = tide_new(ct, 3, lshape))) goto done;
-  c.lse = l->data;
-  if (read_opnd(q, ct, &c.q, &hq) || read_opnd(k, ct, &c.k, &hk) || read_opnd(v, ct, &c.v, &hv)) goto done;
-  rc = ct == TIDE_F64 ? forward_f64(&c) : forward_f32(&c);
-  if (!rc) rc = finish_out(&so);
-done:
-  tide_tensor_release(hm);
-  tide_tensor_release(hq);
-  tide_tensor_release(hk);
-  tide_tensor_release(hv);
-  if (rc) {
-    drop_out(&so);
-    tide_tensor_release(l);
-    return -1;
-  }
-  tide_tensor_release(so.work);
-  *out = so.res;
-  *lse = l;
-  return 0;
+  c.B = B, c.H = H, c.T = T, c.S = S, c.D = D, c.causal = causal, c.scale = scale, c.kmask = key_mask;
+  c.q = view(q, st->q), c.k = view(k, st->k), c.v = view(v, st->v), c.o = view(out, st->out);
+  c.lse = lse;
+  if (dtype == TIDE_F64) return forward_f64(&c);
+  if (dtype == TIDE_F32) return forward_f32(&c);
+  return tide_fail("attention: no kernel for dtype %s", tide_dtype_name(dtype));
 }
 
-/* backward --------------------------------------------------------------------- */
-
-int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k, const tide_tensor *v,
-                            const tide_tensor *key_mask, const tide_tensor *out, const tide_tensor *lse, int32_t causal,
-                            double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv) {
-  const char *op = "attention_backward";
-  if (!dq || !dk || !dv) return tide_fail("%s: no output slot given", op);
+static int attention_backward(void *dq, void *dk, void *dv, void *rowdot, const void *dout, const void *q, const void *k,
+                              const void *v, const void *out, const void *lse, const uint8_t *key_mask, int64_t B,
+                              int64_t H, int64_t T, int64_t S, int64_t D, int causal, double scale,
+                              const tide_attn_strides *st, int32_t dtype) {
   attn_ctx c;
   memset(&c, 0, sizeof c);
-  TIDE_TRY(check_qkv(q, k, v, op, &c));
-  TIDE_TRY(check4(dout, op, "dout", "T"));
-  TIDE_TRY(check4(out, op, "out", "T"));
-  TIDE_TRY(tide_check_tensor(lse, op));
-  if (causal != 0 && causal != 1) return tide_fail("%s: causal must be 0 or 1, got %d", op, causal);
-  c.causal = causal, c.scale = scale;
-  char s1[160], s2[160];
-  tide_shape_str(s1, sizeof s1, 4, q->shape);
-  if (memcmp(dout->shape, q->shape, 4 * sizeof(int64_t)) != 0)
-    return tide_fail("%s: dout has shape %s, expected q's shape %s", op, tide_shape_str(s2, sizeof s2, 4, dout->shape), s1);
-  if (memcmp(out->shape, q->shape, 4 * sizeof(int64_t)) != 0)
-    return tide_fail("%s: out has shape %s, expected q's shape %s", op, tide_shape_str(s2, sizeof s2, 4, out->shape), s1);
-  if (dout->dtype != q->dtype || out->dtype != q->dtype)
-    return tide_fail("%s: dout and out must have q's dtype %s, got %s and %s", op, tide_dtype_name(q->dtype),
-                     tide_dtype_name(dout->dtype), tide_dtype_name(out->dtype));
-  if (lse->ndim != 3 || lse->shape[0] != c.B || lse->shape[1] != c.H || lse->shape[2] != c.T)
-    return tide_fail("%s: lse has shape %s, expected [B, H, T] = [%lld, %lld, %lld] for q %s", op,
-                     tide_shape_str(s2, sizeof s2, lse->ndim, lse->shape), (long long)c.B, (long long)c.H, (long long)c.T, s1);
-  if (!tide_is_float(lse->dtype))
-    return tide_fail("%s: lse must be a floating-point tensor, got %s", op, tide_dtype_name(lse->dtype));
-  int32_t dt = q->dtype, ct = compute_type(dt);
-
-  outslot sq = {0}, sk = {0}, sv = {0};
-  tide_tensor *hq = NULL, *hk = NULL, *hv = NULL, *ho = NULL, *hd = NULL, *hl = NULL, *rd = NULL, *hm = NULL;
-  int rc = -1;
-  TIDE_TRY(read_mask(key_mask, op, &c, &hm));
-  int64_t lshape[3] = {c.B, c.H, c.T};
-  if (new_out(&sq, dt, ct, c.B, c.H, c.T, c.D, &c.dq) || new_out(&sk, dt, ct, c.B, c.H, c.S, c.D, &c.dk) ||
-      new_out(&sv, dt, ct, c.B, c.H, c.S, c.D, &c.dv))
-    goto done;
-  if (read_opnd(q, ct, &c.q, &hq) || read_opnd(k, ct, &c.k, &hk) || read_opnd(v, ct, &c.v, &hv) ||
-      read_opnd(out, ct, &c.o, &ho) || read_opnd(dout, ct, &c.dout, &hd))
-    goto done;
-  if (!(hl = tide_contiguous_as(lse, ct))) goto done;
-  c.lse = hl->data;
-  if (!(rd = tide_new(ct, 3, lshape))) goto done;
-  c.rowdot = rd->data;
-  rc = ct == TIDE_F64 ? backward_f64(&c) : backward_f32(&c);
-  if (!rc) rc = finish_out(&sq);
-  if (!rc) rc = finish_out(&sk);
-  if (!rc) rc = finish_out(&sv);
-done:
-  tide_tensor_release(hm);
-  tide_tensor_release(hq);
-  tide_tensor_release(hk);
-  tide_tensor_release(hv);
-  tide_tensor_release(ho);
-  tide_tensor_release(hd);
-  tide_tensor_release(hl);
-  tide_tensor_release(rd);
-  if (rc) {
-    drop_out(&sq);
-    drop_out(&sk);
-    drop_out(&sv);
-    return -1;
-  }
-  tide_tensor_release(sq.work);
-  tide_tensor_release(sk.work);
-  tide_tensor_release(sv.work);
-  *dq = sq.res, *dk = sk.res, *dv = sv.res;
-  return 0;
+  c.B = B, c.H = H, c.T = T, c.S = S, c.D = D, c.causal = causal, c.scale = scale, c.kmask = key_mask;
+  c.q = view(q, st->q), c.k = view(k, st->k), c.v = view(v, st->v), c.o = view(out, st->out);
+  c.dout = view(dout, st->dout), c.dq = view(dq, st->dq), c.dk = view(dk, st->dk), c.dv = view(dv, st->dv);
+  c.lse = (char *)lse, c.rowdot = rowdot;
+  if (dtype == TIDE_F64) return backward_f64(&c);
+  if (dtype == TIDE_F32) return backward_f32(&c);
+  return tide_fail("attention_backward: no kernel for dtype %s", tide_dtype_name(dtype));
 }
+
+const struct tide_attention_kernels tide_cpu_attention = {
+    .attention_forward = attention_forward,
+    .attention_backward = attention_backward,
+};
 
 #else /* ATTN_REAL: the kernels for one compute type, included twice above */
 

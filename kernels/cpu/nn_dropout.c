@@ -14,18 +14,13 @@
    compute type (PyTorch multiplies by the scalar the same way), and exactly 0
    for dropped ones (also for a non-finite x, and with no 0 * inf at p = 1).
    bf16/f16 compute through f32. */
+#include "nn_dropout.h"
 #include "pw_loops.h"
-#include "../../runtime/ops/pointwise.h" /* until this family moves under the op layer */
 #include "philox.h"
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static int check_p(double p, const char *op) {
-  if (!(p >= 0.0 && p <= 1.0)) return tide_fail("%s: probability p must be in [0, 1], got %g", op, p);
-  return 0;
-}
 
 /* Draws the mask and writes out for elements [b0 * 4, min(b1 * 4, n)) of
    contiguous x, a chunk at a time: the draws (integer compares against
@@ -54,67 +49,32 @@ static int check_p(double p, const char *op) {
 DROPOUT_BLOCKS(float, f32)
 DROPOUT_BLOCKS(double, f64)
 
-/* mask may be NULL when not wanted (the draws are the same either way). */
-int tide_dropout(const tide_tensor *x, double p, tide_generator *g, tide_tensor **out, tide_tensor **mask) {
-  const char *op = "dropout";
-  if (!x) return tide_fail("%s: x is NULL (expected a tensor)", op);
-  if (!g) return tide_fail("%s: generator is NULL", op);
-  if (!out) return tide_fail("%s: out is NULL", op);
-  TIDE_TRY(tide_check_tensor(x, op));
-  if (!tide_is_float(x->dtype))
-    return tide_fail("%s: x must be a float tensor (f32, f64, bf16 or f16), got %s", op, tide_dtype_name(x->dtype));
-  TIDE_TRY(check_p(p, op));
-  int32_t cd = x->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32;
-  int64_t n = x->numel;
-  tide_tensor *xc = NULL, *y = NULL, *m = NULL;
-  int rc = -1;
-  if (!(m = tide_new(TIDE_U8, x->ndim, x->shape))) goto done;
-  if (p == 0.0 || p == 1.0) {
-    /* a fresh tensor either way, never x itself, so a later in-place op on out leaves x alone */
-    memset(m->data, p == 0.0, (size_t)n);
-    if (!(y = tide_new(x->dtype, x->ndim, x->shape))) goto done;
-    if (p == 0.0) { if (tide_copy_into(y, x)) goto done; }
-    else memset(y->data, 0, (size_t)n * (size_t)tide_dtype_size(x->dtype));  /* all-zero bits: 0 in every float type */
-  } else {
-    if (!(xc = tide_contiguous_as(x, cd)) || !(y = tide_new(cd, x->ndim, x->shape))) goto done;
-    int64_t blocks = (n + 3) / 4;
-    uint64_t seed = g->seed, base = g->offset;
-    /* u = k * 2^-24 < p  <=>  k < p * 2^24 (exact)  <=>  k < ceil(p * 2^24) for the integer k */
-    uint32_t thr = (uint32_t)ceil(p * 16777216.0);
-    double scale = 1.0 / (1.0 - p);
-    int nt = 1;
+static int dropout_forward(void *out, uint8_t *mask, const void *inp, int64_t n, double p, uint64_t seed,
+                           uint64_t offset, int32_t dtype) {
+  if (dtype != TIDE_F32 && dtype != TIDE_F64) return tide_fail("dropout: no kernel for dtype %s", tide_dtype_name(dtype));
+  int64_t blocks = (n + 3) / 4;
+  uint64_t base = offset;
+  /* u = k * 2^-24 < p  <=>  k < p * 2^24 (exact)  <=>  k < ceil(p * 2^24) for the integer k */
+  uint32_t thr = (uint32_t)ceil(p * 16777216.0);
+  double scale = 1.0 / (1.0 - p);
+  int nt = 1;
 #ifdef _OPENMP
-    if (n >= 2 * TIDE_GRAIN) nt = omp_get_max_threads();
+  if (n >= 2 * TIDE_GRAIN) nt = omp_get_max_threads();
 #endif
 #pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-      int t = 0, k = 1;
+  {
+    int t = 0, k = 1;
 #ifdef _OPENMP
-      t = omp_get_thread_num();
-      k = omp_get_num_threads();
+    t = omp_get_thread_num();
+    k = omp_get_num_threads();
 #endif
-      int64_t b0 = blocks * t / k, b1 = blocks * (t + 1) / k;
-      if (cd == TIDE_F32)
-        dropout_blocks_f32((const float *)xc->data, (float *)y->data, (uint8_t *)m->data, n, b0, b1, seed, base, thr, (float)scale);
-      else
-        dropout_blocks_f64((const double *)xc->data, (double *)y->data, (uint8_t *)m->data, n, b0, b1, seed, base, thr, scale);
-    }
-    g->offset = base + (uint64_t)blocks;
-    if (x->dtype != cd) {
-      tide_tensor *r = tide_contiguous_as(y, x->dtype);
-      tide_tensor_release(y);
-      if (!(y = r)) goto done;
-    }
+    int64_t b0 = blocks * t / k, b1 = blocks * (t + 1) / k;
+    if (dtype == TIDE_F32)
+      dropout_blocks_f32((const float *)inp, (float *)out, mask, n, b0, b1, seed, base, thr, (float)scale);
+    else
+      dropout_blocks_f64((const double *)inp, (double *)out, mask, n, b0, b1, seed, base, thr, scale);
   }
-  *out = y;
-  y = NULL;
-  if (mask) { *mask = m; m = NULL; }
-  rc = 0;
-done:
-  tide_tensor_release(xc);
-  tide_tensor_release(y);
-  tide_tensor_release(m);
-  return rc;
+  return 0;
 }
 
 /* operands: dx, dout, mask (u8/bool); ctx: the scale in the compute type */
@@ -134,41 +94,28 @@ done:
 DROPOUT_BWD_LOOP(float, f32)
 DROPOUT_BWD_LOOP(double, f64)
 
-/* dx has dout's dtype; p = 1 gives zeros. */
-int tide_dropout_backward(const tide_tensor *dout, const tide_tensor *mask, double p, tide_tensor **dx) {
-  const char *op = "dropout_backward";
-  if (!dout) return tide_fail("%s: dout is NULL (expected a tensor)", op);
-  if (!mask) return tide_fail("%s: mask is NULL (expected the tensor saved by dropout)", op);
-  if (!dx) return tide_fail("%s: dx is NULL", op);
-  TIDE_TRY(tide_check_tensor(dout, op));
-  TIDE_TRY(tide_check_tensor(mask, op));
-  if (!tide_is_float(dout->dtype))
-    return tide_fail("%s: dout must be a float tensor (f32, f64, bf16 or f16), got %s", op, tide_dtype_name(dout->dtype));
-  if (mask->dtype != TIDE_U8 && mask->dtype != TIDE_BOOL)
-    return tide_fail("%s: mask must be a u8 or bool tensor, got %s", op, tide_dtype_name(mask->dtype));
-  TIDE_TRY(check_p(p, op));
-  if (dout->ndim != mask->ndim || memcmp(dout->shape, mask->shape, sizeof(int64_t) * (size_t)dout->ndim)) {
-    char b1[160], b2[160];
-    return tide_fail("%s: dout of shape %s does not match mask of shape %s", op, tide_shape_str(b1, sizeof b1, dout->ndim, dout->shape),
-                     tide_shape_str(b2, sizeof b2, mask->ndim, mask->shape));
-  }
-  if (p == 1.0) return tide_full(dout->dtype, dout->ndim, dout->shape, 0.0, dout->device, dx);
-  int32_t cd = dout->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32;
+static int dropout_backward(void *dinp, const int64_t *dinp_strides, const void *dout, const int64_t *dout_strides,
+                            const uint8_t *mask, const int64_t *mask_strides, int32_t ndim, const int64_t *shape,
+                            double p, int32_t dtype) {
+  if (dtype != TIDE_F32 && dtype != TIDE_F64)
+    return tide_fail("dropout_backward: no kernel for dtype %s", tide_dtype_name(dtype));
   double scale = 1.0 / (1.0 - p);
   float sf = (float)scale;
-  tide_tensor *dyc = tide_pw_operand(dout, cd), *res = NULL;
-  int rc = -1;
-  if (!dyc) return -1;
-  if ((res = tide_new(dout->dtype, dout->ndim, dout->shape))) {
-    const tide_tensor *ins[2] = {dyc, mask};
-    rc = tide_pw_run(cd == TIDE_F32 ? dropout_bwd_f32 : dropout_bwd_f64, cd == TIDE_F32 ? (void *)&sf : (void *)&scale, cd, res,
-                     dout->ndim, dout->shape, 2, ins);
-    if (rc == 0) {
-      *dx = res;
-      res = NULL;
-    }
+  int64_t es = tide_dtype_size(dtype), st[3][TIDE_MAX_DIMS];
+  for (int32_t i = 0; i < ndim; i++) {
+    st[0][i] = dinp_strides[i] * es;
+    st[1][i] = dout_strides[i] * es;
+    st[2][i] = mask_strides[i];
   }
-  tide_tensor_release(dyc);
-  tide_tensor_release(res);
-  return rc;
+  char *data[3] = {(char *)dinp, (char *)dout, (char *)mask};
+  tide_iter it;
+  tide_iter_init_raw(&it, ndim, shape, 3, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
+  tide_iter_run(&it, dtype == TIDE_F32 ? dropout_bwd_f32 : dropout_bwd_f64,
+                dtype == TIDE_F32 ? (void *)&sf : (void *)&scale, TIDE_GRAIN);
+  return 0;
 }
+
+const struct tide_dropout_kernels tide_cpu_dropout = {
+    .dropout_forward = dropout_forward,
+    .dropout_backward = dropout_backward,
+};

@@ -13,41 +13,12 @@
    blocks whose size depends only on the row count; each block writes its own
    partial sums, which are then added in block order, so the result is the
    same for any thread count. */
-#include "iter.h"
+#include "nn_norm.h"
+#include "iter.h" /* TIDE_GRAIN */
+#include "error.h"
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* argument checks ------------------------------------------------------------- */
-
-static int need_float(const tide_tensor *t, const char *op, const char *name) {
-  if (!t) return tide_fail("%s: %s is NULL (expected a tensor)", op, name);
-  TIDE_TRY(tide_check_tensor(t, op));
-  if (!tide_is_float(t->dtype))
-    return tide_fail("%s: %s must be a float tensor (f32, f64, bf16 or f16), got %s", op, name, tide_dtype_name(t->dtype));
-  return 0;
-}
-
-/* weight / bias: 1-d of size C. */
-static int need_affine(const tide_tensor *t, int64_t C, const char *op, const char *name) {
-  TIDE_TRY(need_float(t, op, name));
-  if (t->ndim != 1 || t->shape[0] != C) {
-    char b[160];
-    return tide_fail("%s: %s must have shape [%lld] (the size of the last dimension of x), got %s", op, name,
-                     (long long)C, tide_shape_str(b, sizeof b, t->ndim, t->shape));
-  }
-  return 0;
-}
-
-/* A float dtype's compute dtype: f64 stays, the f32 family computes in f32. */
-static int32_t compute_dtype(int32_t dt) { return dt == TIDE_F64 ? TIDE_F64 : TIDE_F32; }
-
-/* t converted to dtype dt (t is released), or t itself when it already is. */
-static tide_tensor *to_dtype(tide_tensor *t, int32_t dt) {
-  if (!t || t->dtype == dt) return t;
-  tide_tensor *r = tide_contiguous_as(t, dt);
-  tide_tensor_release(t);
-  return r;
-}
 
 /* Rows per block of the backward's partial sums: a function of the row
    count alone (so results do not depend on threads), at most 256 blocks. */
@@ -171,11 +142,8 @@ static int64_t block_rows(int64_t rows) {
 LN_KERNELS(float, f32)
 LN_KERNELS(double, f64)
 
-/* Adds the nblk partial rows of p in block order into a new [C] tensor of dtype dt. */
-static tide_tensor *sum_partials(const double *p, int64_t nblk, int64_t C, int32_t dt) {
-  tide_tensor *t = tide_new(TIDE_F64, 1, &C);
-  if (!t) return NULL;
-  double *o = (double *)t->data;
+/* Adds the nblk partial rows of p in block order into o[C]. */
+static void sum_partials(double *o, const double *p, int64_t nblk, int64_t C) {
   int par = nblk * C >= TIDE_GRAIN;
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t c = 0; c < C; c++) {
@@ -183,134 +151,58 @@ static tide_tensor *sum_partials(const double *p, int64_t nblk, int64_t C, int32
     for (int64_t k = 0; k < nblk; k++) s += p[k * C + c];
     o[c] = s;
   }
-  return to_dtype(t, dt);
 }
 
-/* entry points ---------------------------------------------------------------------- */
+/* table entries ---------------------------------------------------------------------- */
 
-/* mean and rstd may be NULL when not wanted (inference). */
-int tide_layer_norm(const tide_tensor *x, const tide_tensor *weight, const tide_tensor *bias, double eps,
-                    tide_tensor **out, tide_tensor **mean, tide_tensor **rstd) {
-  const char *op = "layer_norm";
-  TIDE_TRY(need_float(x, op, "x"));
-  if (!out) return tide_fail("%s: out is NULL", op);
-  if (x->ndim < 1) return tide_fail("%s: x must have at least 1 dimension (normalised over the last), got a 0-d tensor", op);
-  if (!(eps >= 0) || isinf(eps)) return tide_fail("%s: eps must be finite and >= 0, got %g", op, eps);
-  int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0;
-  if (C == 0) {
-    /* no elements to normalise: count the rows from the shape */
-    rows = 1;
-    for (int32_t d = 0; d < x->ndim - 1; d++) rows *= x->shape[d];
-  }
-  if (weight) TIDE_TRY(need_affine(weight, C, op, "weight"));
-  if (bias) TIDE_TRY(need_affine(bias, C, op, "bias"));
-  int32_t cd = compute_dtype(x->dtype), sd = cd;
-  tide_tensor *xc = tide_contiguous_as(x, cd), *wc = NULL, *bc = NULL, *y = NULL, *mt = NULL, *rt = NULL;
-  int rc = -1;
-  if (!xc) return -1;
-  if (weight && !(wc = tide_contiguous_as(weight, cd))) goto done;
-  if (bias && !(bc = tide_contiguous_as(bias, cd))) goto done;
-  if (!(y = tide_new(cd, x->ndim, x->shape))) goto done;
-  if (!(mt = tide_new(TIDE_F64, x->ndim - 1, x->shape)) || !(rt = tide_new(TIDE_F64, x->ndim - 1, x->shape))) goto done;
-  if (cd == TIDE_F32)
-    ln_fwd_f32((const float *)xc->data, wc ? (const float *)wc->data : NULL, bc ? (const float *)bc->data : NULL,
-               (float *)y->data, (double *)mt->data, (double *)rt->data, C ? rows : 0, C, eps);
+static int layernorm_forward(void *out, double *mean, double *rstd, const void *inp, const void *weight, const void *bias,
+                             int64_t rows, int64_t C, double eps, int32_t dtype) {
+  if (dtype == TIDE_F32)
+    ln_fwd_f32((const float *)inp, (const float *)weight, (const float *)bias, (float *)out, mean, rstd, C ? rows : 0, C,
+               eps);
+  else if (dtype == TIDE_F64)
+    ln_fwd_f64((const double *)inp, (const double *)weight, (const double *)bias, (double *)out, mean, rstd,
+               C ? rows : 0, C, eps);
   else
-    ln_fwd_f64((const double *)xc->data, wc ? (const double *)wc->data : NULL, bc ? (const double *)bc->data : NULL,
-               (double *)y->data, (double *)mt->data, (double *)rt->data, C ? rows : 0, C, eps);
+    return tide_fail("layer_norm: no kernel for dtype %s", tide_dtype_name(dtype));
   if (C == 0) {  /* as PyTorch's kernel: mean 0 / 0 and rstd from it */
     for (int64_t r = 0; r < rows; r++) {
-      ((double *)mt->data)[r] = NAN;
-      ((double *)rt->data)[r] = NAN;
+      mean[r] = NAN;
+      rstd[r] = NAN;
     }
   }
-  if (!(y = to_dtype(y, x->dtype)) || !(mt = to_dtype(mt, sd)) || !(rt = to_dtype(rt, sd))) goto done;
-  *out = y;
-  y = NULL;
-  if (mean) { *mean = mt; mt = NULL; }
-  if (rstd) { *rstd = rt; rt = NULL; }
-  rc = 0;
-done:
-  tide_tensor_release(xc);
-  tide_tensor_release(wc);
-  tide_tensor_release(bc);
-  tide_tensor_release(y);
-  tide_tensor_release(mt);
-  tide_tensor_release(rt);
-  return rc;
+  return 0;
 }
 
-/* dweight is computed when both weight and dweight are given (else *dweight is
-   set to NULL); dbias whenever dbias is given, in weight's dtype (x's when
-   there is no weight). dx has x's dtype. */
-int tide_layer_norm_backward(const tide_tensor *dout, const tide_tensor *x, const tide_tensor *weight,
-                             const tide_tensor *mean, const tide_tensor *rstd,
-                             tide_tensor **dx, tide_tensor **dweight, tide_tensor **dbias) {
-  const char *op = "layer_norm_backward";
-  TIDE_TRY(need_float(dout, op, "dout"));
-  TIDE_TRY(need_float(x, op, "x"));
-  TIDE_TRY(need_float(mean, op, "mean"));
-  TIDE_TRY(need_float(rstd, op, "rstd"));
-  if (!dx) return tide_fail("%s: dx is NULL", op);
-  if (x->ndim < 1) return tide_fail("%s: x must have at least 1 dimension, got a 0-d tensor", op);
-  char b1[160], b2[160], b3[160];
-  if (dout->ndim != x->ndim || memcmp(dout->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim))
-    return tide_fail("%s: dout of shape %s does not match x of shape %s", op, tide_shape_str(b1, sizeof b1, dout->ndim, dout->shape),
-                     tide_shape_str(b2, sizeof b2, x->ndim, x->shape));
-  int64_t C = x->shape[x->ndim - 1], rows = 1;
-  for (int32_t d = 0; d < x->ndim - 1; d++) rows *= x->shape[d];
-  if (mean->numel != rows || rstd->numel != rows)
-    return tide_fail("%s: mean and rstd must hold one value per row of x (%lld rows for x of shape %s), got shapes %s and %s", op,
-                     (long long)rows, tide_shape_str(b1, sizeof b1, x->ndim, x->shape),
-                     tide_shape_str(b2, sizeof b2, mean->ndim, mean->shape), tide_shape_str(b3, sizeof b3, rstd->ndim, rstd->shape));
-  if (weight) TIDE_TRY(need_affine(weight, C, op, "weight"));
-  if (dweight) *dweight = NULL;
-  if (dbias) *dbias = NULL;
-  int want_w = weight && dweight, want_b = dbias != NULL;
-  int32_t cd = compute_dtype(x->dtype == TIDE_F64 || dout->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32);
-  int32_t pd = weight ? weight->dtype : x->dtype;
-  tide_tensor *xc = NULL, *dyc = NULL, *wc = NULL, *mc = NULL, *rc_ = NULL, *g = NULL, *gw = NULL, *gb = NULL;
-  double *part = NULL;
-  int rc = -1;
-  if (!(xc = tide_contiguous_as(x, cd)) || !(dyc = tide_contiguous_as(dout, cd))) goto done;
-  if (weight && !(wc = tide_contiguous_as(weight, cd))) goto done;
-  if (!(mc = tide_contiguous_as(mean, TIDE_F64)) || !(rc_ = tide_contiguous_as(rstd, TIDE_F64))) goto done;
-  if (!(g = tide_new(cd, x->ndim, x->shape))) goto done;
+static int layernorm_backward(void *dinp, double *dweight, double *dbias, const void *dout, const void *inp,
+                              const void *weight, const double *mean, const double *rstd, int64_t rows, int64_t C,
+                              int32_t dtype) {
+  if (dtype != TIDE_F32 && dtype != TIDE_F64)
+    return tide_fail("layer_norm_backward: no kernel for dtype %s", tide_dtype_name(dtype));
   int64_t rb = block_rows(rows), nblk = C ? (rows + rb - 1) / rb : 0;
-  int nparts = want_w + want_b;
+  int nparts = (dweight != NULL) + (dbias != NULL);
+  double *part = NULL;
   if (nparts && nblk) {
     part = malloc((size_t)nblk * (size_t)C * sizeof(double) * (size_t)nparts);
-    if (!part) {
-      tide_fail("%s: out of memory for %lld partial sums", op, (long long)(nblk * C * nparts));
-      goto done;
-    }
+    if (!part)
+      return tide_fail("layer_norm_backward: out of memory for %lld partial sums", (long long)(nblk * C * nparts));
   }
-  double *pw = want_w && part ? part : NULL, *pb = want_b && part ? part + (want_w ? nblk * C : 0) : NULL;
+  double *pw = dweight && part ? part : NULL, *pb = dbias && part ? part + (dweight ? nblk * C : 0) : NULL;
   if (C) {
-    if (cd == TIDE_F32)
-      ln_bwd_f32((const float *)dyc->data, (const float *)xc->data, wc ? (const float *)wc->data : NULL,
-                 (const double *)mc->data, (const double *)rc_->data, (float *)g->data, pw, pb, rows, C, rb);
+    if (dtype == TIDE_F32)
+      ln_bwd_f32((const float *)dout, (const float *)inp, (const float *)weight, mean, rstd, (float *)dinp, pw, pb, rows,
+                 C, rb);
     else
-      ln_bwd_f64((const double *)dyc->data, (const double *)xc->data, wc ? (const double *)wc->data : NULL,
-                 (const double *)mc->data, (const double *)rc_->data, (double *)g->data, pw, pb, rows, C, rb);
+      ln_bwd_f64((const double *)dout, (const double *)inp, (const double *)weight, mean, rstd, (double *)dinp, pw, pb,
+                 rows, C, rb);
   }
-  if (want_w && !(gw = sum_partials(pw, nblk, C, pd))) goto done;
-  if (want_b && !(gb = sum_partials(pb, nblk, C, pd))) goto done;
-  if (!(g = to_dtype(g, x->dtype))) goto done;
-  *dx = g;
-  g = NULL;
-  if (want_w) { *dweight = gw; gw = NULL; }
-  if (want_b) { *dbias = gb; gb = NULL; }
-  rc = 0;
-done:
+  if (dweight) sum_partials(dweight, pw, nblk, C);
+  if (dbias) sum_partials(dbias, pb, nblk, C);
   free(part);
-  tide_tensor_release(xc);
-  tide_tensor_release(dyc);
-  tide_tensor_release(wc);
-  tide_tensor_release(mc);
-  tide_tensor_release(rc_);
-  tide_tensor_release(g);
-  tide_tensor_release(gw);
-  tide_tensor_release(gb);
-  return rc;
+  return 0;
 }
+
+const struct tide_norm_kernels tide_cpu_norm = {
+    .layernorm_forward = layernorm_forward,
+    .layernorm_backward = layernorm_backward,
+};

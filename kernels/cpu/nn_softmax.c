@@ -13,8 +13,11 @@
    vmath.h's vectorised tide_expf (1.2 ulp), f64 uses libm. A row holding NaN
    or +inf, or only -inf, gives NaN throughout, as in PyTorch. bf16/f16
    compute through f32. */
-#include "iter.h"
+#include "nn_softmax.h"
+#include "iter.h" /* TIDE_GRAIN */
+#include "error.h"
 #include "vmath.h"
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,31 +26,6 @@
 /* Terms per partial sum of the exps along a row: each of 16 vector lanes adds
    16 f32 values (relative error below 1e-6) before the sum goes on in double. */
 #define SUM_CHUNK 256
-
-static int need_float(const tide_tensor *t, const char *op, const char *name) {
-  if (!t) return tide_fail("%s: %s is NULL (expected a tensor)", op, name);
-  TIDE_TRY(tide_check_tensor(t, op));
-  if (!tide_is_float(t->dtype))
-    return tide_fail("%s: %s must be a float tensor (f32, f64, bf16 or f16), got %s", op, name, tide_dtype_name(t->dtype));
-  return 0;
-}
-
-/* t converted to dtype dt (t is released), or t itself when it already is. */
-static tide_tensor *to_dtype(tide_tensor *t, int32_t dt) {
-  if (!t || t->dtype == dt) return t;
-  tide_tensor *r = tide_contiguous_as(t, dt);
-  tide_tensor_release(t);
-  return r;
-}
-
-/* outer / L / inner sizes of t around dim (a 0-d tensor is one element). */
-static void split_dims(const tide_tensor *t, int32_t dim, int64_t *outer, int64_t *len, int64_t *inner) {
-  *outer = 1;
-  *inner = 1;
-  *len = t->ndim ? t->shape[dim] : 1;
-  for (int32_t d = 0; d < dim && d < t->ndim; d++) *outer *= t->shape[d];
-  for (int32_t d = dim + 1; d < t->ndim; d++) *inner *= t->shape[d];
-}
 
 static inline double exp_f64(double v) { return exp(v); }
 
@@ -189,62 +167,28 @@ static inline double exp_f64(double v) { return exp(v); }
 SM_KERNELS(float, f32, tide_expf)
 SM_KERNELS(double, f64, exp_f64)
 
-int tide_softmax(const tide_tensor *x, int32_t dim, int32_t log, tide_tensor **out) {
-  const char *op = log ? "log_softmax" : "softmax";
-  TIDE_TRY(need_float(x, op, "x"));
-  TIDE_TRY(tide_check_dim(x, dim, op));
-  if (!out) return tide_fail("%s: out is NULL", op);
-  int32_t cd = x->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32;
-  int64_t outer, L, inner;
-  split_dims(x, dim, &outer, &L, &inner);
-  tide_tensor *xc = tide_contiguous_as(x, cd), *y = NULL;
-  if (!xc) return -1;
-  if (!(y = tide_new(cd, x->ndim, x->shape))) {
-    tide_tensor_release(xc);
-    return -1;
-  }
-  if (x->numel > 0) {
-    if (cd == TIDE_F32) sm_run_f32((const float *)xc->data, NULL, (float *)y->data, outer, L, inner, log != 0, 0);
-    else sm_run_f64((const double *)xc->data, NULL, (double *)y->data, outer, L, inner, log != 0, 0);
-  }
-  tide_tensor_release(xc);
-  if (!(y = to_dtype(y, x->dtype))) return -1;
-  *out = y;
+/* table entries ---------------------------------------------------------------------- */
+
+static int softmax_forward(void *out, const void *inp, int64_t outer, int64_t L, int64_t inner, int log, int32_t dtype) {
+  if (dtype == TIDE_F32) sm_run_f32((const float *)inp, NULL, (float *)out, outer, L, inner, log != 0, 0);
+  else if (dtype == TIDE_F64) sm_run_f64((const double *)inp, NULL, (double *)out, outer, L, inner, log != 0, 0);
+  else return tide_fail("%s: no kernel for dtype %s", log ? "log_softmax" : "softmax", tide_dtype_name(dtype));
   return 0;
 }
 
-/* dx takes the dtype dout and out promote to. */
-int tide_softmax_backward(const tide_tensor *dout, const tide_tensor *out, int32_t dim, int32_t log, tide_tensor **dx) {
-  const char *op = log ? "log_softmax_backward" : "softmax_backward";
-  TIDE_TRY(need_float(dout, op, "dout"));
-  TIDE_TRY(need_float(out, op, "out"));
-  TIDE_TRY(tide_check_dim(out, dim, op));
-  if (!dx) return tide_fail("%s: dx is NULL", op);
-  if (dout->ndim != out->ndim || memcmp(dout->shape, out->shape, sizeof(int64_t) * (size_t)out->ndim)) {
-    char b1[160], b2[160];
-    return tide_fail("%s: dout of shape %s does not match out of shape %s", op, tide_shape_str(b1, sizeof b1, dout->ndim, dout->shape),
-                     tide_shape_str(b2, sizeof b2, out->ndim, out->shape));
-  }
-  int32_t rd = tide_promote_types(dout->dtype, out->dtype), cd = rd == TIDE_F64 ? TIDE_F64 : TIDE_F32;
-  int64_t outer, L, inner;
-  split_dims(out, dim, &outer, &L, &inner);
-  tide_tensor *dyc = tide_contiguous_as(dout, cd), *yc = NULL, *g = NULL;
-  int rc = -1;
-  if (!dyc) return -1;
-  if (!(yc = tide_contiguous_as(out, cd)) || !(g = tide_new(cd, out->ndim, out->shape))) goto done;
-  if (out->numel > 0) {
-    if (cd == TIDE_F32)
-      sm_run_f32((const float *)dyc->data, (const float *)yc->data, (float *)g->data, outer, L, inner, log != 0, 1);
-    else
-      sm_run_f64((const double *)dyc->data, (const double *)yc->data, (double *)g->data, outer, L, inner, log != 0, 1);
-  }
-  if (!(g = to_dtype(g, rd))) goto done;
-  *dx = g;
-  g = NULL;
-  rc = 0;
-done:
-  tide_tensor_release(dyc);
-  tide_tensor_release(yc);
-  tide_tensor_release(g);
-  return rc;
+static int softmax_backward(void *dinp, const void *dout, const void *out, int64_t outer, int64_t L, int64_t inner,
+                            int log, int32_t dtype) {
+  if (dtype == TIDE_F32)
+    sm_run_f32((const float *)dout, (const float *)out, (float *)dinp, outer, L, inner, log != 0, 1);
+  else if (dtype == TIDE_F64)
+    sm_run_f64((const double *)dout, (const double *)out, (double *)dinp, outer, L, inner, log != 0, 1);
+  else
+    return tide_fail("%s: no kernel for dtype %s", log ? "log_softmax_backward" : "softmax_backward",
+                     tide_dtype_name(dtype));
+  return 0;
 }
+
+const struct tide_softmax_kernels tide_cpu_softmax = {
+    .softmax_forward = softmax_forward,
+    .softmax_backward = softmax_backward,
+};
