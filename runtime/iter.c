@@ -3,18 +3,6 @@
 #include <omp.h>
 #endif
 
-void tide_iter_init(tide_iter *it, int32_t ndim, const int64_t *shape, int32_t nops, const tide_tensor *const *ts) {
-  int64_t st[TIDE_ITER_MAX_OPS][TIDE_MAX_DIMS];
-  char *data[TIDE_ITER_MAX_OPS];
-  for (int32_t k = 0; k < nops; k++) {
-    tide_broadcast_strides(ts[k], ndim, shape, st[k]);
-    data[k] = ts[k]->data;
-    int32_t es = tide_dtype_size(ts[k]->dtype);
-    for (int32_t i = 0; i < ndim; i++) st[k][i] *= es;
-  }
-  tide_iter_init_raw(it, ndim, shape, nops, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
-}
-
 void tide_iter_init_raw(tide_iter *it, int32_t ndim, const int64_t *shape, int32_t nops, char *const *data,
                         const int64_t (*st)[TIDE_MAX_DIMS]) {
   it->nops = nops;

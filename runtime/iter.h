@@ -4,7 +4,7 @@
    1-d runs spread over OpenMP threads. */
 #ifndef TIDE_ITER_H
 #define TIDE_ITER_H
-#include "tensor.h" /* TIDE_MAX_DIMS; tide_iter_init reads tensor handles (ops not yet under the op layer) */
+#include "tide.h"
 
 #define TIDE_ITER_MAX_OPS 4
 
@@ -20,10 +20,7 @@ typedef struct tide_iter {
    strides[k] its step in bytes. Must not fail; report problems through ctx. */
 typedef void (*tide_loop_fn)(char **ptrs, const int64_t *strides, int64_t n, void *ctx);
 
-/* Prepares iteration over shape for tensors ts[0..nops) (op 0 is usually the
-   output); each is read through tide_broadcast_strides against shape. */
-void tide_iter_init(tide_iter *it, int32_t ndim, const int64_t *shape, int32_t nops, const tide_tensor *const *ts);
-/* As tide_iter_init for raw operands: data[k] is operand k's first element and st[k][i] its step
+/* Prepares iteration over shape for raw operands: data[k] is operand k's first element and st[k][i] its step
    along dim i in bytes (0 where broadcast). What plain-pointer kernels use. */
 void tide_iter_init_raw(tide_iter *it, int32_t ndim, const int64_t *shape, int32_t nops, char *const *data,
                         const int64_t (*st)[TIDE_MAX_DIMS]);

@@ -8,7 +8,6 @@
 #include "error.h"
 #include "device.h"
 
-#define TIDE_MAX_DIMS 8
 
 struct tide_storage {
   char *data;

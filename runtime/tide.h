@@ -11,4 +11,8 @@ extern "C" {
 #ifdef __cplusplus
 }
 #endif
+
+/* The most dimensions a tensor has (the shape[8] of tide_tensor above). */
+#define TIDE_MAX_DIMS 8
+
 #endif

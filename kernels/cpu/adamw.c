@@ -31,6 +31,8 @@
    AVX2 when compiled for it, whose results are identical to the scalar loop
    (every op is correctly rounded: mul, sub, fma, sqrt, div, add). */
 #include "adamw.h"
+#include "dtype.h"
+#include "error.h"
 #include "iter.h"
 #include <math.h>
 #include <stdio.h>

@@ -3,6 +3,8 @@
    (op, compute type); the op and dtype are chosen once per call from a
    table, never per element. */
 #include "binary.h"
+#include "dtype.h"
+#include "error.h"
 #include "pw_loops.h"
 #include <stdatomic.h>
 

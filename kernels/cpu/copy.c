@@ -1,5 +1,7 @@
 /* Copy and cast: every pair of dtypes, any strides, broadcast sources. */
 #include "copy.h"
+#include "dtype.h"
+#include "error.h"
 #include "iter.h"
 #include <string.h>
 

@@ -3,6 +3,8 @@
    once (a little more accurate than torch's f32 running sum); integers and
    bool give i64 with wrapping 64-bit adds, like torch. */
 #include "cumsum.h"
+#include "dtype.h"
+#include "error.h"
 #include "iter.h"
 #include <stdlib.h>
 

@@ -1,5 +1,7 @@
 /* Filling: constants and arithmetic ranges. */
 #include "fill.h"
+#include "dtype.h"
+#include "error.h"
 #include "iter.h"
 #include <string.h>
 

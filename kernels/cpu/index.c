@@ -5,6 +5,8 @@
    message, never a stray read or write; in-place kernels validate every index
    before changing anything. */
 #include "index.h"
+#include "dtype.h"
+#include "error.h"
 #include "iter.h"
 #include <stdatomic.h>
 #include <stdlib.h>

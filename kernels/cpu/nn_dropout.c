@@ -15,6 +15,8 @@
    for dropped ones (also for a non-finite x, and with no 0 * inf at p = 1).
    bf16/f16 compute through f32. */
 #include "nn_dropout.h"
+#include "dtype.h"
+#include "error.h"
 #include "pw_loops.h"
 #include "philox.h"
 #include <string.h>

@@ -9,6 +9,8 @@
    f32, libm for f64), accurate to a few ulp even where t is within 1e-7 of
    -1 or 1; PyTorch forms them from tanh(u) and loses that accuracy. */
 #include "nn_gelu.h"
+#include "dtype.h"
+#include "error.h"
 #include "pw_loops.h"
 #include "vmath.h"
 

@@ -16,6 +16,7 @@
    the thread count. */
 #include "nn_loss.h"
 #include "error.h"
+#include "dtype.h"
 #include "iter.h" /* TIDE_GRAIN */
 #include "vmath.h"
 #include <stdlib.h>

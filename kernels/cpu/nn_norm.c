@@ -14,6 +14,7 @@
    partial sums, which are then added in block order, so the result is the
    same for any thread count. */
 #include "nn_norm.h"
+#include "dtype.h"
 #include "iter.h" /* TIDE_GRAIN */
 #include "error.h"
 #include <math.h>

@@ -14,6 +14,7 @@
    or +inf, or only -inf, gives NaN throughout, as in PyTorch. bf16/f16
    compute through f32. */
 #include "nn_softmax.h"
+#include "dtype.h"
 #include "iter.h" /* TIDE_GRAIN */
 #include "error.h"
 #include "vmath.h"

@@ -3,6 +3,8 @@
    loop over raw strided operands. Internal to kernels/cpu. */
 #ifndef TIDE_CPU_PW_LOOPS_H
 #define TIDE_CPU_PW_LOOPS_H
+#include "dtype.h"
+#include "error.h"
 #include "iter.h"
 
 /* Compute types: every op has loops for these five only. bf16/f16 are storage

@@ -12,6 +12,8 @@
 #endif
 
 #include "random.h"
+#include "dtype.h"
+#include "error.h"
 #include "iter.h"
 #include "philox.h"
 #include <float.h>

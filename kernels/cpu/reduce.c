@@ -18,6 +18,8 @@
    index) so pieces and memory-order walks still give torch's first
    occurrence. */
 #include "reduce.h"
+#include "dtype.h"
+#include "error.h"
 #include "iter.h"
 #include <stdlib.h>
 #include <string.h>

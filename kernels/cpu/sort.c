@@ -6,6 +6,8 @@
    Values are copied from the input bytes at the chosen positions, so they are
    exact whatever the dtype. */
 #include "sort.h"
+#include "dtype.h"
+#include "error.h"
 #include "iter.h"
 #include <stdlib.h>
 #include <string.h>

@@ -2,6 +2,8 @@
    clamp. As in binary.c, macros generate one loop per (op, compute type) and
    the op is picked from a table once per call. */
 #include "unary.h"
+#include "dtype.h"
+#include "error.h"
 #include "pw_loops.h"
 #include "vmath.h"
 

@@ -80,21 +80,3 @@ int tide_pw_finish_made(tide_pw_args *pa, int rc) {
     for (int32_t k = 0; k < pa->nin; k++) tide_tensor_release(pa->own[k]);
   return rc;
 }
-
-int tide_pw_run(tide_loop_fn fn, void *ctx, int32_t loop_dt, tide_tensor *dst, int32_t ndim, const int64_t *shape,
-                int32_t nin, const tide_tensor *const *ins) {
-  tide_pw_args pa;
-  TIDE_TRY(tide_pw_prepare(&pa, loop_dt, dst, ndim, shape, nin, ins));
-  char *data[TIDE_ITER_MAX_OPS];
-  int64_t st[TIDE_ITER_MAX_OPS][TIDE_MAX_DIMS];
-  for (int32_t k = 0; k <= nin; k++) {
-    const tide_tensor *t = k ? pa.in[k - 1] : pa.target;
-    int64_t es = tide_dtype_size(t->dtype);
-    data[k] = t->data;
-    for (int32_t i = 0; i < ndim; i++) st[k][i] = pa.stride[k][i] * es;
-  }
-  tide_iter it;
-  tide_iter_init_raw(&it, ndim, shape, nin + 1, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
-  tide_iter_run(&it, fn, ctx, TIDE_GRAIN);
-  return tide_pw_finish(&pa, 0);
-}

@@ -6,7 +6,8 @@
 #ifndef TIDE_OPS_POINTWISE_H
 #define TIDE_OPS_POINTWISE_H
 #include "dispatch.h"
-#include "iter.h" /* tide_loop_fn, for tide_pw_run */
+#include "tensor.h"
+#include "iter.h" /* TIDE_ITER_MAX_OPS: the operands one kernel call walks */
 #include <math.h>
 
 /* The dtype elements of dt are computed in (f32, f64, i32, i64 or u8). */
@@ -90,11 +91,5 @@ int tide_pw_finish_made(tide_pw_args *pa, int rc);
 static inline int tide_pw_finish(tide_pw_args *pa, int rc) {
   return pa->target == pa->dst && !pa->owns ? rc : tide_pw_finish_made(pa, rc);
 }
-
-/* Transitional, for ops not yet under the op layer (converted ones call a backend kernel between
-   tide_pw_prepare and tide_pw_finish): runs the CPU loop fn over shape with operands {target,
-   ins...}, the loop writing elements of loop_dt, with tide_pw_prepare's handling of dst. */
-int tide_pw_run(tide_loop_fn fn, void *ctx, int32_t loop_dt, tide_tensor *dst, int32_t ndim, const int64_t *shape,
-                int32_t nin, const tide_tensor *const *ins);
 
 #endif
