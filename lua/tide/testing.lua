@@ -174,6 +174,20 @@ function M.lcg(seed)
   end
 end
 
+-- A random f64 tensor of shape that requires grad, values in [lo, hi)
+-- (default [-1, 1)) drawn from rng (an M.lcg): gradcheck's inputs.
+function M.rand_param(rng, shape, lo, hi)
+  local tide = require 'tide'
+  lo, hi = lo or -1, hi or 1
+  local n = 1
+  for _, s in ipairs(shape) do n = n * s end
+  local vals = {}
+  for i = 1, n do vals[i] = lo + (hi - lo) * rng() end
+  local t = tide.tensor(vals, { dtype = 'f64' })
+  if #shape == 0 then t = t:reshape({}) else t = t:view(shape) end
+  return t:requires_grad_()
+end
+
 local function list_files(paths)
   local files = {}
   for _, p in ipairs(paths) do

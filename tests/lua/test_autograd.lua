@@ -4,18 +4,8 @@
 local T = require 'tide.testing'
 local gradcheck = tide.autograd.gradcheck
 
--- A random f64 tensor that requires grad, values in [lo, hi).
 local rng = T.lcg(2024)
-local function param(shape, lo, hi)
-  lo, hi = lo or -1, hi or 1
-  local n = 1
-  for _, s in ipairs(shape) do n = n * s end
-  local vals = {}
-  for i = 1, n do vals[i] = lo + (hi - lo) * rng() end
-  local t = tide.tensor(vals, { dtype = 'f64' })
-  if #shape == 0 then t = t:reshape({}) else t = t:view(shape) end
-  return t:requires_grad_()
-end
+local function param(shape, lo, hi) return T.rand_param(rng, shape, lo, hi) end
 
 -- Runs backward on a scalar (a line cannot start with a parenthesis in Lua).
 local function bw(t) t:backward() end

@@ -8,17 +8,7 @@ local gradcheck = tide.autograd.gradcheck
 local F = tide.F
 
 local rng = T.lcg(1010)
--- A random f64 tensor that requires grad, values in [lo, hi).
-local function p(shape, lo, hi)
-  lo, hi = lo or -1, hi or 1
-  local n = 1
-  for _, s in ipairs(shape) do n = n * s end
-  local vals = {}
-  for i = 1, n do vals[i] = lo + (hi - lo) * rng() end
-  local t = tide.tensor(vals, { dtype = 'f64' })
-  if #shape == 0 then t = t:reshape({}) else t = t:view(shape) end
-  return t:requires_grad_()
-end
+local function p(shape, lo, hi) return T.rand_param(rng, shape, lo, hi) end
 local function ids(list) return tide.tensor(list, { dtype = 'i64' }) end
 
 -- name -> function returning (fn, inputs) for gradcheck
