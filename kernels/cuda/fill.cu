@@ -1,6 +1,6 @@
 // The first CUDA kernel: a fill, so the CUDA build path (nvcc, cudart) is
 // exercised from day one. Real kernels arrive with the GPU issues.
-#include <cuda_runtime.h>
+#include "../../tests/cudaemu/cudaemu.h"  // cuda_runtime.h under nvcc; the CPU emulator under g++
 #include <stdint.h>
 
 extern "C" {
@@ -17,7 +17,7 @@ extern "C" int tide_cuda_fill_f32(float *p, int64_t n, float value) {
   if (n <= 0) return 0;
   int blocks = (int)((n + 255) / 256);
   if (blocks > 65535) blocks = 65535;
-  fill_f32<<<blocks, 256>>>(p, n, value);
+  LAUNCH(fill_f32, blocks, 256, 0, 0, p, n, value);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return tide_fail("cuda fill: %s", cudaGetErrorString(e));
   return 0;

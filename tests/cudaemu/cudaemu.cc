@@ -1,0 +1,399 @@
+/* cudaemu's runtime: fibers, the adversarial scheduler, warp collectives and
+   the host-memory CUDA runtime. One host thread launches at a time. */
+#include "cudaemu.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CUDAEMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CUDAEMU_ASAN 1
+#endif
+#endif
+#ifdef CUDAEMU_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+#if !defined(__x86_64__)
+#error "cudaemu's context switch is written for x86-64"
+#endif
+
+/* The context switch: pushes the callee-saved registers on the current stack,
+   stores its stack pointer in *save, loads `to` and pops what the other side
+   pushed. Caller-saved registers need no saving since this is a call; the
+   SSE/x87 control words are left alone (kernels do not change them). A hand
+   switch resumes several times faster than swapcontext, which makes a
+   system call for the signal mask on every switch. */
+extern "C" void cudaemu_swap(void **save, void *to);
+asm(R"(
+  .text
+  .globl cudaemu_swap
+  .type cudaemu_swap, @function
+cudaemu_swap:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size cudaemu_swap, .-cudaemu_swap
+)");
+
+namespace cudaemu {
+
+uint3 cur_threadIdx, cur_blockIdx;
+dim3 cur_blockDim, cur_gridDim;
+
+namespace {
+
+enum state { RUNNABLE, AT_BARRIER, AT_WARP, DONE };
+
+#ifdef CUDAEMU_ASAN
+const size_t kStack = 256 << 10;  // ASan's redzones make frames larger
+#else
+const size_t kStack = 64 << 10;
+#endif
+
+struct Fiber {
+  void *sp = nullptr;
+  char *mem = nullptr;  // the mapping: a guard page, then the stack
+  size_t mem_size = 0;
+  int st = DONE;
+  int tid = 0;  // linear thread index in the block
+  uint3 idx{0, 0, 0};
+  const char *file = "";
+  int line = 0;
+  // a pending warp collective
+  int op = 0, arg = 0, width = 32;
+  unsigned mask = 0;
+  uint64_t val = 0, result = 0;
+  void *fake_stack = nullptr;  // ASan's fake stack while switched out
+};
+
+struct Sched {
+  std::vector<Fiber> fibers;
+  const std::function<void()> *body = nullptr;
+  Fiber *cur = nullptr;
+  void *main_sp = nullptr;
+  const void *main_bottom = nullptr;
+  size_t main_size = 0;
+  void *main_fake = nullptr;
+  uint64_t rng = 0;
+  bool seeded = false;
+  std::vector<unsigned char> smem;
+  cudaError_t last_error = cudaSuccess;
+  std::string message;
+} S;
+
+uint64_t next_rand() {  // splitmix64: small, and the same everywhere
+  uint64_t z = (S.rng += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+unsigned rand_below(unsigned n) { return (unsigned)(next_rand() % n); }
+
+void ensure_seed() {
+  if (S.seeded) return;
+  const char *e = getenv("CUDAEMU_SEED");
+  set_seed(e ? strtoull(e, nullptr, 10) : 1);
+}
+
+/* Into fiber f from the scheduler, until f blocks or finishes. */
+void resume(Fiber &f) {
+  S.cur = &f;
+  cur_threadIdx = f.idx;
+#ifdef CUDAEMU_ASAN
+  __sanitizer_start_switch_fiber(&S.main_fake, f.mem + getpagesize(), f.mem_size - getpagesize());
+#endif
+  cudaemu_swap(&S.main_sp, f.sp);
+#ifdef CUDAEMU_ASAN
+  __sanitizer_finish_switch_fiber(S.main_fake, nullptr, nullptr);
+#endif
+  S.cur = nullptr;
+}
+
+/* From the running fiber back to the scheduler; returns when resumed. */
+void yield_to_scheduler() {
+  Fiber &f = *S.cur;
+#ifdef CUDAEMU_ASAN
+  // a finished fiber is never resumed: ASan may drop its fake stack
+  __sanitizer_start_switch_fiber(f.st == DONE ? nullptr : &f.fake_stack, S.main_bottom, S.main_size);
+#endif
+  cudaemu_swap(&f.sp, S.main_sp);
+#ifdef CUDAEMU_ASAN
+  __sanitizer_finish_switch_fiber(f.fake_stack, &S.main_bottom, &S.main_size);
+#endif
+}
+
+[[noreturn]] void fiber_entry() {
+#ifdef CUDAEMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &S.main_bottom, &S.main_size);
+#endif
+  (*S.body)();
+  S.cur->st = DONE;
+  yield_to_scheduler();
+  abort();  // a finished fiber is never resumed
+}
+
+/* A fresh stack whose first switch enters fiber_entry. */
+void prepare(Fiber &f) {
+  if (!f.mem) {
+    size_t page = (size_t)getpagesize();
+    f.mem_size = kStack + page;
+    void *m = mmap(nullptr, f.mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) { perror("cudaemu: mmap"); abort(); }
+    mprotect(m, page, PROT_NONE);  // overflowing the stack faults instead of corrupting
+    f.mem = (char *)m;
+  }
+#ifdef CUDAEMU_ASAN
+  // an abandoned fiber (after a deadlock) leaves its frames' redzones behind
+  __asan_unpoison_memory_region(f.mem + getpagesize(), f.mem_size - getpagesize());
+#endif
+  uintptr_t top = ((uintptr_t)(f.mem + f.mem_size)) & ~(uintptr_t)15;
+  void **sp = (void **)top;
+  *--sp = nullptr;                       // fiber_entry's return address: never used
+  *--sp = (void *)&fiber_entry;          // popped by cudaemu_swap's ret
+  for (int i = 0; i < 6; i++) *--sp = nullptr;  // rbp rbx r12..r15
+  f.sp = sp;                              // at entry rsp % 16 == 8, as after a call
+  f.fake_stack = nullptr;
+  f.st = RUNNABLE;
+}
+
+void fail(cudaError_t e, const std::string &msg) {
+  S.last_error = e;
+  S.message = msg;
+  fprintf(stderr, "%s\n", msg.c_str());
+}
+
+const char *state_name(int st) {
+  return st == AT_BARRIER ? "wait at __syncthreads" : st == AT_WARP ? "wait at a warp collective" : st == DONE ? "have exited" : "run";
+}
+
+/* "threads 0-15, 17 wait at __syncthreads fill.cu:12; threads 16, 18-31 have exited" */
+std::string describe_block(int n) {
+  std::vector<std::pair<std::string, std::vector<int>>> groups;
+  for (int i = 0; i < n; i++) {
+    const Fiber &f = S.fibers[i];
+    std::string key = state_name(f.st);
+    if (f.st == AT_BARRIER || f.st == AT_WARP) key += std::string(" ") + f.file + ":" + std::to_string(f.line);
+    auto g = std::find_if(groups.begin(), groups.end(), [&](auto &p) { return p.first == key; });
+    if (g == groups.end()) groups.push_back({key, {i}});
+    else g->second.push_back(i);
+  }
+  std::string out;
+  for (auto &g : groups) {
+    if (!out.empty()) out += "; ";
+    out += "threads ";
+    auto &v = g.second;
+    for (size_t a = 0; a < v.size();) {
+      size_t b = a;
+      while (b + 1 < v.size() && v[b + 1] == v[b] + 1) b++;
+      if (a) out += ",";
+      out += std::to_string(v[a]);
+      if (b > a) out += "-" + std::to_string(v[b]);
+      a = b + 1;
+    }
+    out += " " + g.first;
+  }
+  return out;
+}
+
+/* Completes the warp collectives whose lanes have all arrived; true if any did. */
+bool release_warps(int n) {
+  bool any = false;
+  for (int base = 0; base < n; base += 32) {
+    int lanes = std::min(32, n - base);
+    unsigned exist = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1);
+    for (int l = 0; l < lanes; l++) {
+      Fiber &f = S.fibers[base + l];
+      if (f.st != AT_WARP) continue;
+      unsigned m = f.mask & exist;
+      bool all = true;
+      for (int k = 0; k < lanes; k++)
+        if ((m >> k & 1) && S.fibers[base + k].st != AT_WARP) all = false;
+      if (!all) continue;
+      uint64_t ballot = 0;
+      for (int k = 0; k < lanes; k++)
+        if ((m >> k & 1) && S.fibers[base + k].val) ballot |= 1ull << k;
+      for (int k = 0; k < lanes; k++) {
+        if (!(m >> k & 1)) continue;
+        Fiber &g = S.fibers[base + k];
+        int w = g.width, seg = k & ~(w - 1), src = k;
+        switch (g.op) {
+          case OP_SHFL: src = seg + (g.arg & (w - 1)); break;
+          case OP_XOR: src = k ^ g.arg; if (src < seg || src >= seg + w) src = k; break;
+          case OP_DOWN: src = k + g.arg; if (src >= seg + w) src = k; break;
+          case OP_UP: src = k - g.arg; if (src < seg) src = k; break;
+          default: break;
+        }
+        if (g.op == OP_BALLOT) g.result = ballot;
+        else if (g.op == OP_ANY) g.result = ballot != 0;
+        else if (g.op == OP_ALL) g.result = ballot == (uint64_t)m;
+        else if (g.op == OP_SYNC) g.result = 0;
+        // a source lane outside the mask gives garbage, as on the GPU it is undefined
+        else g.result = (src < lanes && (m >> src & 1)) ? S.fibers[base + src].val : ~0ull;
+      }
+      for (int k = 0; k < lanes; k++)
+        if (m >> k & 1) S.fibers[base + k].st = RUNNABLE;
+      any = true;
+    }
+  }
+  return any;
+}
+
+/* Runs one block to completion; false on a deadlock. The schedule: each pass
+   runs the runnable fibers, each until it blocks, in a random order; some
+   warps sit a pass out (drift); after a barrier one random warp may resume
+   last (the laggard). */
+bool run_block(int n) {
+  for (int i = 0; i < n; i++) prepare(S.fibers[i]);
+  int nwarps = (n + 31) / 32;
+  int laggard = rand_below(2) ? (int)rand_below(nwarps) : -1;
+  std::vector<int> order;
+  std::vector<char> sits(nwarps);
+  for (;;) {
+    order.clear();
+    for (int i = 0; i < n; i++)
+      if (S.fibers[i].st == RUNNABLE) order.push_back(i);
+    if (!order.empty()) {
+      for (size_t i = order.size(); i > 1; i--) std::swap(order[i - 1], order[rand_below((unsigned)i)]);
+      // drift: each warp sits out with probability 1/4, unless all would
+      bool someone = false;
+      for (int w = 0; w < nwarps; w++) sits[w] = rand_below(4) == 0;
+      for (int i : order) someone |= !sits[i / 32];
+      if (!someone) std::fill(sits.begin(), sits.end(), 0);
+      if (laggard >= 0)  // the laggard's fibers go last, in their shuffled order
+        std::stable_partition(order.begin(), order.end(), [&](int i) { return i / 32 != laggard; });
+      laggard = -1;
+      for (int i : order)
+        if (!sits[i / 32]) resume(S.fibers[i]);
+      continue;
+    }
+    if (release_warps(n)) continue;
+    int at_barrier = 0, done = 0;
+    for (int i = 0; i < n; i++) {
+      at_barrier += S.fibers[i].st == AT_BARRIER;
+      done += S.fibers[i].st == DONE;
+    }
+    if (done == n) return true;
+    if (at_barrier == n) {
+      for (int i = 0; i < n; i++) S.fibers[i].st = RUNNABLE;
+      laggard = rand_below(2) ? (int)rand_below(nwarps) : -1;
+      continue;
+    }
+    return false;  // nobody can move: the caller reports who waits where
+  }
+}
+
+} // namespace
+
+void set_seed(uint64_t seed) {
+  S.rng = seed;
+  S.seeded = true;
+}
+
+const char *last_message() { return S.message.c_str(); }
+
+void *dynamic_smem() { return S.smem.data(); }
+
+void syncthreads(const char *file, int line) {
+  if (!S.cur) { fprintf(stderr, "cudaemu: __syncthreads outside a kernel at %s:%d\n", file, line); abort(); }
+  Fiber &f = *S.cur;
+  f.st = AT_BARRIER;
+  f.file = file;
+  f.line = line;
+  yield_to_scheduler();
+}
+
+uint64_t warp_collective(int op, unsigned mask, uint64_t bits, int arg, int width, const char *file, int line) {
+  if (!S.cur) { fprintf(stderr, "cudaemu: warp collective outside a kernel at %s:%d\n", file, line); abort(); }
+  Fiber &f = *S.cur;
+  if (width < 1 || width > 32 || (width & (width - 1))) {
+    fprintf(stderr, "cudaemu: width %d is not a power of two up to 32 at %s:%d\n", width, file, line);
+    abort();
+  }
+  f.st = AT_WARP;
+  f.op = op;
+  f.mask = mask;
+  f.val = bits;
+  f.arg = arg;
+  f.width = width;
+  f.file = file;
+  f.line = line;
+  yield_to_scheduler();
+  return f.result;
+}
+
+cudaError_t run_grid(const char *file, int line, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
+  ensure_seed();
+  if (S.cur) { fprintf(stderr, "cudaemu: launch from inside a kernel at %s:%d\n", file, line); abort(); }
+  uint64_t n = (uint64_t)block.x * block.y * block.z;
+  if (n == 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 ||
+      smem > (227u << 10)) {
+    fail(cudaErrorInvalidConfiguration, "cudaemu: invalid launch configuration at " + std::string(file) + ":" +
+                                            std::to_string(line));
+    return cudaErrorInvalidConfiguration;
+  }
+  if (S.fibers.size() < n) S.fibers.resize(n);
+  for (unsigned i = 0; i < n; i++)
+    S.fibers[i].tid = i, S.fibers[i].idx = uint3{i % block.x, i / block.x % block.y, (unsigned)(i / (block.x * block.y))};
+  S.body = &body;
+  cur_blockDim = block;
+  cur_gridDim = grid;
+  S.smem.assign(smem ? smem : 1, 0xFF);
+  for (unsigned z = 0; z < grid.z; z++)
+    for (unsigned y = 0; y < grid.y; y++)
+      for (unsigned x = 0; x < grid.x; x++) {
+        cur_blockIdx = uint3{x, y, z};
+        std::fill(S.smem.begin(), S.smem.end(), (unsigned char)0xFF);
+        if (!run_block((int)n)) {
+          fail(cudaErrorLaunchFailure, "cudaemu: deadlock in block (" + std::to_string(x) + "," + std::to_string(y) +
+                                           "," + std::to_string(z) + ") of the launch at " + file + ":" +
+                                           std::to_string(line) + ": " + describe_block((int)n));
+          S.body = nullptr;
+          return cudaErrorLaunchFailure;
+        }
+      }
+  S.body = nullptr;
+  return cudaSuccess;
+}
+
+cudaError_t Malloc(void **p, size_t n) {
+  *p = nullptr;
+  void *m = aligned_alloc(256, (n + 255) & ~(size_t)255);
+  if (!m && n) return cudaErrorMemoryAllocation;
+  memset(m, 0xFF, n);  // device memory starts as garbage, never as zeros
+  *p = m;
+  return cudaSuccess;
+}
+cudaError_t Free(void *p) { free(p); return cudaSuccess; }
+cudaError_t Memcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) { if (n) memmove(dst, src, n); return cudaSuccess; }
+cudaError_t Memset(void *p, int v, size_t n) { if (n) memset(p, v, n); return cudaSuccess; }
+cudaError_t DeviceSynchronize() { return S.last_error; }
+cudaError_t GetLastError() { cudaError_t e = S.last_error; S.last_error = cudaSuccess; return e; }
+cudaError_t PeekAtLastError() { return S.last_error; }
+const char *GetErrorString(cudaError_t e) {
+  if (e == cudaSuccess) return "no error";
+  if (!S.message.empty()) return S.message.c_str();  // the last failure's own words
+  return e == cudaErrorLaunchFailure ? "unspecified launch failure" : "cudaemu error";
+}
+
+} // namespace cudaemu

@@ -1,0 +1,192 @@
+/* cudaemu: CUDA kernels that also compile with g++ and run on the CPU, for
+   tests on machines without a GPU (tests/cudaemu/README.md says how to write
+   an emulatable kernel, and what the emulator cannot see).
+
+   Under nvcc this header includes the real CUDA runtime and changes nothing:
+   LAUNCH is <<<>>> and CUDAEMU_DYNAMIC_SMEM is extern __shared__. Under g++ the
+   threads of a block are fibers on one OS thread, scheduled adversarially
+   from a seed (CUDAEMU_SEED or cudaemu::set_seed), one block at a time. */
+#ifndef TIDE_CUDAEMU_H
+#define TIDE_CUDAEMU_H
+
+#if defined(__CUDACC__)
+
+#include <cuda_runtime.h>
+#define LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+/* 16-byte aligned so that any element type up to float4 may be used. */
+#define CUDAEMU_DYNAMIC_SMEM(T, name) \
+  extern __shared__ __align__(16) unsigned char cudaemu_dynamic_smem_[]; \
+  T *name = reinterpret_cast<T *>(cudaemu_dynamic_smem_)
+
+#else /* the emulator */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#if !defined(CUDAEMU_NO_CUDA_HEADERS) && __has_include(<cuda_runtime.h>)
+/* CUDA 13's runtime and bf16 headers compile as host code: the runtime's types
+   (dim3, cudaError_t, ...) and __nv_bfloat16 are the real ones. The runtime's
+   functions are renamed below to the emulator's, so nothing links libcudart. */
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#define CUDAEMU_HAVE_CUDA_HEADERS 1
+#else
+/* Without a CUDA toolkit: the few runtime types the kernels use. */
+struct uint3 { unsigned x, y, z; };
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
+  constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
+  constexpr operator uint3() const { return uint3{x, y, z}; }
+};
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
+                   cudaErrorInvalidConfiguration = 9, cudaErrorLaunchFailure = 719 };
+typedef cudaError_t cudaError;
+struct CUstream_st;
+typedef CUstream_st *cudaStream_t;
+enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2,
+                      cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4 };
+#endif
+
+/* Qualifiers: a __shared__ variable is a function static, which is
+   block-shared memory because blocks run one at a time. */
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __shared__
+#undef __forceinline__
+#undef __restrict__
+#define __global__
+#define __device__
+#define __host__
+#define __shared__ static
+#define __forceinline__ inline __attribute__((always_inline))
+#define __restrict__ __restrict
+
+namespace cudaemu {
+
+/* The running fiber's coordinates: the scheduler sets them before each resume. */
+extern uint3 cur_threadIdx, cur_blockIdx;
+extern dim3 cur_blockDim, cur_gridDim;
+
+/* Seeds the schedule (the default is CUDAEMU_SEED, else 1); same seed, same schedule. */
+void set_seed(uint64_t seed);
+/* The message of the last failed launch (a deadlock names who waits where). */
+const char *last_message();
+/* The block's dynamic shared memory (0xFF garbage at each block's start). */
+void *dynamic_smem();
+
+/* Block barrier and warp collectives: the calling fiber yields until every
+   thread concerned has arrived (file and line are for deadlock reports). */
+void syncthreads(const char *file, int line);
+enum warp_op { OP_SYNC, OP_SHFL, OP_XOR, OP_DOWN, OP_UP, OP_BALLOT, OP_ANY, OP_ALL };
+uint64_t warp_collective(int op, unsigned mask, uint64_t bits, int arg, int width, const char *file, int line);
+
+template <class T> inline T shfl(int op, unsigned mask, T v, int arg, int width, const char *file, int line) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffles move up to 8 bytes");
+  uint64_t bits = 0;
+  memcpy(&bits, &v, sizeof(T));
+  bits = warp_collective(op, mask, bits, arg, width, file, line);
+  T r;
+  memcpy(&r, &bits, sizeof(T));
+  return r;
+}
+
+/* Runs body for every thread of every block; returns cudaSuccess or the error
+   that the next cudaGetLastError reports. */
+cudaError_t run_grid(const char *file, int line, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
+
+template <class... P, class... A>
+inline void launch(const char *file, int line, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                   cudaStream_t, A &&...args) {
+  /* the arguments are converted once, as a real launch copies them */
+  std::tuple<typename std::decay<P>::type...> params(std::forward<A>(args)...);
+  run_grid(file, line, grid, block, smem, [&]() { std::apply(kernel, params); });
+}
+
+/* The runtime over host memory (synchronous: streams are ignored). */
+cudaError_t Malloc(void **p, size_t n);
+template <class T> inline cudaError_t Malloc(T **p, size_t n) { return Malloc(reinterpret_cast<void **>(p), n); }
+cudaError_t Free(void *p);
+cudaError_t Memcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind);
+inline cudaError_t MemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t = 0) {
+  return Memcpy(dst, src, n, kind);
+}
+cudaError_t Memset(void *p, int v, size_t n);
+inline cudaError_t MemsetAsync(void *p, int v, size_t n, cudaStream_t = 0) { return Memset(p, v, n); }
+cudaError_t DeviceSynchronize();
+inline cudaError_t StreamSynchronize(cudaStream_t) { return DeviceSynchronize(); }
+cudaError_t GetLastError();
+cudaError_t PeekAtLastError();
+const char *GetErrorString(cudaError_t e);
+
+} // namespace cudaemu
+
+#define threadIdx (::cudaemu::cur_threadIdx)
+#define blockIdx (::cudaemu::cur_blockIdx)
+#define blockDim (::cudaemu::cur_blockDim)
+#define gridDim (::cudaemu::cur_gridDim)
+#define warpSize 32
+
+#define LAUNCH(kernel, grid, block, smem, stream, ...) \
+  ::cudaemu::launch(__FILE__, __LINE__, kernel, dim3(grid), dim3(block), (size_t)(smem), (stream), ##__VA_ARGS__)
+#define CUDAEMU_DYNAMIC_SMEM(T, name) T *name = reinterpret_cast<T *>(::cudaemu::dynamic_smem())
+
+#define __syncthreads() ::cudaemu::syncthreads(__FILE__, __LINE__)
+/* Warp collectives: functions whose default arguments record the call site. */
+#define CUDAEMU_SITE_ const char *file_ = __builtin_FILE(), int line_ = __builtin_LINE()
+inline void __syncwarp(unsigned mask = 0xffffffffu, CUDAEMU_SITE_) {
+  ::cudaemu::warp_collective(::cudaemu::OP_SYNC, mask, 0, 0, 32, file_, line_);
+}
+template <class T> inline T __shfl_sync(unsigned mask, T v, int src, int width = 32, CUDAEMU_SITE_) {
+  return ::cudaemu::shfl(::cudaemu::OP_SHFL, mask, v, src, width, file_, line_);
+}
+template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int m, int width = 32, CUDAEMU_SITE_) {
+  return ::cudaemu::shfl(::cudaemu::OP_XOR, mask, v, m, width, file_, line_);
+}
+template <class T> inline T __shfl_down_sync(unsigned mask, T v, unsigned d, int width = 32, CUDAEMU_SITE_) {
+  return ::cudaemu::shfl(::cudaemu::OP_DOWN, mask, v, (int)d, width, file_, line_);
+}
+template <class T> inline T __shfl_up_sync(unsigned mask, T v, unsigned d, int width = 32, CUDAEMU_SITE_) {
+  return ::cudaemu::shfl(::cudaemu::OP_UP, mask, v, (int)d, width, file_, line_);
+}
+inline unsigned __ballot_sync(unsigned mask, int p, CUDAEMU_SITE_) {
+  return (unsigned)::cudaemu::warp_collective(::cudaemu::OP_BALLOT, mask, p != 0, 0, 32, file_, line_);
+}
+inline int __any_sync(unsigned mask, int p, CUDAEMU_SITE_) {
+  return (int)::cudaemu::warp_collective(::cudaemu::OP_ANY, mask, p != 0, 0, 32, file_, line_);
+}
+inline int __all_sync(unsigned mask, int p, CUDAEMU_SITE_) {
+  return (int)::cudaemu::warp_collective(::cudaemu::OP_ALL, mask, p != 0, 0, 32, file_, line_);
+}
+
+/* Atomics: plain read-modify-writes (one fiber runs at a time). */
+template <class T> inline T atomicAdd(T *p, T v) { T o = *p; *p = o + v; return o; }
+template <class T> inline T atomicSub(T *p, T v) { T o = *p; *p = o - v; return o; }
+template <class T> inline T atomicMax(T *p, T v) { T o = *p; *p = o < v ? v : o; return o; }
+template <class T> inline T atomicMin(T *p, T v) { T o = *p; *p = v < o ? v : o; return o; }
+template <class T> inline T atomicExch(T *p, T v) { T o = *p; *p = v; return o; }
+template <class T> inline T atomicCAS(T *p, T cmp, T v) { T o = *p; if (o == cmp) *p = v; return o; }
+template <class T> inline T atomicAnd(T *p, T v) { T o = *p; *p = o & v; return o; }
+template <class T> inline T atomicOr(T *p, T v) { T o = *p; *p = o | v; return o; }
+inline void __threadfence() {}
+
+#define cudaMalloc ::cudaemu::Malloc
+#define cudaFree ::cudaemu::Free
+#define cudaMemcpy ::cudaemu::Memcpy
+#define cudaMemcpyAsync ::cudaemu::MemcpyAsync
+#define cudaMemset ::cudaemu::Memset
+#define cudaMemsetAsync ::cudaemu::MemsetAsync
+#define cudaDeviceSynchronize ::cudaemu::DeviceSynchronize
+#define cudaStreamSynchronize ::cudaemu::StreamSynchronize
+#define cudaGetLastError ::cudaemu::GetLastError
+#define cudaPeekAtLastError ::cudaemu::PeekAtLastError
+#define cudaGetErrorString ::cudaemu::GetErrorString
+
+#endif /* __CUDACC__ */
+#endif

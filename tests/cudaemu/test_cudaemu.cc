@@ -1,0 +1,184 @@
+// The emulator's own checks: a correct block reduction passes on every seed,
+// the same reduction without a barrier is caught on some seed, warp shuffles
+// reduce exactly, a divergent __syncthreads is reported (not hung), and
+// kernels/cuda/fill.cu fills like the CPU backend.
+#include "cudaemu.h"
+
+#include <chrono>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+extern "C" {
+#include "fill.h"
+#include "tide.h"
+}
+extern "C" int tide_emu_cuda_fill_f32(float *p, int64_t n, float value);
+
+static int failures = 0;
+#define CHECK(c, ...) do { if (!(c)) { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); failures++; } } while (0)
+
+static double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Sum of x over each block of 256, with or without the barrier after staging.
+template <bool kBarrier> __global__ void block_sum(const int *x, int *out) {
+  __shared__ int s[256];
+  int t = threadIdx.x;
+  s[t] = x[blockIdx.x * 256 + t];
+  if (kBarrier) __syncthreads();
+  for (int stride = 128; stride > 0; stride /= 2) {
+    if (t < stride) s[t] += s[t + stride];
+    __syncthreads();
+  }
+  if (t == 0) out[blockIdx.x] = s[0];
+}
+
+// Warp sums by xor shuffles, one atomicAdd per warp; and a ballot of odd lanes.
+__global__ void warp_sum(const int *x, int *out, unsigned *ballot) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  int v = x[i];
+  for (int m = 16; m > 0; m /= 2) v += __shfl_xor_sync(0xffffffffu, v, m);
+  int d = x[i];
+  for (int o = 16; o > 0; o /= 2) d += __shfl_down_sync(0xffffffffu, d, o);
+  unsigned b = __ballot_sync(0xffffffffu, x[i] & 1);
+  if ((threadIdx.x & 31) == 0) {
+    atomicAdd(out, v);
+    CHECK(d == v, "shfl_down sum %d != shfl_xor sum %d", d, v);
+    ballot[i / 32] = b;
+  }
+}
+
+// Threads below 16 wait at a barrier the others never reach.
+__global__ void divergent_barrier(int *out) {
+  if (threadIdx.x < 16) __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
+static std::vector<int> inputs(int n) {
+  std::vector<int> v(n);
+  uint64_t s = 12345;
+  for (int i = 0; i < n; i++) { s = s * 6364136223846793005ull + 1442695040888963407ull; v[i] = (int)(s >> 40) % 1000 - 500; }
+  return v;
+}
+
+template <bool kBarrier> static int count_wrong(int seed, const std::vector<int> &h, int blocks) {
+  int *x, *out;
+  cudaMalloc(&x, h.size() * sizeof(int));
+  cudaMalloc(&out, blocks * sizeof(int));
+  cudaMemcpy(x, h.data(), h.size() * sizeof(int), cudaMemcpyHostToDevice);
+  cudaemu::set_seed(seed);
+  double t0 = now_ms();
+  LAUNCH(block_sum<kBarrier>, blocks, 256, 0, 0, x, out);
+  double t1 = now_ms();
+  CHECK(cudaGetLastError() == cudaSuccess, "block_sum launch failed");
+  std::vector<int> r(blocks);
+  cudaMemcpy(r.data(), out, blocks * sizeof(int), cudaMemcpyDeviceToHost);
+  int wrong = 0;
+  for (int b = 0; b < blocks; b++) {
+    int want = 0;
+    for (int t = 0; t < 256; t++) want += h[b * 256 + t];
+    wrong += r[b] != want;
+  }
+  if (seed == 1 || seed == 7) printf("block_sum<%d>: %d blocks of 256 in %.2f ms\n", kBarrier, blocks, t1 - t0);
+  cudaFree(x);
+  cudaFree(out);
+  return wrong;
+}
+
+int main() {
+  // the seeds tried: base..base+4, base from CUDAEMU_SEED (ctest runs two bases)
+  const char *env = getenv("CUDAEMU_SEED");
+  const int base = env ? atoi(env) : 1;
+  const int blocks = 8;
+  std::vector<int> h = inputs(blocks * 256);
+
+  // (a) the correct reduction passes on every seed
+  for (int seed = base; seed < base + 5; seed++) CHECK(count_wrong<true>(seed, h, blocks) == 0, "correct reduction wrong on seed %d", seed);
+
+  // (b) the missing barrier is caught: a wrong sum on at least one seed
+  int caught = 0;
+  fflush(stdout);
+  std::vector<int> seeds_caught;
+  for (int seed = base; seed < base + 5; seed++)
+    if (count_wrong<false>(seed, h, blocks)) { caught++; seeds_caught.push_back(seed); }
+  printf("missing __syncthreads caught on seeds:");
+  for (int s : seeds_caught) printf(" %d", s);
+  printf(" (%d of 5)\n", caught);
+  CHECK(caught > 0, "a missing __syncthreads gave right answers on every seed");
+
+  // (c) warp shuffles and ballot equal the serial results
+  {
+    const int n = 4 * 128;
+    std::vector<int> hx = inputs(n);
+    int *x, *out;
+    unsigned *ballot;
+    cudaMalloc(&x, n * sizeof(int));
+    cudaMalloc(&out, sizeof(int));
+    cudaMalloc(&ballot, n / 32 * sizeof(unsigned));
+    cudaMemcpy(x, hx.data(), n * sizeof(int), cudaMemcpyHostToDevice);
+    cudaMemset(out, 0, sizeof(int));
+    for (int seed = base; seed < base + 3; seed++) {
+      cudaemu::set_seed(seed);
+      cudaMemset(out, 0, sizeof(int));
+      double t0 = now_ms();
+      LAUNCH(warp_sum, 4, 128, 0, 0, x, out, ballot);
+      double t1 = now_ms();
+      CHECK(cudaGetLastError() == cudaSuccess, "warp_sum launch failed");
+      int got, want = 0;
+      cudaMemcpy(&got, out, sizeof(int), cudaMemcpyDeviceToHost);
+      for (int v : hx) want += v;
+      CHECK(got == want, "warp shuffle sum %d, serial %d (seed %d)", got, want, seed);
+      std::vector<unsigned> hb(n / 32);
+      cudaMemcpy(hb.data(), ballot, hb.size() * sizeof(unsigned), cudaMemcpyDeviceToHost);
+      for (int w = 0; w < n / 32; w++) {
+        unsigned e = 0;
+        for (int l = 0; l < 32; l++) e |= (unsigned)(hx[w * 32 + l] & 1) << l;
+        CHECK(hb[w] == e, "ballot of warp %d: %08x, want %08x", w, hb[w], e);
+      }
+      if (seed == base) printf("warp_sum: 4 blocks of 128 in %.2f ms\n", t1 - t0);
+    }
+    cudaFree(x);
+    cudaFree(out);
+    cudaFree(ballot);
+  }
+
+  // (d) a barrier in a divergent branch is a reported deadlock, not a hang
+  {
+    int *out;
+    cudaMalloc(&out, 32 * sizeof(int));
+    LAUNCH(divergent_barrier, 1, 32, 0, 0, out);
+    cudaError_t e = cudaGetLastError();
+    CHECK(e == cudaErrorLaunchFailure, "the deadlock was not an error (%d)", (int)e);
+    const char *m = cudaemu::last_message();
+    CHECK(strstr(m, "threads 0-15 wait at __syncthreads") && strstr(m, "test_cudaemu.cc:") &&
+              strstr(m, "threads 16-31 have exited"),
+          "deadlock report: %s", m);
+    CHECK(cudaGetLastError() == cudaSuccess, "the error was not cleared");
+    // the emulator still works after abandoning the deadlocked fibers
+    CHECK(count_wrong<true>(2, h, blocks) == 0, "reduction after a deadlock");
+    cudaFree(out);
+  }
+
+  // (e) kernels/cuda/fill.cu under the emulator fills like the CPU backend
+  for (int64_t n : {1, 255, 256, 1000, 70001}) {
+    float *d;
+    cudaMalloc(&d, n * sizeof(float));
+    double t0 = now_ms();
+    CHECK(tide_emu_cuda_fill_f32(d, n, 2.5f) == 0, "fill failed");
+    double t1 = now_ms();
+    std::vector<float> got(n), want(n, -1.0f);
+    cudaMemcpy(got.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost);
+    int64_t stride = 1;
+    CHECK(tide_cpu_fill.fill(want.data(), TIDE_F32, &stride, 1, &n, 2.5) == 0, "cpu fill failed");
+    CHECK(memcmp(got.data(), want.data(), n * sizeof(float)) == 0, "fill of %lld differs from the CPU's", (long long)n);
+    if (n == 70001) printf("fill: %lld floats in %.2f ms\n", (long long)n, t1 - t0);
+    cudaFree(d);
+  }
+
+  if (failures) { fprintf(stderr, "%d failures\n", failures); return 1; }
+  printf("ok\n");
+  return 0;
+}
