@@ -378,8 +378,9 @@ cudaError_t run_grid(const char *file, int line, dim3 grid, dim3 block, size_t s
 
 cudaError_t Malloc(void **p, size_t n) {
   *p = nullptr;
-  void *m = aligned_alloc(256, (n + 255) & ~(size_t)255);
-  if (!m && n) return cudaErrorMemoryAllocation;
+  // exactly n bytes (no rounding up), so that ASan sees a write past the end
+  void *m = nullptr;
+  if (posix_memalign(&m, 256, n ? n : 1)) return cudaErrorMemoryAllocation;
   memset(m, 0xFF, n);  // device memory starts as garbage, never as zeros
   *p = m;
   return cudaSuccess;

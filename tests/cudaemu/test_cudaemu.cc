@@ -57,6 +57,12 @@ __global__ void divergent_barrier(int *out) {
   out[threadIdx.x] = 1;
 }
 
+// Lanes 16-31 leave before a full-warp shuffle: the lanes that stay wait forever.
+__global__ void half_warp_shuffle(int *out) {
+  if (threadIdx.x >= 16) return;
+  out[threadIdx.x] = __shfl_down_sync(0xffffffffu, (int)threadIdx.x, 1);
+}
+
 static std::vector<int> inputs(int n) {
   std::vector<int> v(n);
   uint64_t s = 12345;
@@ -159,6 +165,11 @@ int main() {
     CHECK(cudaGetLastError() == cudaSuccess, "the error was not cleared");
     // the emulator still works after abandoning the deadlocked fibers
     CHECK(count_wrong<true>(2, h, blocks) == 0, "reduction after a deadlock");
+    LAUNCH(half_warp_shuffle, 1, 32, 0, 0, out);
+    CHECK(cudaGetLastError() == cudaErrorLaunchFailure, "the half-warp shuffle did not fail");
+    m = cudaemu::last_message();
+    CHECK(strstr(m, "threads 0-15 wait at a warp collective") && strstr(m, "threads 16-31 have exited"),
+          "half-warp report: %s", m);
     cudaFree(out);
   }
 
