@@ -84,6 +84,10 @@ struct Fiber {
   int op = 0, arg = 0, width = 32;
   unsigned mask = 0;
   uint64_t val = 0, result = 0;
+  // a pending warp_gather: n bytes at gin from each lane, 32 * n bytes to gout
+  const void *gin = nullptr;
+  void *gout = nullptr;
+  size_t gn = 0;
   void *fake_stack = nullptr;  // ASan's fake stack while switched out
 };
 
@@ -244,6 +248,16 @@ bool release_warps(int n) {
           case OP_UP: src = k - g.arg; if (src < seg) src = k; break;
           default: break;
         }
+        if (g.op == OP_GATHER) {
+          // every lane's bytes are read now, while the whole warp waits (one warp instruction)
+          for (int src = 0; src < 32; src++) {
+            unsigned char *to = (unsigned char *)g.gout + (size_t)src * g.gn;
+            const Fiber *s = src < lanes && (m >> src & 1) ? &S.fibers[base + src] : nullptr;
+            if (s && s->op == OP_GATHER && s->gn == g.gn) memcpy(to, s->gin, g.gn);
+            else memset(to, 0xFF, g.gn);  // a lane outside the mask: garbage
+          }
+          continue;
+        }
         if (g.op == OP_BALLOT) g.result = ballot;
         else if (g.op == OP_ANY) g.result = ballot != 0;
         else if (g.op == OP_ALL) g.result = ballot == (uint64_t)m;
@@ -340,6 +354,21 @@ uint64_t warp_collective(int op, unsigned mask, uint64_t bits, int arg, int widt
   f.line = line;
   yield_to_scheduler();
   return f.result;
+}
+
+void warp_gather(unsigned mask, const void *in, size_t n, void *all, const char *file, int line) {
+  if (!S.cur) { fprintf(stderr, "cudaemu: warp collective outside a kernel at %s:%d\n", file, line); abort(); }
+  Fiber &f = *S.cur;
+  f.st = AT_WARP;
+  f.op = OP_GATHER;
+  f.mask = mask;
+  f.val = 0;
+  f.gin = in;
+  f.gout = all;
+  f.gn = n;
+  f.file = file;
+  f.line = line;
+  yield_to_scheduler();
 }
 
 cudaError_t run_grid(const char *file, int line, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {

@@ -84,8 +84,13 @@ void *dynamic_smem();
 /* Block barrier and warp collectives: the calling fiber yields until every
    thread concerned has arrived (file and line are for deadlock reports). */
 void syncthreads(const char *file, int line);
-enum warp_op { OP_SYNC, OP_SHFL, OP_XOR, OP_DOWN, OP_UP, OP_BALLOT, OP_ANY, OP_ALL };
+enum warp_op { OP_SYNC, OP_SHFL, OP_XOR, OP_DOWN, OP_UP, OP_BALLOT, OP_ANY, OP_ALL, OP_GATHER };
 uint64_t warp_collective(int op, unsigned mask, uint64_t bits, int arg, int width, const char *file, int line);
+/* The warp collective under mma.h: once every lane of mask has arrived, and
+   before any resumes, each lane's all[32 * n] receives the n bytes at every
+   lane's in (0xFF bytes for a lane outside the mask). The bytes are read at
+   that moment, so in may point at shared memory (ldmatrix reads there). */
+void warp_gather(unsigned mask, const void *in, size_t n, void *all, const char *file, int line);
 
 template <class T> inline T shfl(int op, unsigned mask, T v, int arg, int width, const char *file, int line) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffles move up to 8 bytes");

@@ -1,8 +1,11 @@
 // The emulator's own checks: a correct block reduction passes on every seed,
 // the same reduction without a barrier is caught on some seed, warp shuffles
 // reduce exactly, a divergent __syncthreads is reported (not hung), and
-// kernels/cuda/fill.cu fills like the CPU backend.
+// kernels/cuda/fill.cu fills like the CPU backend; a 16x16 by 16x8 bf16 tile
+// through ldmatrix_x4 and mma_bf16_16816 equals a CPU GEMM, and the same
+// kernel with a swapped fragment index is caught.
 #include "cudaemu.h"
+#include "mma.h"
 
 #include <chrono>
 #include <stdio.h>
@@ -61,6 +64,86 @@ __global__ void divergent_barrier(int *out) {
 __global__ void half_warp_shuffle(int *out) {
   if (threadIdx.x >= 16) return;
   out[threadIdx.x] = __shfl_down_sync(0xffffffffu, (int)threadIdx.x, 1);
+}
+
+// D = A * B + C for one 16x8 tile, by one warp: A (16x16 bf16, row-major) and
+// Bt (B transposed: 8 rows of 16 k, bf16) staged in shared memory, loaded with
+// ldmatrix_x4, multiplied with mma_bf16_16816. kSwap takes A's matrices 1 and
+// 2 in the wrong order (a[1] and a[2] swapped): a wrong lane mapping.
+template <bool kSwap> __global__ void mma_tile(const uint16_t *A, const uint16_t *Bt, const float *C, float *D) {
+  alignas(16) __shared__ uint16_t sA[16 * 16];
+  alignas(16) __shared__ uint16_t sB[8 * 16];
+  int lane = threadIdx.x;
+  for (int i = lane; i < 256; i += 32) sA[i] = A[i];
+  for (int i = lane; i < 128; i += 32) sB[i] = Bt[i];
+  __syncthreads();
+  int j = lane / 8, r = lane % 8;
+  // matrices 0-3 of A: rows 0-7 / 8-15 (bit 0 of j), columns 0-7 / 8-15 (bit 1)
+  int row = r + (kSwap ? (j >> 1) : (j & 1)) * 8, col = (kSwap ? (j & 1) : (j >> 1)) * 8;
+  uint32_t a[4], bb[4];
+  ldmatrix_x4(a, &sA[row * 16 + col]);
+  // matrices 0 and 1 of B: k 0-7 and k 8-15 of the 8 columns (2 and 3 repeat them)
+  ldmatrix_x4(bb, &sB[r * 16 + (j & 1) * 8]);
+  uint32_t b[2] = {bb[0], bb[1]};
+  int g = lane >> 2, t = lane & 3;
+  if (!kSwap) {  // ldmatrix gave each lane the fragment the PTX ISA's formulas name
+    auto pair = [](const uint16_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 16; };
+    uint32_t want[6] = {pair(&sA[g * 16 + 2 * t]), pair(&sA[(g + 8) * 16 + 2 * t]), pair(&sA[g * 16 + 2 * t + 8]),
+                        pair(&sA[(g + 8) * 16 + 2 * t + 8]), pair(&sB[g * 16 + 2 * t]), pair(&sB[g * 16 + 2 * t + 8])};
+    uint32_t have[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+    for (int i = 0; i < 6; i++) CHECK(have[i] == want[i], "lane %d fragment %d: %08x, want %08x", lane, i, have[i], want[i]);
+  }
+  float c[4], d[4];
+  for (int i = 0; i < 4; i++) c[i] = C[(g + (i >= 2 ? 8 : 0)) * 8 + 2 * t + (i & 1)];
+  mma_bf16_16816(d, a, b, c);
+  for (int i = 0; i < 4; i++) D[(g + (i >= 2 ? 8 : 0)) * 8 + 2 * t + (i & 1)] = d[i];
+}
+
+static uint16_t to_bf16(float f) {  // exact for the small integers used here
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return (uint16_t)(u >> 16);
+}
+
+// Runs mma_tile<kSwap> on random small integers (every sum exact in f32) and
+// returns how many of the 128 outputs differ from the CPU GEMM.
+template <bool kSwap> static int mma_wrong(int seed) {
+  uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(seed + 1);
+  auto next = [&](int range) { s = s * 6364136223846793005ull + 1442695040888963407ull; return (int)((s >> 33) % (2 * range + 1)) - range; };
+  std::vector<float> A(256), B(128), C(128);  // B is 16x8 row-major: B[k * 8 + n]
+  for (float &v : A) v = (float)next(8);
+  for (float &v : B) v = (float)next(8);
+  for (float &v : C) v = (float)next(100);
+  std::vector<uint16_t> hA(256), hBt(128);
+  for (int i = 0; i < 256; i++) hA[i] = to_bf16(A[i]);
+  for (int k = 0; k < 16; k++)
+    for (int n = 0; n < 8; n++) hBt[n * 16 + k] = to_bf16(B[k * 8 + n]);
+  uint16_t *dA, *dBt;
+  float *dC, *dD;
+  cudaMalloc(&dA, 256 * 2);
+  cudaMalloc(&dBt, 128 * 2);
+  cudaMalloc(&dC, 128 * 4);
+  cudaMalloc(&dD, 128 * 4);
+  cudaMemcpy(dA, hA.data(), 256 * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(dBt, hBt.data(), 128 * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(dC, C.data(), 128 * 4, cudaMemcpyHostToDevice);
+  cudaemu::set_seed(seed);
+  LAUNCH(mma_tile<kSwap>, 1, 32, 0, 0, dA, dBt, dC, dD);
+  CHECK(cudaGetLastError() == cudaSuccess, "mma_tile launch failed: %s", cudaemu::last_message());
+  std::vector<float> got(128);
+  cudaMemcpy(got.data(), dD, 128 * 4, cudaMemcpyDeviceToHost);
+  int wrong = 0;
+  for (int m = 0; m < 16; m++)
+    for (int n = 0; n < 8; n++) {
+      float want = C[m * 8 + n];
+      for (int k = 0; k < 16; k++) want += A[m * 16 + k] * B[k * 8 + n];
+      wrong += got[m * 8 + n] != want;
+    }
+  cudaFree(dA);
+  cudaFree(dBt);
+  cudaFree(dC);
+  cudaFree(dD);
+  return wrong;
 }
 
 static std::vector<int> inputs(int n) {
@@ -187,6 +270,16 @@ int main() {
     CHECK(memcmp(got.data(), want.data(), n * sizeof(float)) == 0, "fill of %lld differs from the CPU's", (long long)n);
     if (n == 70001) printf("fill: %lld floats in %.2f ms\n", (long long)n, t1 - t0);
     cudaFree(d);
+  }
+
+  // (f) ldmatrix_x4 + mma_bf16_16816 equal the CPU GEMM exactly; a swapped
+  // fragment index is wrong on every seed
+  for (int seed = base; seed < base + 5; seed++) {
+    int w = mma_wrong<false>(seed);
+    CHECK(w == 0, "mma tile: %d of 128 wrong on seed %d", w, seed);
+    int ws = mma_wrong<true>(seed);
+    CHECK(ws > 0, "mma tile with a swapped fragment index passed on seed %d", seed);
+    if (seed == base) printf("mma tile: %d of 128 wrong; swapped fragment index: %d of 128 wrong\n", w, ws);
   }
 
   if (failures) { fprintf(stderr, "%d failures\n", failures); return 1; }
