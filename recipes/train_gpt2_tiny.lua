@@ -44,12 +44,10 @@ print(('tokenizer: %d tokens trained in %.1f s; "    return" is %d token(s)'):fo
 -- in a temporary directory removed however the recipe ends: by cleanup()
 -- before an exit, or, on an error or Ctrl-C (the "interrupted" error), by
 -- the finaliser of `guard`, which tide runs when it closes the Lua state
-local mk = io.popen('mktemp -d "${TMPDIR:-/tmp}/tide_train_gpt2_tiny.XXXXXX"')
-local dir = mk:read('*l')
-mk:close()
-if not dir or dir == '' then error('train_gpt2_tiny: mktemp -d could not make a temporary directory', 0) end
+local files = require 'tide.data.files'
+local dir = files.temp_dir('tide_train_gpt2_tiny')
 local function cleanup()
-  if dir then os.execute("rm -rf '" .. dir:gsub("'", "'\\''") .. "'") end
+  if dir then files.remove_tree(dir) end
   dir = nil
 end
 local guard = newproxy(true)

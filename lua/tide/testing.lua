@@ -151,10 +151,9 @@ end
 
 function M.scratch()
   local files = require 'tide.data.files'
-  local dir = os.tmpname()
-  os.remove(dir)
+  local dir = files.temp_dir('tide_scratch')
   local function tmp(name)
-    assert(pcall(files.mkdir_p, dir, 'scratch'), 'cannot create ' .. dir)
+    files.mkdir_p(dir, 'scratch')  -- again, after a cleanup
     return name and dir .. '/' .. name or dir
   end
   local function cleanup()

@@ -14,7 +14,7 @@ M.quote = quote
 local ffi = require 'ffi'
 for _, decl in ipairs {
   'int mkdir(const char *path, unsigned int mode);', 'char *strerror(int errnum);',
-  'int unlink(const char *path);', 'int rmdir(const char *path);',
+  'int unlink(const char *path);', 'int rmdir(const char *path);', 'char *mkdtemp(char *tmpl);',
   -- glibc's struct dirent on 64-bit Linux (readdir is readdir64 there)
   'struct tide_dirent { uint64_t d_ino; int64_t d_off; unsigned short d_reclen; unsigned char d_type; char d_name[256]; };',
   'void *opendir(const char *path);', 'struct tide_dirent *readdir(void *dir);', 'int closedir(void *dir);',
@@ -117,6 +117,21 @@ function M.remove_tree(path)
   end
   if first then return nil, first end
   return true
+end
+
+-- A new private directory $TMPDIR/PREFIX.XXXXXX (mkdtemp: created at once
+-- with mode 0700, so no other process can take the name between choosing
+-- and creating it). Returns its path; errors name the reason.
+function M.temp_dir(prefix, level)
+  local base = os.getenv('TMPDIR')
+  if not base or base == '' then base = '/tmp' end
+  local tmpl = ('%s/%s.XXXXXX'):format(base:gsub('/+$', ''), prefix)
+  local buf = ffi.new('char[?]', #tmpl + 1, tmpl)
+  if ffi.C.mkdtemp(buf) == nil then
+    error(('cannot create a temporary directory %s: %s'):format(tmpl, ffi.string(ffi.C.strerror(ffi.errno()))),
+      (level or 1) + 1)
+  end
+  return ffi.string(buf)
 end
 
 -- The entries find(1) prints for dir with the given extra arguments, sorted.
