@@ -5,7 +5,7 @@
 // through ldmatrix_x4 and mma_bf16_16816 equals a CPU GEMM, and the same
 // kernel with a swapped fragment index is caught.
 #include "cudaemu.h"
-#include "mma.h"
+#include "mma_tile.h"
 
 #include <chrono>
 #include <stdio.h>
@@ -66,39 +66,6 @@ __global__ void half_warp_shuffle(int *out) {
   out[threadIdx.x] = __shfl_down_sync(0xffffffffu, (int)threadIdx.x, 1);
 }
 
-// D = A * B + C for one 16x8 tile, by one warp: A (16x16 bf16, row-major) and
-// Bt (B transposed: 8 rows of 16 k, bf16) staged in shared memory, loaded with
-// ldmatrix_x4, multiplied with mma_bf16_16816. kSwap takes A's matrices 1 and
-// 2 in the wrong order (a[1] and a[2] swapped): a wrong lane mapping.
-template <bool kSwap> __global__ void mma_tile(const uint16_t *A, const uint16_t *Bt, const float *C, float *D) {
-  alignas(16) __shared__ uint16_t sA[16 * 16];
-  alignas(16) __shared__ uint16_t sB[8 * 16];
-  int lane = threadIdx.x;
-  for (int i = lane; i < 256; i += 32) sA[i] = A[i];
-  for (int i = lane; i < 128; i += 32) sB[i] = Bt[i];
-  __syncthreads();
-  int j = lane / 8, r = lane % 8;
-  // matrices 0-3 of A: rows 0-7 / 8-15 (bit 0 of j), columns 0-7 / 8-15 (bit 1)
-  int row = r + (kSwap ? (j >> 1) : (j & 1)) * 8, col = (kSwap ? (j & 1) : (j >> 1)) * 8;
-  uint32_t a[4], bb[4];
-  ldmatrix_x4(a, &sA[row * 16 + col]);
-  // matrices 0 and 1 of B: k 0-7 and k 8-15 of the 8 columns (2 and 3 repeat them)
-  ldmatrix_x4(bb, &sB[r * 16 + (j & 1) * 8]);
-  uint32_t b[2] = {bb[0], bb[1]};
-  int g = lane >> 2, t = lane & 3;
-  if (!kSwap) {  // ldmatrix gave each lane the fragment the PTX ISA's formulas name
-    auto pair = [](const uint16_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 16; };
-    uint32_t want[6] = {pair(&sA[g * 16 + 2 * t]), pair(&sA[(g + 8) * 16 + 2 * t]), pair(&sA[g * 16 + 2 * t + 8]),
-                        pair(&sA[(g + 8) * 16 + 2 * t + 8]), pair(&sB[g * 16 + 2 * t]), pair(&sB[g * 16 + 2 * t + 8])};
-    uint32_t have[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
-    for (int i = 0; i < 6; i++) CHECK(have[i] == want[i], "lane %d fragment %d: %08x, want %08x", lane, i, have[i], want[i]);
-  }
-  float c[4], d[4];
-  for (int i = 0; i < 4; i++) c[i] = C[(g + (i >= 2 ? 8 : 0)) * 8 + 2 * t + (i & 1)];
-  mma_bf16_16816(d, a, b, c);
-  for (int i = 0; i < 4; i++) D[(g + (i >= 2 ? 8 : 0)) * 8 + 2 * t + (i & 1)] = d[i];
-}
-
 static uint16_t to_bf16(float f) {  // exact for the small integers used here
   uint32_t u;
   memcpy(&u, &f, 4);
@@ -120,6 +87,9 @@ template <bool kSwap> static int mma_wrong(int seed) {
     for (int n = 0; n < 8; n++) hBt[n * 16 + k] = to_bf16(B[k * 8 + n]);
   uint16_t *dA, *dBt;
   float *dC, *dD;
+  unsigned *dBad, bad = 0;
+  cudaMalloc(&dBad, sizeof bad);
+  cudaMemcpy(dBad, &bad, sizeof bad, cudaMemcpyHostToDevice);
   cudaMalloc(&dA, 256 * 2);
   cudaMalloc(&dBt, 128 * 2);
   cudaMalloc(&dC, 128 * 4);
@@ -128,8 +98,11 @@ template <bool kSwap> static int mma_wrong(int seed) {
   cudaMemcpy(dBt, hBt.data(), 128 * 2, cudaMemcpyHostToDevice);
   cudaMemcpy(dC, C.data(), 128 * 4, cudaMemcpyHostToDevice);
   cudaemu::set_seed(seed);
-  LAUNCH(mma_tile<kSwap>, 1, 32, 0, 0, dA, dBt, dC, dD);
+  LAUNCH(mma_tile<kSwap>, 1, 32, 0, 0, dA, dBt, dC, dD, dBad);
   CHECK(cudaGetLastError() == cudaSuccess, "mma_tile launch failed: %s", cudaemu::last_message());
+  cudaMemcpy(&bad, dBad, sizeof bad, cudaMemcpyDeviceToHost);
+  CHECK(bad == 0, "seed %d: %u ldmatrix fragments differ from the PTX ISA's formulas", seed, bad);
+  cudaFree(dBad);
   std::vector<float> got(128);
   cudaMemcpy(got.data(), dD, 128 * 4, cudaMemcpyDeviceToHost);
   int wrong = 0;
