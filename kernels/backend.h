@@ -55,5 +55,7 @@ typedef struct tide_backend {
 
 /* The CPU backend (kernels/cpu/backend.c). */
 extern const tide_backend tide_cpu_backend;
+/* The CUDA backend (kernels/cuda/backend.cu), or NULL in a build without CUDA (kernels/cuda/none.c). */
+const tide_backend *tide_cuda_backend_get(void);
 
 #endif

@@ -1,7 +1,26 @@
+/* Device memory. CPU memory comes from alloc.c; memory of cuda:N from one
+   caching allocator per device (cuda_alloc.c), created on first use over the
+   CUDA runtime's raw allocation (runtime/cuda.h). The allocators are process
+   state in the way the GPU's memory is: one per device, shared by every
+   tensor on it, guarded by their own locks and created under one mutex. */
 #include "device.h"
 #include "alloc.h"
+#include "cuda_rt.h"
+#include "cuda_alloc.h"
 #include "error.h"
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
+
+#define MAX_DEVICES 64
+
+static tide_cuda_alloc *allocators[MAX_DEVICES];
+static pthread_mutex_t allocators_lock = PTHREAD_MUTEX_INITIALIZER;
+/* bytes handed out on every device, for the Lua GC pacer (tide_cuda_live_bytes) */
+static _Atomic int64_t device_live;
+/* the device CUDA kernels of this host thread run on */
+static _Thread_local int32_t current_device = 0;
 
 void tide_device_name(int32_t device, char *buf, size_t n) {
   if (device == TIDE_CPU) snprintf(buf, n, "cpu");
@@ -9,14 +28,142 @@ void tide_device_name(int32_t device, char *buf, size_t n) {
   else snprintf(buf, n, "invalid device %d", device);
 }
 
-void *tide_alloc_on(int32_t device, size_t nbytes) {
-  if (device == TIDE_CPU) return tide_alloc(nbytes);
+int tide_device_check(int32_t device, const char *op) {
+  if (device == TIDE_CPU) return 0;
   char name[32];
   tide_device_name(device, name, sizeof name);
-  tide_fail("cannot allocate on %s: tide has no allocator for it yet (only cpu)", name);
-  return NULL;
+  if (device < 0) return tide_fail("%s: %s", op, name);
+  const tide_cuda_runtime *rt = tide_cuda_runtime_get();
+  if (!rt) return tide_fail("%s: device %s is not available: this build of tide has no CUDA backend", op, name);
+  int32_t n = rt->device_count();
+  if (device >= n || device >= MAX_DEVICES) {
+    if (n == 0) return tide_fail("%s: device %s is not available: no CUDA device was found (%s)", op, name, rt->name);
+    return tide_fail("%s: device %s is not available: %d CUDA device%s found", op, name, n, n == 1 ? " was" : "s were");
+  }
+  return 0;
+}
+
+int tide_device_use(int32_t device, const char *op) {
+  if (device == TIDE_CPU) return 0;
+  TIDE_TRY(tide_device_check(device, op));
+  if (device != current_device) {
+    TIDE_TRY(tide_cuda_runtime_get()->set_device(device));
+    current_device = device;
+  }
+  return 0;
+}
+
+int32_t tide_cuda_current(void) { return current_device; }
+
+/* The device's allocator, created on first use; NULL with an error set. */
+static tide_cuda_alloc *allocator(int32_t device, const char *op) {
+  if (tide_device_check(device, op) != 0) return NULL;
+  pthread_mutex_lock(&allocators_lock);
+  tide_cuda_alloc *a = allocators[device];
+  if (!a) {
+    const tide_cuda_runtime *rt = tide_cuda_runtime_get();
+    a = allocators[device] = tide_cuda_alloc_new(rt->raw_alloc, rt->raw_free, (void *)(intptr_t)device);
+  }
+  pthread_mutex_unlock(&allocators_lock);
+  return a;
+}
+
+void *tide_alloc_on(int32_t device, size_t nbytes) {
+  if (device == TIDE_CPU) return tide_alloc(nbytes);
+  tide_cuda_alloc *a = allocator(device, "allocate");
+  if (!a) return NULL;
+  if (tide_device_use(device, "allocate") != 0) return NULL;
+  void *p = tide_cuda_alloc_malloc(a, nbytes, 0);
+  if (!p) {
+    char name[32], msg[512];
+    tide_device_name(device, name, sizeof name);
+    snprintf(msg, sizeof msg, "%s", tide_last_error());
+    tide_fail("%s: %s", name, msg);
+    return NULL;
+  }
+  atomic_fetch_add(&device_live, (int64_t)nbytes);
+  return p;
 }
 
 void tide_free_on(int32_t device, void *p, size_t nbytes) {
-  if (device == TIDE_CPU) tide_free(p, nbytes);
+  if (device == TIDE_CPU) {
+    tide_free(p, nbytes);
+    return;
+  }
+  if (!p || device < 0 || device >= MAX_DEVICES || !allocators[device]) return;
+  /* the block is reused by later work on the same stream, which runs after
+     whatever reads it now: no synchronisation is needed (one stream per device) */
+  if (tide_cuda_alloc_release(allocators[device], p) == 0) atomic_fetch_sub(&device_live, (int64_t)nbytes);
+}
+
+void *tide_cuda_scratch(size_t n) { return tide_alloc_on(current_device, n); }
+void tide_cuda_scratch_free(void *p, size_t n) { tide_free_on(current_device, p, n); }
+
+int64_t tide_cuda_live_bytes(void) { return atomic_load(&device_live); }
+
+int tide_cuda_memory_stats(int32_t device, tide_cuda_memstats *out) {
+  if (!out) return tide_fail("cuda.memory_stats: out is NULL");
+  memset(out, 0, sizeof *out);
+  tide_cuda_alloc *a = allocator(device, "cuda.memory_stats");
+  if (!a) return -1;
+  tide_cuda_alloc_stats s;
+  tide_cuda_alloc_get_stats(a, &s);
+  out->allocated = s.allocated;
+  out->reserved = s.reserved;
+  out->peak_allocated = s.peak_allocated;
+  out->peak_reserved = s.peak_reserved;
+  out->num_mallocs = s.raw_allocs;
+  out->num_frees = s.raw_frees;
+  out->num_ooms = s.ooms;
+  out->requests = s.requests;
+  out->segments = s.segments;
+  out->free_blocks = s.free_blocks;
+  out->live_blocks = s.live_blocks;
+  return 0;
+}
+
+int64_t tide_cuda_empty_cache(int32_t device) {
+  tide_cuda_alloc *a = allocator(device, "cuda.empty_cache");
+  if (!a) return -1;
+  if (tide_device_use(device, "cuda.empty_cache") != 0) return -1;
+  /* cudaFree waits for the device, so no kernel still uses what is returned */
+  return (int64_t)tide_cuda_alloc_empty_cache(a);
+}
+
+int tide_cuda_reset_peak_memory_stats(int32_t device) {
+  tide_cuda_alloc *a = allocator(device, "cuda.reset_peak_memory_stats");
+  if (!a) return -1;
+  tide_cuda_alloc_reset_peak(a);
+  return 0;
+}
+
+int tide_cuda_synchronize(int32_t device) {
+  TIDE_TRY(tide_device_use(device, "cuda.synchronize"));
+  return tide_cuda_runtime_get()->synchronize();
+}
+
+int32_t tide_cuda_device_count(void) {
+  const tide_cuda_runtime *rt = tide_cuda_runtime_get();
+  return rt ? rt->device_count() : 0;
+}
+
+const char *tide_cuda_runtime_name(void) {
+  const tide_cuda_runtime *rt = tide_cuda_runtime_get();
+  return rt ? rt->name : "";
+}
+
+int tide_cuda_set_sync_debug(int32_t on) {
+  const tide_cuda_runtime *rt = tide_cuda_runtime_get();
+  if (!rt) return tide_fail("cuda.set_sync_debug: this build of tide has no CUDA backend");
+  rt->set_sync_debug(on != 0);
+  return 0;
+}
+
+int tide_cuda_mem_info(int32_t device, int64_t *free_bytes, int64_t *total_bytes) {
+  TIDE_TRY(tide_device_use(device, "cuda.mem_get_info"));
+  size_t f = 0, t = 0;
+  TIDE_TRY(tide_cuda_runtime_get()->mem_info(&f, &t));
+  *free_bytes = (int64_t)f;
+  *total_bytes = (int64_t)t;
+  return 0;
 }

@@ -6,13 +6,21 @@
 #include <math.h>
 #include <string.h>
 
+/* Every helper here is also a device function in the CUDA kernels, so a
+   conversion gives the same bits on both backends. */
+#if defined(__CUDACC__)
+#define TIDE_DTYPE_FN static __host__ __device__ __forceinline__
+#else
+#define TIDE_DTYPE_FN static inline
+#endif
+
 /* True for f32, f64, bf16, f16. */
-static inline int tide_is_float(int32_t dt) { return dt >= TIDE_F32 && dt <= TIDE_F16; }
+TIDE_DTYPE_FN int tide_is_float(int32_t dt) { return dt >= TIDE_F32 && dt <= TIDE_F16; }
 /* True for a dtype value inside the enum. */
-static inline int tide_dtype_valid(int32_t dt) { return dt >= 0 && dt < TIDE_NUM_DTYPES; }
+TIDE_DTYPE_FN int tide_dtype_valid(int32_t dt) { return dt >= 0 && dt < TIDE_NUM_DTYPES; }
 
 /* bf16 from f32, rounding to nearest even; NaN stays NaN. */
-static inline uint16_t tide_f32_to_bf16(float f) {
+TIDE_DTYPE_FN uint16_t tide_f32_to_bf16(float f) {
   uint32_t u;
   memcpy(&u, &f, 4);
   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
@@ -21,7 +29,7 @@ static inline uint16_t tide_f32_to_bf16(float f) {
 }
 
 /* f32 from bf16 (exact). */
-static inline float tide_bf16_to_f32(uint16_t h) {
+TIDE_DTYPE_FN float tide_bf16_to_f32(uint16_t h) {
   uint32_t u = (uint32_t)h << 16;
   float f;
   memcpy(&f, &u, 4);
@@ -29,7 +37,7 @@ static inline float tide_bf16_to_f32(uint16_t h) {
 }
 
 /* f32 from IEEE half (exact). */
-static inline float tide_f16_to_f32(uint16_t h) {
+TIDE_DTYPE_FN float tide_f16_to_f32(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, u;
   if (exp == 0x1f) {
     u = sign | 0x7f800000u | (man << 13);
@@ -50,7 +58,7 @@ static inline float tide_f16_to_f32(uint16_t h) {
 }
 
 /* IEEE half from f32, rounding to nearest even, overflow to infinity. */
-static inline uint16_t tide_f32_to_f16(float f) {
+TIDE_DTYPE_FN uint16_t tide_f32_to_f16(float f) {
   uint32_t u;
   memcpy(&u, &f, 4);
   uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
@@ -72,7 +80,7 @@ static inline uint16_t tide_f32_to_f16(float f) {
 }
 
 /* Saturating float-to-integer conversion (NaN gives 0) so casts never hit UB. */
-static inline int64_t tide_f64_to_i64(double v) {
+TIDE_DTYPE_FN int64_t tide_f64_to_i64(double v) {
   if (v != v) return 0;
   if (v >= 9223372036854775807.0) return INT64_MAX;
   if (v <= -9223372036854775808.0) return INT64_MIN;
@@ -80,7 +88,7 @@ static inline int64_t tide_f64_to_i64(double v) {
 }
 
 /* Reads element p of dtype dt as a double. */
-static inline double tide_load_f64(const char *p, int32_t dt) {
+TIDE_DTYPE_FN double tide_load_f64(const char *p, int32_t dt) {
   switch (dt) {
     case TIDE_F32: return *(const float *)p;
     case TIDE_F64: return *(const double *)p;
@@ -95,7 +103,7 @@ static inline double tide_load_f64(const char *p, int32_t dt) {
 }
 
 /* Writes v into element p of dtype dt (integers saturate, bool is v != 0). */
-static inline void tide_store_f64(char *p, int32_t dt, double v) {
+TIDE_DTYPE_FN void tide_store_f64(char *p, int32_t dt, double v) {
   switch (dt) {
     case TIDE_F32: *(float *)p = (float)v; break;
     case TIDE_F64: *(double *)p = v; break;
@@ -110,7 +118,7 @@ static inline void tide_store_f64(char *p, int32_t dt, double v) {
 }
 
 /* Reads element p of an integer or bool dtype as int64 (exact). */
-static inline int64_t tide_load_i64(const char *p, int32_t dt) {
+TIDE_DTYPE_FN int64_t tide_load_i64(const char *p, int32_t dt) {
   switch (dt) {
     case TIDE_I32: return *(const int32_t *)p;
     case TIDE_I64: return *(const int64_t *)p;

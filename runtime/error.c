@@ -1,4 +1,5 @@
 #include "error.h"
+#include <string.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -15,6 +16,8 @@ int tide_fail(const char *fmt, ...) {
 }
 
 const char *tide_last_error(void) { return last_error[0] ? last_error : "unknown error"; }
+
+int tide_last_error_is_oom(void) { return strstr(last_error, "out of device memory") != NULL; }
 
 char *tide_shape_str(char *buf, size_t cap, int32_t ndim, const int64_t *shape) {
   size_t n = 0;

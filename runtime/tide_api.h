@@ -67,6 +67,8 @@ typedef struct tide_mem_stats {
 
 /* The message of this thread's last failed call. */
 const char *tide_last_error(void);
+/* 1 when the last error is a device running out of memory (the Lua layer collects garbage and retries once). */
+int tide_last_error_is_oom(void);
 /* tide's version, "MAJOR.MINOR.PATCH". */
 const char *tide_version(void);
 /* This header's text, compiled into the executable for ffi.cdef. */
@@ -461,6 +463,26 @@ int32_t tide_interrupt_take(void);
 
 /* CUDA: how many devices the driver reports (0 without CUDA or a GPU) */
 int32_t tide_cuda_device_count(void);
+/* "CUDA" (the GPU), "cudaemu" (the CPU emulator of the test build) or "" (built without CUDA). */
+const char *tide_cuda_runtime_name(void);
+/* One device's caching allocator, in bytes and counts (tide.cuda.memory_stats). */
+typedef struct tide_cuda_memstats {
+  uint64_t allocated, reserved, peak_allocated, peak_reserved;
+  uint64_t num_mallocs, num_frees, num_ooms, requests, segments, free_blocks, live_blocks;
+} tide_cuda_memstats;
+int tide_cuda_memory_stats(int32_t device, tide_cuda_memstats *out);
+/* Returns the device's cached free segments to the driver; the bytes returned, or -1. */
+int64_t tide_cuda_empty_cache(int32_t device);
+/* Sets the peaks to the current allocated and reserved bytes. */
+int tide_cuda_reset_peak_memory_stats(int32_t device);
+/* Waits for the device's kernels; an asynchronous fault is reported here with the recent ops. */
+int tide_cuda_synchronize(int32_t device);
+/* on = 1: synchronise and check after every kernel launch, so a fault names its own op. */
+int tide_cuda_set_sync_debug(int32_t on);
+/* Free and total memory of the device, as the driver reports them. */
+int tide_cuda_mem_info(int32_t device, int64_t *free_bytes, int64_t *total_bytes);
+/* Bytes live in tensors on every CUDA device (the Lua GC pacer reads it). */
+int64_t tide_cuda_live_bytes(void);
 /* cuBLAS's version (major * 10000 + minor * 100 + patch), loading the
    library on first use; 0 without CUDA or when it cannot be loaded (the
    reason is then the last error) */

@@ -73,13 +73,7 @@ function tide.clock()
   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
 end
 
-tide.cuda = {
-  device_count = function() return tonumber(C.tide_cuda_device_count()) end,
-  is_available = function() return C.tide_cuda_device_count() > 0 end,
-  -- cuBLAS's version (major * 10000 + minor * 100 + patch), 0 without it;
-  -- cuBLAS is loaded by this first use, not at startup
-  blas_version = function() return tonumber(C.tide_cuda_blas_version()) end,
-}
+tide.cuda = require 'tide.cuda'
 
 tide.args = tide.args or {}
 return tide

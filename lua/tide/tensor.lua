@@ -63,11 +63,20 @@ local gc_step = 64 * 1024 * 1024
 local gc_threshold = gc_step
 local release = C.tide_tensor_release
 
+-- Device memory has its own threshold, paced the same way: a loop that
+-- makes CUDA temporaries frees them as the device fills, not the Lua heap.
+local dev_step = 256 * 1024 * 1024
+local dev_threshold = dev_step
 local function pace()
   if C.tide_mem_live_bytes() > gc_threshold then
     collectgarbage('collect')
     local live = tonumber(C.tide_mem_live_bytes())
     gc_threshold = math.max(2 * live, live + gc_step)
+  end
+  if C.tide_cuda_live_bytes() > dev_threshold then
+    collectgarbage('collect')
+    local live = tonumber(C.tide_cuda_live_bytes())
+    dev_threshold = math.max(2 * live, live + dev_step)
   end
 end
 M.pace = pace
@@ -99,6 +108,12 @@ M.out1, M.out2 = out1, out2
 -- Calls fn(args..., out1) and returns the new tensor.
 function M.call(fn, ...)
   local rc = fn(...)
+  -- out of device memory: garbage tensors may hold it; collect and try once more
+  if rc ~= 0 and C.tide_cuda_live_bytes() > 0 and C.tide_last_error_is_oom() ~= 0 then
+    collectgarbage('collect')
+    collectgarbage('collect')
+    rc = fn(...)
+  end
   check(rc, 3)
   return wrap(out1[0])
 end

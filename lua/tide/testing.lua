@@ -114,6 +114,77 @@ function M.close(a, b, opts, msg)
   end
 end
 
+-- The CUDA device the device-parity tests run on: 'cuda' when one is present
+-- (a GPU, or the emulator of tide-cudaemu), else nil; a test calls
+-- T.need_cuda() first to be skipped where there is none.
+function M.need_cuda()
+  local tide = require 'tide'
+  if not tide.cuda.is_available() then M.skip('no CUDA device') end
+  return 'cuda'
+end
+
+-- Default tolerances of device parity per dtype: f32 and f64 agree to
+-- rounding, bf16/f16 to their precision.
+local parity_tol = {
+  f32 = { rtol = 1e-5, atol = 1e-6 }, f64 = { rtol = 1e-12, atol = 1e-12 },
+  bf16 = { rtol = 1e-2, atol = 1e-2 }, f16 = { rtol = 1e-3, atol = 1e-3 },
+}
+
+-- Runs fn on args (tensors, numbers, tables...) as given on the CPU and on
+-- copies on device (default 'cuda'), then requires every result to be on the
+-- right device and close (per opts.rtol/atol, else by dtype; opts.exact: the
+-- same bits). Results may be a tensor, a list of tensors or numbers. Returns
+-- the CPU results and the device results moved to the CPU.
+function M.device_parity(fn, args, opts, msg)
+  local tide = require 'tide'
+  opts = opts or {}
+  local device = opts.device or 'cuda'
+  local function move(v)
+    if tide.is_tensor(v) then
+      local d = v:to(device)
+      if v.requires_grad then d = d:detach():requires_grad_(true) end
+      return d
+    end
+    if type(v) == 'table' and getmetatable(v) == nil then
+      local r = {}
+      for k, x in pairs(v) do r[k] = move(x) end
+      return r
+    end
+    return v
+  end
+  local dargs = move(args)
+  local want = { fn(unpack(args, 1, args.n or #args)) }
+  local got = { fn(unpack(dargs, 1, dargs.n or #dargs)) }
+  local label = msg and msg .. ': ' or ''
+  if #got ~= #want then fail(('%s%d results on %s, %d on the cpu'):format(label, #got, device, #want), 1) end
+  local host = {}
+  local function compare(g, w, where)
+    if tide.is_tensor(w) then
+      if not tide.is_tensor(g) then fail(label .. where .. ': not a tensor on ' .. device, 2) end
+      if g.device == 'cpu' then fail(label .. where .. ': result is on the cpu, expected ' .. device, 2) end
+      if g:dtype() ~= w:dtype() then fail(('%s%s: dtype %s, expected %s'):format(label, where, g:dtype(), w:dtype()), 2) end
+      local gh = g:cpu()
+      if opts.exact then
+        M.same(gh:tolist(), w:tolist(), label .. where)
+      else
+        local tol = opts.rtol and opts or parity_tol[w:dtype()] or { rtol = 0, atol = 0 }
+        M.close(gh, w, tol, label .. where)
+      end
+      return gh
+    elseif type(w) == 'table' then
+      local r = {}
+      for k, x in pairs(w) do r[k] = compare(g[k], x, where .. '[' .. tostring(k) .. ']') end
+      return r
+    else
+      if type(w) == 'number' and not opts.exact then M.close(g, w, opts, label .. where)
+      else M.eq(g, w, label .. where) end
+      return g
+    end
+  end
+  for i = 1, #want do host[i] = compare(got[i], want[i], 'result ' .. i) end
+  return want, host
+end
+
 -- Calls fn and requires an error whose message contains `pattern` (plain text).
 function M.raises(fn, pattern, msg)
   local ok, err = pcall(fn)

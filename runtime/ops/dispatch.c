@@ -3,10 +3,9 @@
 
 const tide_backend *tide_backend_for(int32_t device, const char *op) {
   if (device == TIDE_CPU) return &tide_cpu_backend;
-  char name[32];
-  tide_device_name(device, name, sizeof name);
-  tide_fail("%s: device %s is not available: this build of tide has no CUDA backend yet", op, name);
-  return NULL;
+  /* checks the device exists and makes it current for the kernels that follow */
+  if (tide_device_use(device, op) != 0) return NULL;
+  return tide_cuda_backend_get();
 }
 
 int tide_op_device(const char *op, int32_t n, const tide_tensor *const *ts, int32_t *device) {

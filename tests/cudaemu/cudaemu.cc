@@ -405,16 +405,72 @@ cudaError_t run_grid(const char *file, int line, dim3 grid, dim3 block, size_t s
   return cudaSuccess;
 }
 
+namespace {
+size_t env_size(const char *name, size_t dflt) {
+  const char *v = getenv(name);
+  if (!v || !*v) return dflt;
+  char *end = nullptr;
+  unsigned long long x = strtoull(v, &end, 10);
+  switch (*end) {
+    case 'K': case 'k': x <<= 10; break;
+    case 'M': case 'm': x <<= 20; break;
+    case 'G': case 'g': x <<= 30; break;
+  }
+  return (size_t)x;
+}
+struct Mem {
+  size_t capacity = env_size("CUDAEMU_MEMORY", (size_t)16 << 30);
+  size_t used = 0;
+  std::vector<std::pair<void *, size_t>> blocks;  // live allocations, for Free's size
+  int devices = (int)env_size("CUDAEMU_DEVICES", 1);
+  int current = 0;
+};
+Mem &mem() { static Mem m; return m; }
+}  // namespace
+
 cudaError_t Malloc(void **p, size_t n) {
   *p = nullptr;
+  Mem &M = mem();
+  if (n > M.capacity - M.used) return cudaErrorMemoryAllocation;
   // exactly n bytes (no rounding up), so that ASan sees a write past the end
   void *m = nullptr;
   if (posix_memalign(&m, 256, n ? n : 1)) return cudaErrorMemoryAllocation;
   memset(m, 0xFF, n);  // device memory starts as garbage, never as zeros
+  M.used += n;
+  M.blocks.emplace_back(m, n);
   *p = m;
   return cudaSuccess;
 }
-cudaError_t Free(void *p) { free(p); return cudaSuccess; }
+cudaError_t Free(void *p) {
+  if (!p) return cudaSuccess;
+  Mem &M = mem();
+  for (size_t i = M.blocks.size(); i-- > 0;)
+    if (M.blocks[i].first == p) {
+      M.used -= M.blocks[i].second;
+      M.blocks[i] = M.blocks.back();
+      M.blocks.pop_back();
+      free(p);
+      return cudaSuccess;
+    }
+  return cudaErrorInvalidValue;
+}
+cudaError_t GetDeviceCount(int *n) { *n = mem().devices; return cudaSuccess; }
+cudaError_t SetDevice(int d) {
+  if (d < 0 || d >= mem().devices) return cudaErrorInvalidDevice;
+  mem().current = d;
+  return cudaSuccess;
+}
+cudaError_t GetDevice(int *d) { *d = mem().current; return cudaSuccess; }
+cudaError_t MemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+  *free_bytes = mem().capacity - mem().used;
+  *total_bytes = mem().capacity;
+  return cudaSuccess;
+}
+cudaError_t MallocHost(void **p, size_t n) {
+  *p = malloc(n ? n : 1);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t FreeHost(void *p) { free(p); return cudaSuccess; }
 cudaError_t Memcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) { if (n) memmove(dst, src, n); return cudaSuccess; }
 cudaError_t Memset(void *p, int v, size_t n) { if (n) memset(p, v, n); return cudaSuccess; }
 cudaError_t DeviceSynchronize() { return S.last_error; }

@@ -44,7 +44,7 @@ struct dim3 {
   constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
   constexpr operator uint3() const { return uint3{x, y, z}; }
 };
-enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidDevice = 101,
                    cudaErrorInvalidConfiguration = 9, cudaErrorLaunchFailure = 719 };
 typedef cudaError_t cudaError;
 struct CUstream_st;
@@ -126,6 +126,15 @@ cudaError_t Memset(void *p, int v, size_t n);
 inline cudaError_t MemsetAsync(void *p, int v, size_t n, cudaStream_t = 0) { return Memset(p, v, n); }
 cudaError_t DeviceSynchronize();
 inline cudaError_t StreamSynchronize(cudaStream_t) { return DeviceSynchronize(); }
+/* One device (CUDAEMU_DEVICES=N gives N, all sharing host memory) with
+   CUDAEMU_MEMORY bytes (default 16 GiB; suffixes K, M, G): Malloc past it is
+   cudaErrorMemoryAllocation, so out-of-memory paths are testable. */
+cudaError_t GetDeviceCount(int *n);
+cudaError_t SetDevice(int d);
+cudaError_t GetDevice(int *d);
+cudaError_t MemGetInfo(size_t *free_bytes, size_t *total_bytes);
+cudaError_t MallocHost(void **p, size_t n);
+cudaError_t FreeHost(void *p);
 cudaError_t GetLastError();
 cudaError_t PeekAtLastError();
 const char *GetErrorString(cudaError_t e);
@@ -188,6 +197,12 @@ inline void __threadfence() {}
 #define cudaMemset ::cudaemu::Memset
 #define cudaMemsetAsync ::cudaemu::MemsetAsync
 #define cudaDeviceSynchronize ::cudaemu::DeviceSynchronize
+#define cudaGetDeviceCount ::cudaemu::GetDeviceCount
+#define cudaSetDevice ::cudaemu::SetDevice
+#define cudaGetDevice ::cudaemu::GetDevice
+#define cudaMemGetInfo ::cudaemu::MemGetInfo
+#define cudaMallocHost ::cudaemu::MallocHost
+#define cudaFreeHost ::cudaemu::FreeHost
 #define cudaStreamSynchronize ::cudaemu::StreamSynchronize
 #define cudaGetLastError ::cudaemu::GetLastError
 #define cudaPeekAtLastError ::cudaemu::PeekAtLastError

@@ -6,7 +6,7 @@
    filled by dlopen/dlsym the first time a caller asks for it. The table is
    the process's one copy of the library's entry points (like the library
    itself), set once under pthread_once and read-only after. */
-#include "cuda.h"
+#include "tide.h"
 #include "error.h"
 #ifdef TIDE_HAVE_CUDA
 #include <dlfcn.h>

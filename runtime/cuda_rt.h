@@ -1,0 +1,41 @@
+/* The CUDA runtime as the core sees it. The CUDA backend fills one table of
+   entry points (kernels/cuda/runtime.cu: the CUDA runtime under nvcc, the
+   CPU emulator of tests/cudaemu under g++); a build without CUDA links
+   kernels/cuda/none.c, whose getter returns NULL. The core (device.c's
+   caching allocators, transfers, synchronisation) calls only through the
+   table, so it is the same object code in all three builds. */
+#ifndef TIDE_CUDA_RT_H
+#define TIDE_CUDA_RT_H
+#include "tide.h"
+
+typedef struct tide_cuda_runtime {
+  const char *name;                             /* "CUDA" or "cudaemu" */
+  /* Devices the driver reports; 0 without a driver or GPU (not an error). */
+  int32_t (*device_count)(void);
+  /* Makes device current for this host thread; 0 or -1 with an error set. */
+  int (*set_device)(int32_t device);
+  /* Raw device memory for the caching allocator (ctx is the device as intptr_t); nonzero when out of memory. */
+  int (*raw_alloc)(void *ctx, size_t n, void **p);
+  void (*raw_free)(void *ctx, void *p);
+  /* Copies n bytes: to_device 1 is host to device, 0 device to host, 2 device to device. Device-to-host
+     waits for the work before it; errors (an earlier kernel's fault included) are set and give -1. */
+  int (*copy)(void *dst, const void *src, size_t n, int32_t to_device);
+  /* Waits for every launched kernel of the current device; a fault becomes an error naming the recent ops. */
+  int (*synchronize)(void);
+  /* Free and total bytes of the current device. */
+  int (*mem_info)(size_t *free_bytes, size_t *total_bytes);
+  /* Debug mode: synchronise and check after every launch (TIDE_CUDA_SYNC=1 sets it at start). */
+  void (*set_sync_debug)(int32_t on);
+} tide_cuda_runtime;
+
+/* The table, or NULL in a build without CUDA (kernels/cuda/runtime.cu or none.c). */
+const tide_cuda_runtime *tide_cuda_runtime_get(void);
+
+/* Device scratch memory for a kernel, from the current device's caching allocator (runtime/device.c);
+   NULL with an error set when out of memory. Free it with the same size. */
+void *tide_cuda_scratch(size_t n);
+void tide_cuda_scratch_free(void *p, size_t n);
+/* The device that kernels run on now (set by the op layer before it calls a CUDA kernel). */
+int32_t tide_cuda_current(void);
+
+#endif
