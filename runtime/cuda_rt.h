@@ -37,5 +37,10 @@ void *tide_cuda_scratch(size_t n);
 void tide_cuda_scratch_free(void *p, size_t n);
 /* The device that kernels run on now (set by the op layer before it calls a CUDA kernel). */
 int32_t tide_cuda_current(void);
+/* Records op as dispatched to a CUDA device (the op layer calls it); the last few are named when an
+   asynchronous fault surfaces. */
+void tide_cuda_note_op(const char *op);
+/* "mul, exp, sum": the recent ops of this thread, oldest first, into buf (always terminated). */
+void tide_cuda_recent_ops(char *buf, size_t cap);
 
 #endif

@@ -21,6 +21,11 @@ static pthread_mutex_t allocators_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int64_t device_live;
 /* the device CUDA kernels of this host thread run on */
 static _Thread_local int32_t current_device = 0;
+/* the last ops dispatched to a CUDA device by this thread, newest last: an
+   asynchronous fault is reported with them (tide_cuda_recent_ops) */
+#define RECENT 8
+static _Thread_local char recent[RECENT][32];
+static _Thread_local unsigned recent_n;
 
 void tide_device_name(int32_t device, char *buf, size_t n) {
   if (device == TIDE_CPU) snprintf(buf, n, "cpu");
@@ -54,6 +59,21 @@ int tide_device_use(int32_t device, const char *op) {
 }
 
 int32_t tide_cuda_current(void) { return current_device; }
+
+void tide_cuda_note_op(const char *op) {
+  snprintf(recent[recent_n++ % RECENT], sizeof recent[0], "%s", op ? op : "?");
+}
+
+void tide_cuda_recent_ops(char *buf, size_t cap) {
+  size_t len = 0;
+  unsigned n = recent_n < RECENT ? recent_n : RECENT;
+  buf[0] = 0;
+  for (unsigned i = 0; i < n; i++) {
+    int w = snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", recent[(recent_n - n + i) % RECENT]);
+    if (w < 0 || (size_t)w >= cap - len) break;
+    len += (size_t)w;
+  }
+}
 
 /* The device's allocator, created on first use; NULL with an error set. */
 static tide_cuda_alloc *allocator(int32_t device, const char *op) {

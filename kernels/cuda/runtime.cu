@@ -4,8 +4,7 @@
 // build with CUDA starts fast and runs on machines without a driver); compiled
 // by g++ the same calls go to the CPU emulator of tests/cudaemu.
 //
-// Process state (the CUDA context is per process too): the recent-op ring
-// that a fault report names, and the debug-sync switch.
+// Process state (the CUDA context is per process too): the debug-sync switch.
 #include "common.cuh"
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +12,6 @@
 
 namespace {
 
-const int kRecent = 8;
-// The last ops launched, newest last; names are string literals.
-thread_local const char *recent[kRecent];
-thread_local unsigned recent_n;
 int sync_debug = -1;  // -1: not yet read from TIDE_CUDA_SYNC
 
 bool debug_sync() {
@@ -27,23 +22,11 @@ bool debug_sync() {
   return sync_debug != 0;
 }
 
-// "add, matmul, softmax_forward" from the ring, oldest first.
-void recent_ops(char *buf, size_t cap) {
-  buf[0] = 0;
-  size_t len = 0;
-  unsigned n = recent_n < (unsigned)kRecent ? recent_n : (unsigned)kRecent;
-  for (unsigned i = 0; i < n; i++) {
-    const char *op = recent[(recent_n - n + i) % kRecent];
-    int w = snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", op);
-    if (w < 0 || (size_t)w >= cap - len) break;
-    len += (size_t)w;
-  }
-}
-
 // An error from the device: names what was asked and the ops that may have caused it.
 int device_fault(cudaError_t e, const char *what) {
-  char ops[256];
-  recent_ops(ops, sizeof ops);
+  char ops[300];
+  tide_cuda_recent_ops(ops, sizeof ops);
+  (void)cudaGetLastError();  // clears an error that is not sticky, so the device can go on
   int dev = tide_cuda_current();
   if (ops[0])
     return tide_fail("%s on cuda:%d: %s (the last ops launched, oldest first: %s; TIDE_CUDA_SYNC=1 checks after "
@@ -130,7 +113,6 @@ const tide_cuda_runtime table = {kName, device_count, set_device, raw_alloc, raw
 extern "C" const tide_cuda_runtime *tide_cuda_runtime_get(void) { return &table; }
 
 extern "C" int tide_cuda_after_launch(const char *op) {
-  recent[recent_n++ % kRecent] = op;
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return device_fault(e, op);
   if (debug_sync()) {

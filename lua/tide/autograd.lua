@@ -306,7 +306,7 @@ function M.gradcheck(fn, inputs, opts)
         s = (s * 1103515245 + 12345) % 2147483648
         w[k] = s / 2147483648 - 0.5
       end
-      weights = tide.tensor(w, { dtype = 'f64' }):view(out:shape())
+      weights = tide.tensor(w, { dtype = 'f64', device = out.device }):view(out:shape())
     end
     return (out:to('f64') * weights):sum()
   end

@@ -693,6 +693,8 @@ end
 function Tensor:copy_(src)
   local s = src
   if not is_tensor(s) then s = api.tensor(src) end
+  -- across devices, as torch's copy_: the source moves to the destination's device first
+  if s._c.device ~= self._c.device then s = s:to(M.device_name(self._c.device)) end
   check(C.tide_copy_(self._c, s._c))
   return self
 end

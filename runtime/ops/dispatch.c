@@ -1,10 +1,12 @@
 #include "dispatch.h"
 #include "device.h"
+#include "cuda_rt.h"
 
 const tide_backend *tide_backend_for(int32_t device, const char *op) {
   if (device == TIDE_CPU) return &tide_cpu_backend;
   /* checks the device exists and makes it current for the kernels that follow */
   if (tide_device_use(device, op) != 0) return NULL;
+  tide_cuda_note_op(op);
   return tide_cuda_backend_get();
 }
 

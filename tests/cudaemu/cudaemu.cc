@@ -471,7 +471,11 @@ cudaError_t MallocHost(void **p, size_t n) {
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 cudaError_t FreeHost(void *p) { free(p); return cudaSuccess; }
-cudaError_t Memcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) { if (n) memmove(dst, src, n); return cudaSuccess; }
+cudaError_t Memcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) {
+  if (S.last_error != cudaSuccess) return S.last_error;  // a pending fault fails the copy, as on the GPU
+  if (n) memmove(dst, src, n);
+  return cudaSuccess;
+}
 cudaError_t Memset(void *p, int v, size_t n) { if (n) memset(p, v, n); return cudaSuccess; }
 cudaError_t DeviceSynchronize() { return S.last_error; }
 cudaError_t GetLastError() { cudaError_t e = S.last_error; S.last_error = cudaSuccess; return e; }
@@ -483,3 +487,11 @@ const char *GetErrorString(cudaError_t e) {
 }
 
 } // namespace cudaemu
+
+/* A test's stand-in for an asynchronous kernel fault: the next synchronising
+   call (cudaDeviceSynchronize, a device-to-host copy, cudaGetLastError)
+   reports it, as the GPU reports a fault of a kernel that already returned. */
+extern "C" void cudaemu_inject_fault(void) {
+  cudaemu::S.last_error = cudaErrorLaunchFailure;
+  cudaemu::S.message = "unspecified launch failure (injected by cudaemu_inject_fault)";
+}

@@ -111,9 +111,12 @@ function M.open_safetensors(path)
   return self
 end
 
--- Returns { [name] = tensor }, the names in file order, and the metadata table.
-function M.load_safetensors(path)
+-- Returns { [name] = tensor }, the names in file order, and the metadata
+-- table; opts.device (as safetensors' device=) puts the tensors there.
+function M.load_safetensors(path, opts)
   check_path(path, 'load_safetensors', 2)
+  local device = opts ~= nil and opts.device or nil
+  if device ~= nil then core.device_code(device, 'load_safetensors', 2) end
   local ok, f = pcall(M.open_safetensors, path)
   if not ok then error(tostring(f):gsub('^[^:]*:%d+: ', ''), 2) end
   local tensors, names = {}, f:names()
@@ -124,6 +127,7 @@ function M.load_safetensors(path)
       error(msg, 2)
     end
     tensors[name] = core.wrap(core.out1[0])
+    if device ~= nil then tensors[name] = tensors[name]:to(device) end
   end
   local meta = f:metadata()
   f:close()
@@ -210,6 +214,8 @@ function M.save_safetensors(path, tensors, metadata)
   local ctensors = ffi.new('tide_tensor*[?]', n + 1)
   for i = 1, n do
     cnames[i - 1] = names[i]
+    -- a tensor on a device is written from a host copy, as torch's save does
+    if list[i]._c.device ~= -1 then list[i] = list[i]:cpu() end
     ctensors[i - 1] = list[i]._c
   end
   local rc = C.tide_st_save(path, n, cnames, ctensors, meta_json)

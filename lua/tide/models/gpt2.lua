@@ -152,7 +152,8 @@ function M.install(tide, core)
       -- dropout on the attention probabilities needs them materialised: the
       -- explicit path (scores, mask, softmax, dropout, weighted sum)
       local scores = q:matmul(k:transpose(3, 4)) * self.scale
-      local future = tide.arange(T):view(1, T):gt(tide.arange(T):view(T, 1))
+      local ar = tide.arange(T, { device = q.device })
+      local future = ar:view(1, T):gt(ar:view(T, 1))
       local probs
       if key_mask == nil then
         probs = F.softmax(scores:masked_fill(future, -math.huge), -1)
@@ -303,7 +304,7 @@ function M.install(tide, core)
           :format(cfg.n_positions, pos:min():item(), pos:max():item()), 2)
       end
     else
-      pos = tide.arange(T)
+      pos = tide.arange(T, { device = ids.device })
     end
     local key_mask
     if opts.attention_mask ~= nil then

@@ -106,6 +106,33 @@ function M.install(tide, core)
   end
   function Module:eval() return self:train(false) end
 
+  -- Moves (or converts) every parameter in place, as torch's Module.to:
+  -- m:to('cuda'), m:to('f64'), m:to('cuda', 'bf16'). A parameter keeps its
+  -- identity (the same Lua tensor, so tied weights stay tied and an optimizer
+  -- made before still holds it); its gradient moves with it. Returns m.
+  function Module:to(...)
+    local moved = {}
+    for _, p in ipairs(self:parameters()) do
+      if not moved[p] then
+        moved[p] = true
+        local q = p:detach():to(...)
+        if q._c ~= p._c then
+          local g = rawget(p, 'grad')
+          rawset(p, '_c', q._c)
+          if g ~= nil then rawset(p, 'grad', g:to(...)) end
+        end
+      end
+    end
+    return self
+  end
+  function Module:cuda(device) return self:to(device and ('cuda:' .. device) or 'cuda') end
+  function Module:cpu() return self:to('cpu') end
+  -- where the first parameter lives ('cpu' for a module without any)
+  function Module:device()
+    local p = self:parameters()[1]
+    return p and p.device or 'cpu'
+  end
+
   function Module:zero_grad()
     for _, p in ipairs(self:parameters()) do p.grad = nil end
   end
@@ -160,7 +187,7 @@ function M.install(tide, core)
           error(('load_state_dict: %s has shape [%s] in the model but [%s] in the state dict')
             :format(k, table.concat(ps, ', '), table.concat(vs, ', ')), 2)
         end
-        tide.no_grad(function() p:copy_(v) end)
+        tide.no_grad(function() p:copy_(v) end)  -- copy_ moves v to p's device
       end
     end
     return missing, unexpected

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU checks of the CUDA backend, in one call on a machine with a GPU:
+#   bash tests/gpu/run.sh [OUTDIR]
+# 1. builds with -DTIDE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 (build-gpu/),
+#    keeping every kernel's ptxas report (registers, spills);
+# 2. the kernel parity tests compiled by nvcc (gpu_cuda_kernels: each CUDA
+#    kernel against the CPU kernel, the tests CI runs under the emulator);
+# 3. op parity, gradcheck and 20 GPT-2 training steps through Lua on cuda:0
+#    against the CPU (tests/lua/cuda, the files tide-cudaemu runs in CI);
+# 4. compute-sanitizer memcheck and racecheck over the kernel tests;
+# 5. the caching allocator under a fragmenting workload.
+# Prints one line per step and a summary; exits 1 if a step failed. Without a
+# GPU it prints `skipped: no GPU` and why, and exits 0.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-${OUT:-/tmp/tide-gpu}}
+mkdir -p "$out"
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+
+if ! command -v nvidia-smi >/dev/null 2>&1; then
+  echo "skipped: no GPU (nvidia-smi is not installed: no NVIDIA driver on this machine)"; exit 0
+fi
+if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  echo "skipped: no GPU (nvidia-smi lists none: $(nvidia-smi -L 2>&1 | head -1))"; exit 0
+fi
+nvidia-smi -L | tee "$out/gpu.txt"
+export PATH=/usr/local/cuda/bin:$PATH
+jobs=$(nproc)
+failed=()
+step() {  # step NAME COMMAND...: runs it, logs to $out/NAME.log, records failure
+  local name=$1; shift
+  local t0=$SECONDS
+  if "$@" >"$out/$name.log" 2>&1; then log "ok    $name ($((SECONDS - t0)) s)"
+  else log "FAIL  $name ($((SECONDS - t0)) s): tail of $out/$name.log:"; tail -25 "$out/$name.log"; failed+=("$name"); fi
+}
+
+step build bash -c "cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTIDE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build-gpu -j $jobs"
+if [ ! -x build-gpu/tide ] || [ ! -x build-gpu/tests/gpu_cuda_kernels ]; then
+  echo "summary: the build failed; nothing else ran"; exit 1
+fi
+cat build-gpu/CMakeFiles/tide_engine.dir/kernels/cuda/*.ptxas.txt > "$out/ptxas.txt" 2>/dev/null
+grep -h "Used [0-9]* registers" "$out/ptxas.txt" | sort | uniq -c | sort -rn | head -5 > "$out/registers.txt"
+
+step kernel_parity build-gpu/tests/gpu_cuda_kernels
+for f in tests/lua/cuda/test_*.lua; do
+  step "lua_$(basename "$f" .lua)" build-gpu/tide test "$f"
+done
+step cpu_suite_on_gpu_build bash -c "cd build-gpu && ctest -j $jobs -E 'luaemu|cuda_kernels|cudaemu'"
+
+san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1 || true)
+if [ -z "$san" ] && [ -d .devdeps/sanitizer ]; then san=$(find .devdeps/sanitizer -name compute-sanitizer -type f | head -1); fi
+if [ -n "$san" ]; then
+  step memcheck "$san" --tool memcheck --error-exitcode 1 build-gpu/tests/gpu_cuda_kernels
+  step racecheck "$san" --tool racecheck --error-exitcode 1 build-gpu/tests/gpu_cuda_kernels
+else
+  log "skip  memcheck/racecheck: compute-sanitizer not found (CUDA toolkit bin/ or PyPI nvidia-cuda-sanitizer-api)"
+fi
+step allocator build-gpu/tide tests/gpu/alloc_fragment.lua
+
+if [ ${#failed[@]} -eq 0 ]; then echo "summary: all GPU checks passed"; exit 0; fi
+echo "summary: failed: ${failed[*]}"; exit 1
