@@ -1,5 +1,5 @@
--- Train a tiny GPT-2 from scratch on Python code, on the CPU: the seeds'
--- pipeline end to end with nothing downloaded.
+-- Train a tiny GPT-2 from scratch on Python code, on the CPU (or a GPU with
+-- --device=cuda): the seeds' pipeline end to end with nothing downloaded.
 --   1. the corpus: this machine's Python sources as CodeParrot-schema
 --      JSON Lines (tide.data.build_corpus; kept in data/corpus/);
 --   2. a code tokenizer: GPT-2's retrained on it (train_new_from_iterator);
@@ -10,7 +10,7 @@
 --      clipping), and the held-out loss before and after.
 --
 --   tide recipes/train_gpt2_tiny.lua --steps=200 --batch=8 --seq=64 --lr=3e-3
---        [--vocab=4096] [--corpus=data/corpus/python.jsonl.gz] [--corpus_mb=20]
+--        [--vocab=4096] [--corpus=data/corpus/python.jsonl.gz] [--corpus_mb=20] [--device=cuda]
 --
 -- Exits 1 when the held-out loss does not fall by a nat, and stops at once
 -- with exit 1 when the loss or the gradient norm stops being finite (a
@@ -21,6 +21,7 @@ local steps = args.steps or 600
 local B, T = args.batch or 8, args.seq or 64
 local lr = args.lr or 3e-3
 local seed = args.seed or 0
+local device = args.device or 'cpu'
 tide.manual_seed(seed)
 local t_start = tide.clock()
 
@@ -71,7 +72,8 @@ local valid = data.shards(dir, { prefix = 'valid', batch_size = B })
 local model = tide.gpt2.new({ vocab_size = tok:vocab_size(), n_positions = T, n_embd = args.n_embd or 64,
                               n_layer = args.n_layer or 2, n_head = 4,
                               resid_pdrop = 0, embd_pdrop = 0, attn_pdrop = 0 })
-print(('model: %d parameters'):format(model:num_parameters()))
+model:to(device)
+print(('model: %d parameters on %s'):format(model:num_parameters(), device))
 local opt = tide.optim.AdamW(tide.optim.grouped_params(model, 0.1), { lr = lr, betas = { 0.9, 0.95 }, eps = 1e-8 })
 local sched = tide.optim.get_scheduler('cosine', opt, { num_warmup_steps = math.floor(steps / 20),
                                                        num_training_steps = steps })
@@ -83,6 +85,7 @@ local function evaluate()
   valid:reset()
   tide.no_grad(function()
     for b in valid do
+      b = b:to(device)
       total = total + model(b, { labels = b }).loss:item()
       n = n + 1
       if n == 8 then break end
@@ -98,7 +101,7 @@ if not finite(first_eval) then fail(('the held-out loss of the untrained model i
 local t0 = tide.clock()
 local loss
 for step = 1, steps do
-  local x = train()
+  local x = train():to(device)
   local out = model(x, { labels = x })
   opt:zero_grad()
   out.loss:backward()

@@ -3,6 +3,8 @@
    (tide_copy_into, tide_contiguous_as) that other ops convert operands with. */
 #include "dispatch.h"
 #include "copy.h"
+#include "cuda_rt.h"
+#include "device.h"
 #include <string.h>
 
 /* tide_op_device skips NULL operands (optional ones); these ops have none, so NULL is tide_check_handle's error. */
@@ -138,10 +140,21 @@ int tide_to_device(const tide_tensor *t, int32_t device, tide_tensor **out) {
     return 0;
   }
   if (t->device != TIDE_CPU && device != TIDE_CPU) {
-    char a[32], b[32];
-    tide_device_name(t->device, a, sizeof a);
-    tide_device_name(device, b, sizeof b);
-    return tide_fail("to: copying from %s to %s directly is not implemented yet (go through the cpu)", a, b);
+    /* between two CUDA devices: the runtime's device-to-device copy (peer to
+       peer, or staged by the driver), from a contiguous copy on the source */
+    TIDE_TRY(tide_device_check(device, "to"));
+    tide_tensor *c = tide_contiguous_as(t, t->dtype);
+    if (!c) return -1;
+    tide_tensor *r = tide_new_on(device, t->dtype, t->ndim, t->shape);
+    int rc = !r ? -1
+           : tide_cuda_runtime_get()->copy(r->data, c->data, (size_t)c->numel * (size_t)tide_dtype_size(c->dtype), 2);
+    tide_tensor_release(c);
+    if (rc) {
+      tide_tensor_release(r);
+      return -1;
+    }
+    *out = r;
+    return 0;
   }
   /* the side that is not the host moves the bytes; a strided source is made contiguous on its own device first */
   int32_t other = device == TIDE_CPU ? t->device : device;

@@ -77,3 +77,15 @@ T.test('copy_ across devices, module:to and safetensors with cuda tensors', func
   T.same(on.y:tolist(), { 0, 1, 2 })
   cleanup()
 end)
+
+T.test('two devices: cuda:1 holds its own tensors, and to moves between them', function()
+  T.need_cuda()
+  if tide.cuda.device_count() < 2 then T.skip('one CUDA device (CUDAEMU_DEVICES=2 emulates two)') end
+  local a = tide.randn(3, 4):to('cuda:1')
+  T.eq(a.device, 'cuda:1')
+  local b = a:t():to('cuda:0')
+  T.eq(b.device, 'cuda:0')
+  T.same(b:cpu():tolist(), a:cpu():t():tolist())
+  T.eq(tide.cuda.memory_stats('cuda:1').allocated > 0, true)
+  T.raises(function() return a:to('cuda:0') + a end, 'expected all tensors on one device')
+end)
