@@ -48,12 +48,12 @@ done
 step cpu_suite_on_gpu_build bash -c "cd build-gpu && ctest -j $jobs -E 'luaemu|cuda_kernels|cudaemu'"
 
 san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1 || true)
-if [ -z "$san" ] && [ -d .devdeps/sanitizer ]; then san=$(find .devdeps/sanitizer -name compute-sanitizer -type f | head -1); fi
+if [ -z "$san" ]; then san=$(ls .devdeps/sanitizer/nvidia/*/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1 || true); fi
 if [ -n "$san" ]; then
   step memcheck "$san" --tool memcheck --error-exitcode 1 build-gpu/tests/gpu_cuda_kernels
   step racecheck "$san" --tool racecheck --error-exitcode 1 build-gpu/tests/gpu_cuda_kernels
 else
-  log "skip  memcheck/racecheck: compute-sanitizer not found (CUDA toolkit bin/ or PyPI nvidia-cuda-sanitizer-api)"
+  log "skip  memcheck/racecheck: compute-sanitizer not found (CUDA toolkit bin/, or tests/gpu/fetch-sanitizer.sh where PyPI is reachable)"
 fi
 step allocator build-gpu/tide tests/gpu/alloc_fragment.lua
 
