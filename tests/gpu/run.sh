@@ -11,6 +11,11 @@
 # 5. the caching allocator under a fragmenting workload.
 # Prints one line per step and a summary; exits 1 if a step failed. Without a
 # GPU it prints `skipped: no GPU` and why, and exits 0.
+#
+# On a GPU machine without tide's Debian dependencies or PyPI (the lent
+# device machines), first, where apt and pip work:
+#   ../shared/offline-deps/fetch-deps.sh .devdeps && tests/gpu/fetch-sanitizer.sh
+# then there:  source .devdeps/unpack.sh && bash tests/gpu/run.sh "$OUT"
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-${OUT:-/tmp/tide-gpu}}
