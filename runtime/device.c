@@ -15,7 +15,8 @@
 
 #define MAX_DEVICES 64
 
-static tide_cuda_alloc *allocators[MAX_DEVICES];
+/* set once under allocators_lock, read without it (freeing is the hot path) */
+static tide_cuda_alloc *_Atomic allocators[MAX_DEVICES];
 static pthread_mutex_t allocators_lock = PTHREAD_MUTEX_INITIALIZER;
 /* bytes handed out on every device, for the Lua GC pacer (tide_cuda_live_bytes) */
 static _Atomic int64_t device_live;
@@ -79,10 +80,11 @@ void tide_cuda_recent_ops(char *buf, size_t cap) {
 static tide_cuda_alloc *allocator(int32_t device, const char *op) {
   if (tide_device_check(device, op) != 0) return NULL;
   pthread_mutex_lock(&allocators_lock);
-  tide_cuda_alloc *a = allocators[device];
+  tide_cuda_alloc *a = atomic_load(&allocators[device]);
   if (!a) {
     const tide_cuda_runtime *rt = tide_cuda_runtime_get();
-    a = allocators[device] = tide_cuda_alloc_new(rt->raw_alloc, rt->raw_free, (void *)(intptr_t)device);
+    a = tide_cuda_alloc_new(rt->raw_alloc, rt->raw_free, (void *)(intptr_t)device);
+    atomic_store(&allocators[device], a);
   }
   pthread_mutex_unlock(&allocators_lock);
   return a;
@@ -110,10 +112,11 @@ void tide_free_on(int32_t device, void *p, size_t nbytes) {
     tide_free(p, nbytes);
     return;
   }
-  if (!p || device < 0 || device >= MAX_DEVICES || !allocators[device]) return;
+  tide_cuda_alloc *a = p && device >= 0 && device < MAX_DEVICES ? atomic_load(&allocators[device]) : NULL;
+  if (!a) return;
   /* the block is reused by later work on the same stream, which runs after
      whatever reads it now: no synchronisation is needed (one stream per device) */
-  if (tide_cuda_alloc_release(allocators[device], p) == 0) atomic_fetch_sub(&device_live, (int64_t)nbytes);
+  if (tide_cuda_alloc_release(a, p) == 0) atomic_fetch_sub(&device_live, (int64_t)nbytes);
 }
 
 void *tide_cuda_scratch(size_t n) { return tide_alloc_on(current_device, n); }

@@ -1,5 +1,5 @@
-// The mma tile kernel of tests/cudaemu: test_cudaemu.cc runs it under the
-// emulator, mma_nvcc.cu compiles the same source with nvcc (to be run on a GPU).
+// The mma tile kernel of tests/cudaemu: test_cudaemu.cc and kernels/test_mma.cc run it under the
+// emulator; gpu_cuda_kernels (kernels/test_mma.cc compiled by nvcc) runs the PTX on a GPU.
 #ifndef CUDAEMU_MMA_TILE_H
 #define CUDAEMU_MMA_TILE_H
 #include "mma.h"
