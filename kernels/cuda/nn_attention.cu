@@ -251,7 +251,7 @@ int warps_for(int64_t D, size_t es, size_t *smem) {
 int64_t max_head_dim(size_t es) { return (int64_t)((kSmemLimit / es - 64) / 4); }
 
 template <class R> int launch_forward(const attn_params &a) {
-  size_t smem;
+  size_t smem = 0;
   int w = warps_for(a.D, sizeof(R), &smem);
   int64_t rows = a.B * a.H * a.T;
   if (rows == 0) return 0;
@@ -260,7 +260,7 @@ template <class R> int launch_forward(const attn_params &a) {
 }
 
 template <class R> int launch_backward(const attn_params &a) {
-  size_t smem;
+  size_t smem = 0;
   int w = warps_for(a.D, sizeof(R), &smem);
   int64_t qrows = a.B * a.H * a.T, krows = a.B * a.H * a.S;
   if (qrows > 0) {
