@@ -2,7 +2,8 @@
 // forward (out, lse) and backward (dq, dk, dv) in f32 and f64, causal and
 // not, T == S and T != S, with a key mask that leaves some queries no key,
 // several head sizes (1, odd, GPT-2's 64, 128), operands as contiguous
-// [B, H, R, D], padded strides, and GPT-2's views of one fused qkv tensor;
+// [B, H, R, D], padded strides, GPT-2's views of one fused qkv tensor and
+// inputs broadcast over batch or heads (stride 0);
 // outputs poisoned with gaps that must stay so; empty sizes; bits equal
 // under two emulator schedules; errors for a bad dtype and a huge D.
 #include "harness.h"
@@ -15,7 +16,8 @@ struct Case {
   int64_t B, H, T, S, D;
   int causal;
   int mask;    // 0 none, 1 random with left padding (rows without keys), 2 as 1 plus a batch row fully masked
-  int layout;  // 0 contiguous [B, H, R, D]; 1 padded strides; 2 q, k, v views of a fused [B, T, 3, H, D] tensor
+  int layout;  // 0 contiguous [B, H, R, D]; 1 padded strides; 2 q, k, v views of a fused [B, T, 3, H, D] tensor;
+               // 3 broadcast inputs: q shared by the batch rows, k and v by the heads (stride 0)
   double scale;
 };
 
@@ -78,6 +80,11 @@ template <class R> void run_case(const Case &c, uint64_t seed) {
     }
     cur = c.B * c.T * 3 * C + 16;
     dout = place(c, c.T, 2, cur);
+  } else if (c.layout == 3) {
+    q = place(c, c.T, 1, cur), q.st[0] = 0;
+    k = place(c, c.S, 1, cur), k.st[1] = 0;
+    v = place(c, c.S, 0, cur), v.st[1] = 0;
+    dout = place(c, c.T, 1, cur);
   } else {
     q = place(c, c.T, c.layout, cur);
     k = place(c, c.S, c.layout, cur);
@@ -91,7 +98,7 @@ template <class R> void run_case(const Case &c, uint64_t seed) {
   const uint8_t *dm = c.mask ? dmask.as<uint8_t>() : nullptr;
 
   // outputs: out, dq in one layout over T rows; dk, dv over S rows
-  int olayout = c.layout;
+  int olayout = c.layout == 3 ? 0 : c.layout;
   int64_t ocur = 0, gcur = 0, kcur = 0, vcur = 0;
   Opnd out = place(c, c.T, olayout, ocur), dq = place(c, c.T, olayout, gcur);
   Opnd dk = place(c, c.S, olayout, kcur), dv = place(c, c.S, olayout, vcur);
@@ -162,6 +169,7 @@ KTEST(attention_f32_shapes) {
       {2, 3, 37, 37, 16, 1, 0, 0, 0.25},  {2, 3, 37, 37, 16, 0, 0, 1, 0.25},  {1, 2, 20, 45, 33, 1, 0, 1, 0.2},
       {1, 2, 45, 20, 33, 1, 1, 0, 0.2},   {1, 2, 45, 20, 33, 0, 1, 1, 0.2},   {3, 1, 40, 40, 8, 1, 2, 0, 0.35},
       {1, 1, 5, 7, 1, 0, 1, 1, 1.0},      {1, 1, 1, 1, 3, 1, 0, 0, 0.5},      {2, 2, 33, 33, 64, 1, 1, 2, 0.125},
+      {2, 3, 12, 17, 9, 1, 1, 3, 0.4},    {2, 2, 17, 12, 9, 0, 0, 3, 0.4},
   };
   for (const Case &c : cases) run_case<float>(c, seed++);
 }
@@ -170,7 +178,7 @@ KTEST(attention_f64_shapes) {
   uint64_t seed = 30;
   const Case cases[] = {
       {2, 2, 35, 35, 16, 1, 0, 0, 0.25},  {1, 2, 19, 41, 33, 1, 1, 1, 0.2},  {1, 2, 41, 19, 20, 0, 2, 1, 0.3},
-      {2, 2, 33, 33, 64, 1, 1, 2, 0.125},
+      {2, 2, 33, 33, 64, 1, 1, 2, 0.125}, {2, 3, 12, 17, 9, 1, 2, 3, 0.4},
   };
   for (const Case &c : cases) run_case<double>(c, seed++);
 }
