@@ -45,7 +45,7 @@ Opnd place(const Case &c, int64_t R, int layout, int64_t &cur) {
 
 template <class R> std::vector<R> poisoned(size_t n) {
   std::vector<R> v(n);
-  memset(v.data(), 0xFF, n * sizeof(R));
+  if (n) memset(v.data(), 0xFF, n * sizeof(R));
   return v;
 }
 
