@@ -14,6 +14,10 @@ local ffi = require 'ffi'
 local C = require 'tide.C'
 local errors = require 'tide.errors'
 
+-- randperm on any device (runtime/ops/random.c); declared here until runtime/tide_api.h
+-- (whose declarations C.lua reads) carries it, and harmless once it does.
+pcall(ffi.cdef, 'int tide_randperm_on(int64_t n, int32_t dtype, int32_t device, tide_generator *g, tide_tensor **out);')
+
 local M = {}
 
 -- PyTorch's default seed (default_rng_seed_val), so an unseeded program draws
@@ -300,15 +304,17 @@ function M.install(tide, core)
     return r
   end
 
-  -- tide.randperm(n[, {dtype=, generator=}]): a random permutation of 0..n-1
-  -- (0-based, i64), by Fisher-Yates in C (tide_randperm): n - 1 draws.
+  -- tide.randperm(n[, {dtype=, device=, generator=}]): a random permutation of
+  -- 0..n-1 (0-based, i64), by Fisher-Yates in C (tide_randperm_on): n - 1
+  -- draws, the same permutation on every device.
   function api.randperm(n, opts)
     if type(n) ~= 'number' or n % 1 ~= 0 or n < 0 then
       error('randperm: n must be a non-negative integer, got ' .. tostring(n), 2)
     end
     opts = check_opts(opts, 'randperm', 2)
     local dt = core.opt_dtype(opts, TIDE_I64, 2)
-    ccheck(C.tide_randperm(n, dt, gen_of(opts, 'randperm', 2), out1), 'randperm', 2)
+    local dev = core.opt_device(opts, 'randperm', 2)
+    ccheck(C.tide_randperm_on(n, dt, dev, gen_of(opts, 'randperm', 2), out1), 'randperm', 2)
     return core.wrap(out1[0])
   end
 

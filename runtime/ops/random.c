@@ -144,17 +144,22 @@ static int64_t exact_max(int32_t dt) {
   }
 }
 
-int tide_randperm(int64_t n, int32_t dtype, tide_generator *g, tide_tensor **out) {
+/* tide_randperm on a device (TIDE_CPU or a CUDA device): the same permutation everywhere, the kernels
+   following one stream layout. Declared here, not in tide_api.h, until the API header takes it; Lua
+   declares it itself (lua/tide/random.lua). */
+int tide_randperm_on(int64_t n, int32_t dtype, int32_t device, tide_generator *g, tide_tensor **out);
+
+int tide_randperm_on(int64_t n, int32_t dtype, int32_t device, tide_generator *g, tide_tensor **out) {
   if (n < 0) return tide_fail("randperm: n must be a non-negative integer, got %lld", (long long)n);
   if (!tide_dtype_valid(dtype)) return tide_fail("randperm: invalid dtype code %d", dtype);
   if (n > 0 && n - 1 > exact_max(dtype))
     return tide_fail("randperm: %s cannot hold the values 0..%lld; use i64", tide_dtype_name(dtype), (long long)(n - 1));
   if (!g) return tide_fail("randperm: generator is NULL");
   if (!out) return tide_fail("randperm: output pointer is NULL");
-  const tide_backend *be = tide_backend_for(TIDE_CPU, "randperm");
+  const tide_backend *be = tide_backend_for(device, "randperm");
   if (!be) return -1;
   if (!be->random || !be->random->randperm) return tide_not_implemented("randperm", be);
-  tide_tensor *p = tide_new_on(TIDE_CPU, TIDE_I64, 1, &n);
+  tide_tensor *p = tide_new_on(device, TIDE_I64, 1, &n);
   if (!p) return -1;
   if (be->random->randperm((int64_t *)p->data, n, g->seed, g->offset)) {
     tide_tensor_release(p);
@@ -169,6 +174,10 @@ int tide_randperm(int64_t n, int32_t dtype, tide_generator *g, tide_tensor **out
   }
   *out = p;
   return 0;
+}
+
+int tide_randperm(int64_t n, int32_t dtype, tide_generator *g, tide_tensor **out) {
+  return tide_randperm_on(n, dtype, TIDE_CPU, g, out);
 }
 
 int tide_multinomial(const tide_tensor *probs, int64_t n, int32_t replacement, tide_generator *g, tide_tensor **out) {
