@@ -78,12 +78,13 @@ template <class T> struct adamw_scalars {
   int small;
 };
 
-// operands of g: 0 param, 1 grad, 2 exp_avg, 3 exp_avg_sq (element strides)
-template <class T>
+// operands of g: 0 param, 1 grad, 2 exp_avg, 3 exp_avg_sq (element strides); CONTIG: all four
+// contiguous, indexed directly (the usual case, spared the strided offsets' divisions)
+template <class T, bool CONTIG>
 __global__ void adamw_kernel(T *P, const T *G, T *M, T *V, tide_cuda_strided<4> g, int64_t n, adamw_scalars<T> k) {
   TIDE_CUDA_FOR(i, n) {
-    T *p = P + g.offset(0, i), *m = M + g.offset(2, i), *v = V + g.offset(3, i);
-    T gv = G[g.offset(1, i)], mv = *m;
+    T *p = P + (CONTIG ? i : g.offset(0, i)), *m = M + (CONTIG ? i : g.offset(2, i)), *v = V + (CONTIG ? i : g.offset(3, i));
+    T gv = G[CONTIG ? i : g.offset(1, i)], mv = *m;
     T pv = mul_rn(*p, k.decay);
     T d = sub_rn(gv, mv);
     mv = k.small ? fma_t(k.w, d, mv) : fma_t(sub_rn(k.w, (T)1), d, gv);
@@ -103,8 +104,18 @@ static int launch_adamw(void *param, const void *grad, void *exp_avg, void *exp_
   k.decay = (T)decay, k.w = (T)w, k.beta2 = (T)beta2, k.c2 = (T)c2, k.bc2s = (T)bc2s, k.eps = (T)eps, k.nss = (T)nss;
   // torch decides the lerp formula on the weight in the tensor's dtype
   k.small = (k.w < 0 ? -k.w : k.w) < (T)0.5;
-  TIDE_CUDA_LAUNCH("adamw_step_", adamw_kernel<T>, tide_cuda_blocks(n), TIDE_CUDA_THREADS, 0, (T *)param,
-                   (const T *)grad, (T *)exp_avg, (T *)exp_avg_sq, g, n, k);
+  bool contig = true;
+  for (int op = 0; op < 4; op++) {
+    int64_t s = 1;
+    for (int d = g.ndim - 1; d >= 0; d--) {
+      if (g.shape[d] != 1 && g.stride[op][d] != s) contig = false;
+      s *= g.shape[d];
+    }
+  }
+  void (*kernel)(T *, const T *, T *, T *, tide_cuda_strided<4>, int64_t, adamw_scalars<T>) =
+      contig ? adamw_kernel<T, true> : adamw_kernel<T, false>;
+  TIDE_CUDA_LAUNCH("adamw_step_", kernel, tide_cuda_blocks(n), TIDE_CUDA_THREADS, 0, (T *)param, (const T *)grad,
+                   (T *)exp_avg, (T *)exp_avg_sq, g, n, k);
   return 0;
 }
 

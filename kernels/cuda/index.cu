@@ -55,7 +55,9 @@ static int validate_index(const char *what, const void *index, int32_t idt, cons
   unsigned long long *first = (unsigned long long *)tide_cuda_scratch(sizeof *first);
   if (!first) return -1;
   unsigned long long pos = ~0ull;
-  int rc = tide_cuda_to_device(first, &pos, sizeof pos, what);
+  // "none yet": all bits set (an async memset, ordered before the check on the stream)
+  cudaError_t e = cudaMemsetAsync(first, 0xFF, sizeof *first, TIDE_CUDA_STREAM);
+  int rc = e == cudaSuccess ? 0 : tide_fail("%s on cuda: %s", what, cudaGetErrorString(e));
   if (rc == 0) {
     LAUNCH(check_index_kernel, tide_cuda_blocks(n), TIDE_CUDA_THREADS, 0, TIDE_CUDA_STREAM, first, (const char *)index,
            idt, ies, g, n, size);

@@ -33,7 +33,9 @@ static int embedding_check_ids(const int64_t *ids, int64_t n, int64_t V, int64_t
   unsigned long long *first = (unsigned long long *)tide_cuda_scratch(sizeof *first);
   if (!first) return -1;
   unsigned long long pos = ~0ull;
-  int rc = tide_cuda_to_device(first, &pos, sizeof pos, what);
+  // "none yet": all bits set (an async memset, ordered before the check on the stream)
+  cudaError_t e = cudaMemsetAsync(first, 0xFF, sizeof *first, TIDE_CUDA_STREAM);
+  int rc = e == cudaSuccess ? 0 : tide_fail("%s on cuda: %s", what, cudaGetErrorString(e));
   if (rc == 0) {
     LAUNCH(embedding_check_kernel, tide_cuda_blocks(n), TIDE_CUDA_THREADS, 0, TIDE_CUDA_STREAM, first, ids, n, V);
     rc = tide_cuda_after_launch(what);
@@ -92,7 +94,7 @@ __global__ void embedding_backward_kernel(T *dw, const T *g, const int64_t *ids,
   if (mine)
     for (int64_t r = r0; r < r1; r++) dw[r * C + c] = (T)0;
   for (int64_t base = 0; base < n; base += EMB_THREADS) {
-    int64_t m = n - base < EMB_THREADS ? n - base : EMB_THREADS;
+    int64_t m = n - base < (int64_t)EMB_THREADS ? n - base : (int64_t)EMB_THREADS;
     __syncthreads();  // the previous chunk is read by every thread before it is replaced
     if ((int64_t)threadIdx.x < m) tile[threadIdx.x] = ids[base + threadIdx.x];
     __syncthreads();
