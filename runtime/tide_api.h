@@ -125,6 +125,8 @@ int tide_randint_(tide_tensor *t, tide_generator *g, int64_t low, int64_t high);
 int tide_bernoulli_(tide_tensor *t, tide_generator *g, double p);
 /* A random permutation of 0..n-1 from g (Fisher-Yates, n - 1 draws) as a 1-d tensor of dtype. */
 int tide_randperm(int64_t n, int32_t dtype, tide_generator *g, tide_tensor **out);
+/* tide_randperm on device (-1: the CPU, n: cuda:n): the same permutation on every device. */
+int tide_randperm_on(int64_t n, int32_t dtype, int32_t device, tide_generator *g, tide_tensor **out);
 
 /* views: share t's storage; a -1 in a shape is inferred ------------------------- */
 

@@ -14,9 +14,6 @@ local ffi = require 'ffi'
 local C = require 'tide.C'
 local errors = require 'tide.errors'
 
--- randperm on any device (runtime/ops/random.c); declared here until runtime/tide_api.h
--- (whose declarations C.lua reads) carries it, and harmless once it does.
-pcall(ffi.cdef, 'int tide_randperm_on(int64_t n, int32_t dtype, int32_t device, tide_generator *g, tide_tensor **out);')
 
 local M = {}
 

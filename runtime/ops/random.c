@@ -144,11 +144,6 @@ static int64_t exact_max(int32_t dt) {
   }
 }
 
-/* tide_randperm on a device (TIDE_CPU or a CUDA device): the same permutation everywhere, the kernels
-   following one stream layout. Declared here, not in tide_api.h, until the API header takes it; Lua
-   declares it itself (lua/tide/random.lua). */
-int tide_randperm_on(int64_t n, int32_t dtype, int32_t device, tide_generator *g, tide_tensor **out);
-
 int tide_randperm_on(int64_t n, int32_t dtype, int32_t device, tide_generator *g, tide_tensor **out) {
   if (n < 0) return tide_fail("randperm: n must be a non-negative integer, got %lld", (long long)n);
   if (!tide_dtype_valid(dtype)) return tide_fail("randperm: invalid dtype code %d", dtype);
