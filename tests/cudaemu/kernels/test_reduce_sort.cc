@@ -279,6 +279,8 @@ KTEST(sort_every_dtype) {
   order_case(r, TIDE_BF16, {3000, 2}, {2, 1}, 6000, 0, -1, 1);
   order_case(r, TIDE_I64, {3, 2500}, {1, 3}, 7500, 1, -1, 1);
   order_case(r, TIDE_F32, {3, 40}, {1, 0}, 3, 1, -1, 1);
+  order_case(r, TIDE_F64, {9000, 2}, {2, 1}, 18000, 0, -1, 0);  // three sequence sizes across chunks
+  order_case(r, TIDE_F32, {2, 3000}, {1, 2}, 6000, 1, 600, 1);   // topk with a large k: the whole sort
 }
 
 KTEST(topk_every_dtype) {
@@ -296,6 +298,8 @@ KTEST(topk_every_dtype) {
     order_case(r, TIDE_F32, {1, 50257}, {50257, 1}, 50257, 1, 50, largest);
     order_case(r, TIDE_BF16, {1, 50257}, {50257, 1}, 50257, 1, 1, largest);
   }
+  order_case(r, TIDE_F32, {50257}, {1}, 50257, 0, 500, 1);  // four rounds of candidates
+  order_case(r, TIDE_I32, {3, 5000}, {5000, 1}, 15000, 1, 100, 0);
 }
 
 KTEST(sort_deterministic) {
