@@ -8,9 +8,10 @@
 // columns owns one output (a "unit"), its TY lanes walk the unit's elements
 // in a fixed interleave and then fold their partials in a fixed tree through
 // shared memory. TX and TY depend only on the shape, so a result has the same
-// bits on every run. Long reductions with few outputs are cut into fixed
-// pieces whose partials (in device scratch) a second launch folds the same
-// way. The max/min updates are order-free (NaN first, then the larger value,
+// bits on every run. Where that gives too few blocks (few long reductions, or
+// column sums of a tall matrix), the reduced dim is cut into pieces fixed by
+// the shape, whose partials (in device scratch) a second launch folds the
+// same way. The max/min updates are order-free (NaN first, then the larger value,
 // ties to the lower index), as on the CPU, so any fold order gives torch's
 // first-occurrence answer.
 #include "common.cuh"
@@ -23,8 +24,9 @@ namespace {
 
 enum { K_SUM, K_PROD, K_MAX, K_MIN };
 enum { THREADS = 256 };
-// below FEW_OUTPUTS outputs, reductions of at least SPLIT_MIN elements are cut into pieces
-enum { FEW_OUTPUTS = 64, SPLIT_MIN = 32768, PIECE = 16384, MAX_PIECES = 1024 };
+// a launch of fewer than FEW_BLOCKS blocks cuts reductions of at least 2 * MIN_PIECE elements into
+// pieces of at least MIN_PIECE, at most MAX_PIECES of them
+enum { FEW_BLOCKS = 512, MIN_PIECE = 1024, MAX_PIECES = 1024 };
 
 // A partial result: f for float inputs, i for integers, at the position of
 // the max/min (INT64_MAX while nothing was seen).
@@ -132,7 +134,7 @@ __device__ __forceinline__ int64_t offset_of(const tide_cuda_strided<1> &g, int6
   return g.offset(0, i);
 }
 
-// MODE 0: input -> outputs; 1: input pieces -> partials (unit = o * P + piece);
+// MODE 0: input -> outputs; 1: input pieces -> partials (unit = piece * M + o);
 // 2: the P partials of each output -> outputs.
 template <int MODE>
 __global__ void reduce_kernel(Params q, const char *in, const Acc *part_in, char *out, int64_t *idx, Acc *part_out) {
@@ -147,11 +149,11 @@ __global__ void reduce_kernel(Params q, const char *in, const Acc *part_in, char
     acc_init(a, q.kind);
     if (u < units) {
       if (MODE == 2) {
-        const Acc *pp = part_in + u * q.P;
-        for (int64_t k = y; k < q.P; k += ty) acc_combine(a, pp[k], q);
+        for (int64_t k = y; k < q.P; k += ty) acc_combine(a, part_in[k * q.M + u], q);
       } else {
-        int64_t o = MODE == 1 ? u / q.P : u;
-        int64_t j0 = MODE == 1 ? (u % q.P) * q.piece : 0;
+        // pieces are the slow index of the units, so neighbouring threads take neighbouring outputs
+        int64_t o = MODE == 1 ? u % q.M : u;
+        int64_t j0 = MODE == 1 ? (u / q.M) * q.piece : 0;
         int64_t j1 = MODE == 1 ? (j0 + q.piece < q.R ? j0 + q.piece : q.R) : q.R;
         const char *base = in + offset_of(q.og, o) * q.es;
         for (int64_t j = j0 + y; j < j1; j += ty) acc_add(a, base + offset_of(q.rg, j) * q.es, j, q);
@@ -260,21 +262,25 @@ int reduce(void *outp, int64_t *indices, const void *inp, int32_t op, int32_t dt
   if (q.M == 0) return 0;
   char *out = (char *)outp;
   const char *in = (const char *)inp;
-  if (q.M < FEW_OUTPUTS && q.R >= SPLIT_MIN) {
-    // few long reductions: fixed pieces (by shape alone) reduced by many blocks, then folded in order
-    int64_t piece = PIECE;
-    if ((q.R + piece - 1) / piece > MAX_PIECES) piece = (q.R + MAX_PIECES - 1) / MAX_PIECES;
-    q.piece = piece;
-    q.P = (q.R + piece - 1) / piece;
+  int tx_log = column ? 5 : row_tx_log(q.R);  // column mode: 32 outputs x 8 lanes
+  int64_t blocks = (q.M + ((int64_t)1 << tx_log) - 1) >> tx_log;
+  if (blocks < FEW_BLOCKS && q.R >= 2 * MIN_PIECE) {
+    // too few blocks for the GPU (few outputs, or a column sum of a tall matrix): the reduced dim is cut
+    // into P pieces (by shape alone) reduced by P times as many blocks, then the partials are folded
+    int64_t P = (FEW_BLOCKS + blocks - 1) / blocks, most = q.R / MIN_PIECE;
+    if (P > most) P = most;
+    if (P > MAX_PIECES) P = MAX_PIECES;
+    q.piece = (q.R + P - 1) / P;
+    q.P = (q.R + q.piece - 1) / q.piece;
     size_t bytes = sizeof(Acc) * (size_t)(q.M * q.P);
     Acc *part = (Acc *)tide_cuda_scratch(bytes);
     if (!part) return -1;
-    q.tx_log = 0;
-    LAUNCH(reduce_kernel<1>, grid_for(q.M * q.P, 0), THREADS, 0, TIDE_CUDA_STREAM, q, in, (const Acc *)nullptr,
+    q.tx_log = column ? 5 : row_tx_log(q.piece);
+    LAUNCH(reduce_kernel<1>, grid_for(q.M * q.P, q.tx_log), THREADS, 0, TIDE_CUDA_STREAM, q, in, (const Acc *)nullptr,
            out, indices, part);
     int rc = tide_cuda_after_launch("reduce");
     if (rc == 0) {
-      q.tx_log = row_tx_log(q.P);
+      q.tx_log = q.M >= 32 ? 5 : row_tx_log(q.P);
       LAUNCH(reduce_kernel<2>, grid_for(q.M, q.tx_log), THREADS, 0, TIDE_CUDA_STREAM, q, in, (const Acc *)part,
              out, indices, (Acc *)nullptr);
       rc = tide_cuda_after_launch("reduce");
@@ -284,7 +290,7 @@ int reduce(void *outp, int64_t *indices, const void *inp, int32_t op, int32_t dt
   }
   q.P = 1;
   q.piece = q.R;
-  q.tx_log = column ? 5 : row_tx_log(q.R);  // column mode: 32 outputs x 8 lanes
+  q.tx_log = tx_log;
   TIDE_CUDA_LAUNCH("reduce", reduce_kernel<0>, grid_for(q.M, q.tx_log), THREADS, 0, q, in, (const Acc *)nullptr,
                    out, indices, (Acc *)nullptr);
   return 0;

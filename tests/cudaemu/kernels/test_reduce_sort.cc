@@ -136,6 +136,9 @@ KTEST(reduce_broadcast_and_long_rows) {
     reduce_case(r, TIDE_F64, op, {70000}, {1}, 70000, -1);
     reduce_case(r, TIDE_I64, op, {35000, 2}, {2, 1}, 70000, 0);
     reduce_case(r, TIDE_BF16, op, {2, 300, 120}, {36000, 1, 300}, 72000, -1);
+    // a column reduction of a tall matrix: column mode cut into pieces
+    reduce_case(r, TIDE_F32, op, {4100, 33}, {33, 1}, 135300, 0, false);
+    reduce_case(r, TIDE_I32, op, {2500, 20}, {20, 1}, 50000, 0);
   }
 }
 
@@ -164,7 +167,7 @@ KTEST(reduce_deterministic) {
   Rng r(13);
   auto x = r.normal_vec<float>(80000);
   Dev dx = upload(x), d1(8 * 4), d2(8 * 4);
-  for (auto geo : std::vector<std::vector<int64_t>>{{2, 40000}, {400, 200}, {200, 400}}) {
+  for (auto geo : std::vector<std::vector<int64_t>>{{2, 40000}, {400, 200}, {4000, 20}}) {
     std::vector<int64_t> shape = {geo[0], geo[1]}, stride = {geo[1], 1};
     for (int32_t dim : {0, 1, -1}) {
       int64_t M = dim < 0 ? 1 : shape[1 - dim];
