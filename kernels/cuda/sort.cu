@@ -195,9 +195,9 @@ unsigned grid_of(int64_t blocks) { return (unsigned)(blocks < 65535 * 8 ? blocks
 int sort_long(const Row &w, int64_t rows, const char *in, char *values, int64_t *indices, const char *what) {
   size_t per = (size_t)w.n2 * 16;
   int64_t batch = (int64_t)(SCRATCH_CAP / per);
-  if (batch < 1) batch = 1;
   if (batch > rows) batch = rows;
   if (batch > 65535 * 8 / (w.n2 / CHUNK)) batch = 65535 * 8 / (w.n2 / CHUNK);
+  if (batch < 1) batch = 1;
   size_t bytes = per * (size_t)batch;
   uint64_t *keys = (uint64_t *)tide_cuda_scratch(bytes);
   if (!keys) return -1;
@@ -238,9 +238,9 @@ int sort_long(const Row &w, int64_t rows, const char *in, char *values, int64_t 
 int topk_long(const Row &w, int64_t rows, const char *in, char *values, int64_t *indices, const char *what) {
   int64_t nch0 = (w.len + CHUNK - 1) / CHUNK, per_row = nch0 * w.k;
   int64_t batch = (int64_t)(SCRATCH_CAP / 2 / ((size_t)per_row * 16));
-  if (batch < 1) batch = 1;
   if (batch > rows) batch = rows;
   if (batch > 65535 * 8 / nch0) batch = 65535 * 8 / nch0;
+  if (batch < 1) batch = 1;
   size_t half = (size_t)batch * (size_t)per_row * 16, bytes = 2 * half;
   char *scratch = (char *)tide_cuda_scratch(bytes);
   if (!scratch) return -1;

@@ -68,15 +68,15 @@ static void compare_out(const std::vector<unsigned char> &got, const std::vector
 
 // One reduce case: `buf` elements of storage viewed with shape/stride, reduced by op over dim (-1: all).
 static void reduce_case(Rng &r, int32_t dt, int32_t op, std::vector<int64_t> shape, std::vector<int64_t> stride,
-                        size_t buf, int32_t dim, bool specials = true) {
+                        size_t buf, int32_t dim, bool specials = true, bool with_idx = true) {
   int32_t nd = (int32_t)shape.size();
   int32_t odt = out_dtype(op, dt);
   int oes = tide_dtype_size(odt);
   int64_t M = 1;
   if (dim >= 0) for (int32_t i = 0; i < nd; i++) if (i != dim) M *= shape[i];
-  bool want_idx = dim >= 0 && (op == TIDE_MAX || op == TIDE_MIN);
+  bool want_idx = with_idx && dim >= 0 && (op == TIDE_MAX || op == TIDE_MIN);
   auto in = make_input(r, dt, buf, specials, op == TIDE_PROD);
-  Dev din = upload(in), dout(M * oes + 1), didx(M * 8 + 1);
+  Dev din = upload(in), dout(M * oes + 1), didx(M * 8 + 8);
   std::vector<unsigned char> want(M * oes + 1, 0xFF);
   std::vector<int64_t> widx(M + 1, -1);
   CHECK_OK(cuda().reduce->reduce(dout.p, want_idx ? didx.as<int64_t>() : nullptr, din.p, op, dt, odt, nd, shape.data(),
@@ -113,6 +113,8 @@ KTEST(reduce_every_op_and_dtype) {
       reduce_case(r, dt, op, {37, 5}, {1, 37}, 185, -1);
       reduce_case(r, dt, op, {3, 4, 6}, {60, 14, 2}, 180, 1);
       reduce_case(r, dt, op, {3, 4, 6}, {60, 14, 2}, 180, -1);
+      // max/min over a dim without positions (amax, amin)
+      if (op == TIDE_MAX || op == TIDE_MIN) reduce_case(r, dt, op, {37, 5}, {1, 37}, 185, 0, true, false);
       // size 1 and 0-d
       reduce_case(r, dt, op, {1}, {1}, 1, 0);
       reduce_case(r, dt, op, {}, {}, 1, -1);
@@ -165,9 +167,10 @@ KTEST(reduce_empty) {
 
 KTEST(reduce_deterministic) {
   Rng r(13);
-  auto x = r.normal_vec<float>(80000);
-  Dev dx = upload(x), d1(8 * 4), d2(8 * 4);
-  for (auto geo : std::vector<std::vector<int64_t>>{{2, 40000}, {400, 200}, {4000, 20}}) {
+  auto x = r.normal_vec<float>(40000);
+  Dev dx = upload(x);
+  // split rows, one block per output, a column sum in two pieces
+  for (auto geo : std::vector<std::vector<int64_t>>{{2, 20000}, {200, 200}, {2100, 16}}) {
     std::vector<int64_t> shape = {geo[0], geo[1]}, stride = {geo[1], 1};
     for (int32_t dim : {0, 1, -1}) {
       int64_t M = dim < 0 ? 1 : shape[1 - dim];
