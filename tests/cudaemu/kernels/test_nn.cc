@@ -43,7 +43,8 @@ template <class T> void softmax_case(int64_t outer, int64_t L, int64_t inner, in
   CHECK_OK(cuda().softmax->softmax_forward(dout.p, dx_.p, outer, L, inner, lg, dt));
   CHECK_OK(cpu().softmax->softmax_forward(want.data(), x.data(), outer, L, inner, lg, dt));
   auto got = download<T>(dout, n);
-  expect_close(got, want, rtol_of(dt), dt == TIDE_F32 ? 1e-7 : 1e-14, what);
+  // atol: log_softmax near 0 carries the f32 exps' error in lse (the GPU's expf is within 2 ulp, the CPU's 1.2)
+  expect_close(got, want, rtol_of(dt), dt == TIDE_F32 ? 5e-7 : 1e-14, what);
   // the backward from the CPU's forward output, so both see the same y
   Dev dy_out = upload(want);
   CHECK_OK(cuda().softmax->softmax_backward(dgrad.p, ddy.p, dy_out.p, outer, L, inner, lg, dt));
@@ -91,7 +92,7 @@ KTEST(softmax_special_values) {
     std::vector<float> want(x.size());
     CHECK_OK(cuda().softmax->softmax_forward(dy.p, dx.p, 5, L, 1, lg, TIDE_F32));
     CHECK_OK(cpu().softmax->softmax_forward(want.data(), x.data(), 5, L, 1, lg, TIDE_F32));
-    expect_close(download<float>(dy, x.size()), want, 1e-6, 1e-7, lg ? "log_softmax special" : "softmax special");
+    expect_close(download<float>(dy, x.size()), want, 2e-6, 5e-7, lg ? "log_softmax special" : "softmax special");
     // the same values down a non-last dim: [L, 5] transposed
     std::vector<float> xt(x.size()), wt(x.size());
     for (int64_t i = 0; i < 5; i++)
@@ -99,7 +100,7 @@ KTEST(softmax_special_values) {
     Dev dxt = upload(xt), dyt(x.size() * 4);
     CHECK_OK(cuda().softmax->softmax_forward(dyt.p, dxt.p, 1, L, 5, lg, TIDE_F32));
     CHECK_OK(cpu().softmax->softmax_forward(wt.data(), xt.data(), 1, L, 5, lg, TIDE_F32));
-    expect_close(download<float>(dyt, x.size()), wt, 1e-6, 1e-7, "softmax special, columns");
+    expect_close(download<float>(dyt, x.size()), wt, 2e-6, 5e-7, "softmax special, columns");
   }
 }
 
