@@ -20,7 +20,6 @@ template <> struct bin_unsigned<int32_t> { typedef uint32_t type; };
 template <> struct bin_unsigned<int64_t> { typedef uint64_t type; };
 template <> struct bin_unsigned<uint8_t> { typedef uint8_t type; };
 
-template <class T> constexpr bool bin_is_float() { return sizeof(T) >= 4 && T(0.5) != T(0); }
 
 static __device__ __forceinline__ float bin_pow(float a, float b) { return powf(a, b); }
 static __device__ __forceinline__ double bin_pow(double a, double b) { return pow(a, b); }
@@ -40,7 +39,7 @@ template <int OP, class T> __device__ __forceinline__ typename bin_out<OP, T>::t
   else if constexpr (OP == TIDE_AND) return (uint8_t)((a != 0) & (b != 0));
   else if constexpr (OP == TIDE_OR) return (uint8_t)((a != 0) | (b != 0));
   else if constexpr (OP == TIDE_XOR) return (uint8_t)((a != 0) ^ (b != 0));
-  else if constexpr (bin_is_float<T>()) {
+  else if constexpr (std::is_floating_point<T>::value) {
     if constexpr (OP == TIDE_ADD) return a + b;
     else if constexpr (OP == TIDE_SUB) return a - b;
     else if constexpr (OP == TIDE_MUL) return a * b;
@@ -144,7 +143,8 @@ __global__ void scan_kernel(const T *x, pw_geom<1> g, int64_t n, int32_t negativ
     int64_t off[1];
     g.offsets(i, off);
     T v = x[off[0]];
-    bad |= negative ? v < (T)0 : v == (T)0;
+    if constexpr (std::is_signed<T>::value) bad |= negative ? v < (T)0 : v == (T)0;
+    else bad |= !negative && v == (T)0;  // u8 has no negative values
   }
   if (bad) *found = 1;
 }

@@ -10,6 +10,7 @@ extern "C" {
 #include "dtype.h"
 }
 #include <math.h>
+#include <type_traits>
 
 // per-element operations -----------------------------------------------------------
 
@@ -49,12 +50,8 @@ template <> struct un_unsigned<int32_t> { typedef uint32_t type; };
 template <> struct un_unsigned<int64_t> { typedef uint64_t type; };
 template <> struct un_unsigned<uint8_t> { typedef uint8_t type; };
 
-template <class T> constexpr bool un_is_float() { return sizeof(T) >= 4 && T(0.5) != T(0); }
 
 // The predicates write bool bytes whatever type they read.
-static __host__ __device__ constexpr bool un_predicate(int op) {
-  return op == TIDE_NOT || op == TIDE_ISNAN || op == TIDE_ISINF;
-}
 template <int OP, class T> struct un_out { typedef T type; };
 template <class T> struct un_out<TIDE_NOT, T> { typedef uint8_t type; };
 template <class T> struct un_out<TIDE_ISNAN, T> { typedef uint8_t type; };
@@ -112,7 +109,7 @@ template <int OP, class T> __device__ __forceinline__ typename un_out<OP, T>::ty
 }
 
 template <int OP, class T> __device__ __forceinline__ typename un_out<OP, T>::type un_apply(T a) {
-  if constexpr (un_is_float<T>()) return un_float<OP, T>(a);
+  if constexpr (std::is_floating_point<T>::value) return un_float<OP, T>(a);
   else return un_int<OP, T>(a);
 }
 
