@@ -44,11 +44,11 @@ local function ints(seed, rows, cols, dt, lo, hi)
   return tide.tensor(v, { dtype = dt }):view(rows, cols)
 end
 
-local function is_float(dt) return dt == 'f32' or dt == 'f64' or dt == 'bf16' end
+local function is_float(dt) return dt == 'f32' or dt == 'f64' or dt == 'bf16' or dt == 'f16' end
 
 -- x of dtype dt for the op tests: floats with edge values, integers in a small range
 local function input(seed, dt, rows, cols)
-  if dt == 'f32' or dt == 'f64' or dt == 'bf16' then return values(seed, rows, cols, 3, true):to(dt) end
+  if is_float(dt) then return values(seed, rows, cols, 3, true):to(dt) end
   if dt == 'bool' then return ints(seed, rows, cols, 'i64', 0, 1):to('bool') end
   if dt == 'u8' then return ints(seed, rows, cols, 'u8', 0, 255) end
   return ints(seed, rows, cols, dt, -50, 50)
@@ -62,7 +62,7 @@ end
 
 T.test('unary ops on cuda: every op and dtype, contiguous, transposed and in place', function()
   T.need_cuda()
-  for _, dt in ipairs { 'f32', 'bf16', 'f64', 'i32', 'i64', 'u8', 'bool' } do
+  for _, dt in ipairs { 'f32', 'bf16', 'f16', 'f64', 'i32', 'i64', 'u8', 'bool' } do
     local x = input(1, dt, 5, 6)
     for _, name in ipairs(unary_names) do
       local skip = name == 'neg' and dt == 'bool'  -- an error on both (checked below)
@@ -98,7 +98,7 @@ end)
 
 -- the right-hand operand for op in dtype dt: no integer fmod by 0, no negative integer powers
 local function rhs(name, dt, seed)
-  local integer = dt ~= 'f32' and dt ~= 'f64' and dt ~= 'bf16'
+  local integer = not is_float(dt)
   if integer and name == 'pow' then return ints(seed, 5, 6, dt == 'bool' and 'i64' or dt, 0, 3):to(dt) end
   if integer and name == 'fmod' then
     if dt == 'bool' then return tide.ones(5, 6, { dtype = 'bool' }) end
@@ -109,8 +109,8 @@ end
 
 T.test('binary ops on cuda: every op and dtype, broadcasting, transposed, numbers and 0-d operands', function()
   T.need_cuda()
-  for _, dt in ipairs { 'f32', 'bf16', 'f64', 'i32', 'i64', 'u8', 'bool' } do
-    local a, b = input(2, dt, 5, 6), rhs('', dt, 3)
+  for _, dt in ipairs { 'f32', 'bf16', 'f16', 'f64', 'i32', 'i64', 'u8', 'bool' } do
+    local a = input(2, dt, 5, 6)
     for _, name in ipairs(binary_names) do
       local ok_here = not (name == 'sub' and dt == 'bool')  -- an error on both (checked below)
       if ok_here then
@@ -127,13 +127,12 @@ T.test('binary ops on cuda: every op and dtype, broadcasting, transposed, number
           label .. ' with 0-d')
         -- numbers on either side (integral and fractional), booleans
         for _, s in ipairs { 2, 0.5, -3 } do
-          local skip_int = (dt ~= 'f32' and dt ~= 'f64' and dt ~= 'bf16') and (name == 'fmod' or name == 'pow')
-            and s ~= 2
+          local skip_int = not is_float(dt) and (name == 'fmod' or name == 'pow') and s ~= 2
           if not skip_int then
             T.device_parity(function(x) return x[name](x, s) end, { a }, nil, label .. ' with ' .. s)
           end
-          if name ~= 'pow' or dt == 'f32' or dt == 'f64' or dt == 'bf16' then
-            if not (name == 'fmod' and dt ~= 'f32' and dt ~= 'f64' and dt ~= 'bf16') then
+          if name ~= 'pow' or is_float(dt) then
+            if not (name == 'fmod' and not is_float(dt)) then
               T.device_parity(function(x) return tide[name](s, x) end, { bb }, nil, s .. ' ' .. label)
             end
           end
@@ -148,6 +147,18 @@ T.test('binary ops on cuda: every op and dtype, broadcasting, transposed, number
     local t = tide.ones(2, { dtype = 'bool', device = 'cuda' })
     return t - t
   end, 'subtracting bool tensors')
+end)
+
+T.test('binary ops on cuda: size 0, size 1 and 0-d with 0-d', function()
+  T.need_cuda()
+  for _, name in ipairs(binary_names) do
+    T.device_parity(function(x, y) return x[name](x, y) end, { tide.randn(0, 3), tide.randn(1, 3) }, nil, name .. ' empty')
+    T.device_parity(function(x, y) return x[name](x, y) end, { tide.randn(1), tide.randn(1) }, nil, name .. ' one')
+    T.device_parity(function(x, y) return x[name](x, y) end, { tide.randn(2, 1), tide.randn(1) }, nil,
+      name .. ' one broadcast')
+    T.device_parity(function(x, y) return x[name](x, y) end, { tide.tensor(1.25), tide.tensor(-0.5) }, nil, name .. ' 0-d')
+    T.device_parity(function(x) return x[name](x, 3) end, { tide.tensor(1.25) }, nil, name .. ' 0-d with number')
+  end
 end)
 
 T.test('binary in-place ops on cuda: a:add_(b) and friends, numbers, strided targets, dtype casts', function()
