@@ -11,13 +11,15 @@
 // ndim 1 and offsets are i * stride with no division at all.
 template <int K> struct pw_geom {
   int32_t ndim;
+  int32_t small;  // the element count fits 32 bits: divide in 32 bits (several times cheaper on a GPU)
   int64_t shape[TIDE_MAX_DIMS];
   int64_t stride[K][TIDE_MAX_DIMS];
   // off[k] = operand k's element offset of row-major linear index i
   __device__ __forceinline__ void offsets(int64_t i, int64_t off[K]) const {
     for (int k = 0; k < K; k++) off[k] = 0;
     for (int d = ndim - 1; d > 0; d--) {
-      int64_t q = i / shape[d], r = i - q * shape[d];
+      int64_t q = small ? (int64_t)((uint32_t)i / (uint32_t)shape[d]) : i / shape[d];
+      int64_t r = i - q * shape[d];
       for (int k = 0; k < K; k++) off[k] += r * stride[k][d];
       i = q;
     }
@@ -63,6 +65,7 @@ static inline int64_t pw_geom_init(pw_geom<K> *g, int32_t ndim, const int64_t *s
     m = 1;
   }
   g->ndim = m;
+  g->small = n <= (int64_t)UINT32_MAX;
   for (int d = 0; d < m; d++) {
     g->shape[d] = sh[m - 1 - d];
     for (int k = 0; k < K; k++) g->stride[k][d] = ss[k][m - 1 - d];
