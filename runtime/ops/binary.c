@@ -165,8 +165,26 @@ static int binary_scalar(const tide_backend *be, int32_t dev, int32_t op, tide_t
   binary_types(op, p, &od, &cd);
   scalar_tensor sc;
   tide_tensor *st = scalar_init(&sc, cd, s);
-  return scalar_first ? binary_core(be, dev, op, st, a, p, dst, out, name)
-                      : binary_core(be, dev, op, a, st, p, dst, out, name);
+  if (dev == TIDE_CPU)
+    return scalar_first ? binary_core(be, dev, op, st, a, p, dst, out, name)
+                        : binary_core(be, dev, op, a, st, p, dst, out, name);
+  /* A kernel on another device cannot read the stack: the scalar becomes a 0-d tensor there,
+     filled with the value scalar_init settled on (exact in a double for every compute dtype,
+     so the fill stores the same bits, wrapped integers included). */
+  double v;
+  switch (cd) {
+    case TIDE_F32: v = sc.v.f32; break;
+    case TIDE_F64: v = sc.v.f64; break;
+    case TIDE_I32: v = sc.v.i32; break;
+    case TIDE_I64: v = (double)sc.v.i64; break;
+    default: v = sc.v.u8; break;
+  }
+  tide_tensor *ds = NULL;
+  TIDE_TRY(tide_full(cd, 0, NULL, v, dev, &ds));
+  int rc = scalar_first ? binary_core(be, dev, op, ds, a, p, dst, out, name)
+                        : binary_core(be, dev, op, a, ds, p, dst, out, name);
+  tide_tensor_release(ds);
+  return rc;
 }
 
 int tide_binary_scalar(int32_t op, const tide_tensor *a, double s, int32_t scalar_first, tide_tensor **out) {

@@ -62,10 +62,11 @@ function M.install(tide, core)
     return ("%s: expected a tensor, number or boolean operand, got %s"):format(name, type(x))
   end
 
-  -- A 0-d tensor for a Lua value beside tensor `other` (or none). Numbers get
-  -- the dtype PyTorch gives a number in that company, so the engine's 0-d
-  -- promotion rule then yields PyTorch's result type.
-  local function scalar_tensor(v, other)
+  -- A 0-d tensor for a Lua value beside tensor `other` (or none), on the
+  -- device of `other` or else of tensor `on`. Numbers get the dtype PyTorch
+  -- gives a number in that company, so the engine's 0-d promotion rule then
+  -- yields PyTorch's result type.
+  local function scalar_tensor(v, other, on)
     local dt
     if type(v) == 'boolean' then
       dt, v = C.TIDE_BOOL, v and 1 or 0
@@ -76,7 +77,8 @@ function M.install(tide, core)
       elseif integral then dt = C.TIDE_I64
       else dt = C.TIDE_F32 end
     end
-    if C.tide_full(dt, 0, nil, v, other and other._c.device or -1, out1) ~= 0 then raise(2) end
+    local holder = other or on
+    if C.tide_full(dt, 0, nil, v, holder and holder._c.device or -1, out1) ~= 0 then raise(2) end
     return wrap(out1[0])
   end
 
@@ -86,12 +88,12 @@ function M.install(tide, core)
       local tb = type(b)
       if is_tensor(b) then rc = C.tide_binary(op, a._c, b._c, out1)
       elseif tb == 'number' then rc = C.tide_binary_scalar(op, a._c, b, 0, out1)
-      elseif tb == 'boolean' then rc = C.tide_binary(op, a._c, scalar_tensor(b)._c, out1)
+      elseif tb == 'boolean' then rc = C.tide_binary(op, a._c, scalar_tensor(b, nil, a)._c, out1)
       else error(bad_operand(name, b), level) end
     elseif is_tensor(b) then
       local ta = type(a)
       if ta == 'number' then rc = C.tide_binary_scalar(op, b._c, a, 1, out1)
-      elseif ta == 'boolean' then rc = C.tide_binary(op, scalar_tensor(a)._c, b._c, out1)
+      elseif ta == 'boolean' then rc = C.tide_binary(op, scalar_tensor(a, nil, b)._c, b._c, out1)
       else error(bad_operand(name, a), level) end
     else
       error(("%s: expected at least one tensor operand, got %s and %s"):format(name, type(a), type(b)), level)
@@ -106,7 +108,7 @@ function M.install(tide, core)
     local tb = type(b)
     if is_tensor(b) then rc = C.tide_binary_(op, a._c, b._c)
     elseif tb == 'number' then rc = C.tide_binary_scalar_(op, a._c, b)
-    elseif tb == 'boolean' then rc = C.tide_binary_(op, a._c, scalar_tensor(b)._c)
+    elseif tb == 'boolean' then rc = C.tide_binary_(op, a._c, scalar_tensor(b, nil, a)._c)
     else error(bad_operand(name, b), level) end
     if rc ~= 0 then raise(level) end
     poll(level)
@@ -274,7 +276,7 @@ function M.install(tide, core)
         error(bad_operand('where', v), level)
       end
     end
-    if not is_tensor(a) then a = scalar_tensor(a, is_tensor(b) and b or nil) end
+    if not is_tensor(a) then a = scalar_tensor(a, is_tensor(b) and b or nil, cond) end
     if not is_tensor(b) then b = scalar_tensor(b, a) end
     if C.tide_where(cond._c, a._c, b._c, out1) ~= 0 then raise(level) end
     return wrap(out1[0])
@@ -375,14 +377,15 @@ function M.install(tide, core)
     reg.def { name, forward = Tensor[name], fn = 'any',
       backward = function(_, g, a, b)
         -- ties split the gradient evenly, as torch does
-        local wa = pick(a, b):to(g:dtype()) + a:eq(b):to(g:dtype()) * 0.5
+        -- either side may be a number (tide.maximum(0, x)): compare through the functions
+        local wa = pick(a, b):to(g:dtype()) + Tensor.eq(a, b):to(g:dtype()) * 0.5
         local ga = is_tensor(a) and sum_to(g * wa, a:shape()) or nil
         local gb = is_tensor(b) and sum_to(g * (1 - wa), b:shape()) or nil
         return ga, gb
       end }
   end
-  ties('maximum', function(a, b) return a:gt(b) end)
-  ties('minimum', function(a, b) return a:lt(b) end)
+  ties('maximum', function(a, b) return Tensor.gt(a, b) end)
+  ties('minimum', function(a, b) return Tensor.lt(a, b) end)
   for _, name in ipairs { 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'logical_and', 'logical_or', 'logical_xor',
                           'logical_not', 'isnan', 'isinf' } do
     reg.def { name, nondiff = 'a bool result' }
