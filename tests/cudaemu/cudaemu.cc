@@ -275,8 +275,9 @@ bool release_warps(int n) {
 
 /* Runs one block to completion; false on a deadlock. The schedule: each pass
    runs the runnable fibers, each until it blocks, in a random order; some
-   warps sit a pass out (drift); after a barrier one random warp may resume
-   last (the laggard). */
+   warps sit out one or more passes (drift); warp collectives complete after every pass,
+   so the warps that ran move ahead of those that sat out; after a barrier one
+   random warp may resume last (the laggard). */
 bool run_block(int n) {
   for (int i = 0; i < n; i++) prepare(S.fibers[i]);
   int nwarps = (n + 31) / 32;
@@ -289,9 +290,11 @@ bool run_block(int n) {
       if (S.fibers[i].st == RUNNABLE) order.push_back(i);
     if (!order.empty()) {
       for (size_t i = order.size(); i > 1; i--) std::swap(order[i - 1], order[rand_below((unsigned)i)]);
-      // drift: each warp sits out with probability 1/4, unless all would
+      // drift: a running warp starts to sit out with probability 1/4, a
+      // sitting one stays out with probability 3/4 (so a warp may fall
+      // several collectives behind the others), unless all would sit
       bool someone = false;
-      for (int w = 0; w < nwarps; w++) sits[w] = rand_below(4) == 0;
+      for (int w = 0; w < nwarps; w++) sits[w] = sits[w] ? rand_below(4) != 0 : rand_below(4) == 0;
       for (int i : order) someone |= !sits[i / 32];
       if (!someone) std::fill(sits.begin(), sits.end(), 0);
       if (laggard >= 0)  // the laggard's fibers go last, in their shuffled order
@@ -299,6 +302,10 @@ bool run_block(int n) {
       laggard = -1;
       for (int i : order)
         if (!sits[i / 32]) resume(S.fibers[i]);
+      // a warp whose lanes have all reached a collective goes on at once,
+      // while warps that sat out have not yet run up to theirs: so a warp can
+      // overtake another's reads of shared memory between two barriers
+      release_warps(n);
       continue;
     }
     if (release_warps(n)) continue;
