@@ -359,6 +359,6 @@ T.test('backward through broadcasting and a loss on cuda', function()
       local loss = x[name](x, y):gelu():square():sum()
       loss:backward()
       return loss:detach(), x.grad, y.grad
-    end, { a, b:abs() + 0.5 }, nil, name .. ' broadcast backward')
+    end, { a:detach():clone(), b:abs() + 0.5 }, nil, name .. ' broadcast backward')  -- fresh leaves: no grad left from the last op
   end
 end)
