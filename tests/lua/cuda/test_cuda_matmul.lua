@@ -35,6 +35,25 @@ end
 
 local mm = function(a, b) return a:matmul(b) end
 
+-- whether a library whose path contains name is mapped into this process
+local function mapped(name)
+  local f = io.open('/proc/self/maps')
+  if not f then return nil end
+  local s = f:read('*a')
+  f:close()
+  return s:find(name, 1, true) ~= nil
+end
+
+-- first in the file: no matmul has run in this process yet
+T.test('cuBLASLt is loaded by the first matmul, not before', function()
+  local dev = T.need_cuda()
+  local a, b = tide.randn(4, 3):to(dev), tide.randn(3, 2):to(dev)
+  if tide.cuda.runtime() ~= 'CUDA' then return end  -- the emulator answers cuBLASLt itself
+  T.eq(mapped('libcublasLt'), false, 'cuBLASLt mapped before the first matmul')
+  a:matmul(b)
+  T.eq(mapped('libcublasLt'), true, 'cuBLASLt not mapped after a matmul')
+end)
+
 T.test('2-d products: odd sizes, transposed views', function()
   T.need_cuda()
   parity('17x33 @ 33x5', mm, { 17, 33 }, { 33, 5 })
