@@ -128,6 +128,18 @@ KTEST(gemm_tf32_switch) {
   CHECK(cuda().matmul->set_allow_tf32(0) == 1, "set_allow_tf32 did not report the previous setting");
   run(Case{33, 17, 33, 0, 1, 0, 0, {2}, {33 * 33}, {0}}, TIDE_F32);
   CHECK(cpu().matmul->set_allow_tf32 == nullptr && cpu().matmul->bf16_operands == 0, "the CPU has a TF32 switch or bf16");
+  // emulated, TF32 rounds the inputs to 10 mantissa bits: the switch must reach the compute type
+  if (kt::emulated()) {
+    Rng r(5);
+    auto x = r.normal_vec<float>(8 * 16), y = r.normal_vec<float>(16 * 8);
+    Dev dx = upload(x), dy = upload(y), d1(64 * 4), d2(64 * 4);
+    CHECK_OK(cuda().matmul->gemm_batched(d1.p, dx.p, dy.p, TIDE_F32, 8, 8, 16, 0, 16, 0, 8, 0, nullptr, nullptr, nullptr));
+    cuda().matmul->set_allow_tf32(1);
+    CHECK_OK(cuda().matmul->gemm_batched(d2.p, dx.p, dy.p, TIDE_F32, 8, 8, 16, 0, 16, 0, 8, 0, nullptr, nullptr, nullptr));
+    cuda().matmul->set_allow_tf32(0);
+    auto g1 = download<float>(d1, 64), g2 = download<float>(d2, 64);
+    CHECK(memcmp(g1.data(), g2.data(), 256) != 0, "TF32 on gave the same bits as off");
+  }
 }
 
 KTEST(gemm_bad_dtype_and_determinism) {
