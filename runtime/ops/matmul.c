@@ -3,13 +3,14 @@
    column on the right) and the added dimension is removed again, and leading
    dimensions are batch dimensions that broadcast.
 
-   f32 and f64 go to the backend's GEMM (and bf16 where it takes bf16). A matrix whose last two dimensions
+   f32 and f64 go to the backend's GEMM. A matrix whose last two dimensions
    have unit stride on either axis is handed over as it is, with a transpose
    flag and its leading dimension, so t:t() and transposed views cost no
    copy; other layouts are copied to contiguous first. bf16/f16 compute
-   through f32 (they are storage types on the CPU); integer products go to
-   the backend's i64 product, which accumulates in 64 bits and wraps like C
-   integer arithmetic. */
+   through f32 (they are storage types on the CPU), except bf16 x bf16 on a
+   backend whose GEMM takes bf16 operands (CUDA: cuBLASLt sums in f32);
+   integer products go to the backend's i64 product, which accumulates in 64
+   bits and wraps like C integer arithmetic. */
 #include "dispatch.h"
 #include "matmul.h"
 #include <limits.h>
