@@ -61,6 +61,7 @@ static void cublaslt_load(void) {
   }
   struct { void **slot; const char *name; } syms[] = {
     { (void **)&lt_api.Create, "cublasLtCreate" },
+    { (void **)&lt_api.Destroy, "cublasLtDestroy" },
     { (void **)&lt_api.MatmulDescCreate, "cublasLtMatmulDescCreate" },
     { (void **)&lt_api.MatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute" },
     { (void **)&lt_api.MatmulDescDestroy, "cublasLtMatmulDescDestroy" },

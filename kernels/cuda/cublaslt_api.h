@@ -71,6 +71,7 @@ typedef struct {                                     /* cublasLtMatmulHeuristicR
 /* The entry points, named after the library's functions without "cublasLt". */
 struct tide_cublaslt_api {
   tide_lt_status (*Create)(tide_lt_handle *handle);
+  tide_lt_status (*Destroy)(tide_lt_handle handle);
   tide_lt_status (*MatmulDescCreate)(tide_lt_desc *desc, int32_t compute_type, int32_t scale_type);
   tide_lt_status (*MatmulDescSetAttribute)(tide_lt_desc desc, int32_t attr, const void *buf, size_t size);
   tide_lt_status (*MatmulDescDestroy)(tide_lt_desc desc);

@@ -94,6 +94,14 @@ tide_lt_status Create(tide_lt_handle *h) {
   return TIDE_LT_SUCCESS;
 }
 
+tide_lt_status Destroy(tide_lt_handle h) {
+  Context *x = (Context *)h;
+  if (!valid(x)) return refuse(TIDE_LT_INVALID_VALUE, "destroying a bad handle");
+  x->magic = 0;
+  delete x;
+  return TIDE_LT_SUCCESS;
+}
+
 tide_lt_status MatmulDescCreate(tide_lt_desc *d, int32_t compute, int32_t scale) {
   if (!d) return refuse(TIDE_LT_INVALID_VALUE, "cublasLtMatmulDescCreate: NULL desc");
   bool ok = ((compute == TIDE_LT_COMPUTE_32F || compute == TIDE_LT_COMPUTE_32F_FAST_TF32) && scale == TIDE_LT_R_32F) ||
@@ -395,7 +403,7 @@ const char *GetStatusString(tide_lt_status st) {
 }
 
 const tide_cublaslt_api emulated = {
-  Create, MatmulDescCreate, MatmulDescSetAttribute, MatmulDescDestroy, MatrixLayoutCreate, MatrixLayoutSetAttribute,
+  Create, Destroy, MatmulDescCreate, MatmulDescSetAttribute, MatmulDescDestroy, MatrixLayoutCreate, MatrixLayoutSetAttribute,
   MatrixLayoutDestroy, MatmulPreferenceCreate, MatmulPreferenceSetAttribute, MatmulPreferenceDestroy, MatmulAlgoGetHeuristic,
   Matmul, GetStatusString,
 };

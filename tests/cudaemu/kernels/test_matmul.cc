@@ -229,4 +229,5 @@ KTEST(cublaslt_emulator_refuses_bad_descriptors) {
   lt->MatmulPreferenceDestroy(p);
   lt->MatrixLayoutDestroy(a), lt->MatrixLayoutDestroy(b), lt->MatrixLayoutDestroy(c), lt->MatrixLayoutDestroy(bad);
   lt->MatmulDescDestroy(d);
+  lt->Destroy(h);
 }
