@@ -12,7 +12,9 @@ enum { TIDE_GEMM_N = 0, TIDE_GEMM_T = 1 };
 
 struct tide_matmul_kernels {
   /* C_e = op(A_e) op(B_e) for every entry e of a batch of shape bshape[0..nb) (row-major; nb may be 0),
-     in dtype f32 or f64: op(A) is m x k, op(B) k x n, C_e is m x n row-major, contiguous, at c + e*m*n.
+     in dtype f32 or f64 (A, B and C all of it), or bf16 where bf16_operands is set (CUDA: A, B and C bf16,
+     products summed in f32 and each result rounded once to bf16, as the CPU's f32 product stored to bf16 would
+     be): op(A) is m x k, op(B) k x n, C_e is m x n row-major, contiguous, at c + e*m*n.
      A is stored row-major with leading dim lda (transposed when transa), entry e at a + sum_d i_d *
      a_bstride[d] elements (0 where broadcast); likewise B. m, n, k, lda, ldb <= INT_MAX; m*n*batch > 0;
      k == 0 writes zeros. */
@@ -24,6 +26,11 @@ struct tide_matmul_kernels {
   int (*gemm_batched_i64)(int64_t *c, const int64_t *a, const int64_t *b, int64_t m, int64_t n, int64_t k,
                           int64_t a_sr, int64_t a_sc, int64_t b_sr, int64_t b_sc, int32_t nb, const int64_t *bshape,
                           const int64_t *a_bstride, const int64_t *b_bstride);
+  /* CUDA only (NULL on the CPU): on != 0 lets f32 products run on TF32 tensor cores (inputs rounded to
+     10 mantissa bits; off by default); returns the previous setting. */
+  int (*set_allow_tf32)(int32_t on);
+  /* 1 where gemm_batched takes bf16 operands (CUDA); 0 on the CPU, where the op layer converts them to f32. */
+  int32_t bf16_operands;
 };
 
 /* The CPU's (kernels/cpu/matmul.c: OpenBLAS). */

@@ -489,3 +489,6 @@ int64_t tide_cuda_live_bytes(void);
    library on first use; 0 without CUDA or when it cannot be loaded (the
    reason is then the last error) */
 int tide_cuda_blas_version(void);
+/* on = 1 lets f32 matmuls on CUDA use TF32 tensor cores (inputs rounded to 10
+   mantissa bits); off by default. Returns the previous setting (0 without CUDA). */
+int32_t tide_cuda_set_allow_tf32(int32_t on);

@@ -71,4 +71,11 @@ function M.set_sync_debug(on)
   core.check(C.tide_cuda_set_sync_debug(on and 1 or 0), 3)
 end
 
+-- on: let f32 matmuls use TF32 tensor cores (faster, inputs rounded to 10
+-- mantissa bits; off by default, like torch.backends.cuda.matmul.allow_tf32).
+-- Returns the previous setting.
+function M.set_allow_tf32(on)
+  return C.tide_cuda_set_allow_tf32(on and 1 or 0) ~= 0
+end
+
 return M

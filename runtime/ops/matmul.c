@@ -7,9 +7,10 @@
    have unit stride on either axis is handed over as it is, with a transpose
    flag and its leading dimension, so t:t() and transposed views cost no
    copy; other layouts are copied to contiguous first. bf16/f16 compute
-   through f32 (they are storage types on the CPU); integer products go to
-   the backend's i64 product, which accumulates in 64 bits and wraps like C
-   integer arithmetic. */
+   through f32 (they are storage types on the CPU), except bf16 x bf16 on a
+   backend whose GEMM takes bf16 operands (CUDA: cuBLASLt sums in f32);
+   integer products go to the backend's i64 product, which accumulates in 64
+   bits and wraps like C integer arithmetic. */
 #include "dispatch.h"
 #include "matmul.h"
 #include <limits.h>
@@ -133,7 +134,10 @@ int tide_matmul(const tide_tensor *a, const tide_tensor *b, tide_tensor **out) {
   int is_float = tide_is_float(rt);
   if (is_float ? !be->matmul->gemm_batched : !be->matmul->gemm_batched_i64) return tide_not_implemented("matmul", be);
 
+  /* the dtype computed in: f32 for bf16/f16 (storage types on the CPU), except bf16 x bf16 on a backend whose
+     GEMM takes bf16 operands (CUDA: f32 sums, one rounding to bf16, as the f32 product stored to bf16) */
   int32_t ct = !is_float ? TIDE_I64 : rt == TIDE_F64 ? TIDE_F64 : TIDE_F32;
+  if (rt == TIDE_BF16 && a->dtype == TIDE_BF16 && b->dtype == TIDE_BF16 && be->matmul->bf16_operands) ct = TIDE_BF16;
   tide_tensor *res = tide_new_on(dev, ct, ond, oshape);
   if (!res) return -1;
   if (res->numel > 0) {
@@ -178,4 +182,11 @@ int tide_matmul(const tide_tensor *a, const tide_tensor *b, tide_tensor **out) {
   }
   *out = res;
   return 0;
+}
+
+/* The TF32 switch of the CUDA GEMM (tide_api.h); without CUDA there is nothing to switch. */
+int32_t tide_cuda_set_allow_tf32(int32_t on) {
+  const tide_backend *be = tide_cuda_backend_get();
+  if (!be || !be->matmul || !be->matmul->set_allow_tf32) return 0;
+  return be->matmul->set_allow_tf32(on);
 }

@@ -1,4 +1,416 @@
-// cuBLASLt under the emulator: the backend's matmul calls reach a reference
-// GEMM here instead of the library (kernels/cuda/matmul.cu). Until the CUDA
-// matmul lands, only the version query exists: 0, as in a build without CUDA.
+// cuBLASLt under the emulator: the backend's matmul calls (kernels/cuda/matmul.cu)
+// reach the table of kernels/cuda/cublaslt_api.h, filled here with a
+// reference GEMM instead of the library. It implements the descriptor
+// semantics the library documents and rejects, with a status and a reason,
+// whatever the library would reject or the backend should never send, so an
+// argument mistake fails (or gives wrong numbers) on the CPU:
+//
+// - layouts: type (R_32F, R_64F, R_16BF), rows, cols, ld, order (COL by
+//   default: element (i, j) at i + j*ld, ld >= rows; ROW: i*ld + j, ld >= cols),
+//   BATCH_COUNT (default 1) and STRIDED_BATCH_OFFSET (elements, default 0; 0
+//   broadcasts). rows, cols >= 1; an attribute of the wrong size or one not
+//   listed is refused.
+// - the matmul desc: compute type and scale type (32F or 32F_FAST_TF32 with a
+//   R_32F scale, 64F with R_64F), TRANSA/TRANSB (N or T), POINTER_MODE (host
+//   only). Types: A, B, C, D all 32F or all 64F, or A, B 16BF with C, D 16BF or
+//   32F (compute 32F). op(A) is m x k, op(B) k x n, C and D m x n; A, B, C and D
+//   have the same batch count; C and D may be the same buffer only with the same
+//   layout.
+// - D = alpha * sum_p op(A)(i,p) op(B)(p,j) + beta * C, alpha and beta read as
+//   the scale type; beta == 0 does not read C. 32F sums in float (FAST_TF32
+//   rounds each input to 10 mantissa bits first), 64F in double, each in p
+//   order; D is rounded to its type (bf16 to nearest even).
+// - the heuristic: the preference's workspace limit and minimum alignments
+//   (A, B, C, D; default 256) are remembered in the returned algo; cublasLtMatmul
+//   requires an algo from the heuristic for the same problem, a workspace of
+//   the size promised, and every batch entry's pointer aligned as declared.
+#include "cublaslt_api.h"
+extern "C" {
+#include "tide.h"
+#include "dtype.h"
+}
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <string>
+
+namespace {
+
+// the reason for the last refusal, appended to the status string
+std::string reason;
+
+tide_lt_status refuse(tide_lt_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+tide_lt_status refuse(tide_lt_status st, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  reason = buf;
+  return st;
+}
+
+const uint64_t kMagic = 0x746964656c74656dull;  // marks our objects and algos
+
+struct Layout {
+  uint64_t magic = kMagic;
+  int32_t type, order = TIDE_LT_ORDER_COL, count = 1;
+  uint64_t rows, cols;
+  int64_t ld, stride = 0;
+};
+struct Desc {
+  uint64_t magic = kMagic;
+  int32_t compute, scale, pointer_mode = 0, transa = TIDE_LT_OP_N, transb = TIDE_LT_OP_N;
+};
+struct Pref {
+  uint64_t magic = kMagic;
+  uint64_t workspace = 0;
+  uint32_t align[4] = {256, 256, 256, 256};  // A, B, C, D
+};
+struct Context {
+  uint64_t magic = kMagic;
+};
+// what a heuristic result carries (fits tide_lt_algo's 64 bytes)
+struct Algo {
+  uint64_t magic, key;
+  uint32_t align[4];
+};
+static_assert(sizeof(Algo) <= sizeof(tide_lt_algo), "algo");
+
+int type_size(int32_t t) { return t == TIDE_LT_R_64F ? 8 : t == TIDE_LT_R_32F ? 4 : t == TIDE_LT_R_16BF ? 2 : 0; }
+
+template <class T> bool valid(const T *p) { return p && p->magic == kMagic; }
+
+template <class V> tide_lt_status take(V *dst, const void *buf, size_t size, const char *what) {
+  if (!buf || size != sizeof(V)) return refuse(TIDE_LT_INVALID_VALUE, "%s: %zu bytes, expected %zu", what, size, sizeof(V));
+  memcpy(dst, buf, sizeof(V));
+  return TIDE_LT_SUCCESS;
+}
+
+tide_lt_status Create(tide_lt_handle *h) {
+  if (!h) return refuse(TIDE_LT_INVALID_VALUE, "cublasLtCreate: NULL handle");
+  *h = (tide_lt_handle) new Context();
+  return TIDE_LT_SUCCESS;
+}
+
+tide_lt_status Destroy(tide_lt_handle h) {
+  Context *x = (Context *)h;
+  if (!valid(x)) return refuse(TIDE_LT_INVALID_VALUE, "destroying a bad handle");
+  x->magic = 0;
+  delete x;
+  return TIDE_LT_SUCCESS;
+}
+
+tide_lt_status MatmulDescCreate(tide_lt_desc *d, int32_t compute, int32_t scale) {
+  if (!d) return refuse(TIDE_LT_INVALID_VALUE, "cublasLtMatmulDescCreate: NULL desc");
+  bool ok = ((compute == TIDE_LT_COMPUTE_32F || compute == TIDE_LT_COMPUTE_32F_FAST_TF32) && scale == TIDE_LT_R_32F) ||
+            (compute == TIDE_LT_COMPUTE_64F && scale == TIDE_LT_R_64F);
+  if (!ok) return refuse(TIDE_LT_NOT_SUPPORTED, "compute type %d with scale type %d is not emulated", compute, scale);
+  Desc *x = new Desc();
+  x->compute = compute, x->scale = scale;
+  *d = (tide_lt_desc)x;
+  return TIDE_LT_SUCCESS;
+}
+
+tide_lt_status MatmulDescSetAttribute(tide_lt_desc d, int32_t attr, const void *buf, size_t size) {
+  Desc *x = (Desc *)d;
+  if (!valid(x)) return refuse(TIDE_LT_INVALID_VALUE, "matmul desc: not a desc");
+  tide_lt_status st;
+  switch (attr) {
+    case TIDE_LT_DESC_COMPUTE_TYPE: return take(&x->compute, buf, size, "COMPUTE_TYPE");
+    case TIDE_LT_DESC_SCALE_TYPE: return take(&x->scale, buf, size, "SCALE_TYPE");
+    case TIDE_LT_DESC_POINTER_MODE:
+      st = take(&x->pointer_mode, buf, size, "POINTER_MODE");
+      if (st == TIDE_LT_SUCCESS && x->pointer_mode != 0)
+        return refuse(TIDE_LT_NOT_SUPPORTED, "POINTER_MODE %d is not emulated (host only)", x->pointer_mode);
+      return st;
+    case TIDE_LT_DESC_TRANSA:
+    case TIDE_LT_DESC_TRANSB: {
+      int32_t op = 0;
+      st = take(&op, buf, size, attr == TIDE_LT_DESC_TRANSA ? "TRANSA" : "TRANSB");
+      if (st != TIDE_LT_SUCCESS) return st;
+      if (op != TIDE_LT_OP_N && op != TIDE_LT_OP_T) return refuse(TIDE_LT_INVALID_VALUE, "transpose op %d", op);
+      (attr == TIDE_LT_DESC_TRANSA ? x->transa : x->transb) = op;
+      return TIDE_LT_SUCCESS;
+    }
+    default: return refuse(TIDE_LT_NOT_SUPPORTED, "matmul desc attribute %d is not emulated", attr);
+  }
+}
+
+tide_lt_status MatmulDescDestroy(tide_lt_desc d) {
+  Desc *x = (Desc *)d;
+  if (!valid(x)) return refuse(TIDE_LT_INVALID_VALUE, "destroying a bad desc");
+  x->magic = 0;
+  delete x;
+  return TIDE_LT_SUCCESS;
+}
+
+tide_lt_status MatrixLayoutCreate(tide_lt_layout *l, int32_t type, uint64_t rows, uint64_t cols, int64_t ld) {
+  if (!l) return refuse(TIDE_LT_INVALID_VALUE, "cublasLtMatrixLayoutCreate: NULL layout");
+  if (!type_size(type)) return refuse(TIDE_LT_NOT_SUPPORTED, "layout type %d is not emulated", type);
+  Layout *x = new Layout();
+  x->type = type, x->rows = rows, x->cols = cols, x->ld = ld;
+  *l = (tide_lt_layout)x;
+  return TIDE_LT_SUCCESS;
+}
+
+tide_lt_status MatrixLayoutSetAttribute(tide_lt_layout l, int32_t attr, const void *buf, size_t size) {
+  Layout *x = (Layout *)l;
+  if (!valid(x)) return refuse(TIDE_LT_INVALID_VALUE, "layout: not a layout");
+  switch (attr) {
+    case TIDE_LT_LAYOUT_TYPE: {
+      uint32_t t = 0;
+      tide_lt_status st = take(&t, buf, size, "LAYOUT_TYPE");
+      if (st == TIDE_LT_SUCCESS) x->type = (int32_t)t;
+      return st;
+    }
+    case TIDE_LT_LAYOUT_ORDER: return take(&x->order, buf, size, "LAYOUT_ORDER");
+    case TIDE_LT_LAYOUT_ROWS: return take(&x->rows, buf, size, "LAYOUT_ROWS");
+    case TIDE_LT_LAYOUT_COLS: return take(&x->cols, buf, size, "LAYOUT_COLS");
+    case TIDE_LT_LAYOUT_LD: return take(&x->ld, buf, size, "LAYOUT_LD");
+    case TIDE_LT_LAYOUT_BATCH_COUNT: return take(&x->count, buf, size, "BATCH_COUNT");
+    case TIDE_LT_LAYOUT_STRIDED_BATCH_OFFSET: return take(&x->stride, buf, size, "STRIDED_BATCH_OFFSET");
+    default: return refuse(TIDE_LT_NOT_SUPPORTED, "layout attribute %d is not emulated", attr);
+  }
+}
+
+tide_lt_status MatrixLayoutDestroy(tide_lt_layout l) {
+  Layout *x = (Layout *)l;
+  if (!valid(x)) return refuse(TIDE_LT_INVALID_VALUE, "destroying a bad layout");
+  x->magic = 0;
+  delete x;
+  return TIDE_LT_SUCCESS;
+}
+
+tide_lt_status MatmulPreferenceCreate(tide_lt_pref *p) {
+  if (!p) return refuse(TIDE_LT_INVALID_VALUE, "cublasLtMatmulPreferenceCreate: NULL");
+  *p = (tide_lt_pref) new Pref();
+  return TIDE_LT_SUCCESS;
+}
+
+tide_lt_status MatmulPreferenceSetAttribute(tide_lt_pref p, int32_t attr, const void *buf, size_t size) {
+  Pref *x = (Pref *)p;
+  if (!valid(x)) return refuse(TIDE_LT_INVALID_VALUE, "preference: not a preference");
+  if (attr == TIDE_LT_PREF_MAX_WORKSPACE_BYTES) return take(&x->workspace, buf, size, "MAX_WORKSPACE_BYTES");
+  if (attr >= TIDE_LT_PREF_MIN_ALIGNMENT_A_BYTES && attr <= TIDE_LT_PREF_MIN_ALIGNMENT_D_BYTES) {
+    uint32_t a = 0;
+    tide_lt_status st = take(&a, buf, size, "MIN_ALIGNMENT");
+    if (st != TIDE_LT_SUCCESS) return st;
+    if (a == 0 || (a & (a - 1))) return refuse(TIDE_LT_INVALID_VALUE, "alignment %u is not a power of two", a);
+    x->align[attr - TIDE_LT_PREF_MIN_ALIGNMENT_A_BYTES] = a;
+    return TIDE_LT_SUCCESS;
+  }
+  return refuse(TIDE_LT_NOT_SUPPORTED, "preference attribute %d is not emulated", attr);
+}
+
+tide_lt_status MatmulPreferenceDestroy(tide_lt_pref p) {
+  Pref *x = (Pref *)p;
+  if (!valid(x)) return refuse(TIDE_LT_INVALID_VALUE, "destroying a bad preference");
+  x->magic = 0;
+  delete x;
+  return TIDE_LT_SUCCESS;
+}
+
+// The problem a call describes, checked: m, n, k from the layouts and transposes.
+struct Problem {
+  const Desc *d;
+  const Layout *l[4];  // A, B, C, D
+  uint64_t m, n, k;
+};
+
+// Stored (rows, cols) of op(X) when X has layout l and op is `op`.
+void op_dims(const Layout *l, int32_t op, uint64_t *r, uint64_t *c) {
+  *r = op == TIDE_LT_OP_T ? l->cols : l->rows;
+  *c = op == TIDE_LT_OP_T ? l->rows : l->cols;
+}
+
+tide_lt_status check(Problem *p, tide_lt_handle h, tide_lt_desc desc, tide_lt_layout a, tide_lt_layout b, tide_lt_layout c,
+                     tide_lt_layout d) {
+  if (!valid((const Context *)h)) return refuse(TIDE_LT_NOT_INITIALIZED, "not a handle");
+  p->d = (const Desc *)desc;
+  if (!valid(p->d)) return refuse(TIDE_LT_INVALID_VALUE, "not a matmul desc");
+  const tide_lt_layout ls[4] = {a, b, c, d};
+  const char *names = "ABCD";
+  for (int i = 0; i < 4; i++) {
+    const Layout *l = p->l[i] = (const Layout *)ls[i];
+    if (!valid(l)) return refuse(TIDE_LT_INVALID_VALUE, "layout of %c: not a layout", names[i]);
+    if (l->rows < 1 || l->cols < 1)
+      return refuse(TIDE_LT_INVALID_VALUE, "%c is %llu x %llu: empty matrices are not sent", names[i],
+                    (unsigned long long)l->rows, (unsigned long long)l->cols);
+    if (l->order != TIDE_LT_ORDER_COL && l->order != TIDE_LT_ORDER_ROW)
+      return refuse(TIDE_LT_NOT_SUPPORTED, "order %d of %c is not emulated", l->order, names[i]);
+    uint64_t need = l->order == TIDE_LT_ORDER_COL ? l->rows : l->cols;
+    if (l->ld < 1 || (uint64_t)l->ld < need)
+      return refuse(TIDE_LT_INVALID_VALUE, "ld %lld of %c is below its %s %llu", (long long)l->ld, names[i],
+                    l->order == TIDE_LT_ORDER_COL ? "rows" : "cols", (unsigned long long)need);
+    if (l->count < 1) return refuse(TIDE_LT_INVALID_VALUE, "batch count %d of %c", l->count, names[i]);
+    if (l->count != p->l[0]->count)
+      return refuse(TIDE_LT_INVALID_VALUE, "batch count %d of %c differs from A's %d", l->count, names[i], p->l[0]->count);
+  }
+  uint64_t ar, ac, br, bc;
+  op_dims(p->l[0], p->d->transa, &ar, &ac);
+  op_dims(p->l[1], p->d->transb, &br, &bc);
+  if (ac != br)
+    return refuse(TIDE_LT_INVALID_VALUE, "op(A) is %llux%llu, op(B) %llux%llu: k differs", (unsigned long long)ar,
+                  (unsigned long long)ac, (unsigned long long)br, (unsigned long long)bc);
+  for (int i = 2; i < 4; i++)
+    if (p->l[i]->rows != ar || p->l[i]->cols != bc)
+      return refuse(TIDE_LT_INVALID_VALUE, "%c is %llux%llu, expected %llux%llu", names[i], (unsigned long long)p->l[i]->rows,
+                    (unsigned long long)p->l[i]->cols, (unsigned long long)ar, (unsigned long long)bc);
+  p->m = ar, p->n = bc, p->k = ac;
+  int32_t ta = p->l[0]->type, tb = p->l[1]->type, tc = p->l[2]->type, td = p->l[3]->type;
+  if (ta != tb || tc != td) return refuse(TIDE_LT_NOT_SUPPORTED, "types A %d, B %d, C %d, D %d are not emulated", ta, tb, tc, td);
+  bool ok = false;
+  if (ta == TIDE_LT_R_32F) ok = tc == TIDE_LT_R_32F && p->d->scale == TIDE_LT_R_32F && p->d->compute != TIDE_LT_COMPUTE_64F;
+  if (ta == TIDE_LT_R_64F) ok = tc == TIDE_LT_R_64F && p->d->compute == TIDE_LT_COMPUTE_64F;
+  if (ta == TIDE_LT_R_16BF) ok = (tc == TIDE_LT_R_16BF || tc == TIDE_LT_R_32F) && p->d->compute == TIDE_LT_COMPUTE_32F;
+  if (!ok)
+    return refuse(TIDE_LT_NOT_SUPPORTED, "A/B type %d, C/D type %d with compute %d, scale %d is not a supported combination",
+                  ta, tc, p->d->compute, p->d->scale);
+  return TIDE_LT_SUCCESS;
+}
+
+uint64_t problem_key(const Problem &p) {
+  uint64_t key = 1469598103934665603ull;
+  auto mix = [&key](uint64_t v) { key = (key ^ v) * 1099511628211ull; };
+  mix((uint64_t)p.d->compute), mix((uint64_t)p.d->scale), mix((uint64_t)p.d->transa), mix((uint64_t)p.d->transb);
+  for (const Layout *l : p.l) mix((uint64_t)l->type), mix((uint64_t)l->order), mix(l->rows), mix(l->cols), mix((uint64_t)l->ld), mix((uint64_t)l->count), mix((uint64_t)l->stride);
+  return key;
+}
+
+tide_lt_status MatmulAlgoGetHeuristic(tide_lt_handle h, tide_lt_desc desc, tide_lt_layout a, tide_lt_layout b, tide_lt_layout c,
+                                      tide_lt_layout d, tide_lt_pref pref, int requested, tide_lt_heuristic *results,
+                                      int *returned) {
+  Problem p;
+  tide_lt_status st = check(&p, h, desc, a, b, c, d);
+  if (st != TIDE_LT_SUCCESS) return st;
+  const Pref *pr = (const Pref *)pref;
+  if (!valid(pr)) return refuse(TIDE_LT_INVALID_VALUE, "not a preference");
+  if (requested < 1 || !results || !returned) return refuse(TIDE_LT_INVALID_VALUE, "heuristic: %d results requested", requested);
+  memset(results, 0, sizeof *results);
+  Algo al = {kMagic, problem_key(p), {pr->align[0], pr->align[1], pr->align[2], pr->align[3]}};
+  memcpy(&results[0].algo, &al, sizeof al);
+  results[0].workspaceSize = pr->workspace < 4096 ? pr->workspace : 4096;  // it uses some of what it may
+  results[0].state = TIDE_LT_SUCCESS;
+  results[0].wavesCount = 1;
+  *returned = 1;
+  return TIDE_LT_SUCCESS;
+}
+
+double load(const char *base, int32_t type, int64_t off) {
+  switch (type) {
+    case TIDE_LT_R_64F: return ((const double *)base)[off];
+    case TIDE_LT_R_32F: return ((const float *)base)[off];
+    default: return tide_bf16_to_f32(((const uint16_t *)base)[off]);
+  }
+}
+
+void store(char *base, int32_t type, int64_t off, double v) {
+  switch (type) {
+    case TIDE_LT_R_64F: ((double *)base)[off] = v; break;
+    case TIDE_LT_R_32F: ((float *)base)[off] = (float)v; break;
+    default: ((uint16_t *)base)[off] = tide_f32_to_bf16((float)v); break;
+  }
+}
+
+// TF32: an f32 rounded to 10 mantissa bits, to nearest even (NaN and infinities kept)
+float to_tf32(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+int64_t offset(const Layout *l, uint64_t i, uint64_t j, int32_t e) {
+  int64_t in = l->order == TIDE_LT_ORDER_COL ? (int64_t)i + (int64_t)j * l->ld : (int64_t)i * l->ld + (int64_t)j;
+  return (int64_t)e * l->stride + in;
+}
+
+tide_lt_status Matmul(tide_lt_handle h, tide_lt_desc desc, const void *alpha, const void *a, tide_lt_layout adesc, const void *b,
+                      tide_lt_layout bdesc, const void *beta, const void *c, tide_lt_layout cdesc, void *d, tide_lt_layout ddesc,
+                      const tide_lt_algo *algo, void *workspace, size_t workspace_size, void *stream) {
+  (void)stream;  // the emulator's streams are synchronous
+  Problem p;
+  tide_lt_status st = check(&p, h, desc, adesc, bdesc, cdesc, ddesc);
+  if (st != TIDE_LT_SUCCESS) return st;
+  if (!alpha || !beta || !a || !b || !d) return refuse(TIDE_LT_INVALID_VALUE, "a NULL pointer among alpha, beta, A, B, D");
+  Algo al;
+  if (!algo) return refuse(TIDE_LT_INVALID_VALUE, "no algo: the backend always passes the heuristic's");
+  memcpy(&al, algo, sizeof al);
+  if (al.magic != kMagic || al.key != problem_key(p))
+    return refuse(TIDE_LT_INVALID_VALUE, "the algo was not found by the heuristic for this problem");
+  if (workspace_size < 4096 || !workspace)
+    return refuse(TIDE_LT_INVALID_VALUE, "workspace %p of %zu bytes, less than the algo's 4096", workspace, workspace_size);
+  const Layout *L[4] = {p.l[0], p.l[1], p.l[2], p.l[3]};
+  if (c == d && memcmp(L[2], L[3], sizeof(Layout)) != 0)
+    return refuse(TIDE_LT_INVALID_VALUE, "C and D are the same buffer with different layouts");
+  const void *ptrs[4] = {a, b, c, d};
+  for (int i = 0; i < 4; i++) {
+    if (!ptrs[i]) continue;
+    for (int32_t e = 0; e < L[i]->count; e++) {
+      uintptr_t addr = (uintptr_t)ptrs[i] + (uintptr_t)(e * L[i]->stride * type_size(L[i]->type));
+      if (addr % al.align[i])
+        return refuse(TIDE_LT_INVALID_VALUE, "batch entry %d of %c at %p is not aligned to the %u bytes declared to the heuristic",
+                      e, "ABCD"[i], (void *)addr, al.align[i]);
+    }
+  }
+  bool f64 = p.d->scale == TIDE_LT_R_64F, tf32 = p.d->compute == TIDE_LT_COMPUTE_32F_FAST_TF32;
+  double al_v = f64 ? *(const double *)alpha : *(const float *)alpha;
+  double be_v = f64 ? *(const double *)beta : *(const float *)beta;
+  if (be_v != 0 && !c) return refuse(TIDE_LT_INVALID_VALUE, "beta != 0 and no C");
+  for (int32_t e = 0; e < L[0]->count; e++)
+    for (uint64_t j = 0; j < p.n; j++)
+      for (uint64_t i = 0; i < p.m; i++) {
+        double r;
+        if (f64) {
+          double s = 0;
+          for (uint64_t q = 0; q < p.k; q++) {
+            double x = load((const char *)a, L[0]->type, p.d->transa == TIDE_LT_OP_T ? offset(L[0], q, i, e) : offset(L[0], i, q, e));
+            double y = load((const char *)b, L[1]->type, p.d->transb == TIDE_LT_OP_T ? offset(L[1], j, q, e) : offset(L[1], q, j, e));
+            s += x * y;
+          }
+          r = al_v * s;
+          if (be_v != 0) r += be_v * load((const char *)c, L[2]->type, offset(L[2], i, j, e));
+        } else {
+          float s = 0;
+          for (uint64_t q = 0; q < p.k; q++) {
+            float x = (float)load((const char *)a, L[0]->type, p.d->transa == TIDE_LT_OP_T ? offset(L[0], q, i, e) : offset(L[0], i, q, e));
+            float y = (float)load((const char *)b, L[1]->type, p.d->transb == TIDE_LT_OP_T ? offset(L[1], j, q, e) : offset(L[1], q, j, e));
+            if (tf32) x = to_tf32(x), y = to_tf32(y);
+            s += x * y;
+          }
+          float rf = (float)al_v * s;
+          if (be_v != 0) rf += (float)be_v * (float)load((const char *)c, L[2]->type, offset(L[2], i, j, e));
+          r = rf;
+        }
+        store((char *)d, L[3]->type, offset(L[3], i, j, e), r);
+      }
+  return TIDE_LT_SUCCESS;
+}
+
+std::string status_text;
+
+const char *GetStatusString(tide_lt_status st) {
+  const char *name = st == TIDE_LT_SUCCESS ? "CUBLAS_STATUS_SUCCESS"
+                     : st == TIDE_LT_INVALID_VALUE ? "CUBLAS_STATUS_INVALID_VALUE"
+                     : st == TIDE_LT_NOT_SUPPORTED ? "CUBLAS_STATUS_NOT_SUPPORTED"
+                                                   : "CUBLAS_STATUS_(other)";
+  status_text = name;
+  if (st != TIDE_LT_SUCCESS && !reason.empty()) status_text += " (emulated cuBLASLt: " + reason + ")";
+  return status_text.c_str();
+}
+
+const tide_cublaslt_api emulated = {
+  Create, Destroy, MatmulDescCreate, MatmulDescSetAttribute, MatmulDescDestroy, MatrixLayoutCreate, MatrixLayoutSetAttribute,
+  MatrixLayoutDestroy, MatmulPreferenceCreate, MatmulPreferenceSetAttribute, MatmulPreferenceDestroy, MatmulAlgoGetHeuristic,
+  Matmul, GetStatusString,
+};
+
+}  // namespace
+
+extern "C" const struct tide_cublaslt_api *tide_cublaslt(void) { return &emulated; }
+
+// The emulated build has no cuBLAS: 0, as in a build without CUDA.
 extern "C" int tide_cuda_blas_version(void) { return 0; }
