@@ -26,6 +26,11 @@ typedef struct tide_cuda_runtime {
   int (*mem_info)(size_t *free_bytes, size_t *total_bytes);
   /* Debug mode: synchronise and check after every launch (TIDE_CUDA_SYNC=1 sets it at start). */
   void (*set_sync_debug)(int32_t on);
+  /* Fills n bytes of device memory with 0xFF, on the stream (the allocator's poisoning). */
+  int (*poison)(void *p, size_t n);
+  /* 1 where every allocation is poisoned by default (the emulator: tests then see unwritten elements);
+     TIDE_CUDA_POISON=1 or 0 in the environment overrides it. */
+  int32_t poison_by_default;
 } tide_cuda_runtime;
 
 /* The table, or NULL in a build without CUDA (kernels/cuda/runtime.cu or none.c). */

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_DEVICES 64
@@ -90,6 +91,18 @@ static tide_cuda_alloc *allocator(int32_t device, const char *op) {
   return a;
 }
 
+/* Whether new device memory is filled with 0xFF: the runtime's default, or TIDE_CUDA_POISON. */
+static int poisoning(void) {
+  static _Atomic int mode = -1;
+  int m = atomic_load(&mode);
+  if (m < 0) {
+    const char *v = getenv("TIDE_CUDA_POISON");
+    m = v && *v ? strcmp(v, "0") != 0 : tide_cuda_runtime_get()->poison_by_default != 0;
+    atomic_store(&mode, m);
+  }
+  return m;
+}
+
 void *tide_alloc_on(int32_t device, size_t nbytes) {
   if (device == TIDE_CPU) return tide_alloc(nbytes);
   tide_cuda_alloc *a = allocator(device, "allocate");
@@ -104,6 +117,10 @@ void *tide_alloc_on(int32_t device, size_t nbytes) {
     return NULL;
   }
   atomic_fetch_add(&device_live, (int64_t)nbytes);
+  if (poisoning() && nbytes && tide_cuda_runtime_get()->poison(p, nbytes) != 0) {
+    tide_free_on(device, p, nbytes);
+    return NULL;
+  }
   return p;
 }
 

@@ -99,14 +99,22 @@ int mem_info(size_t *f, size_t *t) {
 
 void set_sync_debug(int32_t on) { sync_debug = on != 0; }
 
+int poison(void *p, size_t n) {
+  cudaError_t e = cudaMemsetAsync(p, 0xFF, n, TIDE_CUDA_STREAM);
+  if (e != cudaSuccess) return device_fault(e, "poison");
+  return 0;
+}
+
 #if defined(__CUDACC__)
 const char kName[] = "CUDA";
+const int32_t kPoison = 0;  // a GPU pays for it: opt in with TIDE_CUDA_POISON=1 (tests/gpu/run.sh does)
 #else
 const char kName[] = "cudaemu";
+const int32_t kPoison = 1;  // tests: a block reused from the cache shows unwritten elements too
 #endif
 
-const tide_cuda_runtime table = {kName, device_count, set_device, raw_alloc, raw_free, copy, synchronize, mem_info,
-                                 set_sync_debug};
+const tide_cuda_runtime table = {kName,    device_count,   set_device, raw_alloc, raw_free, copy, synchronize,
+                                 mem_info, set_sync_debug, poison,     kPoison};
 
 }  // namespace
 

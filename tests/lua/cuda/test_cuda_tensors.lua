@@ -89,3 +89,16 @@ T.test('two devices: cuda:1 holds its own tensors, and to moves between them', f
   T.eq(tide.cuda.memory_stats('cuda:1').allocated > 0, true)
   T.raises(function() return a:to('cuda:0') + a end, 'expected all tensors on one device')
 end)
+
+T.test('new device memory is poisoned under the emulator, also when reused from the cache', function()
+  T.need_cuda()
+  if tide.cuda.runtime() ~= 'cudaemu' and os.getenv('TIDE_CUDA_POISON') ~= '1' then
+    T.skip('poisoning is on by default only under the emulator (TIDE_CUDA_POISON=1 elsewhere)')
+  end
+  for _ = 1, 2 do  -- the second round reuses the first round's freed blocks
+    local f = tide.empty(5, { device = 'cuda' }):tolist()
+    for i = 1, 5 do T.truthy(f[i] ~= f[i], 'f32 element ' .. i .. ' is NaN (0xFF bytes)') end
+    T.same(tide.empty(3, { device = 'cuda', dtype = 'i32' }):tolist(), { -1, -1, -1 })
+    collectgarbage()
+  end
+end)
