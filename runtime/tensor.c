@@ -174,6 +174,23 @@ int tide_check_dim(const tide_tensor *t, int32_t dim, const char *what) {
   return 0;
 }
 
+int tide_f64_odd_nans(tide_tensor *t, int32_t fix) {
+  TIDE_TRY(tide_check_tensor(t, "f64_odd_nans"));
+  if (t->dtype != TIDE_F64 || !tide_is_contiguous(t)) return tide_fail("f64_odd_nans: expected a contiguous f64 tensor");
+  uint64_t *p = (uint64_t *)t->data;
+  int found = 0;
+  for (int64_t i = 0; i < t->numel; i++) {
+    /* LuaJIT keeps a number's NaN only when its upper 32 bits are below its tags (0xfff8xxxx and under) */
+    if ((p[i] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull && (p[i] & 0x000fffffffffffffull) &&
+        (p[i] >> 32) > 0xfff80000u) {
+      found = 1;
+      if (!fix) break;
+      p[i] = 0x7ff8000000000000ull;
+    }
+  }
+  return found;
+}
+
 int tide_is_contiguous(const tide_tensor *t) {
   /* an empty tensor has no element to be out of place (PyTorch's rule); the
      walk below would also want stride 0 left of a zero size, which

@@ -104,6 +104,10 @@ int64_t tide_tensor_version(const tide_tensor *t);
 void tide_tensor_release(tide_tensor *t);
 /* 1 when t's elements are laid out row-major without gaps. */
 int tide_is_contiguous(const tide_tensor *t);
+/* For a contiguous f64 CPU tensor Lua is about to read: 1 when it holds a NaN whose bits LuaJIT
+   would take for a tagged value (the sign and top mantissa bits set, as an all-0xFF f32 cast to f64),
+   else 0; with fix = 1 such NaNs are rewritten as the canonical quiet NaN. -1 on a bad operand. */
+int tide_f64_odd_nans(tide_tensor *t, int32_t fix);
 
 /* creation: on device -1 (the CPU) or n (cuda:n; no allocator exists for it yet) ---- */
 

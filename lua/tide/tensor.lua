@@ -296,6 +296,12 @@ local function readable(t)
     check(C.tide_cast(c, code, out1), 3)
     r = wrap(out1[0])
   end
+  -- a NaN whose bits LuaJIT would read as a tagged value (an all-0xFF f32,
+  -- say) becomes the canonical NaN, in a copy when r is the caller's tensor
+  if code == C.TIDE_F64 and C.tide_f64_odd_nans(r._c, 0) == 1 then
+    if r == t then r = t:clone() end
+    C.tide_f64_odd_nans(r._c, 1)
+  end
   local ptr = ffi.cast(code == C.TIDE_F64 and 'double*' or 'int64_t*', r._c.data)
   return r, ptr, code == C.TIDE_F64
 end

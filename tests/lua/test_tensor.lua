@@ -344,3 +344,20 @@ T.test('require and the global are the same table', function()
   local t0 = tide.clock()
   T.truthy(type(t0) == 'number' and tide.clock() >= t0)
 end)
+
+T.test('NaNs with any payload read back as NaN (never as a LuaJIT tagged value)', function()
+  local ffi = require 'ffi'
+  local t = tide.zeros(3, { dtype = 'f32' })
+  local bits = ffi.cast('uint32_t*', t:data_ptr())
+  bits[0], bits[1] = 0xFFFFFFFF, 0x7FC00001  -- an all-ones NaN (fresh device memory) and a positive one
+  local l = t:tolist()
+  T.truthy(type(l[1]) == 'number' and l[1] ~= l[1], 'element 1 is a NaN number')
+  T.truthy(type(l[2]) == 'number' and l[2] ~= l[2], 'element 2 is a NaN number')
+  T.eq(l[3], 0)
+  T.truthy(t[1]:item() ~= t[1]:item())
+  local d = t:to('f64')
+  local before = ffi.cast('uint64_t*', d:data_ptr())[0]
+  T.truthy(d:tolist()[1] ~= d:tolist()[1])
+  T.eq(ffi.cast('uint64_t*', d:data_ptr())[0], before, "reading does not rewrite the caller's tensor")
+  T.truthy(tostring(t):find('nan', 1, true))
+end)
