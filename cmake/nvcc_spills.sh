@@ -14,9 +14,10 @@ for a in "$@"; do
   prev=$a
 done
 log=$(mktemp)
-"$@" 2> >(tee "$log" | grep -v '^ptxas info\|^    [0-9]* bytes stack frame\|^ptxas info    : Used' >&2)
+"$@" 2>"$log"
 rc=$?
-wait
+# the compiler's own messages pass through; ptxas's per-kernel report stays in the file
+grep -v '^ptxas info\|^    [0-9]* bytes stack frame' "$log" >&2
 if [ $rc -ne 0 ] || [ -z "$obj" ]; then rm -f "$log"; exit $rc; fi
 cp "$log" "$obj.ptxas.txt"
 rm -f "$log"
