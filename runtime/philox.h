@@ -70,6 +70,7 @@
 #ifndef TIDE_PHILOX_H
 #define TIDE_PHILOX_H
 #include <stdint.h>
+#include "dtype.h"
 
 #if defined(__CUDACC__)
 #define TIDE_PHILOX_FN static __host__ __device__ __forceinline__
@@ -294,5 +295,43 @@ TIDE_PHILOX_FN void tide_philox_normal2_w64(const uint32_t w[4], double *z0, dou
 #if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif
+
+/* v rounded to the nearest value of float dtype dt (through f32 for bf16
+   and f16), as a double: how a uniform draw is stored. */
+TIDE_PHILOX_FN double tide_philox_round_to(double v, int32_t dt) {
+  switch (dt) {
+    case TIDE_F32: return (double)(float)v;
+    case TIDE_BF16: return (double)tide_bf16_to_f32(tide_f32_to_bf16((float)v));
+    case TIDE_F16: return (double)tide_f16_to_f32(tide_f32_to_f16((float)v));
+    default: return v;
+  }
+}
+
+#include <math.h>
+/* (host) The neighbour of v, a value of float dtype dt, one step toward +inf
+   (dir > 0) or -inf. */
+static inline double tide_philox_step_to(double v, int32_t dt, int dir) {
+  if (dt == TIDE_F64) return nextafter(v, dir > 0 ? INFINITY : -INFINITY);
+  if (dt == TIDE_F32) return nextafterf((float)v, dir > 0 ? INFINITY : -INFINITY);
+  /* bf16/f16 bits: sign-magnitude, so a step is +-1 on the magnitude */
+  uint16_t h = dt == TIDE_BF16 ? tide_f32_to_bf16((float)v) : tide_f32_to_f16((float)v);
+  uint16_t mag = h & 0x7fffu, sign = h & 0x8000u;
+  if (mag == 0) h = (uint16_t)(dir > 0 ? 0x0001u : 0x8001u);
+  else if ((dir > 0) == (sign == 0)) h = (uint16_t)(h + 1);
+  else h = (uint16_t)(h - 1);
+  return dt == TIDE_BF16 ? tide_bf16_to_f32(h) : tide_f16_to_f32(h);
+}
+
+/* (host) The smallest (*bottom) and largest (*top) values of float dtype dt
+   in [low, high): a uniform draw that rounds across a bound becomes one of
+   them. Returns -1 when no value of dt lies in [low, high), else 0. */
+static inline int tide_philox_uniform_bounds(double low, double high, int32_t dt, double *bottom, double *top) {
+  double t = tide_philox_round_to(high, dt), b = tide_philox_round_to(low, dt);
+  while (t >= high) t = tide_philox_step_to(t, dt, -1);
+  while (b < low) b = tide_philox_step_to(b, dt, 1);
+  *top = t;
+  *bottom = b;
+  return b >= high ? -1 : 0;
+}
 
 #endif

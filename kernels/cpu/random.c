@@ -48,29 +48,6 @@ typedef struct {
 
 typedef union { double d; int64_t i; } rvalue;
 
-/* v rounded to the nearest value of float dtype dt (via f32 for bf16/f16), as a double. */
-static double round_to(double v, int32_t dt) {
-  switch (dt) {
-    case TIDE_F32: return (float)v;
-    case TIDE_BF16: return tide_bf16_to_f32(tide_f32_to_bf16((float)v));
-    case TIDE_F16: return tide_f16_to_f32(tide_f32_to_f16((float)v));
-    default: return v;
-  }
-}
-
-/* The neighbour of v (a value of dt) one step toward +inf (dir > 0) or -inf. */
-static double step_to(double v, int32_t dt, int dir) {
-  if (dt == TIDE_F64) return nextafter(v, dir > 0 ? INFINITY : -INFINITY);
-  if (dt == TIDE_F32) return nextafterf((float)v, dir > 0 ? INFINITY : -INFINITY);
-  /* bf16/f16 bits: sign-magnitude, so a step is +-1 on the magnitude */
-  uint16_t h = dt == TIDE_BF16 ? tide_f32_to_bf16((float)v) : tide_f32_to_f16((float)v);
-  uint16_t mag = h & 0x7fffu, sign = h & 0x8000u;
-  if (mag == 0) h = (uint16_t)(dir > 0 ? 0x0001u : 0x8001u);
-  else if ((dir > 0) == (sign == 0)) h = (uint16_t)(h + 1);
-  else h = (uint16_t)(h - 1);
-  return dt == TIDE_BF16 ? tide_bf16_to_f32(h) : tide_f16_to_f32(h);
-}
-
 /* The values of one block: E rvalues, doubles already representable in the
    output dtype for uniform, doubles to round for normal, int64 for randint,
    0/1 for bernoulli. */
@@ -87,7 +64,7 @@ static inline void gen_block(const fill_plan *pl, int64_t b, rvalue *v) {
         u[1] = tide_philox_u53(w[2], w[3]);
       }
       for (int s = 0; s < pl->per_block; s++) {
-        double r = round_to(pl->low + u[s] * pl->width, pl->dtype);
+        double r = tide_philox_round_to(pl->low + u[s] * pl->width, pl->dtype);
         if (r >= pl->high) r = pl->top;
         else if (r < pl->low) r = pl->bottom;
         v[s].d = r;
@@ -234,12 +211,8 @@ static int uniform(void *data, int32_t ndim, const int64_t *shape, const int64_t
   pl.low = low;
   pl.high = high;
   pl.width = high - low;
-  /* the type values that stand in for rounding across a bound */
-  pl.top = round_to(high, dt);
-  while (pl.top >= high) pl.top = step_to(pl.top, dt, -1);
-  pl.bottom = round_to(low, dt);
-  while (pl.bottom < low) pl.bottom = step_to(pl.bottom, dt, 1);
-  if (pl.bottom >= high)
+  /* the type's values that stand in for a draw rounded across a bound */
+  if (tide_philox_uniform_bounds(low, high, dt, &pl.bottom, &pl.top) != 0)
     return tide_fail("rand_: no %s value lies in [%.17g, %.17g)", tide_dtype_name(dt), low, high);
   return run_fill(&pl, data, ndim, shape, stride, seed, offset);
 }

@@ -29,16 +29,6 @@ struct FillPlan {
   double p;                              // bernoulli
 };
 
-// v rounded to the nearest value of float dtype dt (via f32 for bf16/f16), as a double.
-__host__ __device__ __forceinline__ double round_to(double v, int32_t dt) {
-  switch (dt) {
-    case TIDE_F32: return (double)(float)v;
-    case TIDE_BF16: return (double)tide_bf16_to_f32(tide_f32_to_bf16((float)v));
-    case TIDE_F16: return (double)tide_f16_to_f32(tide_f32_to_f16((float)v));
-    default: return v;
-  }
-}
-
 // One Philox block's values: E doubles (uniform: already values of the dtype;
 // normal: to be rounded on store; bernoulli: 0/1) or E int64 (randint).
 __device__ __forceinline__ void gen_block(const FillPlan &pl, int64_t b, double *v, int64_t *iv) {
@@ -54,7 +44,7 @@ __device__ __forceinline__ void gen_block(const FillPlan &pl, int64_t b, double 
         u[1] = tide_philox_u53(w[2], w[3]);
       }
       for (int s = 0; s < pl.per_block; s++) {
-        double r = round_to(TIDE_PHILOX_ADD(pl.low, TIDE_PHILOX_MUL(u[s], pl.width)), pl.dtype);
+        double r = tide_philox_round_to(TIDE_PHILOX_ADD(pl.low, TIDE_PHILOX_MUL(u[s], pl.width)), pl.dtype);
         if (r >= pl.high) r = pl.top;
         else if (r < pl.low) r = pl.bottom;
         v[s] = r;
@@ -153,18 +143,6 @@ int run_fill(FillPlan &pl, const char *op, void *data, int32_t ndim, const int64
   return 0;
 }
 
-// The neighbour of v (a value of dt) one step toward +inf (dir > 0) or -inf (host only).
-double step_to(double v, int32_t dt, int dir) {
-  if (dt == TIDE_F64) return nextafter(v, dir > 0 ? INFINITY : -INFINITY);
-  if (dt == TIDE_F32) return nextafterf((float)v, dir > 0 ? INFINITY : -INFINITY);
-  uint16_t h = dt == TIDE_BF16 ? tide_f32_to_bf16((float)v) : tide_f32_to_f16((float)v);
-  uint16_t mag = h & 0x7fffu, sign = h & 0x8000u;
-  if (mag == 0) h = (uint16_t)(dir > 0 ? 0x0001u : 0x8001u);
-  else if ((dir > 0) == (sign == 0)) h = (uint16_t)(h + 1);
-  else h = (uint16_t)(h - 1);
-  return dt == TIDE_BF16 ? tide_bf16_to_f32(h) : tide_f16_to_f32(h);
-}
-
 int uniform(void *data, int32_t ndim, const int64_t *shape, const int64_t *stride, int32_t dt, uint64_t seed,
             uint64_t offset, double low, double high) {
   FillPlan pl;
@@ -175,12 +153,8 @@ int uniform(void *data, int32_t ndim, const int64_t *shape, const int64_t *strid
   pl.low = low;
   pl.high = high;
   pl.width = high - low;
-  // the type's values that stand in for rounding across a bound, found on the host as the CPU does
-  pl.top = round_to(high, dt);
-  while (pl.top >= high) pl.top = step_to(pl.top, dt, -1);
-  pl.bottom = round_to(low, dt);
-  while (pl.bottom < low) pl.bottom = step_to(pl.bottom, dt, 1);
-  if (pl.bottom >= high)
+  // the type's values that stand in for a draw rounded across a bound
+  if (tide_philox_uniform_bounds(low, high, dt, &pl.bottom, &pl.top) != 0)
     return tide_fail("rand_: no %s value lies in [%.17g, %.17g)", tide_dtype_name(dt), low, high);
   return run_fill(pl, "rand_", data, ndim, shape, stride, seed, offset);
 }
