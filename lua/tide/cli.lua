@@ -110,7 +110,7 @@ function M.main(argv)
   if a1 == 'plot' then
     local rest = {}
     for i = 2, #argv do rest[#rest + 1] = argv[i] end
-    return require('tide.train.plot').main(rest)
+    return require('tide.train.plot')._main(rest)
   end
   if a1:sub(1, 1) == '-' then
     io.stderr:write('tide: unknown option ', a1, '\n', usage, '\n')

@@ -166,7 +166,7 @@ T.test('polylines map back to the metrics of a synthetic run', function()
   local p = panels(els)
   check_points(back_mapped(p['loss/train'].area, find_poly(p['loss/train'], 'run-a', 'raw')), want.train, 'train raw')
   check_points(back_mapped(p['loss/train'].area, find_poly(p['loss/train'], 'run-a', 'smoothed')),
-    plot.ema(want.train, 0.6), 'train smoothed')
+    plot._ema(want.train, 0.6), 'train smoothed')
   check_points(back_mapped(p['loss/eval'].area, find_poly(p['loss/eval'], 'run-a', 'raw')), want.eval, 'eval')
   T.eq(p['loss/eval'].circles, #want.eval, 'one marker per eval point')
   check_points(back_mapped(p.lr.area, find_poly(p.lr, 'run-a', 'raw')), want.lr, 'lr')
@@ -181,12 +181,12 @@ T.test('polylines map back to the metrics of a synthetic run', function()
 end)
 
 T.test('smoothing is TensorBoard\'s debiased EMA', function()
-  local s = plot.ema({ { 0, 1 }, { 1, 1 }, { 2, 1 } }, 0.6)
+  local s = plot._ema({ { 0, 1 }, { 1, 1 }, { 2, 1 } }, 0.6)
   for _, p in ipairs(s) do T.truthy(math.abs(p[2] - 1) < 1e-12, 'a constant stays constant: ' .. p[2]) end
-  s = plot.ema({ { 0, 0 }, { 1, 10 } }, 0.6)
+  s = plot._ema({ { 0, 0 }, { 1, 10 } }, 0.6)
   T.eq(s[1][2], 0)
   T.truthy(math.abs(s[2][2] - 10 * 0.4 / (1 - 0.36)) < 1e-12)
-  T.eq(plot.ema({ { 0, 3 } }, 0)[1][2], 3)
+  T.eq(plot._ema({ { 0, 3 } }, 0)[1][2], 3)
 end)
 
 T.test('two runs: two legend entries, two colours, one shared scale', function()
@@ -289,13 +289,19 @@ end)
 
 T.test('a resumed run: the later records of a step replace the abandoned tail', function()
   local tmp, cleanup = T.scratch()
+  -- killed after step 30 (and its eval), resumed from a checkpoint at step 10
   local run = make_run(tmp, 'resumed', {
-    '{"step":10,"loss/train":5}', '{"step":20,"loss/train":4}', '{"step":30,"loss/train":3.9}',
-    '{"step":20,"loss/train":4}', '{"step":30,"loss/train":3.5}', '{"step":40,"loss/train":3}',
+    '{"step":10,"loss/train":5,"lr":1}', '{"step":20,"loss/train":4.2,"lr":1}', '{"step":30,"loss/train":3.9}',
+    '{"step":30,"loss/eval":4.4}',
+    '{"step":20,"loss/train":4}', '{"step":30,"loss/train":3.5}', '{"step":30,"loss/train":3.4}',
+    '{"step":40,"loss/train":3}',
   })
-  local p = panels(parse_xml(T.read(plot.plot({ run }, { smoothing = 0, warn = quiet() }))))
+  local svg = T.read(plot.plot({ run }, { smoothing = 0, warn = quiet() }))
+  local p = panels(parse_xml(svg))
   check_points(back_mapped(p['loss/train'].area, find_poly(p['loss/train'], 'resumed', 'raw')),
-    { { 10, 5 }, { 20, 4 }, { 30, 3.5 }, { 40, 3 } }, 'resumed')
+    { { 10, 5 }, { 20, 4 }, { 30, 3.4 }, { 40, 3 } }, 'resumed')
+  T.truthy(svg:find('no loss/eval values in this run', 1, true), 'the abandoned eval is dropped')
+  T.eq(p.lr.circles, 1, 'lr kept its step-10 point (a lone point, drawn as a marker)')
   T.truthy(cleanup())
 end)
 
@@ -318,21 +324,23 @@ T.test('a long run is thinned to the pixel columns, keeping its extremes', funct
 end)
 
 T.test('nice ticks and their labels', function()
-  local lo, hi, step = plot.nice_ticks(3.1, 10.9, 5)
+  local lo, hi, step = plot._nice_ticks(3.1, 10.9, 5)
   T.eq(lo, 2); T.eq(hi, 12); T.eq(step, 2)
-  lo, hi, step = plot.nice_ticks(0, 6.1e-4, 5)
+  lo, hi, step = plot._nice_ticks(0, 6.1e-4, 5)
   T.eq(step, 1e-4); T.truthy(math.abs(hi - 7e-4) < 1e-15)
-  local label, unit = plot.format_tick(2e-4, 1e-4, 7e-4)
+  local label, unit = plot._format_tick(2e-4, 1e-4, 7e-4)
   T.eq(label, '2'); T.eq(unit, '\195\1511e-4')
-  label, unit = plot.format_tick(1.4e-3, 2e-4, 1.4e-3)
+  label, unit = plot._format_tick(1.4e-3, 2e-4, 1.4e-3)
   T.eq(label, '1.4'); T.eq(unit, '\195\1511e-3')
-  T.eq(plot.format_tick(1.5e-4, 5e-5, 7e-4), '1.5')
-  T.eq(plot.format_tick(0.25, 0.05, 1), '0.25')
-  T.eq(plot.format_tick(12000, 1000, 14000), '12k')
-  T.eq(plot.format_tick(12500, 500, 14000), '12.5k')
-  T.eq(plot.format_tick(0, 1000, 14000), '0')
-  T.eq(plot.format_tick(400, 100, 500), '400')
-  lo, hi = plot.nice_ticks(5, 5)
+  T.eq(plot._format_tick(1.5e-4, 5e-5, 7e-4), '1.5')
+  T.eq(plot._format_tick(0.25, 0.05, 1), '0.25')
+  T.eq(plot._format_tick(12000, 1000, 14000), '12k')
+  T.eq(plot._format_tick(12500, 500, 14000), '12.5k')
+  T.eq(plot._format_tick(0, 1000, 14000), '0')
+  T.eq(plot._format_tick(400, 100, 500), '400')
+  lo, hi, step = plot._nice_ticks(0, 3, 6, 1)
+  T.eq(step, 1, 'steps are whole: no 0.5 ticks')
+  lo, hi = plot._nice_ticks(5, 5)
   T.truthy(lo < 5 and hi > 5, 'a constant gets a range')
 end)
 

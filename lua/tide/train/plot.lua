@@ -21,13 +21,17 @@
 --     non-JSON tokens NaN/Infinity) are not drawn; each panel says how many
 --     it skipped;
 --   * after a resume the run appends again from its checkpoint's step, so a
---     step that goes back replaces the abandoned tail of that series (the
---     curve shows what the run that continued did);
+--     step lower than one before it drops the records at or after that step
+--     (the abandoned tail, in every panel; read_metrics does the same), and
+--     a metric logged twice at one step keeps the later value;
 --   * a missing or empty metrics file, or runs with nothing to plot, are
 --     errors that name the file.
 local json = require 'tide.json'
 
 local M = {}
+-- Only plot is public (tide.train copies it); the helpers behind it are
+-- reached as _read_jsonl, _ema, _nice_ticks, _format_tick (for tests) and
+-- _main (the `tide plot` command).
 
 -- the panels, in reading order (two columns); names are tried in order, so
 -- the Hugging Face Trainer's names work as well as tide's
@@ -85,7 +89,7 @@ end
 -- Reads a metrics.jsonl file. Returns the records (tables with a numeric
 -- step, in file order) and a list of notes (strings "FILE:LINE: ...").
 -- opts.strict: malformed lines are errors instead of notes.
-function M.read_jsonl(path, opts)
+function M._read_jsonl(path, opts)
   opts = opts or {}
   local f, err = io.open(path, 'rb')
   if not f then
@@ -125,6 +129,24 @@ function M.read_jsonl(path, opts)
   return records, notes
 end
 
+-- The records without the tails that resumed runs abandoned: a step lower
+-- than the highest before it drops the earlier records at or after it.
+local function drop_abandoned(records)
+  local out, max_step = {}, -math.huge
+  for _, r in ipairs(records) do
+    if r.step < max_step then
+      local kept = {}
+      for _, q in ipairs(out) do
+        if q.step < r.step then kept[#kept + 1] = q end
+      end
+      out = kept
+    end
+    max_step = math.max(max_step, r.step)
+    out[#out + 1] = r
+  end
+  return out
+end
+
 -- The series of one metric: points { step, value } in step order, the
 -- number of non-finite values left out. A step that goes back (the run was
 -- resumed from an earlier checkpoint) drops the points at or after it.
@@ -148,7 +170,7 @@ end
 
 -- TensorBoard's smoothing: an exponential moving average over the points
 -- (not the steps), debiased so that the first points are not pulled to 0.
-function M.ema(pts, weight)
+function M._ema(pts, weight)
   if weight <= 0 then return pts end
   local out, last, k = {}, 0, 0
   for i, p in ipairs(pts) do
@@ -163,7 +185,8 @@ end
 
 -- Ticks at 1, 2 or 5 times a power of ten, about `target` of them, and the
 -- range widened to whole ticks: returns lo, hi, step, list of ticks.
-function M.nice_ticks(lo, hi, target)
+-- min_step: no finer spacing (1 for steps, which are whole numbers).
+function M._nice_ticks(lo, hi, target, min_step)
   target = target or 5
   if hi < lo then lo, hi = hi, lo end
   if hi == lo then
@@ -174,6 +197,7 @@ function M.nice_ticks(lo, hi, target)
   local mag = 10 ^ math.floor(math.log10(raw))
   local norm = raw / mag
   local step = (norm < 1.5 and 1 or norm < 3 and 2 or norm < 7 and 5 or 10) * mag
+  if min_step and step < min_step then step = min_step end
   local i0, i1 = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
   local ticks = {}
   for i = i0, i1 do ticks[#ticks + 1] = i * step end
@@ -185,7 +209,7 @@ end
 -- learning rate) are written in units of a power of ten, which is returned
 -- second for the axis label ("x1e-4"), as matplotlib does: 0, 2, 4, 6
 -- rather than 0.0000, 0.0002, ...
-function M.format_tick(v, step, maxabs)
+function M._format_tick(v, step, maxabs)
   local div, suf, note = 1, '', nil
   if maxabs >= 1e9 then div, suf = 1e9, 'G'
   elseif maxabs >= 1e6 then div, suf = 1e6, 'M'
@@ -288,10 +312,10 @@ function M.plot(runs, opts)
   local data, notes = {}, {}
   for i, run in ipairs(runs) do
     local path = metrics_path(run)
-    local ok, records, n = pcall(M.read_jsonl, path, { strict = opts.strict })
+    local ok, records, n = pcall(M._read_jsonl, path, { strict = opts.strict })
     if not ok then error('plot: ' .. tostring(records), 2) end
     for _, s in ipairs(n) do notes[#notes + 1] = s end
-    data[i] = { label = labels[i] or run, color = COLORS[(i - 1) % #COLORS + 1], records = records }
+    data[i] = { label = labels[i] or run, color = COLORS[(i - 1) % #COLORS + 1], records = drop_abandoned(records) }
   end
 
   -- the series of each panel, and the step range they share
@@ -314,8 +338,9 @@ function M.plot(runs, opts)
     error(('plot: no finite loss/train, loss/eval, lr or tokens_per_s values in %s'):format(
       table.concat(files, ', ')), 2)
   end
-  if xmin > 0 and xmin <= (xmax - xmin) * 0.25 then xmin = 0 end  -- a run that logs from step 1 or 10
-  local x_lo, x_hi, x_step, x_ticks = M.nice_ticks(xmin, xmax, 6)
+  -- a run that logs from step 1 or 10 (or logged once) starts its axis at 0
+  if xmin > 0 and xmin <= (xmax - xmin) * 0.25 or xmin == xmax and xmin > 0 then xmin = 0 end
+  local x_lo, x_hi, x_step, x_ticks = M._nice_ticks(xmin, xmax, 6, 1)
 
   -- layout: a header (title and legend), then two columns of panels
   local W = opts.width or 1200
@@ -396,7 +421,7 @@ function M.plot(runs, opts)
       local span = ymax - ymin
       local lo, hi = ymin - 0.04 * span, ymax + 0.04 * span
       if ymin >= 0 and lo < 0 then lo = 0 end
-      local y_lo, y_hi, y_step, y_ticks = M.nice_ticks(lo, hi, 5)
+      local y_lo, y_hi, y_step, y_ticks = M._nice_ticks(lo, hi, 5)
       local function X(s) return px + (s - x_lo) / (x_hi - x_lo) * pw end
       local function Y(v) return py + ph - (v - y_lo) / (y_hi - y_lo) * ph end
       -- the scale, so that a reader (or a test) can map points back to values
@@ -404,13 +429,13 @@ function M.plot(runs, opts)
         .. 'data-xmin="%.17g" data-xmax="%.17g" data-ymin="%.17g" data-ymax="%.17g">\n'):format(
         num(px), num(py), num(pw), num(ph), x_lo, x_hi, y_lo, y_hi))
       local maxabs = math.max(math.abs(y_lo), math.abs(y_hi))
-      local _, unit = M.format_tick(y_hi, y_step, maxabs)
+      local _, unit = M._format_tick(y_hi, y_step, maxabs)
       for _, t in ipairs(y_ticks) do
         local y = Y(t)
         put(('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#e4e4e4"/>'):format(num(px), num(y), num(px + pw), num(y)))
         put(('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#888"/>'):format(num(px - 4), num(y), num(px), num(y)))
         put(('<text x="%s" y="%s" fill="#444" font-size="11" text-anchor="end">%s</text>\n'):format(
-          num(px - 7), num(y + 4), M.format_tick(t, y_step, maxabs)))
+          num(px - 7), num(y + 4), M._format_tick(t, y_step, maxabs)))
       end
       local xmaxabs = math.max(math.abs(x_lo), math.abs(x_hi))
       for _, t in ipairs(x_ticks) do
@@ -419,7 +444,7 @@ function M.plot(runs, opts)
         put(('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#888"/>'):format(num(x), num(py + ph), num(x),
           num(py + ph + 4)))
         put(('<text x="%s" y="%s" fill="#444" font-size="11" text-anchor="middle">%s</text>\n'):format(
-          num(x), num(py + ph + 17), M.format_tick(t, x_step, xmaxabs)))
+          num(x), num(py + ph + 17), M._format_tick(t, x_step, xmaxabs)))
       end
       put(('<text x="%s" y="%s" fill="#444" text-anchor="middle">step</text>\n'):format(
         num(px + pw / 2), num(py + ph + 36)))
@@ -437,11 +462,12 @@ function M.plot(runs, opts)
         if #pts > 0 then
           if spec.smooth and smoothing > 0 then
             polyline(pts, 'raw', d, 'stroke-width="1" stroke-opacity="0.35" stroke-linejoin="round"')
-            polyline(M.ema(pts, smoothing), 'smoothed', d, 'stroke-width="2" stroke-linejoin="round"')
+            polyline(M._ema(pts, smoothing), 'smoothed', d, 'stroke-width="2" stroke-linejoin="round"')
           else
             polyline(pts, 'raw', d, 'stroke-width="2" stroke-linejoin="round"')
           end
-          if spec.markers and #pts <= 400 then
+          -- a lone point is no line: it gets a marker in every panel
+          if (spec.markers and #pts <= 400) or #pts == 1 then
             put(('<g class="markers" data-run="%s" fill="%s" stroke="#fff" stroke-width="1">'):format(
               esc(d.label), d.color))
             for _, p in ipairs(pts) do
@@ -474,7 +500,7 @@ end
 
 -- `tide plot RUN [RUN ...] [--out=FILE] [--smoothing=W] [--title=TEXT] [--strict]`:
 -- writes the SVG and prints its path; returns the exit status.
-function M.main(argv)
+function M._main(argv)
   local cli = require 'tide.cli'
   local o, runs = cli.parse_args(argv)
   if o.h or o.help or #runs == 0 then
