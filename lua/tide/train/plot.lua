@@ -8,7 +8,8 @@
 -- lr, tokens_per_s, ...) or the path of such a .jsonl file. The SVG has four
 -- panels sharing the step axis: train loss (raw, faint, and smoothed with
 -- TensorBoard's debiased exponential moving average, weight 0.6 by default),
--- eval loss (markers and line), learning rate and tokens/s. Runs are overlaid
+-- eval loss (markers and line), learning rate, and tokens/s (raw and
+-- smoothed like the train loss, since it is as noisy). Runs are overlaid
 -- in distinct colours and named in a legend. The file is plain SVG 1.1 that
 -- browsers and rsvg-convert show as it is.
 --
