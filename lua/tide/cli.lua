@@ -2,6 +2,7 @@
 --   tide FILE.lua [--key=value ...] [args]   run a recipe
 --   tide -e CODE                            run a chunk (returned values are printed)
 --   tide test [DIR_OR_FILE ...] [--filter=PATTERN]
+--   tide plot RUN [RUN ...] [--out=FILE]    training curves of runs, as SVG
 --   tide                                    the REPL (statements from stdin when piped)
 local M = {}
 
@@ -9,6 +10,7 @@ local usage = [[
 usage: tide FILE.lua [--key=value] [--flag] [args...]   run a recipe
        tide -e CODE                                    run a chunk of Lua
        tide test [DIR_OR_FILE...] [--filter=PATTERN]   run Lua tests
+       tide plot RUN [RUN...] [--out=FILE]             plot runs' metrics.jsonl to SVG
        tide                                            interactive REPL
        tide -h | --version
 Recipe options --key=value and --flag land in tide.args (numbers and
@@ -104,6 +106,11 @@ function M.main(argv)
     local paths = {}
     for i = 2, #argv do paths[#paths + 1] = argv[i] end
     return require('tide.testing').main(paths)
+  end
+  if a1 == 'plot' then
+    local rest = {}
+    for i = 2, #argv do rest[#rest + 1] = argv[i] end
+    return require('tide.train.plot')._main(rest)
   end
   if a1:sub(1, 1) == '-' then
     io.stderr:write('tide: unknown option ', a1, '\n', usage, '\n')
