@@ -180,6 +180,25 @@ T.test('progress, not a terminal: a plain line every log_every steps and at the 
   T.eq(ls[3], 'step 10  eval loss 3.2500  perplexity 25.79')
   T.eq(ls[7], 'saved checkpoint step 23')
   T.truthy(ls[6]:find('ETA 0:00', 1, true), 'the last step has nothing left: ' .. ls[6])
+  -- a caller that logs less often than log_every still gets a line per log;
+  -- a resumed run's lines fall on multiples of log_every
+  local out2 = capture()
+  local log2 = metrics.Logger(tmp('r2'), { total_steps = 100, log_every = 10, stream = out2, start_step = 43 })
+  for step = 44, 100 do
+    if step % 25 == 0 then log2:log(step, { ['loss/train'] = 1 }) end
+  end
+  for step = 101, 103 do log2:log(step, { lr = 1 }) end
+  log2:close()
+  steps = {}
+  for _, l in ipairs(lines(out2.text())) do steps[#steps + 1] = tonumber(l:match('^step (%d+)/')) end
+  T.same(steps, { 50, 75, 100 })
+  local out3 = capture()
+  local log3 = metrics.Logger(tmp('r3'), { log_every = 10, stream = out3, start_step = 43 })
+  for step = 44, 70 do log3:log(step, { lr = 1 }) end
+  log3:close()
+  steps = {}
+  for _, l in ipairs(lines(out3.text())) do steps[#steps + 1] = tonumber(l:match('^step (%d+)')) end
+  T.same(steps, { 50, 60, 70 })
   T.truthy(cleanup())
 end)
 

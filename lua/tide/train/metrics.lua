@@ -19,7 +19,8 @@
 --
 -- Progress (opts.progress): 'auto' (default) redraws one live line in place
 -- when the stream is a terminal, else prints a plain line every log_every
--- steps (and at the last step); true always redraws in place; 'plain' always
+-- steps (and at the last step; and at least once every log_every steps when
+-- log() is called less often); true always redraws in place; 'plain' always
 -- prints plain lines; false prints nothing. Logs holding loss/eval print
 -- their own line either way.
 --
@@ -143,7 +144,7 @@ function M.Logger(run_dir, opts)
   local self = setmetatable({
     run_dir = run_dir, path = path, f = f, resumed = resumed, stream = stream, fd = fd,
     mode = mode, total_steps = total, log_every = log_every,
-    t0 = monotonic(), elapsed0 = opts.elapsed or 0, last = {}, drawn = false,
+    t0 = monotonic(), elapsed0 = opts.elapsed or 0, last = {}, drawn = false, start_step = opts.start_step or 0,
   }, Logger)
   if opts.tensorboard ~= false then
     local tb = run_dir .. '/tb'
@@ -262,7 +263,11 @@ function Logger:log(step, metrics)
     self.last_step = step
     if self.mode == 'live' then
       self:draw(self:progress_line(step))
-    elseif step % self.log_every == 0 or step == self.total_steps then
+    elseif step % self.log_every == 0 or step == self.total_steps
+        or step - (self.printed_step or self.start_step) >= self.log_every then
+      -- multiples of log_every, and never log_every steps without a line
+      -- (a caller that logs every 25 steps with log_every 10 still gets each)
+      self.printed_step = step
       self.stream:write(self:progress_line(step), '\n')
       self.stream:flush()
     end
