@@ -109,6 +109,10 @@ T.test('Logger: resume appends to metrics.jsonl and starts a new event file', fu
   local ev = tb.read_events(b.events_path)
   T.eq(ev[2].session_log, 'START', 'TensorBoard drops the old points after the resume step')
   T.eq(ev[2].step, 5)
+  -- the run directory reads as one list, file after file
+  local all = tb.read_events(run)
+  T.eq(#all, (1 + 8) + (1 + 1 + 5))
+  T.eq(#tb.read_events(run .. '/tb'), #all)
   T.truthy(cleanup())
 end)
 

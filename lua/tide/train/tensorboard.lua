@@ -443,9 +443,23 @@ local function hex(x) return ('0x%08x'):format(x) end
 -- in file order; other summaries (histograms, images, text) are skipped. A
 -- last record cut short (a writer killed mid-write) ends the list, with
 -- .truncated_at = its offset; opts.strict makes that an error too.
+-- path may also be a directory (a run's tb/, or the run directory holding
+-- tb/): its event files are read in name order, one list.
 function M.read_events(path, opts)
   opts = opts or {}
   if type(path) ~= 'string' then error('read_events: expected a file path, got ' .. type(path), 2) end
+  local files = require 'tide.data.files'
+  if files.is_dir(path) then
+    local dir = files.is_dir(path .. '/tb') and path .. '/tb' or path
+    local all = {}
+    for _, f in ipairs(M.event_files(dir)) do
+      local ok, ev = pcall(M.read_events, f, opts)
+      if not ok then error(tostring(ev):gsub('^[^:]*:%d+: ', ''), 2) end
+      for _, e in ipairs(ev) do all[#all + 1] = e end
+      if ev.truncated_at then all.truncated_at, all.truncated_file = ev.truncated_at, f end
+    end
+    return all
+  end
   local f, err = io.open(path, 'rb')
   if not f then error('read_events: cannot open ' .. tostring(err), 2) end
   local s = f:read('*a')
