@@ -42,6 +42,7 @@ for _, decl in ipairs {
   'int ioctl(int fd, unsigned long request, ...);',
   'struct tide_timespec { long tv_sec; long tv_nsec; };',
   'int clock_gettime(int clk, struct tide_timespec *ts);',
+  'int truncate(const char *path, int64_t length);', 'char *strerror(int errnum);',
 } do
   pcall(ffi.cdef, decl)
 end
@@ -110,6 +111,32 @@ local function num_text(fmt, x)
   return fmt:format(x)
 end
 
+-- A run killed mid-write can leave a last line without its newline; a
+-- resumed run's first record would be glued to it. That partial line is cut
+-- off (only bytes after the last newline are removed, and only when the file
+-- does not end in one).
+local function cut_partial_line(path, level)
+  local f = io.open(path, 'rb')
+  if not f then return end
+  local size = f:seek('end')
+  if size == 0 then f:close() return end
+  f:seek('set', size - 1)
+  if f:read(1) == '\n' then f:close() return end
+  local keep, pos = 0, size
+  while pos > 0 do
+    local start = math.max(0, pos - 65536)
+    f:seek('set', start)
+    local chunk = f:read(pos - start)
+    local last = chunk:match('.*()\n')
+    if last then keep = start + last break end
+    pos = start
+  end
+  f:close()
+  if ffi.C.truncate(path, keep) ~= 0 then
+    error(('Logger: cannot cut the partial last line of %s: %s'):format(path, ffi.string(ffi.C.strerror(ffi.errno()))), level + 1)
+  end
+end
+
 -- Logger ----------------------------------------------------------------------
 
 local Logger = {}
@@ -128,6 +155,7 @@ function M.Logger(run_dir, opts)
   if total ~= nil and (type(total) ~= 'number' or total < 0) then error('Logger: total_steps must be a number', 2) end
   files.mkdir_p(run_dir, 'Logger', 2)
   local path = run_dir .. '/metrics.jsonl'
+  cut_partial_line(path, 2)
   local f, err = io.open(path, 'ab')
   if not f then error('Logger: cannot open ' .. tostring(err), 2) end
   local resumed = f:seek('end') > 0
