@@ -7,6 +7,12 @@
 --   log:print('saved checkpoint ...')   -- a line that does not break the live one
 --   log:close()
 --
+-- Options: total_steps (for step/total and the ETA), log_every (default 10),
+-- progress ('auto'), tensorboard (default true), stream (default io.stdout),
+-- start_step and elapsed (a resumed run's step and seconds already spent:
+-- the elapsed time shown counts from there), fd (the descriptor behind a
+-- stream other than io.stdout/io.stderr, for the terminal check).
+--
 -- Each log() appends one JSON object to RUN/metrics.jsonl,
 --   {"step":120,"time":1764759111.25,"loss/train":3.41,"lr":0.0003,...}
 -- (time: seconds since the epoch; metric names as the Hugging Face course
