@@ -399,7 +399,18 @@ function M.save_checkpoint(run_dir, state, opts)
     if type(state.tokenizer) ~= 'table' or type(state.tokenizer.save) ~= 'function' then
       fail('state.tokenizer must be a tide tokenizer (with save(dir))')
     end
-    write('tokenizer.json', function() state.tokenizer:save(tmp) end)
+    -- saved into a directory of its own and moved in: into one that already
+    -- holds files the tokenizer's writer would link its files in generations
+    write('tokenizer.json', function()
+      local tokdir = join(tmp, '.tokenizer')
+      state.tokenizer:save(tokdir)
+      for _, n in ipairs(files.list_dir(tokdir)) do
+        if lib.rename(join(tokdir, n), join(tmp, n)) ~= 0 then
+          error(('cannot move %s into %s: %s'):format(n, tmp, errno_text()), 0)
+        end
+      end
+      files.remove_tree(tokdir)
+    end)
   end
   if opt_tensors then
     write('optimizer.safetensors', function(path) safetensors.save_safetensors(path, opt_tensors) end)
@@ -411,6 +422,7 @@ function M.save_checkpoint(run_dir, state, opts)
   -- written by other writers (the tokenizer's) are synced here
   for _, n in ipairs(files.list_dir(tmp)) do
     local path = join(tmp, n)
+    if n:sub(1, 1) == '.' or files.is_dir(path) then fail('unexpected entry ' .. path) end
     local okf, e = fsync_path(path)
     if not okf then fail(e) end
     sizes[n] = file_size(path)
@@ -575,6 +587,15 @@ function M.read_checkpoint(dir, state)
         bad(spath, ('optimizer group %d has %d parameters, the one given %d'):format(gi, g.params, #opt.param_groups[gi].params))
       end
       local sg = from_json(g)
+      -- the optimizer's own checks of a group (lr, betas, ...), run here so
+      -- that a bad value fails before anything is changed
+      if type(opt._validate_group) == 'function' then
+        local probe = {}
+        for k, v in pairs(sg) do probe[k] = v end
+        probe.params = opt.param_groups[gi].params
+        local okv, e = pcall(opt._validate_group, opt, probe, gi, 1)
+        if not okv then bad(spath, 'optimizer: ' .. strip(e)) end
+      end
       sg.params = {}
       for i = 1, g.params do id = id + 1; sg.params[i] = id end
       sd.param_groups[gi] = sg
@@ -620,6 +641,15 @@ function M.read_checkpoint(dir, state)
         bad(spath, ('scheduler must hold last_epoch and %d base_lrs'):format(#sched.base_lrs))
       end
       for _, v in ipairs(s.base_lrs) do if type(v) ~= 'number' then bad(spath, 'scheduler base_lrs must be numbers') end end
+      if s.last_epoch % 1 ~= 0 or s.last_epoch < -1 or s.last_epoch >= 2 ^ 53 then
+        bad(spath, 'scheduler last_epoch must be an integer >= -1')
+      end
+      if s.last_lr ~= nil then
+        if not is_array(s.last_lr) or #s.last_lr ~= #sched.base_lrs then
+          bad(spath, ('scheduler last_lr must hold %d numbers'):format(#sched.base_lrs))
+        end
+        for _, v in ipairs(s.last_lr) do if type(v) ~= 'number' then bad(spath, 'scheduler last_lr must be numbers') end end
+      end
     end
     r.scheduler = s
   end
@@ -659,9 +689,13 @@ function M.read_checkpoint(dir, state)
   return r
 end
 
--- Puts what read_checkpoint returned into the state's objects.
+-- Puts what read_checkpoint returned into the state's objects, the parts
+-- whose own checks could still object first.
 local function apply(r, state)
   local tide = tide_()
+  if r.optimizer then state.optimizer:load_state_dict(r.optimizer) end
+  if r.scheduler then state.scheduler:load_state_dict(r.scheduler) end
+  if r.loader then state.loader:set_state(r.loader) end
   if state.model ~= nil then
     local own = {}
     for _, p in ipairs(state.model:named_parameters()) do own[p[1]] = p[2] end
@@ -674,9 +708,6 @@ local function apply(r, state)
       p.grad = g and g:to(p:dtype()):to(p.device) or nil
     end
   end
-  if r.optimizer then state.optimizer:load_state_dict(r.optimizer) end
-  if r.scheduler then state.scheduler:load_state_dict(r.scheduler) end
-  if r.loader then state.loader:set_state(r.loader) end
   tide.set_rng_state(r.rng)
   if r.generators then
     for k, s in pairs(r.generators) do state.generators[k]:set_state(s) end
@@ -686,6 +717,14 @@ local function apply(r, state)
     step = doc.step, micro_step = doc.micro_step, tokens = doc.tokens, elapsed = doc.elapsed,
     options = from_json(doc.options), extra = from_json(doc.extra), path = r.dir,
   }
+end
+
+local function apply_checked(r, state)
+  local ok, info = pcall(apply, r, state)
+  if not ok then
+    error(('load_checkpoint: %s: cannot be restored: %s'):format(join(r.dir, M.STATE_FILE), strip(info)), 0)
+  end
+  return info
 end
 
 -- Reads dir against state; nil and the reason when it is not intact.
@@ -718,7 +757,7 @@ function M.load_checkpoint(path, state)
     if not files.is_dir(path) then error(('%s: no such checkpoint or run directory: %s'):format(what, path), 2) end
     local r, msg = try_read(path, state)
     if not r then error(what .. ': ' .. msg, 2) end
-    return apply(r, state)
+    return apply_checked(r, state)
   end
   local all = M.list_checkpoints(ckdir:match('^(.*)/checkpoints$') or '.')
   if #all == 0 then error(('%s: %s holds no checkpoint (no step-NNNNNN directory)'):format(what, ckdir), 2) end
@@ -726,7 +765,7 @@ function M.load_checkpoint(path, state)
   local why
   if latest then
     local r, msg = try_read(join(ckdir, latest), state)
-    if r then return apply(r, state) end
+    if r then return apply_checked(r, state) end
     why = ('%s names %s, which cannot be loaded (%s)'):format(join(ckdir, 'latest'), latest, msg)
   elseif raw then
     why = ('%s does not name a checkpoint (%q)'):format(join(ckdir, 'latest'), raw)
@@ -739,7 +778,7 @@ function M.load_checkpoint(path, state)
     if n ~= latest then
       local r, msg = try_read(all[i], state)
       if r then
-        local info = apply(r, state)
+        local info = apply_checked(r, state)
         info.message = ('%s; resumed from %s, the newest intact checkpoint'):format(why, all[i])
         return info
       end
