@@ -337,6 +337,30 @@ T.test('fuzz: a mutated state file is refused with a message naming it, never a 
     end
   end
   T.truthy(refused > 200, ('%d refused, %d loaded'):format(refused, loaded))
+  -- the safetensors files' headers, bytes changed in place (sizes unchanged)
+  write(c .. '/tide_state.json', orig)
+  refused = 0
+  for i = 1, 150 do
+    local name = ({ 'model.safetensors', 'optimizer.safetensors', 'grads.safetensors' })[1 + i % 3]
+    local path = c .. '/' .. name
+    local keep = T.read(path)
+    local s = keep
+    for _ = 1, 1 + math.floor(rnd() * 3) do
+      local p = 1 + math.floor(rnd() * math.min(#s, 400))
+      s = s:sub(1, p - 1) .. string.char(math.floor(rnd() * 256)) .. s:sub(p + 1)
+    end
+    write(path, s)
+    local ok, err = pcall(ck.load_checkpoint, c, setup())
+    write(path, keep)
+    if not ok then
+      refused = refused + 1
+      err = tostring(err)
+      if not err:find('^load_checkpoint: .*/[%w_%.]+%.[a-z]+: ') then
+        error(('mutation %d of %s gave an error that names no file: %s'):format(i, name, err))
+      end
+    end
+  end
+  T.truthy(refused > 50, ('%d of 150 header mutations refused'):format(refused))
 end)
 
 T.test('an unwritable run directory is a clear error', function()

@@ -465,7 +465,11 @@ local function is_count(v) return type(v) == 'number' and v % 1 == 0 and v >= 0 
 
 local function open_st(path)
   local ok, f = pcall(safetensors.open_safetensors, path)
-  if not ok then bad(path, strip(f):gsub('^' .. path:gsub('%W', '%%%0') .. ':%s*', '')) end
+  if not ok then
+    local msg = strip(f):gsub('^safetensors: ', '')
+    if msg:sub(1, #path + 1) == path .. ':' then msg = msg:sub(#path + 2):gsub('^%s+', '') end
+    bad(path, msg)
+  end
   return f
 end
 
