@@ -411,6 +411,37 @@ T.test('a write that fails (a full disk) leaves the previous checkpoint intact',
   T.eq(ck.load_checkpoint(run, setup()).step, 1)
 end)
 
+T.test('any module with SGD momentum, and a config given', function()
+  local function make()
+    tide.manual_seed(8)
+    local m = tide.nn.Linear(4, 3)
+    return m, tide.optim.SGD(m:parameters(), { lr = 0.1, momentum = 0.9 })
+  end
+  local x = tide.randn(5, 4)
+  local function step(m, opt)
+    opt:zero_grad()
+    local l = m(x):pow(2):mean()
+    l:backward()
+    opt:step()
+    return bits(l:item())
+  end
+  local run = fresh()
+  local m, opt = make()
+  step(m, opt)
+  ck.save_checkpoint(run, { step = 1, model = m, optimizer = opt, config = { kind = 'linear', n = 4 } })
+  local want = { step(m, opt), step(m, opt) }
+  local m2, opt2 = make()
+  ck.load_checkpoint(run, { model = m2, optimizer = opt2 })
+  T.same({ step(m2, opt2), step(m2, opt2) }, want)
+  T.eq(json.read_file(run .. '/checkpoints/step-000001/config.json').kind, 'linear')
+  -- loaded without an optimizer (weights only), and with a state that lacks one
+  ck.load_checkpoint(run, { model = make() })
+  local m3 = make()
+  ck.save_checkpoint(run, { step = 2, model = m3 })
+  T.raises(function() ck.load_checkpoint(run .. '/checkpoints/step-000002', { model = m3, optimizer = opt2 }) end,
+    'saved without an optimizer')
+end)
+
 T.test('bad arguments', function()
   T.raises(function() ck.save_checkpoint(nil, {}) end, 'run directory')
   T.raises(function() ck.save_checkpoint(fresh(), { model = setup().model }) end, 'state.step')

@@ -362,7 +362,9 @@ function M.save_checkpoint(run_dir, state, opts)
   local tmp = ('%s/.tmp-%s-%d'):format(ckdir, name, lib.getpid())
   -- leftovers of saves that crashed
   for _, n in ipairs(files.list_dir(ckdir)) do
-    if n:match('^%.tmp%-step%-') or n:match('^step%-%d+%.old%-%d+$') then files.remove_tree(join(ckdir, n)) end
+    if n:match('^%.tmp%-step%-') or n:match('^%.prune%-step%-') or n:match('^step%-%d+%.old%-%d+$') then
+      files.remove_tree(join(ckdir, n))
+    end
   end
   local prev = read_latest(ckdir)
   local function fail(msg)
@@ -447,7 +449,12 @@ function M.save_checkpoint(run_dir, state, opts)
     local all = M.list_checkpoints(run_dir)
     for i = 1, #all - opts.keep_last do
       local n = all[i]:match('[^/]*$')
-      if n ~= name then files.remove_tree(all[i]) end
+      if n ~= name then
+        -- renamed out of the step-N names first: a crash while removing
+        -- leaves no half-deleted checkpoint that looks like one
+        local doomed = ('%s/.prune-%s-%d'):format(ckdir, n, lib.getpid())
+        if lib.rename(all[i], doomed) == 0 then files.remove_tree(doomed) end
+      end
     end
   end
   return final
