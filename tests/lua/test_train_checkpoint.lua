@@ -442,6 +442,22 @@ T.test('any module with SGD momentum, and a config given', function()
     'saved without an optimizer')
 end)
 
+T.test('generator positions above 2^53 survive JSON', function()
+  local run = fresh()
+  local s = setup()
+  tide.manual_seed(-5)  -- 2^64 - 5
+  tide.rand(3)
+  local want = tide.get_rng_state()
+  s.step = 1
+  ck.save_checkpoint(run, s)
+  tide.manual_seed(1)
+  ck.load_checkpoint(run, setup())
+  local got = tide.get_rng_state()
+  T.eq(tostring(got.seed), tostring(want.seed))
+  T.eq(tostring(got.offset), tostring(want.offset))
+  T.truthy(tostring(got.seed):find('18446744073709551611', 1, true), tostring(got.seed))
+end)
+
 T.test('bad arguments', function()
   T.raises(function() ck.save_checkpoint(nil, {}) end, 'run directory')
   T.raises(function() ck.save_checkpoint(fresh(), { model = setup().model }) end, 'state.step')
