@@ -215,7 +215,8 @@ for step = start + 1, steps do
     local now = tide.clock()
     log:log(step, { ['loss/train'] = loss_n > 0 and loss_sum / loss_n or nil, lr = sched:get_last_lr()[1],
                     grad_norm = norm, tokens_per_s = (state.tokens - tok0) / (now - t0),
-                    samples = step * accum * B, steps = step })
+                    samples = step * accum * B, steps = step,
+                    skipped_nonfinite = guard.skipped > 0 and guard.skipped or nil })
     t0, tok0, loss_sum, loss_n = now, state.tokens, 0, 0
   end
   if eval_every > 0 and step % eval_every == 0 and step ~= steps then

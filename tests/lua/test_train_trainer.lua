@@ -10,6 +10,7 @@ local train = tide.train
 local faults = train.faults
 
 local saved_steps = {}
+if not train.load_checkpoint then saved_steps.stand_in = true end
 if not train.save_checkpoint then
   train.save_checkpoint = function(run_dir, state)
     local p = ('%s/checkpoints/step-%06d'):format(run_dir, state.step)
@@ -158,6 +159,31 @@ T.test('Trainer: skip_nonfinite skips the update, counts it, and goes on', funct
   T.eq(r.skipped_nonfinite, 1)
   T.close(after, before, { atol = 0, rtol = 0 })
   files.remove_tree(dir)
+end)
+
+T.test('Trainer: resuming from a checkpoint gives bitwise the losses of the run never stopped', function()
+  if saved_steps.stand_in then T.skip('this build has no tide.train.load_checkpoint') end
+  local function run(dir, resume, crash_at)
+    local losses = {}
+    train.Trainer({ model = tiny_model(), train = batches(3, 2), eval = batches(1, 2),
+      args = { output_dir = dir, max_steps = 10, learning_rate = 1e-2, warmup_steps = 2,
+               lr_scheduler_type = 'cosine', gradient_accumulation_steps = 2, save_steps = 4, eval_steps = 3,
+               progress = false, plot = false, logging_steps = 100 },
+      callbacks = { on_step_end = function(_, s)
+        losses[s.step] = ('%a'):format(s.loss)
+        if s.step == crash_at then error('crash') end
+      end } })
+      :train({ resume_from_checkpoint = resume })
+    return losses
+  end
+  local a, b = run_dir(), run_dir()
+  local straight = run(a)
+  T.raises(function() run(b, nil, 6) end, 'crash')  -- a run that dies at step 6 ...
+  local resumed = run(b, 'auto')                    -- ... taken up from its checkpoint at step 4
+  for step = 5, 10 do T.eq(resumed[step], straight[step], 'step ' .. step) end
+  T.eq(resumed[4], nil)
+  files.remove_tree(a)
+  files.remove_tree(b)
 end)
 
 T.test('deferred interrupts: a Ctrl-C waits for the loop to poll it; ops do not raise it', function()

@@ -281,7 +281,7 @@ function Trainer:_loop(start, catcher)
     if a.save_steps and a.save_steps > 0 and step % a.save_steps == 0 then self:save(step); saved = true end
     if catcher:requested() then
       local path = saved and self.last_checkpoint or nil
-      if not saved and a.save_on_interrupt then path = self:save(step) end
+      if not saved and a.save_on_interrupt and piece('save_checkpoint') then path = self:save(step) end
       if self.logger then self.logger:close() end
       faults.exit_interrupted(step, path, a.output_dir)
     end
