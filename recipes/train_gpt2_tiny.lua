@@ -34,7 +34,7 @@ local lr = args.lr or 3e-3
 local seed = args.seed or 0
 local device = args.device or 'cpu'
 local accum = args.grad_accum or 1
-local log_every, eval_every, save_every = args.log_every or 20, args.eval_every or 0, args.save_every or 0
+local log_every, eval_every, save_every = args.log_every or 20, args.eval_every or 0, args.save_every or 500
 local t_start = tide.clock()
 
 local function fail(msg)

@@ -223,6 +223,7 @@ function Trainer:_loop(start, catcher)
   local max_norm = (a.max_grad_norm and a.max_grad_norm > 0) and a.max_grad_norm or math.huge
   local t_log, tokens_log, loss_sum, loss_n = tide.clock(), self.tokens, 0, 0
   local step, loss_mean = start, nil
+  self.loss = nil
   model:train()
   while step < self.total_steps do
     step = step + 1
@@ -257,6 +258,7 @@ function Trainer:_loop(start, catcher)
     if ok then opt:step() end
     opt:zero_grad()
     sched:step()
+    loss_mean = nil  -- a skipped update has no loss to report
     if ok then
       loss_mean = total / accum
       self.loss = loss_mean
