@@ -151,11 +151,12 @@ local log = train.Logger and train.Logger(out, { total_steps = steps, log_every 
 -- everything a checkpoint holds; the loop updates step, tokens and extra
 local state = { step = 0, model = model, optimizer = opt, scheduler = sched, loader = train_data,
                 tokenizer = tok, tokens = 0, elapsed = 0, options = args, extra = { skipped_nonfinite = 0 } }
-local last_checkpoint, elapsed_before = nil, 0
+local last_checkpoint, saved_step, elapsed_before = nil, nil, 0
 local function save(step)
   if not train.save_checkpoint then return nil end
+  if saved_step == step then return last_checkpoint end
   state.step, state.elapsed = step, elapsed_before + tide.clock() - t_start
-  last_checkpoint = train.save_checkpoint(out, state, { keep_last = args.keep_last })
+  last_checkpoint, saved_step = train.save_checkpoint(out, state, { keep_last = args.keep_last }), step
   return last_checkpoint
 end
 
@@ -164,7 +165,7 @@ if resume then
   if not train.load_checkpoint then fail('--resume needs tide.train.load_checkpoint, which this build lacks') end
   local info = train.load_checkpoint(resume == 'auto' and out or resume, state)
   if info.message then print(info.message) end
-  start, last_checkpoint = info.step, info.path
+  start, last_checkpoint, saved_step = info.step, info.path, info.step
   state.tokens, elapsed_before = info.tokens or 0, info.elapsed or 0
   for k, v in pairs(info.extra or {}) do state.extra[k] = v end
   print(('resumed from %s at step %d'):format(info.path, start))
@@ -234,7 +235,7 @@ ctrl_c:release(false)
 
 local final_eval = evaluate()
 log:log(steps, { ['loss/eval'] = final_eval, perplexity = final_eval < 709 and math.exp(final_eval) or math.huge })
-if start < steps then save(steps) end
+save(steps)
 log:close()
 print(('eval loss %.4f -> %.4f after %d steps (%.1f s in all)'):format(first_eval, final_eval, steps,
   elapsed_before + tide.clock() - t_start))
