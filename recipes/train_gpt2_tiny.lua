@@ -51,6 +51,7 @@ if not out and type(resume) == 'string' and resume ~= 'auto' then
   out = resume:gsub('/+$', ''):match('^(.*)/checkpoints/[^/]+$') or resume
 end
 out = out or ('runs/train_gpt2_tiny-' .. os.date('!%Y%m%d-%H%M%S'))
+args.out = out  -- the command that resumes names it
 local made_here = { 'checkpoints', 'metrics.jsonl', 'tb', 'plot.svg', 'data', 'tokenizer' }
 if not resume and (files.exists(out .. '/checkpoints') or files.exists(out .. '/metrics.jsonl')) then
   if not args.overwrite then

@@ -71,10 +71,13 @@ end)
 T.test('resume_command is the recipe command line with --out and --resume=auto', function()
   local old_arg, old_args = rawget(_G, 'arg'), tide.args
   _G.arg = { [0] = 'recipes/x.lua' }
-  tide.args = { steps = 10, resume = 'auto', out = 'o', skip_nonfinite = true }
+  tide.args = { steps = 10, resume = 'auto', out = 'o', skip_nonfinite = true, name = "it's a b" }
   local cmd = faults.resume_command('runs/a')
+  tide.args = { steps = 10, overwrite = true }
+  local cmd2 = faults.resume_command('runs/a')  -- a script without --out gets none
   _G.arg, tide.args = old_arg, old_args
-  T.eq(cmd, 'tide recipes/x.lua --out=runs/a --skip_nonfinite --steps=10 --resume=auto')
+  T.eq(cmd, [[tide recipes/x.lua --out=runs/a '--name=it'\''s a b' --skip_nonfinite --steps=10 --resume=auto]])
+  T.eq(cmd2, 'tide recipes/x.lua --steps=10 --resume=auto')
 end)
 
 T.test('Trainer: trains, logs, saves every save_steps and at the end, calls the callbacks', function()

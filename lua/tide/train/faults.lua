@@ -37,22 +37,30 @@ function Catcher:release(handled)
   if handled then C.tide_interrupt_take() end
 end
 
--- The command line that continues this run: the recipe's own, with
--- --resume=auto (and --out) in place of what it had; nil outside a recipe.
-function M.resume_command(out)
+-- A word as a POSIX shell reads it back.
+local function shell_word(w)
+  if w:match('^[%w%-_./=:,+@%%]+$') then return w end
+  return "'" .. w:gsub("'", "'\\''") .. "'"
+end
+
+-- The command line that continues this run: the script's own, with
+-- --resume=auto in place of any --resume or --overwrite, and --out=run_dir
+-- when the script takes --out; nil outside a script run by `tide FILE.lua`.
+function M.resume_command(run_dir)
   local script = rawget(_G, 'arg') and _G.arg[0]
   if type(script) ~= 'string' or script:sub(1, 1) == '-' then return nil end
   local tide = require 'tide'
-  local opts, keys = {}, {}
-  for k, v in pairs(tide.args or {}) do
-    if k ~= 'resume' and k ~= 'overwrite' and k ~= 'out' then keys[#keys + 1] = k; opts[k] = v end
+  local args, keys = tide.args or {}, {}
+  for k in pairs(args) do
+    if k ~= 'resume' and k ~= 'overwrite' and k ~= 'out' then keys[#keys + 1] = k end
   end
   table.sort(keys)
-  local parts = { 'tide', script }
-  if out then parts[#parts + 1] = '--out=' .. out end
+  local parts = { 'tide', shell_word(script) }
+  if args.out ~= nil and run_dir then parts[#parts + 1] = shell_word('--out=' .. run_dir) end
   for _, k in ipairs(keys) do
-    local v = opts[k]
-    parts[#parts + 1] = v == true and '--' .. k or v == false and '--no-' .. k or ('--%s=%s'):format(k, tostring(v))
+    local v = args[k]
+    parts[#parts + 1] = shell_word(v == true and '--' .. k or v == false and '--no-' .. k
+                                   or ('--%s=%s'):format(k, tostring(v)))
   end
   parts[#parts + 1] = '--resume=auto'
   return table.concat(parts, ' ')
