@@ -466,6 +466,13 @@ void tide_shard_close(tide_shard *s);
 /* 1 if Ctrl-C arrived since the last call, clearing it (the tide executable
    raises it from its SIGINT handler) */
 int32_t tide_interrupt_take(void);
+/* Deferred mode (on != 0): tide_interrupt_take returns 0 and leaves a
+   pending Ctrl-C for a loop that polls tide_interrupt_pending at a safe point
+   (tide.train finishes the step, saves, exits 130); off, a pending one is
+   taken by the next op as before. Returns the previous mode. */
+int32_t tide_interrupt_defer(int32_t on);
+/* 1 if a Ctrl-C is pending (not yet taken), without clearing it. */
+int32_t tide_interrupt_pending(void);
 
 /* CUDA: how many devices the driver reports (0 without CUDA or a GPU) */
 int32_t tide_cuda_device_count(void);

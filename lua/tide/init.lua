@@ -74,6 +74,7 @@ function tide.clock()
 end
 
 tide.cuda = require 'tide.cuda'
+tide.train = require 'tide.train'
 
 tide.args = tide.args or {}
 return tide

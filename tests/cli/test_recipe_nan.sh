@@ -12,7 +12,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 # the recipe's shard directory is made under $TMPDIR
-TMPDIR=$tmp "$TIDE" recipes/train_gpt2_tiny.lua --steps=5 --lr=1e38 --corpus="$tmp/corpus.jsonl.gz" \
+TMPDIR=$tmp "$TIDE" recipes/train_gpt2_tiny.lua --steps=5 --lr=1e38 --corpus="$tmp/corpus.jsonl.gz" --out="$tmp/run" \
   --corpus_mb=1 --vocab=300 --batch=2 --seq=16 >"$tmp/out" 2>"$tmp/err" </dev/null
 rc=$?
 if [ "$rc" -ne 1 ]; then
@@ -29,7 +29,7 @@ if [ -n "$left" ]; then
   echo "FAIL: the temporary shard directory was left: $left"; fail=1
 fi
 # an error after the shards are written (sequences of 100000 tokens: too few for a batch) removes them too
-TMPDIR=$tmp "$TIDE" recipes/train_gpt2_tiny.lua --steps=5 --corpus="$tmp/corpus.jsonl.gz" \
+TMPDIR=$tmp "$TIDE" recipes/train_gpt2_tiny.lua --steps=5 --corpus="$tmp/corpus.jsonl.gz" --out="$tmp/run2" \
   --vocab=300 --batch=2 --seq=100000 >"$tmp/out" 2>"$tmp/err" </dev/null
 rc=$?
 if [ "$rc" -ne 1 ] || ! grep -q "shards: rank 0 gets" "$tmp/err"; then

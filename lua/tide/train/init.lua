@@ -1,0 +1,43 @@
+-- tide.train: the pieces of a training run people can trust (checkpoints,
+-- evaluation, metrics and TensorBoard, plots, Ctrl-C and NaN handling) and a
+-- Trainer built from them. Each module's public functions are copied into
+-- this one table (tide.train.save_checkpoint, tide.train.Logger, ...);
+-- tensorboard stays a namespace (tide.train.tensorboard.EventWriter).
+local train = {}
+-- set before the modules load, so that they (and the Trainer) can require it
+package.loaded['tide.train'] = train
+
+-- A module is optional only in that its file may be absent (a build of tide
+-- without it); an error inside one that exists is raised as it is.
+local function load(name)
+  local modname = 'tide.train.' .. name
+  if not package.searchpath(modname, package.path) then return nil end
+  return require(modname)
+end
+
+local function merge(name, mod)
+  if type(mod) == 'function' then mod = { [name] = mod } end
+  for k, v in pairs(mod) do
+    if type(k) == 'string' and k:sub(1, 1) ~= '_' then
+      if train[k] ~= nil and train[k] ~= v then
+        error(('tide.train: %s.lua and another module both define %s'):format(name, k))
+      end
+      train[k] = v
+    end
+  end
+end
+
+for _, name in ipairs { 'checkpoint', 'evaluate', 'metrics', 'plot', 'trainer' } do
+  local mod = load(name)
+  if mod ~= nil then merge(name, mod) end
+end
+local tb = load('tensorboard')
+if tb ~= nil then train.tensorboard = tb end
+-- the fault helpers stay a namespace (tide.train.faults.finite, ...) but for
+-- the three a loop of one's own calls
+local faults = require 'tide.train.faults'
+train.faults = faults
+merge('faults', { catch_interrupts = faults.catch_interrupts, Guard = faults.Guard,
+                  nonfinite_message = faults.nonfinite_message })
+
+return train
