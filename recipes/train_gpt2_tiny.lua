@@ -119,42 +119,17 @@ local opt = tide.optim.AdamW(tide.optim.grouped_params(model, 0.1), { lr = lr, b
 local sched = tide.optim.get_scheduler('cosine', opt, { num_warmup_steps = math.floor(steps / 20),
                                                        num_training_steps = steps })
 
--- --- seams: tide.train's pieces where this build has them -----------------------------
 -- the mean loss over the first (up to) 8 held-out batches, the same each time
 local function evaluate()
-  if train.evaluate then return train.evaluate(model, valid, { max_batches = 8, device = device }).loss end
-  model:eval()
-  local total, n = 0, 0
-  valid:reset()
-  tide.no_grad(function()
-    for b in valid do
-      b = b:to(device)
-      total = total + model(b, { labels = b }).loss:item()
-      n = n + 1
-      if n == 8 then break end
-    end
-  end)
-  model:train()
-  return total / n
+  return train.evaluate(model, valid, { max_batches = 8, device = device }).loss
 end
-local log = train.Logger and train.Logger(out, { total_steps = steps, log_every = log_every }) or {
-  log = function(_, step, m)
-    if m.lr then
-      print(('step %4d  loss %.4f  grad norm %.3f  lr %.2e  %.1f tokens/s'):format(
-        step, m['loss/train'] or 0 / 0, m.grad_norm or 0 / 0, m.lr, m.tokens_per_s))
-    elseif step > 0 then
-      print(('step %4d  eval loss %.4f'):format(step, m['loss/eval']))
-    end
-  end,
-  close = function() end }
--- ---------------------------------------------------------------------------------------
+local log = train.Logger(out, { total_steps = steps, log_every = log_every })
 
 -- everything a checkpoint holds; the loop updates step, tokens and extra
 local state = { step = 0, model = model, optimizer = opt, scheduler = sched, loader = train_data,
                 tokenizer = tok, tokens = 0, elapsed = 0, options = args, extra = { skipped_nonfinite = 0 } }
 local last_checkpoint, saved_step, elapsed_before = nil, nil, 0
 local function save(step)
-  if not train.save_checkpoint then return nil end
   if saved_step == step then return last_checkpoint end
   state.step, state.elapsed = step, elapsed_before + tide.clock() - t_start
   last_checkpoint, saved_step = train.save_checkpoint(out, state, { keep_last = args.keep_last }), step
@@ -163,7 +138,6 @@ end
 
 local start = 0
 if resume then
-  if not train.load_checkpoint then fail('--resume needs tide.train.load_checkpoint, which this build lacks') end
   local info = train.load_checkpoint(resume == 'auto' and out or resume, state)
   if info.message then print(info.message) end
   start, last_checkpoint, saved_step = info.step, info.path, info.step
@@ -240,7 +214,7 @@ save(steps)
 log:close()
 print(('eval loss %.4f -> %.4f after %d steps (%.1f s in all)'):format(first_eval, final_eval, steps,
   elapsed_before + tide.clock() - t_start))
-if train.plot then print('plot: ' .. train.plot({ out })) end
+print('plot: ' .. train.plot({ out }))
 if last_checkpoint then print('checkpoint: ' .. last_checkpoint) end
 -- written so that NaN fails it: every comparison with NaN is false
 if not finite(final_eval) then fail(('the held-out loss after training is %s'):format(final_eval)) end

@@ -4,18 +4,7 @@
 --        [--slow_save=SECONDS] [--resume=auto]
 -- Prints "started" once 3 steps are done, so the test knows when to send Ctrl-C.
 local args = tide.args
-local files = require 'tide.data.files'
 local train = tide.train
-
--- where this build lacks tide.train.save_checkpoint, a stand-in that makes
--- the directory, so the Ctrl-C path can be tested on its own
-if not train.save_checkpoint then
-  train.save_checkpoint = function(run_dir, state)
-    local p = ('%s/checkpoints/step-%06d'):format(run_dir, state.step)
-    files.mkdir_p(p)
-    return p
-  end
-end
 
 tide.manual_seed(0)
 local model = tide.gpt2.new({ vocab_size = 64, n_positions = 16, n_embd = 16, n_layer = 2, n_head = 2,

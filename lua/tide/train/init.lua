@@ -7,18 +7,11 @@ local train = {}
 -- set before the modules load, so that they (and the Trainer) can require it
 package.loaded['tide.train'] = train
 
--- A module is optional only in that its file may be absent (a build of tide
--- without it); an error inside one that exists is raised as it is.
-local function load(name)
-  local modname = 'tide.train.' .. name
-  if not package.searchpath(modname, package.path) then return nil end
-  return require(modname)
-end
-
+-- Copies a module's public functions and classes; names starting with '_'
+-- and ALL-CAPS constants (file names, format versions) stay in the module.
 local function merge(name, mod)
-  if type(mod) == 'function' then mod = { [name] = mod } end
   for k, v in pairs(mod) do
-    if type(k) == 'string' and k:sub(1, 1) ~= '_' then
+    if type(k) == 'string' and k:sub(1, 1) ~= '_' and k:upper() ~= k then
       if train[k] ~= nil and train[k] ~= v then
         error(('tide.train: %s.lua and another module both define %s'):format(name, k))
       end
@@ -28,11 +21,9 @@ local function merge(name, mod)
 end
 
 for _, name in ipairs { 'checkpoint', 'evaluate', 'metrics', 'plot', 'trainer' } do
-  local mod = load(name)
-  if mod ~= nil then merge(name, mod) end
+  merge(name, require('tide.train.' .. name))
 end
-local tb = load('tensorboard')
-if tb ~= nil then train.tensorboard = tb end
+train.tensorboard = require 'tide.train.tensorboard'
 -- the fault helpers stay a namespace (tide.train.faults.finite, ...) but for
 -- the three a loop of one's own calls
 local faults = require 'tide.train.faults'
