@@ -7,15 +7,8 @@
 # one it prints "skipped: no tensorboard" and exits 77.
 set -u
 TIDE=${1:-./build/tide}
-py=""
-for c in "${TIDE_REF_PYTHON:-}" /tmp/tbvenv/bin/python /tmp/refenv/bin/python python3; do
-  [ -n "$c" ] || continue
-  if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import tensorboard' >/dev/null 2>&1; then py=$c; break; fi
-done
-if [ -z "$py" ]; then
-  echo "skipped: no tensorboard"
-  exit 77
-fi
+source "$(dirname "$0")/ref_python.sh"
+ref_python 'import tensorboard' "tensorboard"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$TIDE" -e "

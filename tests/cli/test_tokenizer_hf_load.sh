@@ -9,15 +9,8 @@
 set -u
 TIDE=${1:-./build/tide}
 GPT2=${TIDE_GPT2_DIR:-data/gpt2}
-py=""
-for c in "${TIDE_REF_PYTHON:-}" /tmp/refenv/bin/python python3; do
-  [ -n "$c" ] || continue
-  if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import tokenizers, transformers' >/dev/null 2>&1; then py=$c; break; fi
-done
-if [ -z "$py" ]; then
-  echo "skipped: no Python with tokenizers and transformers (set TIDE_REF_PYTHON; see tests/ref/README.md)"
-  exit 77
-fi
+source "$(dirname "$0")/ref_python.sh"
+ref_python 'import tokenizers, transformers' "tokenizers and transformers"
 if [ ! -f "$GPT2/vocab.json" ] || [ ! -f "$GPT2/merges.txt" ]; then
   echo "skipped: GPT-2's vocab.json and merges.txt not found in $GPT2"
   exit 77

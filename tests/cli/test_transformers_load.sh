@@ -5,15 +5,8 @@
 # without one the test is skipped (exit 77) and says so.
 set -u
 TIDE=${1:-./build/tide}
-py=""
-for c in "${TIDE_REF_PYTHON:-}" /tmp/refenv/bin/python /tmp/torchvenv/bin/python python3; do
-  [ -n "$c" ] || continue
-  if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import torch, transformers, safetensors' >/dev/null 2>&1; then py=$c; break; fi
-done
-if [ -z "$py" ]; then
-  echo "skipped: no Python with torch, transformers and safetensors (set TIDE_REF_PYTHON; see tests/ref/README.md)"
-  exit 77
-fi
+source "$(dirname "$0")/ref_python.sh"
+ref_python 'import torch, transformers, safetensors' "torch, transformers and safetensors"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$TIDE" -e "
