@@ -209,7 +209,10 @@ end
 ctrl_c:release(false)
 
 local final_eval = evaluate()
-log:log(steps, { ['loss/eval'] = final_eval, perplexity = final_eval < 709 and math.exp(final_eval) or math.huge })
+-- a resumed run that had already finished logged this evaluation the first time
+if start < steps then
+  log:log(steps, { ['loss/eval'] = final_eval, perplexity = final_eval < 709 and math.exp(final_eval) or math.huge })
+end
 save(steps)
 log:close()
 print(('eval loss %.4f -> %.4f after %d steps (%.1f s in all)'):format(first_eval, final_eval, steps,
