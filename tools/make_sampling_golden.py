@@ -33,7 +33,8 @@ OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
 
 
 def chain(o, prompt_length):
-    """The processors generate() builds for these options, in its order."""
+    """The processors generate() builds for these options, in its order (with
+    generate's default top_k = 50, GenerationConfig._get_default_generation_params)."""
     procs = LogitsProcessorList()
     rp = o.get('repetition_penalty')
     if rp is not None and rp != 1.0:
@@ -49,7 +50,7 @@ def chain(o, prompt_length):
         t = o.get('temperature')
         if t is not None and t != 1.0:
             procs.append(TemperatureLogitsWarper(float(t)))
-        k = o.get('top_k')
+        k = o.get('top_k', 50)
         if k is not None and k != 0:
             procs.append(TopKLogitsWarper(top_k=k, min_tokens_to_keep=mtk))
         p = o.get('top_p')
@@ -130,6 +131,12 @@ case('full chain', rl, rids, full, prompt_length=9)
 case('full chain min_tokens_to_keep', rl, rids, dict(full, top_k=3, top_p=0.3, min_tokens_to_keep=5), prompt_length=9)
 case('full chain greedy', rl, rids, dict(repetition_penalty=1.5, min_new_tokens=2, eos_token_id=7), prompt_length=11)
 case('top_p only random', rl, rids, dict(S, top_p=0.5))
+g = torch.Generator().manual_seed(99)
+bl = (torch.randn(2, 1000, generator=g) * 2).tolist()
+bids = torch.randint(0, 1000, (2, 16), generator=g).tolist()
+case('vocab 1000 top_p 0.9 top_k off', bl, bids, dict(S, top_k=0, top_p=0.9))
+case('vocab 1000 top_k 200 top_p 0.8', bl, bids, dict(S, top_k=200, top_p=0.8, temperature=1.3))
+case('vocab 1000 default top_k 50, top_p 0.7', bl, bids, dict(S, top_p=0.7, repetition_penalty=1.1))
 
 # transformers' messages for bad options (tide raises the same text)
 errors = []
@@ -155,6 +162,6 @@ err(dict(min_new_tokens=-1, eos_token_id=0), lambda: MinNewTokensLengthLogitsPro
 
 with open(OUT, 'w') as f:
     json.dump({'generator': 'tools/make_sampling_golden.py', 'torch': torch.__version__,
-               'transformers': transformers.__version__, 'cases': cases, 'errors': errors}, f, indent=1)
+               'transformers': transformers.__version__, 'cases': cases, 'errors': errors}, f, separators=(',', ':'))
     f.write('\n')
 print(f'wrote {OUT}: {len(cases)} cases, {len(errors)} errors')

@@ -88,7 +88,10 @@ end)
 T.test('options that switch a processor off, as transformers', function()
   local function names(o) local _, n = P.build(o); return n end
   T.same(names {}, {})
-  T.same(names { do_sample = true }, {})
+  -- generate's default top_k = 50 applies to sampling unless top_k = 0
+  T.same(names { do_sample = true }, { 'TopKLogitsWarper' })
+  T.same(names { do_sample = true, top_k = 0 }, {})
+  T.eq(P.DEFAULT_TOP_K, 50)
   T.same(names { do_sample = true, temperature = 1.0, top_k = 0, top_p = 1.0, repetition_penalty = 1.0 }, {})
   -- the warpers need sampling; their options are then not even checked (transformers warns)
   T.same(names { do_sample = false, temperature = 0, top_k = -3, top_p = 7 }, {})

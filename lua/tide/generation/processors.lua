@@ -6,7 +6,7 @@
 --   2. MinNewTokensLengthLogitsProcessor  min_new_tokens (> 0) with eos_token_id
 --   and only when do_sample is true (the former "warpers"):
 --   3. TemperatureLogitsWarper            temperature (~= 1)
---   4. TopKLogitsWarper                   top_k (~= 0), min_tokens_to_keep
+--   4. TopKLogitsWarper                   top_k (~= 0; 50 when not given, as generate), min_tokens_to_keep
 --   5. TopPLogitsWarper                   top_p (< 1), min_tokens_to_keep
 --
 --   local P = require 'tide.generation.processors'
@@ -16,8 +16,8 @@
 --   local scores = process(logits, input_ids)          -- logits [B, V] float, input_ids [B, T] i64
 --   local next_ids = P.sample(scores, generator)       -- [B] i64; or P.greedy(scores)
 --
--- Everything is tensor ops (sort, topk, softmax, cumsum, scatter_add_,
--- masked_fill, where, multinomial), so it runs on the logits' device.
+-- Everything is tensor ops (sort, topk, softmax, cumsum, gather,
+-- scatter_add_, masked_fill, where, rand), so it runs on the logits' device.
 -- Removed tokens get -inf, as transformers' filter_value. Options are checked
 -- when built, with transformers' messages; the warpers' options are checked
 -- only with do_sample = true, as transformers builds warpers only then, with
@@ -27,6 +27,11 @@ local tide = require 'tide'
 local ffi = require 'ffi'
 
 local M = {}
+
+-- generate's default when top_k is not given (GenerationConfig's
+-- _get_default_generation_params): sampling keeps the 50 best tokens unless
+-- top_k = 0 switches that off.
+M.DEFAULT_TOP_K = 50
 
 -- A number as Python prints it in transformers' messages: floats with a
 -- decimal point (0.0, -1.0, 1.5); anything else as tostring.
@@ -179,7 +184,8 @@ local function processors(opts, level)
   end
 
   local k = opts.top_k
-  if k ~= nil then
+  if k == nil then k = M.DEFAULT_TOP_K end
+  do
     if not is_int(k) or k < 0 then
       bad('`top_k` has to be a strictly positive integer, but is ' .. py(k), level)
     end
@@ -202,14 +208,25 @@ local function processors(opts, level)
     if p < 1 then
       local threshold = as_f32(1 - p)
       add('TopPLogitsWarper', function(scores)
-        local B, V = scores:size(1), scores:size(2)
-        local sorted, idx = scores:sort(2)                     -- ascending, stable
+        local V = scores:size(2)
+        -- transformers sorts ascending, removes the sorted positions whose
+        -- cumulative probability is <= 1 - top_p (but never the last
+        -- min_tokens_to_keep) and scatters that mask back. The removed
+        -- positions are a prefix of the stable sort, r per row, so the same
+        -- set is: every score below v = the r-th smallest, and of the scores
+        -- equal to v the first (by id, as the stable sort orders ties)
+        -- r - #{below v}. Elementwise ops and one cumsum instead of a scatter.
+        local sorted = scores:sort(2)                          -- ascending, stable
         local remove = sorted:softmax(2):cumsum(2):le(threshold)
         local pos = tide.arange(V, { device = scores.device }):view(1, V)
         remove = remove:logical_and(pos:lt(V - keep))          -- the last min_tokens_to_keep stay
-        local back = tide.zeros({ B, V }, { dtype = scores:dtype(), device = scores.device })
-        back:scatter_add_(2, idx, remove:to(scores:dtype()))
-        return scores:masked_fill(back:gt(0), -math.huge)
+        local r = remove:sum(2, true)                          -- [B, 1] i64
+        local v = sorted:gather(2, (r - 1):clamp_min(0))       -- the last removed value
+        local below = scores:lt(v)
+        local tie = scores:eq(v)
+        local quota = r - below:sum(2, true)                   -- how many of the ties go
+        local out = below:logical_or(tie:logical_and(tie:to('i64'):cumsum(2):le(quota)))
+        return scores:masked_fill(out:logical_and(r:gt(0)), -math.huge)
       end)
     end
   end
@@ -241,16 +258,24 @@ function M.build(opts)
 end
 
 -- The next token of each row by sampling: softmax over the processed scores,
--- then one multinomial draw per row from `generator` (a tide.Generator; the
--- default generator when nil). Returns [B] i64 ids. Reproducible for a seed,
+-- then one categorical draw per row with a uniform from `generator` (a
+-- tide.Generator; the default generator when nil). Returns [B] i64 ids. Reproducible for a seed,
 -- whatever the thread count (the draws come from Philox counters).
 function M.sample(scores, generator)
   if not tide.is_tensor(scores) or scores:dim() ~= 2 then
     error('sample: scores must be a [batch, vocab] tensor', 2)
   end
-  local probs = scores:softmax(2)
-  local ids = tide.multinomial(probs, 1, { generator = generator })
-  return ids:view(scores:size(1))
+  -- One categorical draw per row by inversion: u uniform in [0, 1) from the
+  -- generator (f32, so u * total is exact in f64 and stays below total), and
+  -- the id is the number of cumulative sums <= u * total: the first id whose
+  -- cumulative sum exceeds it, never one of probability 0. The same law as
+  -- tide.multinomial(probs, 1), with elementwise ops and one cumsum (several
+  -- times faster on a [8, 50257] block).
+  local B, V = scores:size(1), scores:size(2)
+  local cdf = scores:softmax(2):to('f64'):cumsum(2)
+  local u = tide.rand({ B, 1 }, { generator = generator, device = scores.device }):to('f64')
+  local target = u * cdf:narrow(2, V, 1)
+  return cdf:le(target):sum(2)
 end
 
 -- The next token of each row by greedy search: the argmax, the first (lowest
