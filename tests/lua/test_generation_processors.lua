@@ -78,6 +78,29 @@ T.test('the candidate sets include ties at both cuts and min_tokens_to_keep', fu
   T.same(by['top_k min_tokens_to_keep above k'].kept[1], { 0, 2, 3, 6 })
 end)
 
+T.test('top-p after top-k sorts only the finite scores, with the same result as a whole sort', function()
+  local g = tide.Generator(31)
+  local x = tide.randn({ 16, 5000 }, { generator = g }) * 2
+  x:narrow(1, 1, 1):narrow(2, 1, 200):fill_(0.5)            -- ties across the cut in row 1
+  local ids = tide.zeros(16, 1, { dtype = 'i64' })
+  for _, o in ipairs {
+    { do_sample = true, top_k = 40, top_p = 0.9 },
+    { do_sample = true, top_k = 300, top_p = 0.5, temperature = 0.6 },
+    { do_sample = true, top_k = 7, top_p = 0.2, min_tokens_to_keep = 3 },
+    { do_sample = true, top_k = 1000, top_p = 0.95 },
+  } do
+    local process = P.build(o)
+    local before = P.partial_top_p
+    P.partial_top_p = false
+    local whole = process(x, ids)
+    P.partial_top_p = true
+    local partial = process(x, ids)
+    P.partial_top_p = before
+    T.truthy(tide.equal(whole, partial), tide.json.encode(o))
+    T.truthy(partial:gt(-math.huge):sum():item() >= 16, 'keeps at least one per row')
+  end
+end)
+
 T.test('the input scores are left as they were', function()
   for _, c in ipairs(golden.cases) do
     local _, _, logits = run_case(c)

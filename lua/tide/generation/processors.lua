@@ -33,6 +33,10 @@ local M = {}
 -- top_k = 0 switches that off.
 M.DEFAULT_TOP_K = 50
 
+-- top-p sorts only the finite scores when they are at most a quarter of the
+-- row (after top-k); false sorts every row whole, as transformers does.
+M.partial_top_p = true
+
 -- A number as Python prints it in transformers' messages: floats with a
 -- decimal point (0.0, -1.0, 1.5); anything else as tostring.
 local function py(v, float)
@@ -216,15 +220,28 @@ local function processors(opts, level)
         -- set is: every score below v = the r-th smallest, and of the scores
         -- equal to v the first (by id, as the stable sort orders ties)
         -- r - #{below v}. Elementwise ops and one cumsum instead of a scatter.
-        local sorted = scores:sort(2)                          -- ascending, stable
+        -- After top-k most scores are -inf (probability 0, removed or not
+        -- alike), so only the n largest (n = the most finite scores of a row)
+        -- need sorting; the V - n others count as removed.
+        local n = V
+        if M.partial_top_p then
+          local finite = scores:gt(-math.huge):sum(2):max():item()
+          if finite * 4 <= V then n = math.max(finite, 1) end
+        end
+        local sorted
+        if n < V then
+          sorted = scores:topk(n, 2, { sorted = false }):sort(2)
+        else
+          sorted = scores:sort(2)                              -- ascending, stable
+        end
         local remove = sorted:softmax(2):cumsum(2):le(threshold)
-        local pos = tide.arange(V, { device = scores.device }):view(1, V)
-        remove = remove:logical_and(pos:lt(V - keep))          -- the last min_tokens_to_keep stay
+        local pos = tide.arange(n, { device = scores.device }):view(1, n)
+        remove = remove:logical_and(pos:lt(n - keep))          -- the last min_tokens_to_keep stay
         local r = remove:sum(2, true)                          -- [B, 1] i64
         local v = sorted:gather(2, (r - 1):clamp_min(0))       -- the last removed value
         local below = scores:lt(v)
         local tie = scores:eq(v)
-        local quota = r - below:sum(2, true)                   -- how many of the ties go
+        local quota = r + (V - n) - below:sum(2, true)         -- how many of the ties go
         local out = below:logical_or(tie:logical_and(tie:to('i64'):cumsum(2):le(quota)))
         return scores:masked_fill(out:logical_and(r:gt(0)), -math.huge)
       end)
