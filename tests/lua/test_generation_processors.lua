@@ -166,6 +166,17 @@ T.test('bad options beyond transformers\' own checks', function()
   T.raises(function() P.greedy(tide.zeros(4)) end, 'greedy: scores must be a [batch, vocab] tensor')
 end)
 
+T.test('the warpers need no input_ids; f64 scores compare with 1 - top_p in f64', function()
+  local process = P.build { do_sample = true, top_k = 2, temperature = 0.5 }
+  T.same(process(tide.tensor({ { 1, 3, 2 } }, { dtype = 'f32' })):tolist(), { { -math.huge, 6, 4 } })
+  -- uniform over 10: the third cumulative sum meets 1 - 0.7 (torch keeps ids 3..9 in f64 and f32)
+  for _, dt in ipairs { 'f64', 'f32' } do
+    local out = P.build { do_sample = true, top_k = 0, top_p = 0.7 }(tide.zeros({ 1, 10 }, { dtype = dt }))
+    T.eq(out:dtype(), dt)
+    T.same(out:gt(-math.huge):tolist(), { { false, false, false, true, true, true, true, true, true, true } }, dt)
+  end
+end)
+
 T.test('min_new_tokens counts from prompt_length, with cur_len or the ids\' length', function()
   local process = P.build { min_new_tokens = 2, eos_token_id = { 1, 9 }, prompt_length = 3 }
   local scores = tide.zeros(1, 4)

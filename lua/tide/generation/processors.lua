@@ -80,7 +80,7 @@ end
 local function processors(opts, level)
   level = level + 1
   local list = {}
-  local function add(name, fn) list[#list + 1] = { name = name, fn = fn } end
+  local function add(name, fn, needs_ids) list[#list + 1] = { name = name, fn = fn, needs_ids = needs_ids } end
   local do_sample = opts.do_sample
   if do_sample ~= nil and type(do_sample) ~= 'boolean' then
     bad('`do_sample` has to be a boolean, but is ' .. py(do_sample), level)
@@ -132,7 +132,7 @@ local function processors(opts, level)
       hit = hit:narrow(2, 1, V):gt(0)
       local penalized = tide.where(scores:lt(0), scores * penalty, scores / penalty)
       return tide.where(hit, penalized, scores)
-    end)
+    end, true)
   end
 
   -- 2. min_new_tokens ------------------------------------------------------------------
@@ -162,7 +162,7 @@ local function processors(opts, level)
         masks[key] = mask
       end
       return scores:masked_fill(mask, -math.huge)
-    end)
+    end, true)
   end
 
   if not do_sample then return list end
@@ -210,7 +210,7 @@ local function processors(opts, level)
       bad('`top_p` has to be a float > 0 and < 1, but is ' .. py(p, true), level)
     end
     if p < 1 then
-      local threshold = as_f32(1 - p)
+      local threshold32, threshold64 = as_f32(1 - p), 1 - p
       add('TopPLogitsWarper', function(scores)
         local V = scores:size(2)
         -- transformers sorts ascending, removes the sorted positions whose
@@ -234,6 +234,7 @@ local function processors(opts, level)
         else
           sorted = scores:sort(2)                              -- ascending, stable
         end
+        local threshold = scores:dtype() == 'f64' and threshold64 or threshold32
         local remove = sorted:softmax(2):cumsum(2):le(threshold)
         local pos = tide.arange(n, { device = scores.device }):view(1, n)
         remove = remove:logical_and(pos:lt(n - keep))          -- the last min_tokens_to_keep stay
@@ -252,19 +253,21 @@ end
 
 -- build(opts) -> process, names
 --   process(scores, input_ids[, cur_len]) runs the processors in order and
---   returns new scores (the input is not modified); cur_len defaults to
---   input_ids:size(2). names lists transformers' class names in order.
+--   returns new scores (the input is not modified; with no processor, the
+--   input itself); cur_len defaults to input_ids:size(2). input_ids may be
+--   nil when neither repetition_penalty nor min_new_tokens is active. names
+--   lists transformers' class names in order.
 function M.build(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= 'table' then error('generate: options must be a table, got ' .. type(opts), 2) end
   local list = processors(opts, 2)
-  local names = {}
-  for i, pr in ipairs(list) do names[i] = pr.name end
+  local names, needs_ids = {}, false
+  for i, pr in ipairs(list) do names[i] = pr.name; needs_ids = needs_ids or pr.needs_ids end
   local function process(scores, input_ids, cur_len)
     if not tide.is_tensor(scores) or scores:dim() ~= 2 then
       error('generate: scores must be a [batch, vocab] tensor', 2)
     end
-    if #list > 0 and (not tide.is_tensor(input_ids) or input_ids:dim() ~= 2 or input_ids:size(1) ~= scores:size(1)) then
+    if needs_ids and (not tide.is_tensor(input_ids) or input_ids:dim() ~= 2 or input_ids:size(1) ~= scores:size(1)) then
       error(('generate: input_ids must be a [batch, length] i64 tensor with the scores\' batch size (%d)')
         :format(scores:size(1)), 2)
     end
