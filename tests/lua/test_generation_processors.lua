@@ -140,6 +140,7 @@ T.test('bad options beyond transformers\' own checks', function()
   local function raises(o, msg) T.raises(function() P.build(o) end, msg) end
   -- top_p must lie in (0, 1] (transformers lets 0 through, and generate ignores values above 1)
   raises({ do_sample = true, top_p = 0 }, '`top_p` has to be a float > 0 and < 1, but is 0.0')
+  raises({ do_sample = true, top_p = 1.7 }, '`top_p` has to be a float > 0 and < 1, but is 1.7')
   raises({ do_sample = true, top_p = -0.5 }, '`top_p` has to be a float > 0 and < 1, but is -0.5')
   raises({ do_sample = true, top_p = 0 / 0 }, '`top_p` has to be a float > 0 and < 1, but is nan')
   raises({ do_sample = true, top_p = '0.9' }, '`top_p` has to be a float > 0 and < 1, but is 0.9')

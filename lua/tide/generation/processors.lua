@@ -38,14 +38,17 @@ M.DEFAULT_TOP_K = 50
 M.partial_top_p = true
 
 -- A number as Python prints it in transformers' messages: floats with a
--- decimal point (0.0, -1.0, 1.5); anything else as tostring.
+-- decimal point (0.0, -1.0, 1.5, 1.7); anything else as tostring.
 local function py(v, float)
   if type(v) == 'number' then
     if v ~= v then return 'nan' end
     if v == math.huge then return 'inf' elseif v == -math.huge then return '-inf' end
     if float and v % 1 == 0 then return ('%.1f'):format(v) end
     if v % 1 == 0 and math.abs(v) < 2 ^ 53 then return ('%d'):format(v) end
-    return ('%.17g'):format(v):gsub('(%.%d-)0+e', '%1e')
+    for digits = 15, 17 do                           -- the shortest that reads back, as repr
+      local text = ('%.' .. digits .. 'g'):format(v)
+      if tonumber(text) == v then return text end
+    end
   end
   return tostring(v)
 end
