@@ -243,11 +243,18 @@ local function processors(opts, level)
         remove = remove:logical_and(pos:lt(n - keep))          -- the last min_tokens_to_keep stay
         local r = remove:sum(2, true)                          -- [B, 1] i64
         local v = sorted:gather(2, (r - 1):clamp_min(0))       -- the last removed value
+        v = tide.where(r:gt(0), v, -math.huge)                 -- none: only -inf (a no-op) may go
+        local total = r + (V - n)                              -- removed, counted on the whole row
+        local upto = scores:le(v)
+        -- no tie straddles the cut (the usual case): the removed are the scores <= v
+        if tide.equal(upto:sum(2, true), total) then
+          return scores:masked_fill(upto, -math.huge)
+        end
         local below = scores:lt(v)
         local tie = scores:eq(v)
-        local quota = r + (V - n) - below:sum(2, true)         -- how many of the ties go
+        local quota = total - below:sum(2, true)               -- how many of the ties go
         local out = below:logical_or(tie:logical_and(tie:to('i64'):cumsum(2):le(quota)))
-        return scores:masked_fill(out:logical_and(r:gt(0)), -math.huge)
+        return scores:masked_fill(out, -math.huge)
       end)
     end
   end
