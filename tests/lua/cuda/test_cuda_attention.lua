@@ -118,9 +118,9 @@ T.test('tide_attention lse and backward on cuda through the op layer, rows with 
   local B, H, Tq, S, D = 2, 2, 9, 9, 5
   local mask = key_mask(B, S)
   local function fwd_bwd(q, k, v, dout, km)
-    core.check(C.tide_attention(h(q), h(k), h(v), h(km), 1, 0.4, slot[1], slot[2]))
+    core.check(C.tide_attention(h(q), h(k), h(v), h(km), 1, 0, 0.4, slot[1], slot[2]))
     local out, lse = core.wrap(slot[1][0]), core.wrap(slot[2][0])
-    core.check(C.tide_attention_backward(h(dout), h(q), h(k), h(v), h(km), h(out), h(lse), 1, 0.4, slot[1], slot[2], slot[3]))
+    core.check(C.tide_attention_backward(h(dout), h(q), h(k), h(v), h(km), h(out), h(lse), 1, 0, 0.4, slot[1], slot[2], slot[3]))
     return out, lse, core.wrap(slot[1][0]), core.wrap(slot[2][0]), core.wrap(slot[3][0])
   end
   for _, dt in ipairs { 'f32', 'f64', 'bf16' } do
