@@ -8,8 +8,11 @@
    B, H and R, in elements (tide_attn_strides); lse (and the backward's
    rowdot scratch) are contiguous [B, H, T]. dtype is the compute dtype of
    every operand and of lse: TIDE_F32 or TIDE_F64 (the op layer converts
-   bf16/f16). causal = 1 lets query t see key s when s <= t (the top-left
-   triangle, as PyTorch's is_causal, also when T != S). key_mask, when not
+   bf16/f16). causal = 1 lets query t see key s when s <= t + q_offset:
+   q_offset (>= 0, the absolute position of query row 0) = 0 is the top-left
+   triangle (as PyTorch's is_causal, also when T != S), q_offset = S - T the
+   bottom-right one (the queries are the last T of S positions: decoding over
+   a KV cache). q_offset < 0 fails; causal = 0 ignores it. key_mask, when not
    NULL, is [B, S] contiguous u8 (nonzero: may be attended) applied on top;
    a query left no key gets zeros, lse -inf and no gradient. Results are the
    same bits for any thread count. */
@@ -27,13 +30,15 @@ struct tide_attention_kernels {
   /* out and lse from q, k, v (and key_mask). */
   int (*attention_forward)(void *out, void *lse, const void *q, const void *k, const void *v,
                            const uint8_t *key_mask, int64_t B, int64_t H, int64_t T, int64_t S, int64_t D,
-                           int causal, double scale, const tide_attn_strides *st, int32_t dtype);
+                           int causal, int64_t q_offset, double scale, const tide_attn_strides *st,
+                           int32_t dtype);
   /* dq, dk, dv from dout and the forward's q, k, v, out, lse (and key_mask); rowdot is
      [B, H, T] scratch of dtype. */
   int (*attention_backward)(void *dq, void *dk, void *dv, void *rowdot, const void *dout, const void *q,
                             const void *k, const void *v, const void *out, const void *lse,
                             const uint8_t *key_mask, int64_t B, int64_t H, int64_t T, int64_t S, int64_t D,
-                            int causal, double scale, const tide_attn_strides *st, int32_t dtype);
+                            int causal, int64_t q_offset, double scale, const tide_attn_strides *st,
+                            int32_t dtype);
 };
 
 /* The CPU backend's attention kernels (kernels/cpu/nn_attention.c). */

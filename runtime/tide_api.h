@@ -259,13 +259,17 @@ int tide_dropout(const tide_tensor *x, double p, tide_generator *g, tide_tensor 
 int tide_dropout_backward(const tide_tensor *dout, const tide_tensor *mask, double p, tide_tensor **dx);
 /* Scaled dot-product attention of q [B, H, T, D] with k, v [B, H, S, D]: softmax(q k^T * scale) v,
    with a causal mask when causal is 1 and, when key_mask ([B, S] bool/u8, nonzero = attend) is not
-   NULL, padding keys hidden; a query left no key gets zeros. lse [B, H, T] is saved for the backward. */
+   NULL, padding keys hidden; a query left no key gets zeros. lse [B, H, T] is saved for the backward.
+   Under the causal mask query t sees keys s <= t + q_offset: q_offset = 0 is the top-left triangle
+   (PyTorch's is_causal, also for T != S), q_offset = S - T the bottom-right one (the queries are the
+   last T of S positions: a KV cache). q_offset > 0 needs causal and q_offset + T <= S. */
 int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor *v, const tide_tensor *key_mask,
-                   int32_t causal, double scale, tide_tensor **out, tide_tensor **lse);
-/* Gradients of attention with respect to q, k and v (the same key_mask as the forward, or NULL). */
+                   int32_t causal, int64_t q_offset, double scale, tide_tensor **out, tide_tensor **lse);
+/* Gradients of attention with respect to q, k and v (the same key_mask, causal and q_offset as the
+   forward). */
 int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k, const tide_tensor *v,
                             const tide_tensor *key_mask, const tide_tensor *out, const tide_tensor *lse, int32_t causal,
-                            double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv);
+                            int64_t q_offset, double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv);
 /* One AdamW step in place, exactly torch.optim.AdamW's arithmetic: decoupled decay
    p -= lr*wd*p, then moments and the bias-corrected update (step counts from 1). */
 int tide_adamw_step_(tide_tensor *param, const tide_tensor *grad, tide_tensor *exp_avg, tide_tensor *exp_avg_sq,

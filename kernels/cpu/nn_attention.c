@@ -5,11 +5,13 @@
 
    per (batch, head), q [B, H, T, D], k and v [B, H, S, D], any strides.
 
-   Masking. causal = 1 lets query t see key s when s <= t: the top-left
-   triangle, as PyTorch's is_causal, also when T != S (for T > S the rows
-   t >= S see every key; for T < S the keys s > t are never seen and get zero
-   gradient). With S == 0 there is nothing to attend to: out is zeros and lse
-   -inf (PyTorch gives NaN there).
+   Masking. causal = 1 lets query t see key s when s <= t + q_offset: with
+   q_offset = 0 the top-left triangle, as PyTorch's is_causal, also when
+   T != S (for T > S the rows t >= S see every key; for T < S the keys s > t
+   are never seen and get zero gradient); with q_offset = S - T the
+   bottom-right one, the queries being the last T of S positions (decoding
+   over a KV cache). q_offset >= 0, so every query sees key 0. With S == 0
+   there is nothing to attend to: out is zeros and lse -inf (PyTorch gives NaN there).
 
    A key mask (optional, [B, S] bool or u8, nonzero = may be attended) hides
    padding keys from every query of its batch row, on top of the causal mask:
@@ -70,6 +72,7 @@ typedef struct {
 typedef struct {
   int64_t B, H, T, S, D;
   int causal;
+  int64_t qoff;  /* absolute position of query row 0 under the causal mask */
   double scale;
   const unsigned char *kmask; /* [B, S] contiguous, nonzero = visible; NULL: none */
   opnd q, k, v, o, dout, dq, dk, dv;
@@ -81,12 +84,12 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* Keys [0, kend) that some query of the rows [0, i1) may see. */
-static int64_t key_end(const attn_ctx *c, int64_t i1) { return c->causal ? min64(c->S, i1) : c->S; }
+static int64_t key_end(const attn_ctx *c, int64_t i1) { return c->causal ? min64(c->S, i1 + c->qoff) : c->S; }
 
 /* How many of the keys [j0, j1) query t sees (they are always a prefix). */
 static int64_t n_visible(const attn_ctx *c, int64_t t, int64_t j0, int64_t j1) {
   if (!c->causal) return j1 - j0;
-  return max64(0, min64(j1, t + 1) - j0);
+  return max64(0, min64(j1, t + c->qoff + 1) - j0);
 }
 
 /* The leading dimension handed to BLAS, which checks ld >= max(1, width)
@@ -170,11 +173,13 @@ static opnd view(const void *p, const int64_t s[3]) {
 }
 
 static int attention_forward(void *out, void *lse, const void *q, const void *k, const void *v, const uint8_t *key_mask,
-                             int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, int causal, double scale,
-                             const tide_attn_strides *st, int32_t dtype) {
+                             int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, int causal, int64_t q_offset,
+                             double scale, const tide_attn_strides *st, int32_t dtype) {
+  if (q_offset < 0) return tide_fail("attention: q_offset must be >= 0, got %lld", (long long)q_offset);
   attn_ctx c;
   memset(&c, 0, sizeof c);
   c.B = B, c.H = H, c.T = T, c.S = S, c.D = D, c.causal = causal, c.scale = scale, c.kmask = key_mask;
+  c.qoff = causal ? min64(q_offset, S) : 0;  /* past S every key is seen: no overflow in t + qoff */
   c.q = view(q, st->q), c.k = view(k, st->k), c.v = view(v, st->v), c.o = view(out, st->out);
   c.lse = lse;
   if (dtype == TIDE_F64) return forward_f64(&c);
@@ -184,11 +189,13 @@ static int attention_forward(void *out, void *lse, const void *q, const void *k,
 
 static int attention_backward(void *dq, void *dk, void *dv, void *rowdot, const void *dout, const void *q, const void *k,
                               const void *v, const void *out, const void *lse, const uint8_t *key_mask, int64_t B,
-                              int64_t H, int64_t T, int64_t S, int64_t D, int causal, double scale,
+                              int64_t H, int64_t T, int64_t S, int64_t D, int causal, int64_t q_offset, double scale,
                               const tide_attn_strides *st, int32_t dtype) {
+  if (q_offset < 0) return tide_fail("attention_backward: q_offset must be >= 0, got %lld", (long long)q_offset);
   attn_ctx c;
   memset(&c, 0, sizeof c);
   c.B = B, c.H = H, c.T = T, c.S = S, c.D = D, c.causal = causal, c.scale = scale, c.kmask = key_mask;
+  c.qoff = causal ? min64(q_offset, S) : 0;  /* past S every key is seen: no overflow in t + qoff */
   c.q = view(q, st->q), c.k = view(k, st->k), c.v = view(v, st->v), c.o = view(out, st->out);
   c.dout = view(dout, st->dout), c.dq = view(dq, st->dq), c.dk = view(dk, st->dk), c.dv = view(dv, st->dv);
   c.lse = (char *)lse, c.rowdot = rowdot;

@@ -13,8 +13,9 @@
 // or queries ascending), and the warp reductions are xor butterflies whose
 // result every lane shares: the same bits on every run, no atomics.
 //
-// Masking as the CPU kernels (kernels/cpu/nn_attention.c): causal is the
-// top-left triangle (query t sees keys s <= t, also when T != S), the key
+// Masking as the CPU kernels (kernels/cpu/nn_attention.c): under causal
+// query t sees keys s <= t + q_offset (q_offset = 0: the top-left triangle,
+// also when T != S; q_offset = S - T: bottom-right, decoding over a KV cache), the key
 // mask hides keys of its batch row, and a query left no key gets zeros, lse
 // -inf and no gradient.
 //
@@ -41,6 +42,7 @@ struct attn_params {
   tide_attn_strides st;
   int64_t B, H, T, S, D;
   int causal;
+  int64_t qoff;  // query row 0's position under the causal mask, in [0, S]
   double scale;
 };
 
@@ -84,7 +86,7 @@ template <class R> __device__ __forceinline__ void load_row(R *dst, const R *src
 // How many keys query t may see before the key mask: a prefix.
 __device__ __forceinline__ int64_t keys_for(const attn_params &a, int64_t t) {
   if (!a.causal) return a.S;
-  return t + 1 < a.S ? t + 1 : a.S;
+  return t + a.qoff + 1 < a.S ? t + a.qoff + 1 : a.S;
 }
 
 // The warp's shared memory: 4 D + 64 elements from the start of its slice.
@@ -203,8 +205,8 @@ template <class R> __global__ void attn_dkv_kernel(attn_params a) {
   const R *Q = row_at<R>(a.q, a.st.q, b, h, 0), *G = row_at<R>(a.dout, a.st.dout, b, h, 0);
   const R *L = (const R *)a.lse + bh * T, *RD = (const R *)a.rowdot + bh * T;
   R scale = (R)a.scale;
-  // the queries that see s: all, or t >= s under the causal mask; none when the key is masked
-  int64_t t_begin = a.causal ? s : 0;
+  // the queries that see s: all, or t >= s - q_offset under the causal mask; none when the key is masked
+  int64_t t_begin = a.causal && s > a.qoff ? s - a.qoff : 0;
   if (a.km && !a.km[b * a.S + s]) t_begin = T;
   for (int64_t t0 = t_begin; t0 < T; t0 += 32) {
     int64_t t = t0 + lane;
@@ -272,8 +274,9 @@ template <class R> int launch_backward(const attn_params &a) {
   return 0;
 }
 
-// Shared checks of both entries: dtype, and a head size whose rows fit in shared memory.
-int check_args(const char *op, int64_t D, int32_t dtype) {
+// Shared checks of both entries: dtype, q_offset >= 0, and a head size whose rows fit in shared memory.
+int check_args(const char *op, int64_t D, int64_t q_offset, int32_t dtype) {
+  if (q_offset < 0) return tide_fail("%s: q_offset must be >= 0, got %lld", op, (long long)q_offset);
   if (dtype != TIDE_F32 && dtype != TIDE_F64) return tide_fail("%s: no kernel for dtype %s", op, tide_dtype_name(dtype));
   size_t es = dtype == TIDE_F64 ? 8 : 4, smem;
   if (!warps_for(D, es, &smem))
@@ -285,26 +288,28 @@ int check_args(const char *op, int64_t D, int32_t dtype) {
 }  // namespace
 
 static int attention_forward(void *out, void *lse, const void *q, const void *k, const void *v, const uint8_t *key_mask,
-                             int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, int causal, double scale,
-                             const tide_attn_strides *st, int32_t dtype) {
-  TIDE_TRY(check_args("attention", D, dtype));
+                             int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, int causal, int64_t q_offset,
+                             double scale, const tide_attn_strides *st, int32_t dtype) {
+  TIDE_TRY(check_args("attention", D, q_offset, dtype));
   attn_params a;
   memset(&a, 0, sizeof a);
   a.q = q, a.k = k, a.v = v, a.out = out, a.lse_out = lse, a.km = key_mask, a.st = *st;
   a.B = B, a.H = H, a.T = T, a.S = S, a.D = D, a.causal = causal, a.scale = scale;
+  a.qoff = causal ? (q_offset < S ? q_offset : S) : 0;  // past S every key is seen: no overflow in t + qoff
   return dtype == TIDE_F64 ? launch_forward<double>(a) : launch_forward<float>(a);
 }
 
 static int attention_backward(void *dq, void *dk, void *dv, void *rowdot, const void *dout, const void *q, const void *k,
                               const void *v, const void *out, const void *lse, const uint8_t *key_mask, int64_t B,
-                              int64_t H, int64_t T, int64_t S, int64_t D, int causal, double scale,
+                              int64_t H, int64_t T, int64_t S, int64_t D, int causal, int64_t q_offset, double scale,
                               const tide_attn_strides *st, int32_t dtype) {
-  TIDE_TRY(check_args("attention_backward", D, dtype));
+  TIDE_TRY(check_args("attention_backward", D, q_offset, dtype));
   attn_params a;
   memset(&a, 0, sizeof a);
   a.q = q, a.k = k, a.v = v, a.o = out, a.dout = dout, a.lse = lse, a.km = key_mask, a.st = *st;
   a.dq = dq, a.dk = dk, a.dv = dv, a.rowdot = rowdot;
   a.B = B, a.H = H, a.T = T, a.S = S, a.D = D, a.causal = causal, a.scale = scale;
+  a.qoff = causal ? (q_offset < S ? q_offset : S) : 0;  // past S every key is seen: no overflow in t + qoff
   return dtype == TIDE_F64 ? launch_backward<double>(a) : launch_backward<float>(a);
 }
 

@@ -159,11 +159,16 @@ function M.install(tide, core)
 
   -- attention --------------------------------------------------------------------------
 
-  -- F.scaled_dot_product_attention(q, k, v, {is_causal=false, scale=1/sqrt(D), key_mask=nil})
+  -- F.scaled_dot_product_attention(q, k, v, {is_causal=false, scale=1/sqrt(D), key_mask=nil, q_offset=0})
   -- with q [B, H, T, D], k and v [B, H, S, D]. key_mask [B, S] (bool or
   -- integers, nonzero = may be attended; Hugging Face's attention_mask)
-  -- hides padding keys; a query left no key at all gets zeros.
-  local sdpa_opts = { is_causal = true, scale = true, key_mask = true }
+  -- hides padding keys; a query left no key at all gets zeros. With
+  -- is_causal, query t sees keys s <= t + q_offset: q_offset (an integer,
+  -- the position of the first query among the keys) 0 is PyTorch's top-left
+  -- is_causal, S - T the bottom-right mask of decoding over a KV cache (the
+  -- queries are the last T of the S positions); q_offset > 0 needs is_causal
+  -- and q_offset + T <= S.
+  local sdpa_opts = { is_causal = true, scale = true, key_mask = true, q_offset = true }
   function F.scaled_dot_product_attention(q, k, v, opts)
     local cq, ck, cv = handle(q, 'attention', 'q'), handle(k, 'attention', 'k'), handle(v, 'attention', 'v')
     opts = opts or {}
@@ -172,6 +177,10 @@ function M.install(tide, core)
       if not sdpa_opts[key] then error(('scaled_dot_product_attention: unknown option %s'):format(tostring(key)), 2) end
     end
     local causal = opts.is_causal and 1 or 0
+    local qoff = opts.q_offset or 0
+    if type(qoff) ~= 'number' or qoff ~= math.floor(qoff) or qoff < 0 or qoff >= 2 ^ 53 then
+      error(('scaled_dot_product_attention: q_offset must be a non-negative integer, got %s'):format(tostring(opts.q_offset)), 2)
+    end
     local scale = opts.scale or 1 / math.sqrt(q:size(-1))
     local mask, cm = opts.key_mask, nil
     if mask ~= nil then
@@ -185,13 +194,13 @@ function M.install(tide, core)
       end
       cm = mask._c
     end
-    run(C.tide_attention(cq, ck, cv, cm, causal, scale, out1, out2))
+    run(C.tide_attention(cq, ck, cv, cm, causal, qoff, scale, out1, out2))
     local out, lse = wrap(out1[0]), wrap(out2[0])
     if ag.wants(q, k, v) then
       -- the backward needs the mask as it was: a caller's tensor may change in place before it runs
       if mask ~= nil and rawequal(mask, opts.key_mask) then mask = mask:clone() end
       record('attention', out, { n = 3, q, k, v }, function(g)
-        run(C.tide_attention_backward(g._c, q._c, k._c, v._c, mask and mask._c, out._c, lse._c, causal, scale, out1, out2, out3))
+        run(C.tide_attention_backward(g._c, q._c, k._c, v._c, mask and mask._c, out._c, lse._c, causal, qoff, scale, out1, out2, out3))
         return wrap(out1[0]), wrap(out2[0]), wrap(out3[0])
       end)
     end

@@ -64,6 +64,20 @@ static int check_qkv(const tide_tensor *q, const tide_tensor *k, const tide_tens
   return 0;
 }
 
+/* causal is 0 or 1; q_offset (the position of query row 0 among the S keys under the causal
+   mask) is >= 0, only with causal, and leaves every query a key at its own position. */
+static int check_mask_args(const char *op, int32_t causal, int64_t q_offset, const attn_dims *c) {
+  if (causal != 0 && causal != 1) return tide_fail("%s: causal must be 0 or 1, got %d", op, causal);
+  if (q_offset < 0) return tide_fail("%s: q_offset must be >= 0, got %lld", op, (long long)q_offset);
+  if (q_offset > 0 && !causal)
+    return tide_fail("%s: q_offset = %lld shifts the causal mask and needs causal = 1", op, (long long)q_offset);
+  if (q_offset > 0 && q_offset > c->S - c->T)
+    return tide_fail("%s: q_offset = %lld with T = %lld queries needs q_offset + T <= S = %lld keys (the queries are "
+                     "positions q_offset .. q_offset + T - 1 of the keys)",
+                     op, (long long)q_offset, (long long)c->T, (long long)c->S);
+  return 0;
+}
+
 /* operands --------------------------------------------------------------------- */
 
 /* True when t (4-d) can be read in place as compute type ct: unit stride along
@@ -159,7 +173,7 @@ static int read_mask(const tide_tensor *m, const char *op, const attn_dims *c, c
 /* forward ---------------------------------------------------------------------- */
 
 int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor *v, const tide_tensor *key_mask,
-                   int32_t causal, double scale, tide_tensor **out, tide_tensor **lse) {
+                   int32_t causal, int64_t q_offset, double scale, tide_tensor **out, tide_tensor **lse) {
   const char *op = "attention";
   if (!out || !lse) return tide_fail("%s: no output slot given", op);
   const tide_tensor *ts[4] = {q, k, v, key_mask};
@@ -169,7 +183,7 @@ int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor
   if (!be->attention->attention_forward) return tide_not_implemented(op, be);
   attn_dims c;
   TIDE_TRY(check_qkv(q, k, v, op, &c));
-  if (causal != 0 && causal != 1) return tide_fail("%s: causal must be 0 or 1, got %d", op, causal);
+  TIDE_TRY(check_mask_args(op, causal, q_offset, &c));
   int32_t dt = q->dtype, ct = compute_type(dt);
 
   const uint8_t *km;
@@ -184,8 +198,8 @@ int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor
   if (new_out(&so, dev, dt, ct, c.B, c.H, c.T, c.D, st.out)) goto done;
   if (!(l = tide_new_on(dev, ct, 3, lshape))) goto done;
   if (read_opnd(q, ct, &pq, st.q, &hq) || read_opnd(k, ct, &pk, st.k, &hk) || read_opnd(v, ct, &pv, st.v, &hv)) goto done;
-  rc = be->attention->attention_forward(so.work->data, l->data, pq, pk, pv, km, c.B, c.H, c.T, c.S, c.D, causal, scale,
-                                        &st, ct);
+  rc = be->attention->attention_forward(so.work->data, l->data, pq, pk, pv, km, c.B, c.H, c.T, c.S, c.D, causal, q_offset,
+                                        scale, &st, ct);
   if (!rc) rc = finish_out(&so);
 done:
   tide_tensor_release(hm);
@@ -207,7 +221,7 @@ done:
 
 int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k, const tide_tensor *v,
                             const tide_tensor *key_mask, const tide_tensor *out, const tide_tensor *lse, int32_t causal,
-                            double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv) {
+                            int64_t q_offset, double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv) {
   const char *op = "attention_backward";
   if (!dq || !dk || !dv) return tide_fail("%s: no output slot given", op);
   const tide_tensor *ts[7] = {dout, q, k, v, key_mask, out, lse};
@@ -220,7 +234,7 @@ int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const
   TIDE_TRY(check4(dout, op, "dout", "T"));
   TIDE_TRY(check4(out, op, "out", "T"));
   TIDE_TRY(need_tensor(lse, op));
-  if (causal != 0 && causal != 1) return tide_fail("%s: causal must be 0 or 1, got %d", op, causal);
+  TIDE_TRY(check_mask_args(op, causal, q_offset, &c));
   char s1[160], s2[160];
   tide_shape_str(s1, sizeof s1, 4, q->shape);
   if (memcmp(dout->shape, q->shape, 4 * sizeof(int64_t)) != 0)
@@ -255,7 +269,7 @@ int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const
   if (!(hl = tide_contiguous_as(lse, ct))) goto done;
   if (!(rd = tide_new_on(dev, ct, 3, lshape))) goto done;
   rc = be->attention->attention_backward(sq.work->data, sk.work->data, sv.work->data, rd->data, pd, pq, pk, pv, po,
-                                         hl->data, km, c.B, c.H, c.T, c.S, c.D, causal, scale, &st, ct);
+                                         hl->data, km, c.B, c.H, c.T, c.S, c.D, causal, q_offset, scale, &st, ct);
   if (!rc) rc = finish_out(&sq);
   if (!rc) rc = finish_out(&sk);
   if (!rc) rc = finish_out(&sv);

@@ -5,7 +5,9 @@
 -- T == S and T != S, several head sizes, one and many heads (one backward
 -- task per head, or query blocks dealt to several groups per head), blocks of
 -- 64 queries crossed, causal diagonal blocks, GPT-2's transposed views,
--- other strides, half types, empty sizes, thread-count determinism and errors.
+-- other strides, half types, empty sizes, thread-count determinism and errors;
+-- the query offset (bottom-right causal mask of a KV cache) against the same
+-- references and against slices of full causal attention.
 local T = require 'tide.testing'
 local ffi = require 'ffi'
 local C = require 'tide.C'
@@ -15,15 +17,16 @@ local slot = { ffi.new('tide_tensor*[1]'), ffi.new('tide_tensor*[1]'), ffi.new('
 
 local function h(t) return t and t._c or nil end
 
--- tide_attention through the FFI: returns out, lse (km: an optional [B, S] key mask).
-local function attn(q, k, v, causal, scale, km)
-  core.check(C.tide_attention(h(q), h(k), h(v), h(km), causal and 1 or 0, scale, slot[1], slot[2]), 2)
+-- tide_attention through the FFI: returns out, lse (km: an optional [B, S] key mask; qoff: the
+-- causal mask's query offset, 0 when nil).
+local function attn(q, k, v, causal, scale, km, qoff)
+  core.check(C.tide_attention(h(q), h(k), h(v), h(km), causal and 1 or 0, qoff or 0, scale, slot[1], slot[2]), 2)
   return core.wrap(slot[1][0]), core.wrap(slot[2][0])
 end
 
 -- tide_attention_backward through the FFI: returns dq, dk, dv.
-local function attn_bwd(dout, q, k, v, out, lse, causal, scale, km)
-  core.check(C.tide_attention_backward(h(dout), h(q), h(k), h(v), h(km), h(out), h(lse), causal and 1 or 0, scale,
+local function attn_bwd(dout, q, k, v, out, lse, causal, scale, km, qoff)
+  core.check(C.tide_attention_backward(h(dout), h(q), h(k), h(v), h(km), h(out), h(lse), causal and 1 or 0, qoff or 0, scale,
                                        slot[1], slot[2], slot[3]), 2)
   return core.wrap(slot[1][0]), core.wrap(slot[2][0]), core.wrap(slot[3][0])
 end
@@ -47,10 +50,10 @@ end
 -- The values of a tensor in row-major order of its shape.
 local function vals(t) return (T.flatten(t)) end
 
--- The keys query t of head bh sees: the causal prefix, less those the flat
--- [B, S] key mask km (optional) hides.
-local function keys_seen(bh, t, H, S, causal, km)
-  local n, list = causal and math.min(S, t + 1) or S, {}
+-- The keys query t of head bh sees: the causal prefix (keys s <= t + qoff),
+-- less those the flat [B, S] key mask km (optional) hides.
+local function keys_seen(bh, t, H, S, causal, km, qoff)
+  local n, list = causal and math.min(S, t + (qoff or 0) + 1) or S, {}
   local b = math.floor(bh / H)
   for s = 0, n - 1 do
     if not km or km[b * S + s + 1] ~= 0 then list[#list + 1] = s end
@@ -60,13 +63,13 @@ end
 
 -- Forward reference on flat [B, H, T, D] / [B, H, S, D] value lists; a
 -- query that sees no key gives zeros and lse -inf.
-local function ref_forward(q, k, v, B, H, Tq, S, D, causal, scale, km)
+local function ref_forward(q, k, v, B, H, Tq, S, D, causal, scale, km, qoff)
   local out, lse = {}, {}
   for bh = 0, B * H - 1 do
     for t = 0, Tq - 1 do
       local qo = (bh * Tq + t) * D
       local xs, m = {}, -math.huge
-      local seen = keys_seen(bh, t, H, S, causal, km)
+      local seen = keys_seen(bh, t, H, S, causal, km, qoff)
       for _, s in ipairs(seen) do
         local ko, dot = (bh * S + s) * D, 0
         for d = 1, D do dot = dot + q[qo + d] * k[ko + d] end
@@ -87,14 +90,14 @@ local function ref_forward(q, k, v, B, H, Tq, S, D, causal, scale, km)
 end
 
 -- Backward reference from the explicit probability matrix of each head.
-local function ref_backward(dout, q, k, v, B, H, Tq, S, D, causal, scale, km)
+local function ref_backward(dout, q, k, v, B, H, Tq, S, D, causal, scale, km, qoff)
   local dq, dk, dv = {}, {}, {}
   for i = 1, B * H * Tq * D do dq[i] = 0 end
   for i = 1, B * H * S * D do dk[i] = 0; dv[i] = 0 end
   for bh = 0, B * H - 1 do
     for t = 0, Tq - 1 do
       local qo = (bh * Tq + t) * D
-      local seen = keys_seen(bh, t, H, S, causal, km)
+      local seen = keys_seen(bh, t, H, S, causal, km, qoff)
       local xs, m = {}, -math.huge
       for _, s in ipairs(seen) do
         local ko, dot = (bh * S + s) * D, 0
@@ -128,23 +131,23 @@ end
 
 -- Checks forward (out, lse) and backward (dq, dk, dv) of the given tensors
 -- against the references computed from their values.
-local function check_against_ref(q, k, v, causal, scale, tol, km)
+local function check_against_ref(q, k, v, causal, scale, tol, km, qoff)
   local sq, sk = q:shape(), k:shape()
   local B, H, Tq, D, S = sq[1], sq[2], sq[3], sq[4], sk[3]
   local fm = km and vals(km:to('i64'))
-  local out, lse = attn(q, k, v, causal, scale, km)
+  local out, lse = attn(q, k, v, causal, scale, km, qoff)
   T.same(out:shape(), sq)
   T.same(lse:shape(), { B, H, Tq })
   local fq, fk, fv = vals(q), vals(k), vals(v)
-  local rout, rlse = ref_forward(fq, fk, fv, B, H, Tq, S, D, causal, scale, fm)
+  local rout, rlse = ref_forward(fq, fk, fv, B, H, Tq, S, D, causal, scale, fm, qoff)
   T.close(vals(out), rout, tol, 'out')
   T.close(vals(lse), rlse, tol, 'lse')
   local dout = rand(sq, q:dtype())
-  local dq, dk, dv = attn_bwd(dout, q, k, v, out, lse, causal, scale, km)
+  local dq, dk, dv = attn_bwd(dout, q, k, v, out, lse, causal, scale, km, qoff)
   T.same(dq:shape(), sq)
   T.same(dk:shape(), sk)
   T.same(dv:shape(), v:shape())
-  local rdq, rdk, rdv = ref_backward(vals(dout), fq, fk, fv, B, H, Tq, S, D, causal, scale, fm)
+  local rdq, rdk, rdv = ref_backward(vals(dout), fq, fk, fv, B, H, Tq, S, D, causal, scale, fm, qoff)
   T.close(vals(dq), rdq, tol, 'dq')
   T.close(vals(dk), rdk, tol, 'dk')
   T.close(vals(dv), rdv, tol, 'dv')
@@ -427,6 +430,93 @@ T.test('F.scaled_dot_product_attention key_mask: integer masks, autograd, gradch
   T.raises(function() tide.F.scaled_dot_product_attention(q, k, v, { attn_mask = mask }) end, 'unknown option attn_mask')
 end)
 
+-- query offset: the bottom-right causal mask of decoding over a KV cache ---------------------
+
+T.test('attention with q_offset matches the reference (query t sees keys s <= t + q_offset), forward and backward', function()
+  -- {B, H, T, S, D, q_offset}: decode steps (T = 1, q_offset = S - 1), prefill chunks (q_offset = S - T),
+  -- offsets in between, blocks of 64 queries and the split diagonal tiles crossed, one backward task per head
+  local cfgs = {
+    { 1, 2, 1, 9, 8, 8 }, { 2, 3, 5, 12, 4, 7 }, { 1, 1, 4, 10, 3, 2 }, { 1, 2, 70, 150, 16, 80 },
+    { 1, 1, 130, 200, 8, 45 }, { 4, 4, 20, 50, 8, 30 }, { 1, 1, 3, 3, 2, 0 },
+  }
+  for _, dtype in ipairs { 'f64', 'f32' } do
+    for _, c in ipairs(cfgs) do
+      local q, k, v = rand({ c[1], c[2], c[3], c[5] }, dtype), rand({ c[1], c[2], c[4], c[5] }, dtype), rand({ c[1], c[2], c[4], c[5] }, dtype)
+      check_against_ref(q, k, v, true, 0.4, dtype == 'f64' and F64 or F32, nil, c[6])
+    end
+  end
+  -- with a key mask on top (left padding of the cache): rows that see no key give zeros
+  local km = tide.tensor({ { 0, 0, 0, 1, 1, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1, 1, 1, 1, 0, 1 } }):to('bool')
+  for _, qoff in ipairs { 0, 1, 4, 7 } do
+    local q, k, v = rand({ 2, 2, 3, 5 }, 'f64'), rand({ 2, 2, 10, 5 }, 'f64'), rand({ 2, 2, 10, 5 }, 'f64')
+    check_against_ref(q, k, v, true, 0.6, F64, km, qoff)
+  end
+end)
+
+T.test('attention q_offset = S - T equals the last T rows of full causal attention, every T from 1 to S', function()
+  local B, H, S, D = 1, 2, 70, 8
+  for _, dtype in ipairs { 'f64', 'f32' } do
+    local tol = dtype == 'f64' and F64 or F32
+    local q, k, v = rand({ B, H, S, D }, dtype), rand({ B, H, S, D }, dtype), rand({ B, H, S, D }, dtype)
+    local full, flse = attn(q, k, v, true, 0.3)
+    for Tq = 1, S do
+      local qt = q:narrow(3, S - Tq + 1, Tq)
+      local out, lse = attn(qt, k, v, true, 0.3, nil, S - Tq)
+      T.close(vals(out), vals(full:narrow(3, S - Tq + 1, Tq)), tol, 'out T = ' .. Tq)
+      T.close(vals(lse), vals(flse:narrow(3, S - Tq + 1, Tq)), tol, 'lse T = ' .. Tq)
+    end
+    -- the same through the Lua face
+    local y = tide.F.scaled_dot_product_attention(q:narrow(3, S, 1), k, v, { is_causal = true, q_offset = S - 1, scale = 0.3 })
+    T.close(vals(y), vals(full:narrow(3, S, 1)), tol, 'F decode step')
+  end
+end)
+
+T.test('F.scaled_dot_product_attention q_offset: gradcheck, with a key mask, q_offset = 0 as before', function()
+  local q = rand({ 2, 2, 3, 4 }, 'f64'):requires_grad_()
+  local k = rand({ 2, 2, 7, 4 }, 'f64'):requires_grad_()
+  local v = rand({ 2, 2, 7, 4 }, 'f64'):requires_grad_()
+  local mask = tide.tensor({ { 0, 1, 1, 1, 1, 1, 1 }, { 1, 1, 1, 1, 1, 0, 1 } })
+  for _, qoff in ipairs { 0, 2, 4 } do
+    local y = tide.F.scaled_dot_product_attention(q, k, v, { is_causal = true, q_offset = qoff })
+    local ro = ref_forward(vals(q), vals(k), vals(v), 2, 2, 3, 7, 4, true, 0.5, nil, qoff)
+    T.close(vals(y), ro, F64)
+    T.truthy(tide.autograd.gradcheck(function(a, b, c)
+      return tide.F.scaled_dot_product_attention(a, b, c, { is_causal = true, q_offset = qoff })
+    end, { q, k, v }))
+    T.truthy(tide.autograd.gradcheck(function(a, b, c)
+      return tide.F.scaled_dot_product_attention(a, b, c, { is_causal = true, q_offset = qoff, key_mask = mask })
+    end, { q, k, v }))
+  end
+  -- q_offset = 0 is the top-left mask of today, bit for bit
+  local a = tide.F.scaled_dot_product_attention(q, k, v, { is_causal = true })
+  local b = tide.F.scaled_dot_product_attention(q, k, v, { is_causal = true, q_offset = 0 })
+  T.close(a, b, { rtol = 0, atol = 0 })
+end)
+
+T.test('attention rejects bad q_offsets with clear errors', function()
+  local q, k, v = rand({ 1, 2, 3, 4 }), rand({ 1, 2, 5, 4 }), rand({ 1, 2, 5, 4 })
+  local F = tide.F
+  T.raises(function() F.scaled_dot_product_attention(q, k, v, { is_causal = true, q_offset = -1 }) end,
+    'q_offset must be a non-negative integer, got -1')
+  T.raises(function() F.scaled_dot_product_attention(q, k, v, { is_causal = true, q_offset = 1.5 }) end,
+    'q_offset must be a non-negative integer, got 1.5')
+  T.raises(function() F.scaled_dot_product_attention(q, k, v, { is_causal = true, q_offset = '2' }) end,
+    'q_offset must be a non-negative integer, got 2')
+  T.raises(function() F.scaled_dot_product_attention(q, k, v, { is_causal = true, q_offset = 3 }) end,
+    'attention: q_offset = 3 with T = 3 queries needs q_offset + T <= S = 5 keys')
+  T.raises(function() F.scaled_dot_product_attention(q, k, v, { q_offset = 2 }) end,
+    'attention: q_offset = 2 shifts the causal mask and needs causal = 1')
+  T.raises(function() attn(q, k, v, true, 1, nil, -1) end, 'attention: q_offset must be >= 0, got -1')
+  T.raises(function() attn(q, k, v, true, 1, nil, 4) end, 'q_offset + T <= S = 5 keys')
+  local out, lse = attn(q, k, v, true, 1, nil, 2)
+  local dout = rand({ 1, 2, 3, 4 })
+  T.raises(function() attn_bwd(dout, q, k, v, out, lse, true, 1, nil, -2) end, 'attention_backward: q_offset must be >= 0, got -2')
+  T.raises(function() attn_bwd(dout, q, k, v, out, lse, true, 1, nil, 3) end, 'attention_backward: q_offset = 3 with T = 3')
+  T.raises(function() attn_bwd(dout, q, k, v, out, lse, false, 1, nil, 2) end, 'needs causal = 1')
+  -- offset 0 keeps today's rule: more queries than keys are fine (rows t >= S see every key)
+  T.same(attn(rand({ 1, 2, 7, 4 }), k, v, true, 1, nil, 0):shape(), { 1, 2, 7, 4 })
+end)
+
 -- edge sizes ------------------------------------------------------------------------------
 
 T.test('attention with S == 0 gives zeros and lse -inf; T == 0 and D == 0 give empty results', function()
@@ -494,10 +584,10 @@ T.test('attention rejects bad arguments with clear errors', function()
   T.raises(function() attn(q, k, rand({ 2, 3, 7, 4 }), true, 1) end,
            'k [2, 3, 6, 4] and v [2, 3, 7, 4] must have the same number of keys S')
   T.raises(function()
-    core.check(C.tide_attention(q._c, k._c, v._c, nil, 2, 1, slot[1], slot[2]))
+    core.check(C.tide_attention(q._c, k._c, v._c, nil, 2, 0, 1, slot[1], slot[2]))
   end, 'causal must be 0 or 1, got 2')
   T.raises(function()
-    core.check(C.tide_attention(q._c, k._c, v._c, nil, 1, 1, nil, slot[2]))
+    core.check(C.tide_attention(q._c, k._c, v._c, nil, 1, 0, 1, nil, slot[2]))
   end, 'no output slot')
   local out, lse = attn(q, k, v, true, 1)
   local dout = rand({ 2, 3, 5, 4 })

@@ -3,9 +3,11 @@
 // not, T == S and T != S, with a key mask that leaves some queries no key,
 // several head sizes (1, odd, GPT-2's 64, 128), operands as contiguous
 // [B, H, R, D], padded strides, GPT-2's views of one fused qkv tensor and
-// inputs broadcast over batch or heads (stride 0);
+// inputs broadcast over batch or heads (stride 0); causal masks with a query
+// offset (bottom-right, as decoding over a KV cache, and in between);
 // outputs poisoned with gaps that must stay so; empty sizes; bits equal
-// under two emulator schedules; errors for a bad dtype and a huge D.
+// under two emulator schedules; errors for a bad dtype, a huge D and a
+// negative q_offset.
 #include "harness.h"
 
 #include <algorithm>
@@ -19,6 +21,7 @@ struct Case {
   int layout;  // 0 contiguous [B, H, R, D]; 1 padded strides; 2 q, k, v views of a fused [B, T, 3, H, D] tensor;
                // 3 broadcast inputs: q shared by the batch rows, k and v by the heads (stride 0)
   double scale;
+  int64_t qoff = 0;  // the causal mask's query offset: query t sees keys s <= t + qoff
 };
 
 // An operand inside a host/device buffer: element offset and {batch, head, row} strides.
@@ -66,8 +69,9 @@ template <class R> void run_case(const Case &c, uint64_t seed) {
   const int32_t dt = sizeof(R) == 8 ? TIDE_F64 : TIDE_F32;
   const double rtol = sizeof(R) == 8 ? 1e-12 : 2e-5, atol = sizeof(R) == 8 ? 1e-12 : 2e-6;
   char what[160];
-  snprintf(what, sizeof what, "%s B%lld H%lld T%lld S%lld D%lld causal %d mask %d layout %d", sizeof(R) == 8 ? "f64" : "f32",
-           (long long)c.B, (long long)c.H, (long long)c.T, (long long)c.S, (long long)c.D, c.causal, c.mask, c.layout);
+  snprintf(what, sizeof what, "%s B%lld H%lld T%lld S%lld D%lld causal %d qoff %lld mask %d layout %d",
+           sizeof(R) == 8 ? "f64" : "f32", (long long)c.B, (long long)c.H, (long long)c.T, (long long)c.S, (long long)c.D,
+           c.causal, (long long)c.qoff, c.mask, c.layout);
   Rng r(seed);
   // inputs q, k, v, dout in one buffer
   int64_t cur = 0;
@@ -111,13 +115,13 @@ template <class R> void run_case(const Case &c, uint64_t seed) {
   // forward
   auto want_o = poisoned<R>(ocur), want_l = poisoned<R>(nl);
   CHECK_OK(cpu().attention->attention_forward(want_o.data() + out.off, want_l.data(), at(in, q), at(in, k), at(in, v), hm,
-                                              c.B, c.H, c.T, c.S, c.D, c.causal, c.scale, &st, dt));
+                                              c.B, c.H, c.T, c.S, c.D, c.causal, c.qoff, c.scale, &st, dt));
   std::vector<R> got_o[2], got_l[2];
   for (int run = 0; run < 2; run++) {
     kt::schedule_seed(run + 1);
     Dev dO(ocur * sizeof(R)), dL(std::max<int64_t>(nl, 1) * sizeof(R));
     CHECK_OK(cuda().attention->attention_forward(at<R>(dO, out), dL.p, at<R>(din, q), at<R>(din, k), at<R>(din, v), dm, c.B,
-                                                 c.H, c.T, c.S, c.D, c.causal, c.scale, &st, dt));
+                                                 c.H, c.T, c.S, c.D, c.causal, c.qoff, c.scale, &st, dt));
     got_o[run] = download<R>(dO, ocur), got_l[run] = download<R>(dL, nl);
   }
   char w2[200];
@@ -135,14 +139,15 @@ template <class R> void run_case(const Case &c, uint64_t seed) {
   std::vector<R> rowdot(std::max<int64_t>(nl, 1));
   CHECK_OK(cpu().attention->attention_backward(wq.data() + dq.off, wk.data() + dk.off, wv.data() + dv.off, rowdot.data(),
                                                at(in, dout), at(in, q), at(in, k), at(in, v), want_o.data() + out.off,
-                                               want_l.data(), hm, c.B, c.H, c.T, c.S, c.D, c.causal, c.scale, &st, dt));
+                                               want_l.data(), hm, c.B, c.H, c.T, c.S, c.D, c.causal, c.qoff, c.scale, &st,
+                                               dt));
   std::vector<R> gq[2], gk[2], gv[2];
   for (int run = 0; run < 2; run++) {
     kt::schedule_seed(run + 1);
     Dev dQ(gcur * sizeof(R)), dK(kcur * sizeof(R)), dV(vcur * sizeof(R)), dR(std::max<int64_t>(nl, 1) * sizeof(R));
     CHECK_OK(cuda().attention->attention_backward(at<R>(dQ, dq), at<R>(dK, dk), at<R>(dV, dv), dR.p, at<R>(din, dout),
                                                   at<R>(din, q), at<R>(din, k), at<R>(din, v), at<R>(dOut, out), dLse.p, dm,
-                                                  c.B, c.H, c.T, c.S, c.D, c.causal, c.scale, &st, dt));
+                                                  c.B, c.H, c.T, c.S, c.D, c.causal, c.qoff, c.scale, &st, dt));
     gq[run] = download<R>(dQ, gcur), gk[run] = download<R>(dK, kcur), gv[run] = download<R>(dV, vcur);
   }
   // gradients are sums of products of O(1) terms that cancel: an absolute floor scaled by sqrt(S)
@@ -188,6 +193,23 @@ KTEST(attention_head_size_128) {
   run_case<double>({1, 1, 20, 26, 128, 0, 0, 1, 0.088}, 51);
 }
 
+KTEST(attention_q_offset) {
+  uint64_t seed = 70;
+  // {B, H, T, S, D, causal, mask, layout, scale, qoff}: bottom-right (qoff = S - T: a decode step
+  // T = 1, a prefill chunk), an offset in between, one past S (every key seen), and an offset with
+  // causal = 0 (ignored)
+  const Case cases[] = {
+      {2, 3, 1, 37, 16, 1, 0, 0, 0.25, 36}, {2, 2, 1, 40, 33, 1, 1, 1, 0.2, 39},  {1, 2, 10, 45, 64, 1, 1, 1, 0.125, 35},
+      {2, 3, 12, 41, 9, 1, 2, 3, 0.4, 29},  {1, 2, 20, 45, 33, 1, 0, 1, 0.2, 10}, {1, 1, 7, 9, 5, 1, 1, 0, 0.5, 1000},
+      {1, 2, 6, 15, 8, 0, 1, 0, 0.3, 9},
+  };
+  for (const Case &c : cases) run_case<float>(c, seed++);
+  const Case cases64[] = {
+      {2, 2, 1, 35, 16, 1, 1, 0, 0.25, 34}, {1, 2, 13, 41, 33, 1, 2, 1, 0.2, 28}, {2, 2, 9, 33, 64, 1, 0, 1, 0.125, 24},
+  };
+  for (const Case &c : cases64) run_case<double>(c, seed++);
+}
+
 KTEST(attention_empty_sizes) {
   uint64_t seed = 60;
   const Case cases[] = {
@@ -205,11 +227,19 @@ KTEST(attention_errors) {
   tide_attn_strides st;
   memset(&st, 0, sizeof st);
   Dev d(64);
-  CHECK_FAILS(cuda().attention->attention_forward(d.p, d.p, d.p, d.p, d.p, nullptr, 1, 1, 1, 1, 1, 0, 1.0, &st, TIDE_BF16),
+  CHECK_FAILS(cuda().attention->attention_forward(d.p, d.p, d.p, d.p, d.p, nullptr, 1, 1, 1, 1, 1, 0, 0, 1.0, &st, TIDE_BF16),
               "no kernel for dtype");
   CHECK_FAILS(cuda().attention->attention_backward(d.p, d.p, d.p, d.p, d.p, d.p, d.p, d.p, d.p, d.p, nullptr, 1, 1, 1, 1, 1,
-                                                   0, 1.0, &st, TIDE_I32),
+                                                   0, 0, 1.0, &st, TIDE_I32),
               "no kernel for dtype");
-  CHECK_FAILS(cuda().attention->attention_forward(d.p, d.p, d.p, d.p, d.p, nullptr, 1, 1, 1, 1, 100000, 0, 1.0, &st, TIDE_F64),
+  CHECK_FAILS(cuda().attention->attention_forward(d.p, d.p, d.p, d.p, d.p, nullptr, 1, 1, 1, 1, 100000, 0, 0, 1.0, &st, TIDE_F64),
               "too large");
+  // a negative offset would leave queries no key: both backends refuse it
+  for (const tide_backend *be : {&cpu(), &cuda()}) {
+    CHECK_FAILS(be->attention->attention_forward(d.p, d.p, d.p, d.p, d.p, nullptr, 1, 1, 1, 1, 1, 1, -1, 1.0, &st, TIDE_F32),
+                "q_offset must be >= 0, got -1");
+    CHECK_FAILS(be->attention->attention_backward(d.p, d.p, d.p, d.p, d.p, d.p, d.p, d.p, d.p, d.p, nullptr, 1, 1, 1, 1, 1, 1,
+                                                  -3, 1.0, &st, TIDE_F32),
+                "q_offset must be >= 0, got -3");
+  }
 }

@@ -3,7 +3,9 @@
 -- and backward (autograd), causal and not, T == S and T != S, with a key mask
 -- that leaves some queries no key, f32, bf16 and f64; q, k, v as GPT-2's
 -- views of one fused c_attn tensor; lse and the backward through the op
--- layer (tide_attention, tide_attention_backward).
+-- layer (tide_attention, tide_attention_backward); the query offset of
+-- decoding over a KV cache (bottom-right causal mask), with k and v read as
+-- the filled prefix of a preallocated [B, H, T_max, D] cache.
 local T = require 'tide.testing'
 local ffi = require 'ffi'
 local C = require 'tide.C'
@@ -64,6 +66,31 @@ T.test('scaled_dot_product_attention forward and backward on cuda: causal, key m
   end
 end)
 
+T.test('scaled_dot_product_attention with q_offset on cuda: decode steps, prefill chunks, key mask, dtypes', function()
+  T.need_cuda()
+  local B, H, D, Tmax = 2, 2, 16, 40
+  for _, dt in ipairs { 'f32', 'bf16', 'f64' } do
+    -- {T, S, q_offset}: a decode step, a chunk at the end of the keys, an offset in between
+    for _, c in ipairs { { 1, 29, 28 }, { 7, 29, 22 }, { 5, 30, 10 } } do
+      local Tq, S, qoff = c[1], c[2], c[3]
+      for _, masked in ipairs { false, true } do
+        -- k and v: the first S positions of a preallocated cache (strided along heads and batch)
+        local kc, vc = tide.randn(B, H, Tmax, D):to(dt), tide.randn(B, H, Tmax, D):to(dt)
+        local q = leaf(tide.randn(B, H, Tq, D):to(dt))
+        local k, v = leaf(kc:narrow(3, 1, S):detach()), leaf(vc:narrow(3, 1, S):detach())
+        local g = tide.randn(B, H, Tq, D):to(dt)
+        local opts = { is_causal = true, q_offset = qoff, scale = 0.3 }
+        if masked then opts.key_mask = key_mask(B, S) end
+        T.device_parity(sdpa_grads, { q, k, v, g, opts }, tol(dt),
+          ('%s T=%d S=%d q_offset=%d mask=%s'):format(dt, Tq, S, qoff, tostring(masked)))
+      end
+    end
+  end
+  local q, k = tide.randn(1, 1, 3, 4):to('cuda'), tide.randn(1, 1, 5, 4):to('cuda')
+  T.raises(function() F.scaled_dot_product_attention(q, k, k, { is_causal = true, q_offset = 3 }) end,
+    'q_offset + T <= S = 5 keys')
+end)
+
 T.test('attention on cuda reads q, k, v as views of one fused qkv tensor (GPT-2)', function()
   T.need_cuda()
   local B, Tq, H, D = 2, 19, 2, 64
@@ -118,9 +145,9 @@ T.test('tide_attention lse and backward on cuda through the op layer, rows with 
   local B, H, Tq, S, D = 2, 2, 9, 9, 5
   local mask = key_mask(B, S)
   local function fwd_bwd(q, k, v, dout, km)
-    core.check(C.tide_attention(h(q), h(k), h(v), h(km), 1, 0.4, slot[1], slot[2]))
+    core.check(C.tide_attention(h(q), h(k), h(v), h(km), 1, 0, 0.4, slot[1], slot[2]))
     local out, lse = core.wrap(slot[1][0]), core.wrap(slot[2][0])
-    core.check(C.tide_attention_backward(h(dout), h(q), h(k), h(v), h(km), h(out), h(lse), 1, 0.4, slot[1], slot[2], slot[3]))
+    core.check(C.tide_attention_backward(h(dout), h(q), h(k), h(v), h(km), h(out), h(lse), 1, 0, 0.4, slot[1], slot[2], slot[3]))
     return out, lse, core.wrap(slot[1][0]), core.wrap(slot[2][0]), core.wrap(slot[3][0])
   end
   for _, dt in ipairs { 'f32', 'f64', 'bf16' } do
