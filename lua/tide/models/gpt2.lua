@@ -137,8 +137,11 @@ function M.install(tide, core)
     self:add_module('c_proj', nn.Conv1D(cfg.n_embd, cfg.n_embd))
     self:add_module('resid_dropout', nn.Dropout(cfg.resid_pdrop))
   end
-  -- key_mask: nil or a bool [B, T], true where a key is a real token
-  function Attention:forward(x, key_mask)
+  -- key_mask: nil or a bool [B, T], true where a key is a real token.
+  -- layer_cache: nil, or { k = [B, H, T_max, D], v = ..., past = n } (one
+  -- layer of a KVCache): this call's keys and values are written at
+  -- positions past..past+T-1 and the queries attend to all past+T of them.
+  function Attention:forward(x, key_mask, layer_cache)
     local B, T, C = x:size(1), x:size(2), x:size(3)
     local H, D = self.n_head, self.head_dim
     local qkv = self.c_attn(x)
@@ -148,7 +151,15 @@ function M.install(tide, core)
     local k = parts[2]:view(B, T, H, D):transpose(2, 3)
     local v = parts[3]:view(B, T, H, D):transpose(2, 3)
     local y
-    if self.training and self.attn_pdrop > 0 then
+    if layer_cache ~= nil then
+      -- decoding over the cache: written in place, never re-concatenated
+      local past = layer_cache.past
+      layer_cache.k:narrow(3, past + 1, T):copy_(k)
+      layer_cache.v:narrow(3, past + 1, T):copy_(v)
+      local keys = layer_cache.k:narrow(3, 1, past + T)
+      local values = layer_cache.v:narrow(3, 1, past + T)
+      y = F.scaled_dot_product_attention(q, keys, values, { is_causal = true, scale = self.scale, q_offset = past })
+    elseif self.training and self.attn_pdrop > 0 then
       -- dropout on the attention probabilities needs them materialised: the
       -- explicit path (scores, mask, softmax, dropout, weighted sum)
       local scores = q:matmul(k:transpose(3, 4)) * self.scale
@@ -191,8 +202,8 @@ function M.install(tide, core)
     self:add_module('ln_2', nn.LayerNorm(cfg.n_embd, { eps = cfg.layer_norm_epsilon }))
     self:add_module('mlp', MLP(cfg))
   end
-  function Block:forward(x, key_mask)
-    x = x + self.attn(self.ln_1(x), key_mask)
+  function Block:forward(x, key_mask, layer_cache)
+    x = x + self.attn(self.ln_1(x), key_mask, layer_cache)
     return x + self.mlp(self.ln_2(x))
   end
 
@@ -265,7 +276,39 @@ function M.install(tide, core)
     return x
   end
 
-  local forward_opts = { labels = true, attention_mask = true, position_ids = true }
+  local forward_opts = { labels = true, attention_mask = true, position_ids = true, cache = true }
+
+  -- A KV cache for decoding: per layer k and v [B, H, T_max, D] allocated
+  -- once (T_max <= n_positions), filled in place by model(ids, {cache = c});
+  -- c.length is the number of positions it holds.
+  local KVCache = {}
+  KVCache.__index = KVCache
+  KVCache.__name = 'tide.gpt2.KVCache'
+  gpt2.KVCache = KVCache
+
+  -- model:new_cache(batch_size, max_length = n_positions, {dtype=, device=})
+  function LMHead:new_cache(B, T_max, opts)
+    local cfg = self.config
+    T_max = T_max or cfg.n_positions
+    if type(B) ~= 'number' or B < 1 or B % 1 ~= 0 then
+      error('new_cache: batch_size must be a positive integer, got ' .. tostring(B), 2)
+    end
+    if type(T_max) ~= 'number' or T_max < 1 or T_max % 1 ~= 0 or T_max > cfg.n_positions then
+      error(('new_cache: max_length must be an integer from 1 to n_positions (%d), got %s'):format(cfg.n_positions, tostring(T_max)), 2)
+    end
+    local w = self.transformer.wte.weight
+    local topts = { dtype = opts and opts.dtype or w:dtype(), device = opts and opts.device or w.device }
+    local H = cfg.n_head
+    local D = cfg.n_embd / H
+    local layers = {}
+    for i = 1, cfg.n_layer do
+      layers[i] = { k = tide.zeros({ B, H, T_max, D }, topts), v = tide.zeros({ B, H, T_max, D }, topts), past = 0 }
+    end
+    return setmetatable({ layers = layers, length = 0, batch_size = B, max_length = T_max }, KVCache)
+  end
+
+  -- Forgets what the cache holds (the memory is kept).
+  function KVCache:reset() self.length = 0; return self end
 
   -- model(input_ids, {labels=, attention_mask=, position_ids=}) -> an output
   -- table, as transformers' CausalLMOutput: out.logits [B, T, V] always,
@@ -291,7 +334,27 @@ function M.install(tide, core)
     end
     local B, T = ids:size(1), ids:size(2)
     local cfg = self.config
-    if T > cfg.n_positions then
+    local cache, past = opts.cache, 0
+    if cache ~= nil then
+      if getmetatable(cache) ~= KVCache then error('GPT2LMHeadModel: cache must be a cache from model:new_cache, got ' .. type(cache), 2) end
+      if #cache.layers ~= cfg.n_layer then
+        error(('GPT2LMHeadModel: cache has %d layers, the model %d'):format(#cache.layers, cfg.n_layer), 2)
+      end
+      if cache.batch_size ~= B then
+        error(('GPT2LMHeadModel: cache was made for batch size %d, input_ids has %d rows'):format(cache.batch_size, B), 2)
+      end
+      past = cache.length
+      if past + T > cache.max_length then
+        error(('GPT2LMHeadModel: cache holds %d positions and room for %d; %d more do not fit'):format(past, cache.max_length, T), 2)
+      end
+      if opts.labels ~= nil then error('GPT2LMHeadModel: labels cannot be given with a cache (decoding is forward only)', 2) end
+      if opts.attention_mask ~= nil then error('GPT2LMHeadModel: attention_mask with a cache is not supported yet', 2) end
+      if self.training then error('GPT2LMHeadModel: a cache decodes in eval mode (call model:eval() first)', 2) end
+    end
+    if past + T > cfg.n_positions then
+      if past > 0 then
+        error(('GPT2LMHeadModel: sequence length %d (%d cached + %d new) exceeds n_positions %d'):format(past + T, past, T, cfg.n_positions), 2)
+      end
       error(('GPT2LMHeadModel: sequence length %d exceeds n_positions %d'):format(T, cfg.n_positions), 2)
     end
     if T == 0 then error(('GPT2LMHeadModel: input_ids has no positions (shape [%d, 0])'):format(B), 2) end
@@ -304,7 +367,7 @@ function M.install(tide, core)
           :format(cfg.n_positions, pos:min():item(), pos:max():item()), 2)
       end
     else
-      pos = tide.arange(T, { device = ids.device })
+      pos = tide.arange(past, past + T, { device = ids.device })
     end
     local key_mask
     if opts.attention_mask ~= nil then
@@ -323,7 +386,16 @@ function M.install(tide, core)
     local tr = self.transformer
     local x = tr.wte(ids) + tr.wpe(pos)
     x = tr.drop(x)
-    for i = 1, tr.h:len() do x = tr.h[i](x, key_mask) end
+    if cache ~= nil then
+      for i = 1, tr.h:len() do
+        local lc = cache.layers[i]
+        lc.past = past
+        x = tr.h[i](x, nil, lc)
+      end
+      cache.length = past + T
+    else
+      for i = 1, tr.h:len() do x = tr.h[i](x, key_mask) end
+    end
     x = tr.ln_f(x)
     local logits = F.linear(x, self.lm_head.weight)
     if opts.labels == nil then return { logits = logits } end
@@ -335,6 +407,11 @@ function M.install(tide, core)
     local loss = F.cross_entropy(shift_logits:reshape(B * (T - 1), cfg.vocab_size),
       shift_labels:reshape(B * (T - 1)), { ignore_index = -100 })
     return { logits = logits, loss = loss }
+  end
+
+  -- model:generate(input_ids, opts): see tide/generation/generate.lua
+  function LMHead:generate(ids, opts)
+    return require('tide.generation.generate').generate(self, ids, opts)
   end
 
   -- The number of distinct parameters of a config (lm_head tied), without
