@@ -44,9 +44,13 @@ def main():
 
     def run(name, ids, **kw):
         kw.setdefault('pad_token_id', 0)
+        mask = kw.pop('attention_mask', None)
         with torch.no_grad():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, **kw)
+            out = model.generate(ids, attention_mask=torch.ones_like(ids) if mask is None else mask,
+                                 do_sample=False, **kw)
         case = {'name': name, 'input_ids': ids.tolist(), 'output_ids': out.tolist()}
+        if mask is not None:
+            case['attention_mask'] = mask.tolist()
         # eos_token_id not given: the model's own (96), as generate takes it from the config
         case['options'] = {k: v for k, v in kw.items() if v is not None}
         cases.append(case)
@@ -63,6 +67,17 @@ def main():
     eos = int(base[0, batch.shape[1] + 2])
     run('eos', batch, max_new_tokens=12, eos_token_id=eos, pad_token_id=95)
     run('eos_min_new', batch, max_new_tokens=12, eos_token_id=eos, pad_token_id=95, min_new_tokens=5)
+
+    # left padding: prompts of lengths 6, 3 and 4, padded on the left with 95
+    lens = [6, 3, 4]
+    padded = batch.clone()
+    mask = torch.ones_like(batch)
+    for r, n in enumerate(lens):
+        padded[r, :6 - n] = 95
+        mask[r, :6 - n] = 0
+    run('left_padded', padded, max_new_tokens=12, attention_mask=mask, pad_token_id=95)
+    run('left_padded_penalty_eos', padded, max_new_tokens=12, attention_mask=mask, pad_token_id=95,
+        repetition_penalty=1.3, eos_token_id=57)
 
     with open(os.path.join(OUT, 'greedy_golden.json'), 'w') as f:
         json.dump({'model': 'tiny-gpt2', 'torch': torch.__version__,

@@ -65,7 +65,7 @@ T.test('the cache leaves the training path alone and refuses what it cannot do',
   local cache = m:new_cache(1, 8)
   tide.no_grad(function()
     T.raises(function() m(ids, { cache = cache, labels = ids }) end, 'labels cannot be given with a cache')
-    T.raises(function() m(ids, { cache = cache, attention_mask = tide.ones({ 1, 4 }, { dtype = 'i64' }) }) end, 'not supported yet')
+    T.raises(function() m(ids, { cache = cache, attention_mask = tide.ones({ 1, 3 }, { dtype = 'i64' }) }) end, 'attention_mask has shape [1, 3]')
     T.raises(function() m(tide.tensor({ { 1 }, { 2 } }, { dtype = 'i64' }), { cache = cache }) end, 'batch size 1')
     T.raises(function() m(ids, { cache = {} }) end, 'model:new_cache')
     m:train()
@@ -82,11 +82,12 @@ end)
 T.test('greedy generate equals transformers generate(do_sample=False) token for token', function()
   local model = tide.gpt2.from_pretrained(golden_dir .. 'tiny-gpt2')
   local golden = tide.json.read_file(golden_dir .. 'greedy_golden.json')
-  T.truthy(#golden.cases >= 6)
+  T.truthy(#golden.cases >= 10)
   for _, case in ipairs(golden.cases) do
     local ids = tide.tensor(case.input_ids, { dtype = 'i64' })
     local opts = {}
     for k, v in pairs(case.options) do opts[k] = v end
+    if case.attention_mask then opts.attention_mask = tide.tensor(case.attention_mask, { dtype = 'i64' }) end
     local out = model:generate(ids, opts)
     T.eq(out:dtype(), 'i64', case.name)
     T.same(out:tolist(), case.output_ids, case.name)
@@ -166,7 +167,8 @@ T.test('generate: clear errors', function()
   T.raises(function() m:generate(ids, { max_new_tokens = 0 }) end, '`max_new_tokens` must be greater than 0')
   T.raises(function() m:generate(ids, { num_return_sequences = 2 }) end,
     'Greedy methods without beam search do not support `num_return_sequences` different than 1 (got 2).')
-  T.raises(function() m:generate(ids, { attention_mask = tide.tensor({ { 0, 1, 1 } }, { dtype = 'i64' }) }) end, 'not supported yet')
+  T.raises(function() m:generate(ids, { attention_mask = tide.tensor({ { 0, 2, 1 } }, { dtype = 'i64' }) }) end, 'must hold 0 (padding) and 1 (token)')
+  T.raises(function() m:generate(ids, { attention_mask = tide.zeros({ 1, 3 }, { dtype = 'i64' }) }) end, 'a row with no token')
   T.raises(function() m:generate(ids, { attention_mask = tide.ones({ 1, 2 }, { dtype = 'i64' }) }) end, 'attention_mask has shape [1, 2]')
   T.raises(function() m:generate(ids, { do_sample = true, top_p = 1.5 }) end, 'top_p')
   T.raises(function() m:generate(ids, { do_sample = true, temperature = 0 }) end, 'temperature')
@@ -175,4 +177,33 @@ T.test('generate: clear errors', function()
   T.raises(function() m:generate(ids, { on_token = 3 }) end, 'on_token must be a function')
   -- an all-ones mask is fine
   T.same(m:generate(ids, { max_new_tokens = 2, eos_token_id = false, attention_mask = tide.ones({ 1, 3 }, { dtype = 'i64' }) }):shape(), { 1, 5 })
+end)
+
+T.test('generate: a left-padded row gives the tokens of its prompt alone (greedy and seeded sampling)', function()
+  local m = tiny()
+  local prompts = { { 3, 1, 4, 1, 5 }, { 9, 2 }, { 6, 5, 3, 5 } }
+  local ids = tide.full({ 3, 5 }, 7, { dtype = 'i64' })
+  local mask = tide.zeros({ 3, 5 }, { dtype = 'i64' })
+  for r, p in ipairs(prompts) do
+    for j, id in ipairs(p) do
+      ids[r][5 - #p + j]:fill_(id)
+      mask[r][5 - #p + j]:fill_(1)
+    end
+  end
+  local out = m:generate(ids, { attention_mask = mask, max_new_tokens = 10, eos_token_id = false })
+  for r, p in ipairs(prompts) do
+    local alone = m:generate(tide.tensor({ p }, { dtype = 'i64' }), { max_new_tokens = 10, eos_token_id = false })
+    T.same(out[r]:narrow(1, 6, 10):tolist(), alone[1]:narrow(1, #p + 1, 10):tolist(), 'row ' .. r)
+  end
+  -- the cached logits with a mask equal the uncached forward with the same mask and positions
+  tide.no_grad(function()
+    local pos = (mask:cumsum(2) - 1):masked_fill(mask:eq(0), 1)
+    local full = m(ids, { attention_mask = mask, position_ids = pos }).logits
+    local cache = m:new_cache(3, 8)
+    local l = m(ids, { cache = cache, attention_mask = mask, position_ids = pos }).logits
+    for r = 1, 3 do
+      local first = 5 - #prompts[r] + 1
+      rel_close(l[r]:narrow(1, first, 5 - first + 1), full[r]:narrow(1, first, 5 - first + 1), 1e-5, 'masked prefill, row ' .. r)
+    end
+  end)
 end)

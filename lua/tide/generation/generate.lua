@@ -22,7 +22,8 @@
 --   seed | generator    the random stream for sampling (default: tide.default_generator)
 --   on_token(step, ids) called after each step (1-based) with the [B] i64 new ids;
 --                       returning false stops generation there
---   attention_mask      only all ones for now: padded prompts are not supported yet
+--   attention_mask      [B, T] 1 = token, 0 = padding: left-padded prompts of different
+--                       lengths (positions from the mask, as transformers)
 --
 -- Runs under no_grad in eval mode (the model's mode is restored after).
 -- Logits processors run in transformers' order (tide.generation.processors).
@@ -109,6 +110,7 @@ function M.generate(model, ids, opts)
   if nrs > 1 and not do_sample then
     bad(('Greedy methods without beam search do not support `num_return_sequences` different than 1 (got %d).'):format(nrs), 2)
   end
+  local mask -- i64 [B, T] when the prompts are padded
   if opts.attention_mask ~= nil then
     local m = opts.attention_mask
     if not tide.is_tensor(m) then bad('attention_mask must be a tensor, got ' .. type(m), 2) end
@@ -116,9 +118,13 @@ function M.generate(model, ids, opts)
     if m:dim() ~= 2 or m:size(1) ~= B or m:size(2) ~= T then
       bad(('attention_mask has shape [%s], expected [%d, %d] as input_ids'):format(table.concat(m:shape(), ', '), B, T), 2)
     end
-    if m:to('i64'):ne(1):sum():item() > 0 then
-      bad('attention_mask with padding (left-padded prompts of different lengths) is not supported yet; pass prompts of equal length', 2)
+    m = m:to('i64')
+    if m:min():item() < 0 or m:max():item() > 1 then
+      bad(('attention_mask must hold 0 (padding) and 1 (token), got values from %d to %d'):format(m:min():item(), m:max():item()), 2)
     end
+    if m:sum(2):min():item() == 0 then bad('attention_mask has a row with no token', 2) end
+    -- all ones: the plain path
+    if m:ne(1):sum():item() > 0 then mask = m end
   end
   local gen = opts.generator
   if opts.seed ~= nil then
@@ -137,6 +143,7 @@ function M.generate(model, ids, opts)
 
   if nrs > 1 then
     ids = ids:unsqueeze(2):expand(B, nrs, T):reshape(B * nrs, T)
+    if mask ~= nil then mask = mask:unsqueeze(2):expand(B, nrs, T):reshape(B * nrs, T) end
     B = B * nrs
   end
 
@@ -150,8 +157,21 @@ function M.generate(model, ids, opts)
     local done -- bool [B]: rows that emitted eos
     local cur, input = T, ids
     local step = 0
+    -- padded prompts: the mask grows by ones, positions count real tokens
+    -- (cumsum(mask) - 1, padding at 1), as transformers' generate
+    local full_mask, pos
+    if mask ~= nil then
+      full_mask = tide.ones({ B, max_len }, { dtype = 'i64', device = ids.device })
+      full_mask:narrow(2, 1, T):copy_(mask)
+      pos = (mask:cumsum(2) - 1):masked_fill(mask:eq(0), 1)
+    end
     while cur < max_len do
-      local logits = model(input, { cache = cache }).logits
+      local fopts = { cache = cache }
+      if full_mask ~= nil then
+        fopts.attention_mask = full_mask:narrow(2, 1, cur)
+        fopts.position_ids = pos
+      end
+      local logits = model(input, fopts).logits
       local last = logits:narrow(2, logits:size(2), 1):reshape(B, cfg.vocab_size)
       local scores = process(last, out:narrow(2, 1, cur), cur)
       local nxt = do_sample and P.sample(scores, gen) or P.greedy(scores)
@@ -169,6 +189,7 @@ function M.generate(model, ids, opts)
       if on_token ~= nil and on_token(step, nxt) == false then break end
       if done ~= nil and done:logical_not():sum():item() == 0 then break end
       input = nxt:view(B, 1)
+      if pos ~= nil then pos = pos:narrow(2, pos:size(2), 1) + 1 end
     end
     result = out:narrow(2, 1, cur):clone()
   end)

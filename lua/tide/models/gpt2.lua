@@ -158,7 +158,7 @@ function M.install(tide, core)
       layer_cache.v:narrow(3, past + 1, T):copy_(v)
       local keys = layer_cache.k:narrow(3, 1, past + T)
       local values = layer_cache.v:narrow(3, 1, past + T)
-      y = F.scaled_dot_product_attention(q, keys, values, { is_causal = true, scale = self.scale, q_offset = past })
+      y = F.scaled_dot_product_attention(q, keys, values, { is_causal = true, scale = self.scale, q_offset = past, key_mask = key_mask })
     elseif self.training and self.attn_pdrop > 0 then
       -- dropout on the attention probabilities needs them materialised: the
       -- explicit path (scores, mask, softmax, dropout, weighted sum)
@@ -348,7 +348,6 @@ function M.install(tide, core)
         error(('GPT2LMHeadModel: cache holds %d positions and room for %d; %d more do not fit'):format(past, cache.max_length, T), 2)
       end
       if opts.labels ~= nil then error('GPT2LMHeadModel: labels cannot be given with a cache (decoding is forward only)', 2) end
-      if opts.attention_mask ~= nil then error('GPT2LMHeadModel: attention_mask with a cache is not supported yet', 2) end
       if self.training then error('GPT2LMHeadModel: a cache decodes in eval mode (call model:eval() first)', 2) end
     end
     if past + T > cfg.n_positions then
@@ -371,7 +370,8 @@ function M.install(tide, core)
     end
     local key_mask
     if opts.attention_mask ~= nil then
-      local m = batch_arg(opts.attention_mask, 'attention_mask', B, T, 2, true)
+      -- with a cache, the mask covers the cached positions too: [B, past + T]
+      local m = batch_arg(opts.attention_mask, 'attention_mask', B, past + T, 2, true)
       if m:dtype() ~= 'bool' then
         if m:numel() > 0 and (m:min():item() < 0 or m:max():item() > 1) then
           error(('GPT2LMHeadModel: attention_mask must hold 0 (padding) and 1 (token), got values from %d to %d')
@@ -379,7 +379,7 @@ function M.install(tide, core)
         end
         m = m:ne(0)
       end
-      if m:size(1) ~= B then m = m:expand(B, T) end
+      if m:size(1) ~= B then m = m:expand(B, past + T) end
       -- a mask of ones changes nothing: the kernel's unmasked path
       if m:numel() > 0 and m:logical_not():sum():item() > 0 then key_mask = m:contiguous() end
     end
@@ -390,7 +390,7 @@ function M.install(tide, core)
       for i = 1, tr.h:len() do
         local lc = cache.layers[i]
         lc.past = past
-        x = tr.h[i](x, nil, lc)
+        x = tr.h[i](x, key_mask, lc)
       end
       cache.length = past + T
     else
