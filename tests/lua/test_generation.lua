@@ -207,3 +207,18 @@ T.test('generate: a left-padded row gives the tokens of its prompt alone (greedy
     end
   end)
 end)
+
+T.test('generate: a seeded sampling run is the same on any thread count', function()
+  local m = tiny({ vocab_size = 300, n_positions = 40, n_embd = 64, n_layer = 2, n_head = 4 })
+  local ids = tide.randint(0, 300, { 4, 6 })
+  local opts = { do_sample = true, top_p = 0.95, temperature = 1.3, max_new_tokens = 20, seed = 42, eos_token_id = false }
+  local before = tide.get_num_threads()
+  local outs = {}
+  for _, n in ipairs { 1, 3, 8 } do
+    tide.set_num_threads(n)
+    outs[#outs + 1] = m:generate(ids, opts):tolist()
+  end
+  tide.set_num_threads(before)
+  T.same(outs[2], outs[1], '3 threads vs 1')
+  T.same(outs[3], outs[1], '8 threads vs 1')
+end)
