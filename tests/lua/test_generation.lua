@@ -73,6 +73,7 @@ T.test('the cache leaves the training path alone and refuses what it cannot do',
     m:eval()
   end)
   T.raises(function() m:new_cache(1, 25) end, 'n_positions (24)')
+  T.raises(function() m(ids, { cache = cache }) end, 'inside tide.no_grad')
   -- no cache: loss and gradients as before
   local out = m(ids, { labels = ids })
   out.loss:backward()
@@ -109,6 +110,11 @@ T.test('generate: the prompt is kept, lengths follow max_new_tokens / max_length
   local e = m:generate(ids, { max_new_tokens = 5, eos_token_id = first, pad_token_id = 0 })
   T.eq(e[1][4]:item(), first)
   for j = 5, e:size(2) do T.eq(e[1][j]:item(), 0, 'padded after eos') end
+  -- eos as a list or a tensor of ids
+  local second = out[2][4]:item()
+  local l = m:generate(ids, { max_new_tokens = 5, eos_token_id = { first, second }, pad_token_id = 0 })
+  T.same(l:shape(), { 2, 4 }, 'both rows end at once')
+  T.same(m:generate(ids, { max_new_tokens = 5, eos_token_id = tide.tensor({ first, second }, { dtype = 'i64' }), pad_token_id = 0 }):tolist(), l:tolist())
   -- the model is restored to training mode
   m:train()
   m:generate(ids, { max_new_tokens = 2 })

@@ -349,6 +349,9 @@ function M.install(tide, core)
       end
       if opts.labels ~= nil then error('GPT2LMHeadModel: labels cannot be given with a cache (decoding is forward only)', 2) end
       if self.training then error('GPT2LMHeadModel: a cache decodes in eval mode (call model:eval() first)', 2) end
+      if tide.is_grad_enabled() then
+        error('GPT2LMHeadModel: a cache is for decoding, forward only: call the model inside tide.no_grad', 2)
+      end
     end
     if past + T > cfg.n_positions then
       if past > 0 then
