@@ -33,6 +33,7 @@ require('tide.losses').install(tide, core)
 require('tide.tokenizer').install(tide, core)
 require('tide.tokenizer_train').install(tide, core)
 require('tide.data').install(tide)
+require('tide.generation.pipeline').install(tide)
 tide.optim = require 'tide.optim'
 
 -- 1 to 4 threads per core: more only costs memory (OpenBLAS buffers per thread)
