@@ -107,6 +107,9 @@ T.test('a saved directory (save_pretrained + tokenizer) loads as the pipeline', 
   local g2 = tide.pipeline('text-generation', dir)
   local p = 'class A:'
   T.same(texts(g2(p, { max_new_tokens = 6 })), texts(gen(p, { max_new_tokens = 6 })))
+  -- the tokenizer as a directory, the device option
+  local g3 = tide.pipeline('text-generation', { model = tide.gpt2.from_pretrained(dir), tokenizer = dir }, { device = 'cpu' })
+  T.same(texts(g3({ p, 'x' }, { max_new_tokens = 6 })[1]), texts(gen(p, { max_new_tokens = 6 })))
   cleanup()
 end)
 
