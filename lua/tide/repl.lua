@@ -54,6 +54,8 @@ A short tour of tide
   t + 1  t * t  -t  t:sum()  t:mean(1)    (dims are 1-based; -1 is the last)
   tok = tide.tokenizer.load('data/gpt2')   tok:encode('Hi')  tok:decode({17250})
   ds = tide.data.jsonl('tests/data/corpus')  for r in ds:take(2) do print(r.repo_name) end
+  gen = tide.pipeline('text-generation', DIR)   gen('def add(a, b):', {max_new_tokens = 20})
+  model:generate(ids, {do_sample = true, top_p = 0.95})   (:help generate; docs/generation.md)
   tide.args             --key=value options given to a recipe
   tide.memory()         bytes the engine holds
 Run a recipe with  tide FILE.lua --key=value ...   (see docs/repl.md; docs/index.md for the rest)]]
