@@ -128,4 +128,22 @@ TIDE_DTYPE_FN int64_t tide_load_i64(const char *p, int32_t dt) {
   }
 }
 
+/* d += s, d of dtype ddt and s of sdt (scatter_add's rule on every backend):
+   floats through double (for f32 + f32 the correctly rounded f32 sum),
+   integers with wrapping arithmetic in d's width, so overflow is never undefined. */
+TIDE_DTYPE_FN void tide_accumulate(char *d, int32_t ddt, const char *s, int32_t sdt) {
+  if (tide_is_float(ddt)) {
+    tide_store_f64(d, ddt, tide_load_f64(d, ddt) + tide_load_f64(s, sdt));
+    return;
+  }
+  uint64_t v = (uint64_t)tide_load_i64(d, ddt) + (uint64_t)tide_load_i64(s, sdt);
+  switch (ddt) {
+    case TIDE_I64: *(int64_t *)d = (int64_t)v; break;
+    case TIDE_I32: *(int32_t *)d = (int32_t)(uint32_t)v; break;
+    case TIDE_U16: *(uint16_t *)d = (uint16_t)v; break;
+    case TIDE_BOOL: *(uint8_t *)d = v != 0; break;
+    default: *(uint8_t *)d = (uint8_t)v; break;
+  }
+}
+
 #endif

@@ -214,23 +214,6 @@ static void validate_loop(char **p, const int64_t *st, int64_t n, void *vctx) {
   }
 }
 
-/* Adds source element s (dtype sdt) into destination d (dtype ddt): floats
-   through double (exact for f32 + f32 before the final rounding), integers
-   with wrapping arithmetic so overflow is never undefined. */
-static inline void accumulate(char *d, int32_t ddt, const char *s, int32_t sdt) {
-  if (tide_is_float(ddt)) {
-    tide_store_f64(d, ddt, tide_load_f64(d, ddt) + tide_load_f64(s, sdt));
-    return;
-  }
-  uint64_t v = (uint64_t)tide_load_i64(d, ddt) + (uint64_t)tide_load_i64(s, sdt);
-  switch (ddt) {
-    case TIDE_I64: *(int64_t *)d = (int64_t)v; break;
-    case TIDE_I32: *(int32_t *)d = (int32_t)(uint32_t)v; break;
-    case TIDE_U16: *(uint16_t *)d = (uint16_t)v; break;
-    case TIDE_BOOL: *(uint8_t *)d = v != 0; break;
-    default: *(uint8_t *)d = (uint8_t)v; break;
-  }
-}
 
 typedef struct {
   int32_t idt, adt, sdt;
@@ -255,7 +238,7 @@ static void scatter_loop(char **p, const int64_t *st, int64_t n, void *vctx) {
     } else {
       for (int64_t e = 0; e < n; e++) {
         int64_t v = load_index(ip + e * st[1], c->idt);
-        accumulate(p[0] + e * st[0] + v * c->astep, c->adt, sp + e * st[2], c->sdt);
+        tide_accumulate(p[0] + e * st[0] + v * c->astep, c->adt, sp + e * st[2], c->sdt);
       }
     }
   }

@@ -170,22 +170,6 @@ static int gather(void *out, int32_t nd, const int64_t *shape, const void *a, co
 
 // ---- scatter_add_ ---------------------------------------------------------------------------
 
-// d += s with the CPU's rules: floats through double (for f32 + f32 that is the correctly
-// rounded f32 sum), integers with wrapping arithmetic in the destination's width.
-__device__ __forceinline__ void accumulate(char *d, int32_t ddt, const char *s, int32_t sdt) {
-  if (tide_is_float(ddt)) {
-    tide_store_f64(d, ddt, tide_load_f64(d, ddt) + tide_load_f64(s, sdt));
-    return;
-  }
-  uint64_t v = (uint64_t)tide_load_i64(d, ddt) + (uint64_t)tide_load_i64(s, sdt);
-  switch (ddt) {
-    case TIDE_I64: *(int64_t *)d = (int64_t)v; break;
-    case TIDE_I32: *(int32_t *)d = (int32_t)(uint32_t)v; break;
-    case TIDE_U16: *(uint16_t *)d = (uint16_t)v; break;
-    case TIDE_BOOL: *(uint8_t *)d = v != 0; break;
-    default: *(uint8_t *)d = (uint8_t)v; break;
-  }
-}
 
 // g runs over the lines: the index's shape with 1 at dim; operands 0 a, 1 index, 2 src (element
 // strides). Each thread owns one line and adds its len sources in index order.
@@ -204,7 +188,7 @@ __global__ void scatter_add_kernel(char *a, int32_t adt, int32_t aes, int64_t as
     } else {
       for (int64_t j = 0; j < len; j++) {
         int64_t v = load_index(ip + j * istep * ies, idt);
-        accumulate(ap + v * astep * aes, adt, sp + j * sstep * ses, sdt);
+        tide_accumulate(ap + v * astep * aes, adt, sp + j * sstep * ses, sdt);
       }
     }
   }
