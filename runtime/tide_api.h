@@ -428,6 +428,50 @@ int32_t tide_jsonl_count(const tide_jsonl *p);
 /* Field i of the last parsed line: its key, kind, and value (strings unescaped, invalid UTF-8 kept as bytes; numbers as their JSON text; arrays and objects as raw JSON text), valid until the next parse. */
 int tide_jsonl_field(const tide_jsonl *p, int32_t i, const char **key, int64_t *key_len, int32_t *kind, const char **val, int64_t *val_len);
 
+/* data: Parquet files (runtime/parquet.c; thrift_compact.c, parquet_encoding.c, parquet_codec.c) -- */
+
+/* A Parquet file open for reading: its footer parsed, one row group's column chunks decoded at a time. */
+typedef struct tide_parquet tide_parquet;
+/* Parquet's physical types (TIDE_PQ_GROUP: a nested field, not a leaf). */
+enum { TIDE_PQ_BOOLEAN = 0, TIDE_PQ_INT32 = 1, TIDE_PQ_INT64 = 2, TIDE_PQ_INT96 = 3, TIDE_PQ_FLOAT = 4, TIDE_PQ_DOUBLE = 5,
+       TIDE_PQ_BYTE_ARRAY = 6, TIDE_PQ_FIXED_LEN_BYTE_ARRAY = 7, TIDE_PQ_GROUP = 8 };
+/* One column of one row group, decoded: entry i is row i. valid[i] is 0 for a null (valid is NULL when the column is required);
+   BYTE_ARRAY rows are ptrs[i]/lens[i] (into the reader's page buffers); other types are values[i] as int32_t (INT32), int64_t (INT64),
+   float, double, or uint8_t 0/1 (BOOLEAN). Valid until the same column is read again, released or the reader closed. */
+typedef struct tide_parquet_column {
+  int32_t type;
+  int64_t rows;
+  int64_t nulls;
+  const uint8_t *valid;
+  const char *const *ptrs;
+  const int32_t *lens;
+  const void *values;
+} tide_parquet_column;
+/* Opens path, checks its magic bytes and parses the footer (every size checked against the file); errors name the file and byte offset. */
+int tide_parquet_open(const char *path, tide_parquet **out);
+/* Closes the reader and frees every buffer (NULL is fine). */
+void tide_parquet_close(tide_parquet *p);
+/* The file's size in bytes and its number of rows (from the footer). */
+int64_t tide_parquet_file_size(const tide_parquet *p);
+int64_t tide_parquet_num_rows(const tide_parquet *p);
+/* Number of row groups, and the rows of row group rg (0-based; -1 if out of range). */
+int32_t tide_parquet_num_row_groups(const tide_parquet *p);
+int64_t tide_parquet_row_group_rows(const tide_parquet *p, int32_t rg);
+/* Compressed bytes of row group rg's column chunks for the top-level column col (-1 if out of range). */
+int64_t tide_parquet_chunk_bytes(const tide_parquet *p, int32_t rg, int32_t col);
+/* Number of top-level columns (fields of the schema's root). */
+int32_t tide_parquet_num_columns(const tide_parquet *p);
+/* Top-level column i: its name (NUL-terminated, valid while the reader is open) and type (TIDE_PQ_*); -1 if out of range. */
+int tide_parquet_column_info(const tide_parquet *p, int32_t i, const char **name, int32_t *type);
+/* Index of the top-level column named name (len bytes), or -1. */
+int32_t tide_parquet_find_column(const tide_parquet *p, const char *name, int64_t len);
+/* 0 when column i can be read; -1 with a message naming the file, the column and what it is when it cannot (nested, repeated, INT96, FIXED_LEN_BYTE_ARRAY). */
+int tide_parquet_check_column(const tide_parquet *p, int32_t i);
+/* Decodes column col of row group rg into *out (buffers owned by the reader, replacing the column's previous ones); errors name the file, column, row group and byte offset. */
+int tide_parquet_read(tide_parquet *p, int32_t rg, int32_t col, tide_parquet_column *out);
+/* Frees the buffers of column col's last read. */
+void tide_parquet_release(tide_parquet *p, int32_t col);
+
 /* data: dedup hashes (runtime/dedup.c) ------------------------------------------------ */
 
 /* 64-bit hash (FNV-1a based, stable across runs and machines) of text with every whitespace run replaced by one space and leading and trailing whitespace dropped: equal for texts that differ only in whitespace. */

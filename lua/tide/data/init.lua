@@ -1,4 +1,4 @@
--- tide.data: the streaming data pipeline. Readers (jsonl, text) and
+-- tide.data: the streaming data pipeline. Readers (jsonl, text, parquet) and
 -- combinators give streams (tide/data/stream.lua); tokenize and pack turn
 -- them into sequences (tide/data/pack.lua); write_shards stores those as
 -- llm.c token shards and shards() reads them back in batches
@@ -14,6 +14,7 @@ M.from = stream.from
 M.is_stream = stream.is_stream
 M.jsonl = readers.jsonl
 M.text = readers.text
+M.parquet = require('tide.data.parquet').parquet
 
 -- Loaded on first use: most programs need only some of these.
 local lazy = {

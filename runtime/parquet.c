@@ -1,0 +1,937 @@
+/* Parquet reader (tide_parquet_*): the footer's FileMetaData (Thrift compact,
+   thrift_compact.c), then one column chunk at a time: its bytes read with
+   pread, its pages (dictionary, data v1 and v2) decompressed
+   (parquet_codec.c) and decoded (parquet_encoding.c) into flat per-row
+   arrays the Lua side indexes. Flat columns only (top-level, REQUIRED or
+   OPTIONAL); the others are refused by name.
+
+   Layout facts used here, from the Parquet format specification:
+   "PAR1" at both ends; the footer is FileMetaData followed by its 4-byte
+   little-endian length and "PAR1". A column chunk is a run of pages, each a
+   Thrift PageHeader followed by compressed_page_size bytes; it starts at the
+   dictionary page when there is one. A v1 data page is compressed whole and
+   holds [repetition levels][definition levels][values], levels in the RLE
+   hybrid with a 4-byte length prefix; a v2 page keeps its levels (no prefix,
+   lengths in the header) uncompressed in front of the values, which are
+   compressed only when is_compressed says so.
+
+   Limits: a corrupt file may claim any size. Every offset and length is
+   checked against the file (and the chunk, and the page) before use; a page
+   may expand only as far as its codec can; a page's value count may exceed
+   its byte count only as far as RLE allows real writers (64 values a byte
+   plus 64 Ki); output arrays grow as values are decoded, never from a claim. */
+#include "tide.h"
+#include "error.h"
+#include "thrift_compact.h"
+#include "parquet_encoding.h"
+#include "parquet_codec.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PQ_MAX_FOOTER ((int64_t)1 << 30)
+#define PQ_MAX_PAGE ((int64_t)1 << 31)
+
+enum { REQUIRED = 0, OPTIONAL = 1, REPEATED = 2 };
+enum { DATA_PAGE = 0, INDEX_PAGE = 1, DICTIONARY_PAGE = 2, DATA_PAGE_V2 = 3 };
+enum { ENC_PLAIN = 0, ENC_PLAIN_DICTIONARY = 2, ENC_RLE = 3, ENC_BIT_PACKED = 4, ENC_RLE_DICTIONARY = 8 };
+
+typedef struct schema_el {
+  int32_t type;         /* physical type, -1 when absent (a group) */
+  int32_t repetition;   /* -1 when absent (the root) */
+  int32_t num_children;
+  int32_t converted;    /* ConvertedType, -1 when absent */
+  const uint8_t *name;
+  int64_t name_len;
+} schema_el;
+
+typedef struct leaf {
+  char *path;           /* dotted path from the root */
+  int32_t type, repetition, max_def, max_rep, field, nested;
+} leaf;
+
+typedef struct field {
+  char *name;
+  int32_t type;         /* TIDE_PQ_*, TIDE_PQ_GROUP for a group */
+  int32_t leaf;         /* its first leaf */
+  int32_t nleaves;
+  int32_t repetition;
+  int32_t converted;
+} field;
+
+typedef struct chunk {
+  int32_t type, codec, has_path;
+  int64_t num_values, data_off, dict_off, comp_size;
+} chunk;
+
+typedef struct row_group {
+  int64_t num_rows;
+  chunk *chunks;        /* one per leaf */
+} row_group;
+
+/* A column's decoded row group: its arrays and the page buffers they point into. */
+typedef struct col_out {
+  uint8_t *valid;
+  const char **ptrs;
+  int32_t *lens;
+  uint8_t *values;
+  int64_t rows, cap, nulls;
+  uint8_t **bufs;
+  int32_t nbufs, capbufs;
+} col_out;
+
+struct tide_parquet {
+  char *path;
+  int fd;
+  int64_t size, footer_start, num_rows;
+  int32_t nleaves, nfields, nrg;
+  leaf *leaves;
+  field *fields;
+  row_group *rgs;
+  col_out *outs;        /* one per field */
+  uint32_t *scratch;    /* dictionary indices of a page */
+  int64_t scratch_cap;
+};
+
+static const char *const type_names[] = {"BOOLEAN", "INT32", "INT64", "INT96", "FLOAT", "DOUBLE", "BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY", "group"};
+static const char *const encoding_names[] = {"PLAIN", "GROUP_VAR_INT", "PLAIN_DICTIONARY", "RLE", "BIT_PACKED", "DELTA_BINARY_PACKED",
+                                             "DELTA_LENGTH_BYTE_ARRAY", "DELTA_BYTE_ARRAY", "RLE_DICTIONARY", "BYTE_STREAM_SPLIT"};
+
+static const char *type_name(int32_t t) { return t >= 0 && t <= TIDE_PQ_GROUP ? type_names[t] : "an unknown type"; }
+
+static const char *encoding_name(int32_t e, char *buf, size_t n) {
+  if (e >= 0 && e < (int32_t)(sizeof encoding_names / sizeof encoding_names[0])) return encoding_names[e];
+  snprintf(buf, n, "encoding %d", e);
+  return buf;
+}
+
+static int elem_size(int32_t type) {
+  switch (type) {
+    case TIDE_PQ_BOOLEAN: return 1;
+    case TIDE_PQ_INT32: case TIDE_PQ_FLOAT: return 4;
+    case TIDE_PQ_INT64: case TIDE_PQ_DOUBLE: return 8;
+    default: return 0;
+  }
+}
+
+
+/* reading the file -------------------------------------------------------- */
+
+static int read_at(tide_parquet *p, void *buf, int64_t off, int64_t len) {
+  uint8_t *b = buf;
+  while (len > 0) {
+    ssize_t n = pread(p->fd, b, len > (1 << 30) ? (1 << 30) : (size_t)len, (off_t)off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return tide_fail("%s: cannot read %lld bytes at byte %lld: %s", p->path, (long long)len, (long long)off, strerror(errno));
+    if (n == 0) return tide_fail("%s: the file ends at byte %lld (it shrank while being read?)", p->path, (long long)off);
+    b += n;
+    off += n;
+    len -= n;
+  }
+  return 0;
+}
+
+/* the footer -------------------------------------------------------------- */
+
+/* Reads one SchemaElement. */
+static int read_schema_el(tc_reader *r, schema_el *e) {
+  memset(e, 0, sizeof *e);
+  e->type = e->repetition = e->converted = -1;
+  int16_t last = 0, id;
+  int t, rc;
+  int64_t v;
+  if (tc_enter(r)) return -1;
+  while ((rc = tc_field(r, &last, &id, &t)) == 1) {
+    int is_int = t == TC_I32 || t == TC_I16 || t == TC_I64 || t == TC_BYTE;
+    if (is_int && (id == 1 || id == 3 || id == 5 || id == 6)) {
+      if (tc_int(r, t, &v)) return -1;
+      if (v < 0 || v > INT32_MAX) return tc_fail(r, "a schema value out of range");
+      if (id == 1) e->type = (int32_t)v;
+      else if (id == 3) e->repetition = (int32_t)v;
+      else if (id == 5) e->num_children = (int32_t)v;
+      else e->converted = (int32_t)v;
+    } else if (id == 4 && t == TC_BINARY) {
+      if (tc_binary(r, &e->name, &e->name_len)) return -1;
+    } else if (tc_skip(r, t)) {
+      return -1;
+    }
+  }
+  tc_leave(r);
+  if (rc < 0) return -1;
+  if (!e->name) return tc_fail(r, "a schema element without a name");
+  return 0;
+}
+
+static int read_column_meta(tc_reader *r, chunk *c) {
+  int16_t last = 0, id;
+  int t, rc;
+  int64_t v;
+  int have = 0;
+  if (tc_enter(r)) return -1;
+  while ((rc = tc_field(r, &last, &id, &t)) == 1) {
+    int is_int = t == TC_I32 || t == TC_I16 || t == TC_I64 || t == TC_BYTE;
+    if (is_int && (id == 1 || id == 4 || id == 5 || id == 7 || id == 9 || id == 11)) {
+      if (tc_int(r, t, &v)) return -1;
+      if (v < 0) return tc_fail(r, "a negative size or offset in a column chunk");
+      switch (id) {
+        case 1: c->type = (int32_t)(v > 100 ? 100 : v); have |= 1; break;
+        case 4: c->codec = (int32_t)(v > 100 ? 100 : v); have |= 2; break;
+        case 5: c->num_values = v; have |= 4; break;
+        case 7: c->comp_size = v; have |= 8; break;
+        case 9: c->data_off = v; have |= 16; break;
+        case 11: c->dict_off = v; break;
+      }
+    } else if (tc_skip(r, t)) {
+      return -1;
+    }
+  }
+  tc_leave(r);
+  if (rc < 0) return -1;
+  if (have != 31) return tc_fail(r, "column metadata without its type, codec, value count, size or offset");
+  return 0;
+}
+
+static int read_column_chunk(tc_reader *r, chunk *c) {
+  int16_t last = 0, id;
+  int t, rc, have = 0;
+  memset(c, 0, sizeof *c);
+  c->dict_off = -1;
+  if (tc_enter(r)) return -1;
+  while ((rc = tc_field(r, &last, &id, &t)) == 1) {
+    if (id == 1 && t == TC_BINARY) {
+      c->has_path = 1;
+      if (tc_skip(r, t)) return -1;
+    } else if (id == 3 && t == TC_STRUCT) {
+      if (read_column_meta(r, c)) return -1;
+      have = 1;
+    } else if (tc_skip(r, t)) {
+      return -1;
+    }
+  }
+  tc_leave(r);
+  if (rc < 0) return -1;
+  if (!have) return tc_fail(r, "a column chunk without metadata (encrypted?)");
+  return 0;
+}
+
+static int read_row_group(tc_reader *r, row_group *g, int32_t nleaves) {
+  int16_t last = 0, id;
+  int t, rc, have_rows = 0;
+  if (tc_enter(r)) return -1;
+  while ((rc = tc_field(r, &last, &id, &t)) == 1) {
+    if (id == 1 && t == TC_LIST && !g->chunks) {
+      int et;
+      int64_t n;
+      if (tc_list(r, &et, &n)) return -1;
+      if (et != TC_STRUCT) return tc_fail(r, "row group columns that are not structures");
+      if (n != nleaves) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "a row group of %lld columns in a schema of %d", (long long)n, nleaves);
+        return tc_fail(r, msg);
+      }
+      g->chunks = calloc((size_t)(n ? n : 1), sizeof *g->chunks);
+      if (!g->chunks) return tc_fail(r, "out of memory");
+      if (tc_enter(r)) return -1;
+      for (int64_t i = 0; i < n; i++)
+        if (read_column_chunk(r, &g->chunks[i])) return -1;
+      tc_leave(r);
+    } else if (id == 3 && (t == TC_I64 || t == TC_I32)) {
+      if (tc_i64(r, &g->num_rows)) return -1;
+      if (g->num_rows < 0 || g->num_rows > INT32_MAX) return tc_fail(r, "a row group's row count out of range");
+      have_rows = 1;
+    } else if (tc_skip(r, t)) {
+      return -1;
+    }
+  }
+  tc_leave(r);
+  if (rc < 0) return -1;
+  if (!g->chunks || !have_rows) return tc_fail(r, "a row group without its columns or row count");
+  return 0;
+}
+
+static char *dup_name(const uint8_t *s, int64_t n) {
+  char *d = malloc((size_t)n + 1);
+  if (!d) return NULL;
+  memcpy(d, s, (size_t)n);
+  d[n] = 0;
+  return d;
+}
+
+/* Walks the flattened schema depth first from element *at, giving leaves
+   their dotted paths and levels. */
+static int walk_schema(tide_parquet *p, tc_reader *r, const schema_el *els, int64_t nels, int64_t *at, const char *prefix,
+                       int32_t def, int32_t rep, int32_t top, int nested, int depth) {
+  if (depth > 64) return tc_fail(r, "schema nested too deeply");
+  if (*at >= nels) return tc_fail(r, "the schema has fewer elements than its groups claim");
+  const schema_el *e = &els[(*at)++];
+  size_t plen = strlen(prefix);
+  char *path = malloc(plen + (size_t)e->name_len + 2);
+  if (!path) return tc_fail(r, "out of memory");
+  if (plen) { memcpy(path, prefix, plen); path[plen++] = '.'; }
+  memcpy(path + plen, e->name, (size_t)e->name_len);
+  path[plen + e->name_len] = 0;
+  if (e->repetition == OPTIONAL) def++;
+  if (e->repetition == REPEATED) { def++; rep++; }
+  if (e->num_children > 0 || e->type < 0) {
+    for (int32_t c = 0; c < e->num_children; c++)
+      if (walk_schema(p, r, els, nels, at, path, def, rep, top, 1, depth + 1)) { free(path); return -1; }
+    free(path);
+    return 0;
+  }
+  if (p->nleaves >= nels) { free(path); return tc_fail(r, "more leaves than schema elements"); }
+  leaf *l = &p->leaves[p->nleaves++];
+  l->path = path;
+  l->type = e->type;
+  l->repetition = e->repetition;
+  l->max_def = def;
+  l->max_rep = rep;
+  l->field = top;
+  l->nested = nested;
+  return 0;
+}
+
+static int read_footer(tide_parquet *p, const uint8_t *buf, int64_t len, int64_t base) {
+  tc_reader r;
+  tc_init(&r, buf, len, base);
+  schema_el *els = NULL;
+  int64_t nels = 0;
+  int16_t last = 0, id;
+  int t, rc, have_rows = 0;
+  int64_t rg_list_at = -1;
+  while ((rc = tc_field(&r, &last, &id, &t)) == 1) {
+    if (id == 2 && t == TC_LIST && !els) {
+      int et;
+      if (tc_list(&r, &et, &nels)) goto fail;
+      if (et != TC_STRUCT || nels < 1) { tc_fail(&r, "a schema that is not a list of elements"); goto fail; }
+      els = calloc((size_t)nels, sizeof *els);
+      if (!els) { tc_fail(&r, "out of memory"); goto fail; }
+      for (int64_t i = 0; i < nels; i++)
+        if (read_schema_el(&r, &els[i])) goto fail;
+    } else if (id == 3 && (t == TC_I64 || t == TC_I32)) {
+      if (tc_i64(&r, &p->num_rows)) goto fail;
+      if (p->num_rows < 0) { tc_fail(&r, "a negative row count"); goto fail; }
+      have_rows = 1;
+    } else if (id == 4 && t == TC_LIST && rg_list_at < 0) {
+      /* read after the schema (whose leaf count sizes each row group) */
+      rg_list_at = r.p - r.start;
+      if (tc_skip(&r, t)) goto fail;
+    } else if (tc_skip(&r, t)) {
+      goto fail;
+    }
+  }
+  if (rc < 0) goto fail;
+  if (!els || !have_rows || rg_list_at < 0) { tc_fail(&r, "file metadata without its schema, row count or row groups"); goto fail; }
+  /* the root's children are the top-level fields */
+  const schema_el *root = &els[0];
+  if (root->num_children < 0 || root->num_children > nels - 1) { tc_fail(&r, "a schema root with more children than elements"); goto fail; }
+  p->leaves = calloc((size_t)nels, sizeof *p->leaves);
+  p->fields = calloc((size_t)(root->num_children ? root->num_children : 1), sizeof *p->fields);
+  if (!p->leaves || !p->fields) { tc_fail(&r, "out of memory"); goto fail; }
+  int64_t at = 1;
+  for (int32_t f = 0; f < root->num_children; f++) {
+    const schema_el *e = &els[at];
+    field *fd = &p->fields[p->nfields++];
+    fd->name = dup_name(e->name, e->name_len);
+    if (!fd->name) { tc_fail(&r, "out of memory"); goto fail; }
+    fd->type = e->num_children > 0 || e->type < 0 ? TIDE_PQ_GROUP : e->type;
+    fd->repetition = e->repetition;
+    fd->converted = e->converted;
+    fd->leaf = p->nleaves;
+    if (walk_schema(p, &r, els, nels, &at, "", 0, 0, f, 0, 0)) goto fail;
+    fd->nleaves = p->nleaves - fd->leaf;
+  }
+  if (at != nels) { tc_fail(&r, "schema elements beyond the root's children"); goto fail; }
+  /* now the row groups */
+  tc_reader rg;
+  tc_init(&rg, buf, len, base);
+  rg.p = buf + rg_list_at;
+  int et;
+  int64_t nrg;
+  if (tc_list(&rg, &et, &nrg)) goto fail_rg;
+  if (et != TC_STRUCT) { tc_fail(&rg, "row groups that are not structures"); goto fail_rg; }
+  if (nrg > INT32_MAX) { tc_fail(&rg, "too many row groups"); goto fail_rg; }
+  p->rgs = calloc((size_t)(nrg ? nrg : 1), sizeof *p->rgs);
+  if (!p->rgs) { tc_fail(&rg, "out of memory"); goto fail_rg; }
+  for (int64_t i = 0; i < nrg; i++) {
+    p->nrg++;
+    if (read_row_group(&rg, &p->rgs[i], p->nleaves)) goto fail_rg;
+  }
+  free(els);
+  return 0;
+fail_rg:
+fail:
+  free(els);
+  return -1;
+}
+
+static void free_out(col_out *o) {
+  for (int32_t i = 0; i < o->nbufs; i++) free(o->bufs[i]);
+  free(o->bufs);
+  free(o->valid);
+  free(o->ptrs);
+  free(o->lens);
+  free(o->values);
+  memset(o, 0, sizeof *o);
+}
+
+void tide_parquet_close(tide_parquet *p) {
+  if (!p) return;
+  if (p->fd >= 0) close(p->fd);
+  for (int32_t i = 0; i < p->nleaves; i++) free(p->leaves[i].path);
+  for (int32_t i = 0; i < p->nfields; i++) {
+    free(p->fields[i].name);
+    if (p->outs) free_out(&p->outs[i]);
+  }
+  for (int32_t i = 0; i < p->nrg; i++) free(p->rgs[i].chunks);
+  free(p->rgs);
+  free(p->leaves);
+  free(p->fields);
+  free(p->outs);
+  free(p->scratch);
+  free(p->path);
+  free(p);
+}
+
+int tide_parquet_open(const char *path, tide_parquet **out) {
+  *out = NULL;
+  tide_parquet *p = calloc(1, sizeof *p);
+  if (!p || !(p->path = strdup(path))) { free(p); return tide_fail("%s: out of memory", path); }
+  p->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (p->fd < 0) {
+    tide_fail("%s: %s", path, strerror(errno));
+    tide_parquet_close(p);
+    return -1;
+  }
+  struct stat st;
+  if (fstat(p->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    tide_fail("%s: not a regular file", path);
+    tide_parquet_close(p);
+    return -1;
+  }
+  p->size = (int64_t)st.st_size;
+  uint8_t head[4], tail[8];
+  if (p->size < 12) {
+    tide_fail("%s: not a Parquet file (%lld bytes, shorter than the 12 of an empty one)", path, (long long)p->size);
+    goto fail;
+  }
+  if (read_at(p, head, 0, 4) || read_at(p, tail, p->size - 8, 8)) goto fail;
+  if (memcmp(head, "PAR1", 4) != 0) {
+    tide_fail("%s: not a Parquet file (byte 0: the magic bytes are not PAR1)", path);
+    goto fail;
+  }
+  if (memcmp(tail + 4, "PARE", 4) == 0) {
+    tide_fail("%s: an encrypted Parquet file (PARE), which tide does not read", path);
+    goto fail;
+  }
+  if (memcmp(tail + 4, "PAR1", 4) != 0) {
+    tide_fail("%s: not a Parquet file or truncated (byte %lld: the closing magic bytes are not PAR1)", path, (long long)p->size - 4);
+    goto fail;
+  }
+  uint32_t flen;
+  memcpy(&flen, tail, 4);
+  if ((int64_t)flen > p->size - 12 || (int64_t)flen > PQ_MAX_FOOTER) {
+    tide_fail("%s: corrupt footer (byte %lld: a footer length of %u bytes in a file of %lld)", path, (long long)p->size - 8, flen,
+              (long long)p->size);
+    goto fail;
+  }
+  p->footer_start = p->size - 8 - flen;
+  uint8_t *footer = malloc(flen ? flen : 1);
+  if (!footer) { tide_fail("%s: out of memory for a footer of %u bytes", path, flen); goto fail; }
+  if (read_at(p, footer, p->footer_start, flen)) { free(footer); goto fail; }
+  int rc = read_footer(p, footer, flen, p->footer_start);
+  free(footer);
+  if (rc) {
+    char m[768];
+    snprintf(m, sizeof m, "%s", tide_last_error());
+    tide_fail("%s: corrupt footer metadata (%s)", path, m);
+    goto fail;
+  }
+  p->outs = calloc((size_t)(p->nfields ? p->nfields : 1), sizeof *p->outs);
+  if (!p->outs) { tide_fail("%s: out of memory", path); goto fail; }
+  *out = p;
+  return 0;
+fail:
+  tide_parquet_close(p);
+  return -1;
+}
+
+int64_t tide_parquet_file_size(const tide_parquet *p) { return p->size; }
+int64_t tide_parquet_num_rows(const tide_parquet *p) { return p->num_rows; }
+int32_t tide_parquet_num_row_groups(const tide_parquet *p) { return p->nrg; }
+int32_t tide_parquet_num_columns(const tide_parquet *p) { return p->nfields; }
+
+int64_t tide_parquet_row_group_rows(const tide_parquet *p, int32_t rg) {
+  return rg >= 0 && rg < p->nrg ? p->rgs[rg].num_rows : -1;
+}
+
+int64_t tide_parquet_chunk_bytes(const tide_parquet *p, int32_t rg, int32_t col) {
+  if (rg < 0 || rg >= p->nrg || col < 0 || col >= p->nfields) return -1;
+  const field *f = &p->fields[col];
+  int64_t n = 0;
+  for (int32_t i = 0; i < f->nleaves; i++) n += p->rgs[rg].chunks[f->leaf + i].comp_size;
+  return n;
+}
+
+int tide_parquet_column_info(const tide_parquet *p, int32_t i, const char **name, int32_t *type) {
+  if (i < 0 || i >= p->nfields) return tide_fail("%s: column %d out of range 0..%d", p->path, i, p->nfields - 1);
+  *name = p->fields[i].name;
+  *type = p->fields[i].type;
+  return 0;
+}
+
+int32_t tide_parquet_find_column(const tide_parquet *p, const char *name, int64_t len) {
+  for (int32_t i = 0; i < p->nfields; i++)
+    if ((int64_t)strlen(p->fields[i].name) == len && memcmp(p->fields[i].name, name, (size_t)len) == 0) return i;
+  return -1;
+}
+
+int tide_parquet_check_column(const tide_parquet *p, int32_t i) {
+  if (i < 0 || i >= p->nfields) return tide_fail("%s: column %d out of range 0..%d", p->path, i, p->nfields - 1);
+  const field *f = &p->fields[i];
+  static const char *const converted[] = {"UTF8", "MAP", "MAP_KEY_VALUE", "LIST"};
+  if (f->type == TIDE_PQ_GROUP || f->nleaves != 1 || p->leaves[f->leaf].nested) {
+    const char *kind = f->converted >= 1 && f->converted <= 3 ? converted[f->converted] : "struct";
+    return tide_fail("%s: column '%s' is nested (a %s group of %d leaf columns, such as '%s'); tide.data.parquet reads flat columns only",
+                     p->path, f->name, kind, f->nleaves, f->nleaves ? p->leaves[f->leaf].path : "none");
+  }
+  const leaf *l = &p->leaves[f->leaf];
+  if (l->repetition == REPEATED || l->max_rep > 0)
+    return tide_fail("%s: column '%s' is a repeated %s (a list); tide.data.parquet reads flat columns only", p->path, f->name, type_name(l->type));
+  if (l->type == TIDE_PQ_INT96 || l->type == TIDE_PQ_FIXED_LEN_BYTE_ARRAY || l->type < 0 || l->type > TIDE_PQ_FIXED_LEN_BYTE_ARRAY)
+    return tide_fail("%s: column '%s' has the physical type %s, which tide.data.parquet does not read "
+                     "(it reads BOOLEAN, INT32, INT64, FLOAT, DOUBLE and BYTE_ARRAY)", p->path, f->name, type_name(l->type));
+  if (l->max_def > 1) return tide_fail("%s: column '%s' has %d definition levels; flat columns have at most 1", p->path, f->name, l->max_def);
+  return 0;
+}
+
+void tide_parquet_release(tide_parquet *p, int32_t col) {
+  if (p && col >= 0 && col < p->nfields) free_out(&p->outs[col]);
+}
+
+/* column chunks ---------------------------------------------------------- */
+
+/* What a chunk's decoding needs, for messages and page state. */
+typedef struct chunk_ctx {
+  tide_parquet *p;
+  const field *f;
+  const leaf *l;
+  const chunk *c;
+  int32_t rg;
+  col_out *o;
+  int64_t page_at;   /* file offset of the page being decoded */
+  /* the dictionary */
+  int64_t dict_n;
+  const char **dict_ptrs;
+  int32_t *dict_lens;
+  uint8_t *dict_values;
+} chunk_ctx;
+
+static int chunk_fail(chunk_ctx *x) {
+  char msg[640];
+  snprintf(msg, sizeof msg, "%s", tide_last_error());
+  return tide_fail("%s: column '%s', row group %d, page at byte %lld: %s", x->p->path, x->f->name, x->rg, (long long)x->page_at, msg);
+}
+
+static int keep_buf(col_out *o, uint8_t *b) {
+  if (o->nbufs == o->capbufs) {
+    int32_t cap = o->capbufs ? o->capbufs * 2 : 16;
+    uint8_t **nb = realloc(o->bufs, (size_t)cap * sizeof *nb);
+    if (!nb) { free(b); return tide_fail("out of memory"); }
+    o->bufs = nb;
+    o->capbufs = cap;
+  }
+  o->bufs[o->nbufs++] = b;
+  return 0;
+}
+
+/* Room for n more rows in the output arrays. */
+static int reserve(chunk_ctx *x, int64_t n) {
+  col_out *o = x->o;
+  int64_t need = o->rows + n;
+  if (need <= o->cap) return 0;
+  int64_t cap = o->cap ? o->cap : 1024;
+  while (cap < need) cap *= 2;
+  int es = elem_size(x->l->type);
+  if (x->l->max_def > 0) {
+    uint8_t *v = realloc(o->valid, (size_t)cap);
+    if (!v) return tide_fail("out of memory for %lld rows", (long long)cap);
+    o->valid = v;
+  }
+  if (x->l->type == TIDE_PQ_BYTE_ARRAY) {
+    const char **pp = realloc(o->ptrs, (size_t)cap * sizeof *pp);
+    if (!pp) return tide_fail("out of memory for %lld rows", (long long)cap);
+    o->ptrs = pp;
+    int32_t *ll = realloc(o->lens, (size_t)cap * sizeof *ll);
+    if (!ll) return tide_fail("out of memory for %lld rows", (long long)cap);
+    o->lens = ll;
+  } else {
+    uint8_t *vv = realloc(o->values, (size_t)cap * (size_t)es);
+    if (!vv) return tide_fail("out of memory for %lld rows", (long long)cap);
+    o->values = vv;
+  }
+  o->cap = cap;
+  return 0;
+}
+
+/* A page's body decompressed into a buffer kept with the column (values point into it). */
+static int page_body(chunk_ctx *x, const uint8_t *src, int64_t n, int64_t unc, int compressed, const uint8_t **body) {
+  int32_t codec = compressed ? x->c->codec : PQ_UNCOMPRESSED;
+  if (codec == PQ_UNCOMPRESSED) {
+    if (n != unc) return tide_fail("an uncompressed page of %lld bytes whose header gives %lld", (long long)n, (long long)unc);
+    *body = src;  /* the chunk's buffer is kept too */
+    return 0;
+  }
+  if (unc > pq_codec_max_expansion(codec, n)) {
+    char buf[32];
+    return tide_fail("%lld compressed bytes cannot hold the %lld the page header gives with %s", (long long)n, (long long)unc,
+                     pq_codec_name(codec, buf, sizeof buf));
+  }
+  uint8_t *b = malloc((size_t)(unc ? unc : 1));
+  if (!b) return tide_fail("out of memory for a page of %lld bytes", (long long)unc);
+  if (pq_decompress(codec, src, n, b, unc)) { free(b); return -1; }
+  if (keep_buf(x->o, b)) return -1;
+  *body = b;
+  return 0;
+}
+
+static int decode_dictionary(chunk_ctx *x, const uint8_t *p, const uint8_t *end, int64_t n, int32_t enc) {
+  char eb[32];
+  if (enc != ENC_PLAIN && enc != ENC_PLAIN_DICTIONARY)
+    return tide_fail("a dictionary page in %s, which tide does not read (PLAIN only)", encoding_name(enc, eb, sizeof eb));
+  int32_t type = x->l->type;
+  if (type == TIDE_PQ_BYTE_ARRAY) {
+    if (n > (end - p) / 4) return tide_fail("a dictionary of %lld strings in %lld bytes", (long long)n, (long long)(end - p));
+    x->dict_ptrs = malloc((size_t)(n ? n : 1) * sizeof *x->dict_ptrs);
+    x->dict_lens = malloc((size_t)(n ? n : 1) * sizeof *x->dict_lens);
+    if (!x->dict_ptrs || !x->dict_lens) return tide_fail("out of memory for a dictionary of %lld strings", (long long)n);
+    int64_t used;
+    if (pq_plain_byte_array(p, end, n, x->dict_ptrs, x->dict_lens, &used)) return -1;
+  } else {
+    int es = elem_size(type);
+    if (type == TIDE_PQ_BOOLEAN) return tide_fail("a dictionary page for a BOOLEAN column");
+    if (n > (end - p) / es) return tide_fail("a dictionary of %lld values in %lld bytes", (long long)n, (long long)(end - p));
+    x->dict_values = malloc((size_t)(n ? n : 1) * (size_t)es);
+    if (!x->dict_values) return tide_fail("out of memory for a dictionary of %lld values", (long long)n);
+    memcpy(x->dict_values, p, (size_t)(n * es));
+  }
+  x->dict_n = n;
+  return 0;
+}
+
+/* Moves the k dense values decoded at rows [r0, r0 + k) to the rows of
+   [r0, r0 + nv) that valid marks, back to front (a value only moves up). */
+static void spread(chunk_ctx *x, int64_t r0, int64_t nv, int64_t k) {
+  col_out *o = x->o;
+  const uint8_t *valid = o->valid + r0;
+  int64_t j = k;
+  if (x->l->type == TIDE_PQ_BYTE_ARRAY) {
+    const char **pp = o->ptrs + r0;
+    int32_t *ll = o->lens + r0;
+    for (int64_t i = nv - 1; i >= 0; i--) {
+      if (valid[i]) { j--; pp[i] = pp[j]; ll[i] = ll[j]; }
+      else { pp[i] = ""; ll[i] = 0; }
+    }
+  } else {
+    int es = elem_size(x->l->type);
+    uint8_t *v = o->values + r0 * es;
+    for (int64_t i = nv - 1; i >= 0; i--) {
+      if (valid[i]) { j--; memmove(v + i * es, v + j * es, (size_t)es); }
+      else memset(v + i * es, 0, (size_t)es);
+    }
+  }
+}
+
+/* The k non-null values of a page, encoded with enc in [p, end), to rows [r0, r0 + k). */
+static int decode_values(chunk_ctx *x, const uint8_t *p, const uint8_t *end, int32_t enc, int64_t r0, int64_t k) {
+  col_out *o = x->o;
+  int32_t type = x->l->type;
+  char eb[32];
+  if (enc == ENC_PLAIN) {
+    if (type == TIDE_PQ_BYTE_ARRAY) {
+      int64_t used;
+      return pq_plain_byte_array(p, end, k, o->ptrs + r0, o->lens + r0, &used);
+    }
+    if (type == TIDE_PQ_BOOLEAN) return pq_plain_bool(p, end, k, o->values + r0);
+    int es = elem_size(type);
+    if (k > (end - p) / es) return tide_fail("%lld %s values need more than the page's %lld bytes", (long long)k, type_name(type), (long long)(end - p));
+    memcpy(o->values + r0 * es, p, (size_t)(k * es));
+    return 0;
+  }
+  if (enc == ENC_RLE && type == TIDE_PQ_BOOLEAN) {
+    if (end - p < 4) return tide_fail("RLE booleans without their 4-byte length");
+    uint32_t len;
+    memcpy(&len, p, 4);
+    p += 4;
+    if (len > (uint64_t)(end - p)) return tide_fail("RLE booleans of %u bytes past the end of the page", len);
+    return pq_hybrid_u8(p, p + len, 1, o->values + r0, k);
+  }
+  if (enc == ENC_PLAIN_DICTIONARY || enc == ENC_RLE_DICTIONARY) {
+    if (!x->dict_ptrs && !x->dict_values) return tide_fail("dictionary-encoded values without a dictionary page");
+    if (k == 0) return 0;
+    if (end - p < 1) return tide_fail("dictionary indices without their bit width");
+    int w = *p++;
+    if (w > 32) return tide_fail("dictionary indices of bit width %d", w);
+    if (k > x->p->scratch_cap) {
+      uint32_t *s = realloc(x->p->scratch, (size_t)k * sizeof *s);
+      if (!s) return tide_fail("out of memory for %lld indices", (long long)k);
+      x->p->scratch = s;
+      x->p->scratch_cap = k;
+    }
+    uint32_t *idx = x->p->scratch;
+    if (pq_hybrid_u32(p, end, w, idx, k)) return -1;
+    uint32_t n = (uint32_t)x->dict_n;
+    for (int64_t i = 0; i < k; i++)
+      if (idx[i] >= n) return tide_fail("dictionary index %u out of a dictionary of %u", idx[i], n);
+    if (type == TIDE_PQ_BYTE_ARRAY) {
+      const char **pp = o->ptrs + r0;
+      int32_t *ll = o->lens + r0;
+      for (int64_t i = 0; i < k; i++) { pp[i] = x->dict_ptrs[idx[i]]; ll[i] = x->dict_lens[idx[i]]; }
+    } else {
+      int es = elem_size(type);
+      uint8_t *v = o->values + r0 * es;
+      if (es == 4) for (int64_t i = 0; i < k; i++) memcpy(v + 4 * i, x->dict_values + 4 * (size_t)idx[i], 4);
+      else for (int64_t i = 0; i < k; i++) memcpy(v + 8 * i, x->dict_values + 8 * (size_t)idx[i], 8);
+    }
+    return 0;
+  }
+  return tide_fail("values in the %s encoding, which tide does not read for %s (it reads PLAIN, RLE_DICTIONARY, PLAIN_DICTIONARY%s)",
+                   encoding_name(enc, eb, sizeof eb), type_name(type), type == TIDE_PQ_BOOLEAN ? " and RLE" : "");
+}
+
+typedef struct page_header {
+  int32_t type, unc, comp;
+  int32_t num_values, encoding, def_encoding, num_nulls, def_len, rep_len, is_compressed;
+  int has_data, has_dict, has_v2;
+} page_header;
+
+static int read_sub_header(tc_reader *r, page_header *h, int kind) {
+  int16_t last = 0, id;
+  int t, rc;
+  int64_t v;
+  if (tc_enter(r)) return -1;
+  while ((rc = tc_field(r, &last, &id, &t)) == 1) {
+    int is_int = t == TC_I32 || t == TC_I16 || t == TC_I64 || t == TC_BYTE;
+    int is_bool = t == TC_TRUE || t == TC_FALSE;
+    if (kind == DATA_PAGE_V2 && id == 7 && is_bool) {
+      h->is_compressed = t == TC_TRUE;
+    } else if (is_int && id <= 6) {
+      if (tc_int(r, t, &v)) return -1;
+      if (v < 0 || v > INT32_MAX) return tc_fail(r, "a page header value out of range");
+      int32_t x = (int32_t)v;
+      if (id == 1) h->num_values = x;
+      else if (kind == DATA_PAGE) {
+        if (id == 2) h->encoding = x;
+        else if (id == 3) h->def_encoding = x;
+      } else if (kind == DICTIONARY_PAGE) {
+        if (id == 2) h->encoding = x;
+      } else {
+        if (id == 2) h->num_nulls = x;
+        else if (id == 4) h->encoding = x;
+        else if (id == 5) h->def_len = x;
+        else if (id == 6) h->rep_len = x;
+      }
+    } else if (tc_skip(r, t)) {
+      return -1;
+    }
+  }
+  tc_leave(r);
+  return rc;
+}
+
+static int read_page_header(tc_reader *r, page_header *h) {
+  memset(h, 0, sizeof *h);
+  h->type = -1;
+  h->unc = h->comp = -1;
+  h->is_compressed = 1;
+  int16_t last = 0, id;
+  int t, rc;
+  int64_t v;
+  while ((rc = tc_field(r, &last, &id, &t)) == 1) {
+    int is_int = t == TC_I32 || t == TC_I16 || t == TC_I64 || t == TC_BYTE;
+    if (is_int && id >= 1 && id <= 3) {
+      if (tc_int(r, t, &v)) return -1;
+      if (v < 0 || v > INT32_MAX) return tc_fail(r, "a page size out of range");
+      if (id == 1) h->type = (int32_t)v;
+      else if (id == 2) h->unc = (int32_t)v;
+      else h->comp = (int32_t)v;
+    } else if (t == TC_STRUCT && (id == 5 || id == 7 || id == 8)) {
+      int kind = id == 5 ? DATA_PAGE : id == 7 ? DICTIONARY_PAGE : DATA_PAGE_V2;
+      if (read_sub_header(r, h, kind)) return -1;
+      if (id == 5) h->has_data = 1;
+      else if (id == 7) h->has_dict = 1;
+      else h->has_v2 = 1;
+    } else if (tc_skip(r, t)) {
+      return -1;
+    }
+  }
+  if (rc < 0) return -1;
+  if (h->type < 0 || h->unc < 0 || h->comp < 0) return tc_fail(r, "a page header without its type or sizes");
+  return 0;
+}
+
+static int bit_width(int32_t max) {
+  int w = 0;
+  while (max >> w) w++;
+  return w;
+}
+
+/* One data page (v1 or v2) whose header is h and whose bytes are [src, src + h->comp). */
+static int data_page(chunk_ctx *x, const page_header *h, const uint8_t *src, int64_t rows_left) {
+  col_out *o = x->o;
+  int v2 = h->type == DATA_PAGE_V2;
+  if ((v2 && !h->has_v2) || (!v2 && !h->has_data)) return tide_fail("a data page header without its details");
+  int64_t nv = h->num_values;
+  if (nv > rows_left) return tide_fail("a page of %lld values past the row group's %lld rows left", (long long)nv, (long long)rows_left);
+  if (nv > (int64_t)h->unc * 64 + 65536)
+    return tide_fail("a page claiming %lld values in %d bytes", (long long)nv, h->unc);
+  if (reserve(x, nv)) return -1;
+  int64_t r0 = o->rows;
+  const uint8_t *p, *end;
+  int w = bit_width(x->l->max_def);
+  if (v2) {
+    if ((int64_t)h->def_len + h->rep_len > h->comp || (int64_t)h->def_len + h->rep_len > h->unc)
+      return tide_fail("levels of %d + %d bytes in a page of %d", h->rep_len, h->def_len, h->comp);
+    if (h->rep_len) return tide_fail("repetition levels in a flat column");
+    const uint8_t *lv = src + h->rep_len;
+    if (x->l->max_def > 0) {
+      if (pq_hybrid_u8(lv, lv + h->def_len, w, o->valid + r0, nv)) return -1;
+    } else if (h->def_len) {
+      return tide_fail("definition levels in a required column");
+    }
+    int64_t off = (int64_t)h->rep_len + h->def_len;
+    if (page_body(x, src + off, h->comp - off, h->unc - off, h->is_compressed, &p)) return -1;
+    end = p + (h->unc - off);
+  } else {
+    if (page_body(x, src, h->comp, h->unc, 1, &p)) return -1;
+    end = p + h->unc;
+    if (x->l->max_def > 0) {
+      char eb[32];
+      if (h->def_encoding != ENC_RLE)
+        return tide_fail("definition levels in %s, which tide does not read (RLE only)", encoding_name(h->def_encoding, eb, sizeof eb));
+      if (end - p < 4) return tide_fail("definition levels without their 4-byte length");
+      uint32_t len;
+      memcpy(&len, p, 4);
+      p += 4;
+      if (len > (uint64_t)(end - p)) return tide_fail("definition levels of %u bytes past the end of the page", len);
+      if (pq_hybrid_u8(p, p + len, w, o->valid + r0, nv)) return -1;
+      p += len;
+    }
+  }
+  int64_t k = nv;
+  if (x->l->max_def > 0) {
+    k = 0;
+    const uint8_t *vd = o->valid + r0;
+    for (int64_t i = 0; i < nv; i++) k += vd[i];  /* levels are 0 or 1: width 1, checked by the decoder */
+    if (v2 && h->num_nulls != nv - k)
+      return tide_fail("a page whose header gives %d nulls and whose levels give %lld", h->num_nulls, (long long)(nv - k));
+  }
+  if (decode_values(x, p, end, h->encoding, r0, k)) return -1;
+  if (k < nv) spread(x, r0, nv, k);
+  o->nulls += nv - k;
+  o->rows += nv;
+  return 0;
+}
+
+int tide_parquet_read(tide_parquet *p, int32_t rg, int32_t col, tide_parquet_column *out) {
+  memset(out, 0, sizeof *out);
+  if (rg < 0 || rg >= p->nrg) return tide_fail("%s: row group %d out of range 0..%d", p->path, rg, p->nrg - 1);
+  if (tide_parquet_check_column(p, col)) return -1;
+  chunk_ctx x;
+  memset(&x, 0, sizeof x);
+  x.p = p;
+  x.f = &p->fields[col];
+  x.l = &p->leaves[x.f->leaf];
+  x.c = &p->rgs[rg].chunks[x.f->leaf];
+  x.rg = rg;
+  x.o = &p->outs[col];
+  free_out(x.o);
+  const chunk *c = x.c;
+  int64_t rows = p->rgs[rg].num_rows;
+  char cb[32];
+  if (c->has_path)
+    return tide_fail("%s: column '%s', row group %d: the chunk lives in another file, which tide does not read", p->path, x.f->name, rg);
+  if (c->type != x.l->type)
+    return tide_fail("%s: column '%s', row group %d: the chunk's type %s differs from the schema's %s", p->path, x.f->name, rg,
+                     type_name(c->type), type_name(x.l->type));
+  if (!pq_codec_supported(c->codec))
+    return tide_fail("%s: column '%s', row group %d: the %s codec is not supported (tide reads UNCOMPRESSED, SNAPPY, GZIP and ZSTD)",
+                     p->path, x.f->name, rg, pq_codec_name(c->codec, cb, sizeof cb));
+  if (c->num_values != rows)
+    return tide_fail("%s: column '%s', row group %d: %lld values in a row group of %lld rows", p->path, x.f->name, rg,
+                     (long long)c->num_values, (long long)rows);
+  if (rows == 0) {  /* writers leave an empty row group's offsets at 0 */
+    out->type = x.l->type;
+    return 0;
+  }
+  /* dictionary_page_offset 0 is how some writers say "none" */
+  int64_t start = c->dict_off > 0 && c->dict_off < c->data_off ? c->dict_off : c->data_off;
+  int64_t len = c->comp_size;
+  if (start < 4 || len < 0 || start > p->footer_start || len > p->footer_start - start)
+    return tide_fail("%s: column '%s', row group %d: a chunk of %lld bytes at byte %lld, outside the file's data (bytes 4..%lld)", p->path,
+                     x.f->name, rg, (long long)len, (long long)start, (long long)p->footer_start);
+  uint8_t *buf = malloc((size_t)(len ? len : 1));
+  if (!buf) return tide_fail("%s: out of memory for a chunk of %lld bytes", p->path, (long long)len);
+  if (read_at(p, buf, start, len)) { free(buf); return -1; }
+  if (keep_buf(x.o, buf)) return tide_fail("%s: out of memory", p->path);
+  int64_t pos = 0;
+  int rc = 0;
+  int pages = 0;
+  while (x.o->rows < rows) {
+    x.page_at = start + pos;
+    if (pos >= len) {
+      rc = tide_fail("the chunk ends after %lld of its %lld values", (long long)x.o->rows, (long long)rows);
+      break;
+    }
+    tc_reader r;
+    tc_init(&r, buf + pos, len - pos, start + pos);
+    page_header h;
+    if (read_page_header(&r, &h)) {
+      char m[512];
+      snprintf(m, sizeof m, "%s", tide_last_error());
+      rc = tide_fail("corrupt page header (%s)", m);
+      break;
+    }
+    pos += r.p - r.start;
+    if (h.comp > len - pos) {
+      rc = tide_fail("a page of %d bytes past the chunk's end (%lld bytes left)", h.comp, (long long)(len - pos));
+      break;
+    }
+    const uint8_t *src = buf + pos;
+    pos += h.comp;
+    pages++;
+    if (h.type == DICTIONARY_PAGE) {
+      if (!h.has_dict) { rc = tide_fail("a dictionary page header without its details"); break; }
+      if (pages != 1 || x.dict_n || x.dict_ptrs || x.dict_values) { rc = tide_fail("a dictionary page that is not the chunk's first page"); break; }
+      const uint8_t *body;
+      if (page_body(&x, src, h.comp, h.unc, 1, &body) || decode_dictionary(&x, body, body + h.unc, h.num_values, h.encoding)) {
+        rc = -1;
+        break;
+      }
+    } else if (h.type == DATA_PAGE || h.type == DATA_PAGE_V2) {
+      if (data_page(&x, &h, src, rows - x.o->rows)) { rc = -1; break; }
+    } else if (h.type != INDEX_PAGE) {
+      rc = tide_fail("a page of unknown type %d", h.type);
+      break;
+    }
+  }
+  free(x.dict_ptrs);
+  free(x.dict_lens);
+  free(x.dict_values);
+  if (rc) {
+    chunk_fail(&x);
+    free_out(x.o);
+    return -1;
+  }
+  out->type = x.l->type;
+  out->rows = rows;
+  out->nulls = x.o->nulls;
+  out->valid = x.l->max_def > 0 ? x.o->valid : NULL;
+  out->ptrs = x.o->ptrs;
+  out->lens = x.o->lens;
+  out->values = x.o->values;
+  return 0;
+}
