@@ -150,6 +150,8 @@ static int read_schema_el(tc_reader *r, schema_el *e) {
     if (is_int && (id == 1 || id == 3 || id == 5 || id == 6)) {
       if (tc_int(r, t, &v)) return -1;
       if (v < 0 || v > INT32_MAX) return tc_fail(r, "a schema value out of range");
+      if (id == 1 && v > TIDE_PQ_FIXED_LEN_BYTE_ARRAY) return tc_fail(r, "a schema element of an unknown physical type");
+      if (id == 3 && v > REPEATED) return tc_fail(r, "a schema element of an unknown repetition");
       if (id == 1) e->type = (int32_t)v;
       else if (id == 3) e->repetition = (int32_t)v;
       else if (id == 5) e->num_children = (int32_t)v;
