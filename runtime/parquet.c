@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -335,6 +336,7 @@ static int read_footer(tide_parquet *p, const uint8_t *buf, int64_t len, int64_t
   if (!p->leaves || !p->fields) { tc_fail(&r, "out of memory"); goto fail; }
   int64_t at = 1;
   for (int32_t f = 0; f < root->num_children; f++) {
+    if (at >= nels) { tc_fail(&r, "the schema has fewer elements than its root's children"); goto fail; }
     const schema_el *e = &els[at];
     field *fd = &p->fields[p->nfields++];
     fd->name = dup_name(e->name, e->name_len);
@@ -579,27 +581,6 @@ static int reserve(chunk_ctx *x, int64_t n) {
   return 0;
 }
 
-/* A page's body decompressed into a buffer kept with the column (values point into it). */
-static int page_body(chunk_ctx *x, const uint8_t *src, int64_t n, int64_t unc, int compressed, const uint8_t **body) {
-  int32_t codec = compressed ? x->c->codec : PQ_UNCOMPRESSED;
-  if (codec == PQ_UNCOMPRESSED) {
-    if (n != unc) return tide_fail("an uncompressed page of %lld bytes whose header gives %lld", (long long)n, (long long)unc);
-    *body = src;  /* the chunk's buffer is kept too */
-    return 0;
-  }
-  if (unc > pq_codec_max_expansion(codec, n)) {
-    char buf[32];
-    return tide_fail("%lld compressed bytes cannot hold the %lld the page header gives with %s", (long long)n, (long long)unc,
-                     pq_codec_name(codec, buf, sizeof buf));
-  }
-  uint8_t *b = malloc((size_t)(unc ? unc : 1));
-  if (!b) return tide_fail("out of memory for a page of %lld bytes", (long long)unc);
-  if (pq_decompress(codec, src, n, b, unc)) { free(b); return -1; }
-  if (keep_buf(x->o, b)) return -1;
-  *body = b;
-  return 0;
-}
-
 static int decode_dictionary(chunk_ctx *x, const uint8_t *p, const uint8_t *end, int64_t n, int32_t enc) {
   char eb[32];
   if (enc != ENC_PLAIN && enc != ENC_PLAIN_DICTIONARY)
@@ -781,47 +762,52 @@ static int bit_width(int32_t max) {
   return w;
 }
 
-/* One data page (v1 or v2) whose header is h and whose bytes are [src, src + h->comp). */
-static int data_page(chunk_ctx *x, const page_header *h, const uint8_t *src, int64_t rows_left) {
+/* A page found by the first pass over a chunk: its header, its bytes, and
+   its body (the part a codec compresses: all of a v1 or dictionary page,
+   the values of a v2 page) as stored and as decompressed. */
+typedef struct page_ref {
+  page_header h;
+  int64_t at;              /* file offset of its header */
+  const uint8_t *src;      /* its bytes, in the chunk's buffer */
+  int64_t body_off, body_n, body_unc;
+  int64_t arena_off;       /* where the body decompresses to; -1 when stored uncompressed */
+  int rc;
+} page_ref;
+
+static const uint8_t *body_of(const page_ref *pg, const uint8_t *arena) {
+  return pg->arena_off >= 0 ? arena + pg->arena_off : pg->src + pg->body_off;
+}
+
+/* One data page (v1 or v2), its body decompressed at body. */
+static int data_page(chunk_ctx *x, const page_ref *pg, const uint8_t *body, int64_t rows_left) {
   col_out *o = x->o;
+  const page_header *h = &pg->h;
   int v2 = h->type == DATA_PAGE_V2;
-  if ((v2 && !h->has_v2) || (!v2 && !h->has_data)) return tide_fail("a data page header without its details");
   int64_t nv = h->num_values;
   if (nv > rows_left) return tide_fail("a page of %lld values past the row group's %lld rows left", (long long)nv, (long long)rows_left);
-  if (nv > (int64_t)h->unc * 64 + 65536)
-    return tide_fail("a page claiming %lld values in %d bytes", (long long)nv, h->unc);
   if (reserve(x, nv)) return -1;
   int64_t r0 = o->rows;
-  const uint8_t *p, *end;
+  const uint8_t *p = body, *end = body + pg->body_unc;
   int w = bit_width(x->l->max_def);
   if (v2) {
-    if ((int64_t)h->def_len + h->rep_len > h->comp || (int64_t)h->def_len + h->rep_len > h->unc)
-      return tide_fail("levels of %d + %d bytes in a page of %d", h->rep_len, h->def_len, h->comp);
     if (h->rep_len) return tide_fail("repetition levels in a flat column");
-    const uint8_t *lv = src + h->rep_len;
+    const uint8_t *lv = pg->src + h->rep_len;
     if (x->l->max_def > 0) {
       if (pq_hybrid_u8(lv, lv + h->def_len, w, o->valid + r0, nv)) return -1;
     } else if (h->def_len) {
       return tide_fail("definition levels in a required column");
     }
-    int64_t off = (int64_t)h->rep_len + h->def_len;
-    if (page_body(x, src + off, h->comp - off, h->unc - off, h->is_compressed, &p)) return -1;
-    end = p + (h->unc - off);
-  } else {
-    if (page_body(x, src, h->comp, h->unc, 1, &p)) return -1;
-    end = p + h->unc;
-    if (x->l->max_def > 0) {
-      char eb[32];
-      if (h->def_encoding != ENC_RLE)
-        return tide_fail("definition levels in %s, which tide does not read (RLE only)", encoding_name(h->def_encoding, eb, sizeof eb));
-      if (end - p < 4) return tide_fail("definition levels without their 4-byte length");
-      uint32_t len;
-      memcpy(&len, p, 4);
-      p += 4;
-      if (len > (uint64_t)(end - p)) return tide_fail("definition levels of %u bytes past the end of the page", len);
-      if (pq_hybrid_u8(p, p + len, w, o->valid + r0, nv)) return -1;
-      p += len;
-    }
+  } else if (x->l->max_def > 0) {
+    char eb[32];
+    if (h->def_encoding != ENC_RLE)
+      return tide_fail("definition levels in %s, which tide does not read (RLE only)", encoding_name(h->def_encoding, eb, sizeof eb));
+    if (end - p < 4) return tide_fail("definition levels without their 4-byte length");
+    uint32_t len;
+    memcpy(&len, p, 4);
+    p += 4;
+    if (len > (uint64_t)(end - p)) return tide_fail("definition levels of %u bytes past the end of the page", len);
+    if (pq_hybrid_u8(p, p + len, w, o->valid + r0, nv)) return -1;
+    p += len;
   }
   int64_t k = nv;
   if (x->l->max_def > 0) {
@@ -835,6 +821,91 @@ static int data_page(chunk_ctx *x, const page_header *h, const uint8_t *src, int
   if (k < nv) spread(x, r0, nv, k);
   o->nulls += nv - k;
   o->rows += nv;
+  return 0;
+}
+
+/* The first pass over a chunk's bytes [buf, buf + len) (at file offset
+   start): each page's header parsed and its sizes checked, up to the pages
+   that hold the row group's rows. *arena_size gets the bytes the compressed
+   bodies decompress to, each page's arena_off its place there. */
+static int scan_pages(chunk_ctx *x, const uint8_t *buf, int64_t start, int64_t len, int64_t rows, page_ref **out, int64_t *npages,
+                      int64_t *arena_size) {
+  page_ref *pages = NULL;
+  int64_t n = 0, cap = 0, pos = 0, values = 0, arena = 0;
+  int32_t codec = x->c->codec;
+  while (values < rows) {
+    x->page_at = start + pos;
+    if (pos >= len) {
+      *out = pages;
+      *npages = n;
+      return tide_fail("the chunk ends after %lld of its %lld values", (long long)values, (long long)rows);
+    }
+    if (n == cap) {
+      int64_t nc = cap ? cap * 2 : 64;
+      page_ref *np = realloc(pages, (size_t)nc * sizeof *np);
+      if (!np) { *out = pages; *npages = n; return tide_fail("out of memory for %lld pages", (long long)nc); }
+      pages = np;
+      cap = nc;
+    }
+    page_ref *pg = &pages[n];
+    memset(pg, 0, sizeof *pg);
+    *out = pages;
+    *npages = n;
+    tc_reader r;
+    tc_init(&r, buf + pos, len - pos, start + pos);
+    page_header *h = &pg->h;
+    if (read_page_header(&r, h)) {
+      char m[512];
+      snprintf(m, sizeof m, "%s", tide_last_error());
+      return tide_fail("corrupt page header (%s)", m);
+    }
+    pg->at = start + pos;
+    pos += r.p - r.start;
+    if (h->comp > len - pos) return tide_fail("a page of %d bytes past the chunk's end (%lld bytes left)", h->comp, (long long)(len - pos));
+    pg->src = buf + pos;
+    pos += h->comp;
+    pg->body_n = h->comp;
+    pg->body_unc = h->unc;
+    int compressed = codec != PQ_UNCOMPRESSED;
+    if (h->type == DICTIONARY_PAGE) {
+      if (!h->has_dict) return tide_fail("a dictionary page header without its details");
+      if (n != 0) return tide_fail("a dictionary page that is not the chunk's first page");
+    } else if (h->type == DATA_PAGE || h->type == DATA_PAGE_V2) {
+      int v2 = h->type == DATA_PAGE_V2;
+      if ((v2 && !h->has_v2) || (!v2 && !h->has_data)) return tide_fail("a data page header without its details");
+      if (h->num_values > (int64_t)h->unc * 64 + 65536) return tide_fail("a page claiming %d values in %d bytes", h->num_values, h->unc);
+      if (v2) {
+        int64_t lv = (int64_t)h->def_len + h->rep_len;
+        if (lv > h->comp || lv > h->unc) return tide_fail("levels of %d + %d bytes in a page of %d", h->rep_len, h->def_len, h->comp);
+        pg->body_off = lv;
+        pg->body_n -= lv;
+        pg->body_unc -= lv;
+        compressed = compressed && h->is_compressed;
+      }
+      values += h->num_values;
+    } else if (h->type == INDEX_PAGE) {
+      continue;  /* not kept: n stays */
+    } else {
+      return tide_fail("a page of unknown type %d", h->type);
+    }
+    if (!compressed) {
+      if (pg->body_n != pg->body_unc)
+        return tide_fail("an uncompressed page of %lld bytes whose header gives %lld", (long long)pg->body_n, (long long)pg->body_unc);
+      pg->arena_off = -1;
+    } else {
+      if (pg->body_unc > pq_codec_max_expansion(codec, pg->body_n)) {
+        char cb[32];
+        return tide_fail("%lld compressed bytes cannot hold the %lld the page header gives with %s", (long long)pg->body_n,
+                         (long long)pg->body_unc, pq_codec_name(codec, cb, sizeof cb));
+      }
+      pg->arena_off = arena;
+      arena += pg->body_unc;
+    }
+    n++;
+  }
+  *out = pages;
+  *npages = n;
+  *arena_size = arena;
   return 0;
 }
 
@@ -879,47 +950,58 @@ int tide_parquet_read(tide_parquet *p, int32_t rg, int32_t col, tide_parquet_col
   if (!buf) return tide_fail("%s: out of memory for a chunk of %lld bytes", p->path, (long long)len);
   if (read_at(p, buf, start, len)) { free(buf); return -1; }
   if (keep_buf(x.o, buf)) return tide_fail("%s: out of memory", p->path);
-  int64_t pos = 0;
-  int rc = 0;
-  int pages = 0;
-  while (x.o->rows < rows) {
-    x.page_at = start + pos;
-    if (pos >= len) {
-      rc = tide_fail("the chunk ends after %lld of its %lld values", (long long)x.o->rows, (long long)rows);
-      break;
+  page_ref *pages = NULL;
+  int64_t npages = 0, arena_size = 0;
+  uint8_t *arena = NULL;
+  int rc = scan_pages(&x, buf, start, len, rows, &pages, &npages, &arena_size);
+  if (rc == 0 && arena_size > 0) {
+    /* one block for every decompressed body: large ones 2 MiB-aligned and
+       marked for huge pages, so first touch costs a fault per 2 MiB, not per 4 KiB */
+    size_t huge = (size_t)2 << 20, n = (size_t)arena_size;
+    void *m = NULL;
+    if (n >= 2 * huge) {
+      n = (n + huge - 1) / huge * huge;
+      if (posix_memalign(&m, huge, n) != 0) m = NULL;
+      if (m) madvise(m, n, MADV_HUGEPAGE);
+    } else {
+      m = malloc(n);
     }
-    tc_reader r;
-    tc_init(&r, buf + pos, len - pos, start + pos);
-    page_header h;
-    if (read_page_header(&r, &h)) {
-      char m[512];
-      snprintf(m, sizeof m, "%s", tide_last_error());
-      rc = tide_fail("corrupt page header (%s)", m);
-      break;
+    if (!m) rc = tide_fail("out of memory for %lld bytes of decompressed pages", (long long)arena_size);
+    else if (keep_buf(x.o, m)) rc = -1;
+    else arena = m;
+  }
+  if (rc == 0 && arena) {
+    /* the pages decompress in parallel; a failure is decompressed again
+       here to get its message (messages are per thread) */
+    int32_t codec = c->codec;
+#pragma omp parallel for schedule(dynamic, 1) if (arena_size >= (1 << 22))
+    for (int64_t i = 0; i < npages; i++) {
+      page_ref *pg = &pages[i];
+      if (pg->arena_off >= 0)
+        pg->rc = pq_decompress(codec, pg->src + pg->body_off, pg->body_n, arena + pg->arena_off, pg->body_unc);
     }
-    pos += r.p - r.start;
-    if (h.comp > len - pos) {
-      rc = tide_fail("a page of %d bytes past the chunk's end (%lld bytes left)", h.comp, (long long)(len - pos));
-      break;
-    }
-    const uint8_t *src = buf + pos;
-    pos += h.comp;
-    pages++;
-    if (h.type == DICTIONARY_PAGE) {
-      if (!h.has_dict) { rc = tide_fail("a dictionary page header without its details"); break; }
-      if (pages != 1 || x.dict_n || x.dict_ptrs || x.dict_values) { rc = tide_fail("a dictionary page that is not the chunk's first page"); break; }
-      const uint8_t *body;
-      if (page_body(&x, src, h.comp, h.unc, 1, &body) || decode_dictionary(&x, body, body + h.unc, h.num_values, h.encoding)) {
+    for (int64_t i = 0; i < npages && rc == 0; i++) {
+      page_ref *pg = &pages[i];
+      if (pg->rc) {
+        x.page_at = pg->at;
+        pq_decompress(codec, pg->src + pg->body_off, pg->body_n, arena + pg->arena_off, pg->body_unc);
         rc = -1;
-        break;
       }
-    } else if (h.type == DATA_PAGE || h.type == DATA_PAGE_V2) {
-      if (data_page(&x, &h, src, rows - x.o->rows)) { rc = -1; break; }
-    } else if (h.type != INDEX_PAGE) {
-      rc = tide_fail("a page of unknown type %d", h.type);
-      break;
     }
   }
+  for (int64_t i = 0; i < npages && rc == 0; i++) {
+    page_ref *pg = &pages[i];
+    const uint8_t *body = body_of(pg, arena);
+    x.page_at = pg->at;
+    if (pg->h.type == DICTIONARY_PAGE) {
+      if (decode_dictionary(&x, body, body + pg->body_unc, pg->h.num_values, pg->h.encoding)) rc = -1;
+    } else if (pg->h.type == DATA_PAGE || pg->h.type == DATA_PAGE_V2) {
+      if (data_page(&x, pg, body, rows - x.o->rows)) rc = -1;
+    }
+  }
+  if (rc == 0 && x.o->rows != rows)
+    rc = tide_fail("the chunk's pages hold %lld values, its row group %lld rows", (long long)x.o->rows, (long long)rows);
+  free(pages);
   free(x.dict_ptrs);
   free(x.dict_lens);
   free(x.dict_values);
