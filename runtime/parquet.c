@@ -83,6 +83,17 @@ typedef struct col_out {
   int64_t rows, cap, nulls;
   uint8_t **bufs;
   int32_t nbufs, capbufs;
+  /* the chunk's dictionary */
+  int64_t dict_n;
+  const char **dict_ptrs;
+  int32_t *dict_lens;
+  uint8_t *dict_values;
+  /* reading page by page (tide_parquet_start, tide_parquet_next) */
+  struct page_ref *pages;
+  int64_t npages, next, rows_total, rows_done;
+  int32_t rg;
+  uint8_t *page_buf;
+  int64_t page_cap;
 } col_out;
 
 struct tide_parquet {
@@ -379,6 +390,11 @@ static void free_out(col_out *o) {
   free(o->ptrs);
   free(o->lens);
   free(o->values);
+  free(o->dict_ptrs);
+  free(o->dict_lens);
+  free(o->dict_values);
+  free(o->pages);
+  free(o->page_buf);
   memset(o, 0, sizeof *o);
 }
 
@@ -527,11 +543,6 @@ typedef struct chunk_ctx {
   int32_t rg;
   col_out *o;
   int64_t page_at;   /* file offset of the page being decoded */
-  /* the dictionary */
-  int64_t dict_n;
-  const char **dict_ptrs;
-  int32_t *dict_lens;
-  uint8_t *dict_values;
 } chunk_ctx;
 
 static int chunk_fail(chunk_ctx *x) {
@@ -588,20 +599,20 @@ static int decode_dictionary(chunk_ctx *x, const uint8_t *p, const uint8_t *end,
   int32_t type = x->l->type;
   if (type == TIDE_PQ_BYTE_ARRAY) {
     if (n > (end - p) / 4) return tide_fail("a dictionary of %lld strings in %lld bytes", (long long)n, (long long)(end - p));
-    x->dict_ptrs = malloc((size_t)(n ? n : 1) * sizeof *x->dict_ptrs);
-    x->dict_lens = malloc((size_t)(n ? n : 1) * sizeof *x->dict_lens);
-    if (!x->dict_ptrs || !x->dict_lens) return tide_fail("out of memory for a dictionary of %lld strings", (long long)n);
+    x->o->dict_ptrs = malloc((size_t)(n ? n : 1) * sizeof *x->o->dict_ptrs);
+    x->o->dict_lens = malloc((size_t)(n ? n : 1) * sizeof *x->o->dict_lens);
+    if (!x->o->dict_ptrs || !x->o->dict_lens) return tide_fail("out of memory for a dictionary of %lld strings", (long long)n);
     int64_t used;
-    if (pq_plain_byte_array(p, end, n, x->dict_ptrs, x->dict_lens, &used)) return -1;
+    if (pq_plain_byte_array(p, end, n, x->o->dict_ptrs, x->o->dict_lens, &used)) return -1;
   } else {
     int es = elem_size(type);
     if (type == TIDE_PQ_BOOLEAN) return tide_fail("a dictionary page for a BOOLEAN column");
     if (n > (end - p) / es) return tide_fail("a dictionary of %lld values in %lld bytes", (long long)n, (long long)(end - p));
-    x->dict_values = malloc((size_t)(n ? n : 1) * (size_t)es);
-    if (!x->dict_values) return tide_fail("out of memory for a dictionary of %lld values", (long long)n);
-    memcpy(x->dict_values, p, (size_t)(n * es));
+    x->o->dict_values = malloc((size_t)(n ? n : 1) * (size_t)es);
+    if (!x->o->dict_values) return tide_fail("out of memory for a dictionary of %lld values", (long long)n);
+    memcpy(x->o->dict_values, p, (size_t)(n * es));
   }
-  x->dict_n = n;
+  x->o->dict_n = n;
   return 0;
 }
 
@@ -653,7 +664,7 @@ static int decode_values(chunk_ctx *x, const uint8_t *p, const uint8_t *end, int
     return pq_hybrid_u8(p, p + len, 1, o->values + r0, k);
   }
   if (enc == ENC_PLAIN_DICTIONARY || enc == ENC_RLE_DICTIONARY) {
-    if (!x->dict_ptrs && !x->dict_values) return tide_fail("dictionary-encoded values without a dictionary page");
+    if (!x->o->dict_ptrs && !x->o->dict_values) return tide_fail("dictionary-encoded values without a dictionary page");
     if (k == 0) return 0;
     if (end - p < 1) return tide_fail("dictionary indices without their bit width");
     int w = *p++;
@@ -666,18 +677,18 @@ static int decode_values(chunk_ctx *x, const uint8_t *p, const uint8_t *end, int
     }
     uint32_t *idx = x->p->scratch;
     if (pq_hybrid_u32(p, end, w, idx, k)) return -1;
-    uint32_t n = (uint32_t)x->dict_n;
+    uint32_t n = (uint32_t)x->o->dict_n;
     for (int64_t i = 0; i < k; i++)
       if (idx[i] >= n) return tide_fail("dictionary index %u out of a dictionary of %u", idx[i], n);
     if (type == TIDE_PQ_BYTE_ARRAY) {
       const char **pp = o->ptrs + r0;
       int32_t *ll = o->lens + r0;
-      for (int64_t i = 0; i < k; i++) { pp[i] = x->dict_ptrs[idx[i]]; ll[i] = x->dict_lens[idx[i]]; }
+      for (int64_t i = 0; i < k; i++) { pp[i] = x->o->dict_ptrs[idx[i]]; ll[i] = x->o->dict_lens[idx[i]]; }
     } else {
       int es = elem_size(type);
       uint8_t *v = o->values + r0 * es;
-      if (es == 4) for (int64_t i = 0; i < k; i++) memcpy(v + 4 * i, x->dict_values + 4 * (size_t)idx[i], 4);
-      else for (int64_t i = 0; i < k; i++) memcpy(v + 8 * i, x->dict_values + 8 * (size_t)idx[i], 8);
+      if (es == 4) for (int64_t i = 0; i < k; i++) memcpy(v + 4 * i, x->o->dict_values + 4 * (size_t)idx[i], 4);
+      else for (int64_t i = 0; i < k; i++) memcpy(v + 8 * i, x->o->dict_values + 8 * (size_t)idx[i], 8);
     }
     return 0;
   }
@@ -765,14 +776,15 @@ static int bit_width(int32_t max) {
 /* A page found by the first pass over a chunk: its header, its bytes, and
    its body (the part a codec compresses: all of a v1 or dictionary page,
    the values of a v2 page) as stored and as decompressed. */
-typedef struct page_ref {
+typedef struct page_ref page_ref;
+struct page_ref {
   page_header h;
   int64_t at;              /* file offset of its header */
   const uint8_t *src;      /* its bytes, in the chunk's buffer */
   int64_t body_off, body_n, body_unc;
   int64_t arena_off;       /* where the body decompresses to; -1 when stored uncompressed */
   int rc;
-} page_ref;
+};
 
 static const uint8_t *body_of(const page_ref *pg, const uint8_t *arena) {
   return pg->arena_off >= 0 ? arena + pg->arena_off : pg->src + pg->body_off;
@@ -909,51 +921,71 @@ static int scan_pages(chunk_ctx *x, const uint8_t *buf, int64_t start, int64_t l
   return 0;
 }
 
-int tide_parquet_read(tide_parquet *p, int32_t rg, int32_t col, tide_parquet_column *out) {
-  memset(out, 0, sizeof *out);
+/* Checks column col's chunk in row group rg against the schema, reads its
+   bytes (kept with the column's output) and finds its pages: 0, or 1 for an
+   empty row group (nothing read), or -1. */
+static int begin_chunk(tide_parquet *p, int32_t rg, int32_t col, chunk_ctx *x, page_ref **pages, int64_t *npages, int64_t *arena_size) {
+  *pages = NULL;
+  *npages = *arena_size = 0;
   if (rg < 0 || rg >= p->nrg) return tide_fail("%s: row group %d out of range 0..%d", p->path, rg, p->nrg - 1);
   if (tide_parquet_check_column(p, col)) return -1;
-  chunk_ctx x;
-  memset(&x, 0, sizeof x);
-  x.p = p;
-  x.f = &p->fields[col];
-  x.l = &p->leaves[x.f->leaf];
-  x.c = &p->rgs[rg].chunks[x.f->leaf];
-  x.rg = rg;
-  x.o = &p->outs[col];
-  free_out(x.o);
-  const chunk *c = x.c;
+  memset(x, 0, sizeof *x);
+  x->p = p;
+  x->f = &p->fields[col];
+  x->l = &p->leaves[x->f->leaf];
+  x->c = &p->rgs[rg].chunks[x->f->leaf];
+  x->rg = rg;
+  x->o = &p->outs[col];
+  free_out(x->o);
+  const chunk *c = x->c;
   int64_t rows = p->rgs[rg].num_rows;
   char cb[32];
   if (c->has_path)
-    return tide_fail("%s: column '%s', row group %d: the chunk lives in another file, which tide does not read", p->path, x.f->name, rg);
-  if (c->type != x.l->type)
-    return tide_fail("%s: column '%s', row group %d: the chunk's type %s differs from the schema's %s", p->path, x.f->name, rg,
-                     type_name(c->type), type_name(x.l->type));
+    return tide_fail("%s: column '%s', row group %d: the chunk lives in another file, which tide does not read", p->path, x->f->name, rg);
+  if (c->type != x->l->type)
+    return tide_fail("%s: column '%s', row group %d: the chunk's type %s differs from the schema's %s", p->path, x->f->name, rg,
+                     type_name(c->type), type_name(x->l->type));
   if (!pq_codec_supported(c->codec))
     return tide_fail("%s: column '%s', row group %d: the %s codec is not supported (tide reads UNCOMPRESSED, SNAPPY, GZIP and ZSTD)",
-                     p->path, x.f->name, rg, pq_codec_name(c->codec, cb, sizeof cb));
+                     p->path, x->f->name, rg, pq_codec_name(c->codec, cb, sizeof cb));
   if (c->num_values != rows)
-    return tide_fail("%s: column '%s', row group %d: %lld values in a row group of %lld rows", p->path, x.f->name, rg,
+    return tide_fail("%s: column '%s', row group %d: %lld values in a row group of %lld rows", p->path, x->f->name, rg,
                      (long long)c->num_values, (long long)rows);
-  if (rows == 0) {  /* writers leave an empty row group's offsets at 0 */
-    out->type = x.l->type;
-    return 0;
-  }
+  if (rows == 0) return 1;  /* writers leave an empty row group's offsets at 0 */
   /* dictionary_page_offset 0 is how some writers say "none" */
   int64_t start = c->dict_off > 0 && c->dict_off < c->data_off ? c->dict_off : c->data_off;
   int64_t len = c->comp_size;
   if (start < 4 || len < 0 || start > p->footer_start || len > p->footer_start - start)
     return tide_fail("%s: column '%s', row group %d: a chunk of %lld bytes at byte %lld, outside the file's data (bytes 4..%lld)", p->path,
-                     x.f->name, rg, (long long)len, (long long)start, (long long)p->footer_start);
+                     x->f->name, rg, (long long)len, (long long)start, (long long)p->footer_start);
   uint8_t *buf = malloc((size_t)(len ? len : 1));
   if (!buf) return tide_fail("%s: out of memory for a chunk of %lld bytes", p->path, (long long)len);
   if (read_at(p, buf, start, len)) { free(buf); return -1; }
-  if (keep_buf(x.o, buf)) return tide_fail("%s: out of memory", p->path);
-  page_ref *pages = NULL;
-  int64_t npages = 0, arena_size = 0;
+  if (keep_buf(x->o, buf)) return tide_fail("%s: out of memory", p->path);
+  if (scan_pages(x, buf, start, len, rows, pages, npages, arena_size)) {
+    chunk_fail(x);
+    free(*pages);
+    *pages = NULL;
+    free_out(x->o);
+    return -1;
+  }
+  return 0;
+}
+
+int tide_parquet_read(tide_parquet *p, int32_t rg, int32_t col, tide_parquet_column *out) {
+  memset(out, 0, sizeof *out);
+  chunk_ctx x;
+  page_ref *pages;
+  int64_t npages, arena_size;
+  int rc = begin_chunk(p, rg, col, &x, &pages, &npages, &arena_size);
+  if (rc < 0) return -1;
+  int64_t rows = p->rgs[rg].num_rows;
+  const chunk *c = x.c;
+  if (rc == 1) {
+    out->type = x.l->type;
+    return 0;
+  }
   uint8_t *arena = NULL;
-  int rc = scan_pages(&x, buf, start, len, rows, &pages, &npages, &arena_size);
   if (rc == 0 && arena_size > 0) {
     /* one block for every decompressed body: large ones 2 MiB-aligned and
        marked for huge pages, so first touch costs a fault per 2 MiB, not per 4 KiB */
@@ -1002,9 +1034,6 @@ int tide_parquet_read(tide_parquet *p, int32_t rg, int32_t col, tide_parquet_col
   if (rc == 0 && x.o->rows != rows)
     rc = tide_fail("the chunk's pages hold %lld values, its row group %lld rows", (long long)x.o->rows, (long long)rows);
   free(pages);
-  free(x.dict_ptrs);
-  free(x.dict_lens);
-  free(x.dict_values);
   if (rc) {
     chunk_fail(&x);
     free_out(x.o);
@@ -1018,4 +1047,110 @@ int tide_parquet_read(tide_parquet *p, int32_t rg, int32_t col, tide_parquet_col
   out->lens = x.o->lens;
   out->values = x.o->values;
   return 0;
+}
+
+/* page by page ------------------------------------------------------------- */
+
+/* Decompresses page pg's body into the column's page buffer (or points at
+   it where it is stored uncompressed). */
+static int page_body(chunk_ctx *x, const page_ref *pg, const uint8_t **body) {
+  col_out *o = x->o;
+  if (pg->arena_off < 0) {
+    *body = pg->src + pg->body_off;
+    return 0;
+  }
+  if (pg->body_unc > o->page_cap) {
+    uint8_t *b = realloc(o->page_buf, (size_t)pg->body_unc);
+    if (!b) return tide_fail("out of memory for a page of %lld bytes", (long long)pg->body_unc);
+    o->page_buf = b;
+    o->page_cap = pg->body_unc;
+  }
+  if (pq_decompress(x->c->codec, pg->src + pg->body_off, pg->body_n, o->page_buf, pg->body_unc)) return -1;
+  *body = o->page_buf;
+  return 0;
+}
+
+static void cursor_ctx(tide_parquet *p, int32_t col, chunk_ctx *x) {
+  memset(x, 0, sizeof *x);
+  x->p = p;
+  x->f = &p->fields[col];
+  x->l = &p->leaves[x->f->leaf];
+  x->o = &p->outs[col];
+  x->rg = x->o->rg;
+  x->c = &p->rgs[x->rg].chunks[x->f->leaf];
+}
+
+int tide_parquet_start(tide_parquet *p, int32_t rg, int32_t col) {
+  chunk_ctx x;
+  page_ref *pages;
+  int64_t npages, arena_size;
+  int rc = begin_chunk(p, rg, col, &x, &pages, &npages, &arena_size);
+  if (rc < 0) return -1;
+  col_out *o = x.o;
+  o->pages = pages;
+  o->npages = npages;
+  o->next = 0;
+  o->rg = rg;
+  o->rows_total = p->rgs[rg].num_rows;
+  o->rows_done = 0;
+  if (npages > 0 && pages[0].h.type == DICTIONARY_PAGE) {
+    /* the dictionary's body lives as long as the chunk: its strings are pointed to */
+    const page_ref *pg = &pages[0];
+    const uint8_t *body = pg->src + pg->body_off;
+    x.page_at = pg->at;
+    if (pg->arena_off >= 0) {
+      uint8_t *b = malloc((size_t)(pg->body_unc ? pg->body_unc : 1));
+      if (!b) rc = tide_fail("out of memory for a dictionary of %lld bytes", (long long)pg->body_unc);
+      else if (keep_buf(o, b)) rc = -1;
+      else if (pq_decompress(x.c->codec, pg->src + pg->body_off, pg->body_n, b, pg->body_unc)) rc = -1;
+      body = b;
+    }
+    if (rc == 0 && decode_dictionary(&x, body, body + pg->body_unc, pg->h.num_values, pg->h.encoding)) rc = -1;
+    if (rc) {
+      chunk_fail(&x);
+      free_out(o);
+      return -1;
+    }
+    o->next = 1;
+  }
+  return 0;
+}
+
+int tide_parquet_next(tide_parquet *p, int32_t col, tide_parquet_column *out) {
+  memset(out, 0, sizeof *out);
+  if (col < 0 || col >= p->nfields) return tide_fail("%s: column %d out of range 0..%d", p->path, col, p->nfields - 1);
+  col_out *o = &p->outs[col];
+  if (!o->pages) {
+    if (o->rows_total == 0 && o->rows_done == 0) return 0;  /* an empty row group, or never started */
+    return tide_fail("%s: column %d: tide_parquet_next without tide_parquet_start", p->path, col);
+  }
+  chunk_ctx x;
+  cursor_ctx(p, col, &x);
+  if (o->next >= o->npages) {
+    if (o->rows_done != o->rows_total) {
+      tide_fail("the chunk's pages hold %lld values, its row group %lld rows", (long long)o->rows_done, (long long)o->rows_total);
+      chunk_fail(&x);
+      free_out(o);
+      return -1;
+    }
+    return 0;
+  }
+  const page_ref *pg = &o->pages[o->next++];
+  const uint8_t *body = NULL;
+  x.page_at = pg->at;
+  o->rows = o->nulls = 0;
+  if (page_body(&x, pg, &body) || data_page(&x, pg, body, o->rows_total - o->rows_done)) {
+    chunk_fail(&x);
+    free_out(o);
+    return -1;
+  }
+  o->rows_done += o->rows;
+  out->type = x.l->type;
+  out->rows = o->rows;
+  out->nulls = o->nulls;
+  out->valid = x.l->max_def > 0 ? o->valid : NULL;
+  out->ptrs = o->ptrs;
+  out->lens = o->lens;
+  out->values = o->values;
+  return 1;
 }

@@ -430,7 +430,7 @@ int tide_jsonl_field(const tide_jsonl *p, int32_t i, const char **key, int64_t *
 
 /* data: Parquet files (runtime/parquet.c; thrift_compact.c, parquet_encoding.c, parquet_codec.c) -- */
 
-/* A Parquet file open for reading: its footer parsed, one row group's column chunks decoded at a time. */
+/* A Parquet file open for reading: its footer parsed, one row group's column chunks decoded at a time, whole (tide_parquet_read) or page by page (tide_parquet_start/next). */
 typedef struct tide_parquet tide_parquet;
 /* Parquet's physical types (TIDE_PQ_GROUP: a nested field, not a leaf). */
 enum { TIDE_PQ_BOOLEAN = 0, TIDE_PQ_INT32 = 1, TIDE_PQ_INT64 = 2, TIDE_PQ_INT96 = 3, TIDE_PQ_FLOAT = 4, TIDE_PQ_DOUBLE = 5,
@@ -469,6 +469,10 @@ int32_t tide_parquet_find_column(const tide_parquet *p, const char *name, int64_
 int tide_parquet_check_column(const tide_parquet *p, int32_t i);
 /* Decodes column col of row group rg into *out (buffers owned by the reader, replacing the column's previous ones); errors name the file, column, row group and byte offset. */
 int tide_parquet_read(tide_parquet *p, int32_t rg, int32_t col, tide_parquet_column *out);
+/* Reads column col's chunk of row group rg and finds its pages, to decode them one at a time with tide_parquet_next (memory: the compressed chunk and one page); replaces the column's previous buffers. */
+int tide_parquet_start(tide_parquet *p, int32_t rg, int32_t col);
+/* The next data page of the column started: 1 with its rows in *out (valid until the next call for the column), 0 when the chunk's rows are all given, -1 on error (naming the file, column, row group and page). */
+int tide_parquet_next(tide_parquet *p, int32_t col, tide_parquet_column *out);
 /* Frees the buffers of column col's last read. */
 void tide_parquet_release(tide_parquet *p, int32_t col);
 

@@ -4,7 +4,9 @@
    file; never crash, hang or read out of bounds. What a successful read
    gives must be consistent: one entry per row, nulls counted as the valid
    flags say, string pointers and lengths inside memory ASan will check (each
-   value's bytes are summed).
+   value's bytes are hashed), and reading a chunk whole (tide_parquet_read)
+   and page by page (tide_parquet_start/next) must agree: both fail, or both
+   give the same rows.
 
    Built as a libFuzzer binary with clang (-DTIDE_FUZZ=ON: build/tests/fuzz_parquet
    tests/data/parquet) and, with TIDE_FUZZ_REPLAY_MAIN, as tests/fuzz_parquet_replay:
@@ -24,10 +26,12 @@
 static char tmp_path[64];
 static long opened, decoded, failed;
 
-static void check_column(const tide_parquet_column *c, int64_t rows) {
+/* Checks a decoded column (or page) of rows entries and returns a digest of
+   its contents (valid flags, values, string bytes) continuing the digest sum,
+   to compare the whole-chunk and page-by-page reads. */
+static uint64_t check_column(const tide_parquet_column *c, int64_t rows, uint64_t sum) {
   REQUIRE(c->rows == rows);
   int64_t nulls = 0;
-  volatile uint64_t sum = 0;
   for (int64_t i = 0; i < rows; i++) {
     int ok = !c->valid || c->valid[i];
     REQUIRE(!c->valid || c->valid[i] <= 1);
@@ -35,18 +39,20 @@ static void check_column(const tide_parquet_column *c, int64_t rows) {
     if (c->type == TIDE_PQ_BYTE_ARRAY) {
       REQUIRE(c->lens[i] >= 0 && c->ptrs[i] != NULL);
       REQUIRE(ok || c->lens[i] == 0);
-      for (int32_t k = 0; k < c->lens[i]; k++) sum += (uint8_t)c->ptrs[i][k];
+      for (int32_t k = 0; k < c->lens[i]; k++) sum = sum * 31 + (uint8_t)c->ptrs[i][k];
     } else if (c->type == TIDE_PQ_BOOLEAN) {
       REQUIRE(((const uint8_t *)c->values)[i] <= 1);
+      sum = sum * 31 + ((const uint8_t *)c->values)[i];
     } else if (c->type == TIDE_PQ_INT32 || c->type == TIDE_PQ_FLOAT) {
-      sum += ((const uint32_t *)c->values)[i];
+      sum = sum * 31 + ((const uint32_t *)c->values)[i];
     } else {
       REQUIRE(c->type == TIDE_PQ_INT64 || c->type == TIDE_PQ_DOUBLE);
-      sum += ((const uint64_t *)c->values)[i];
+      sum = sum * 31 + ((const uint64_t *)c->values)[i];
     }
+    sum = sum * 31 + (uint64_t)ok;
   }
   REQUIRE(nulls == c->nulls);
-  (void)sum;
+  return sum;
 }
 
 /* Reads every readable column of every row group of the file at path. */
@@ -70,14 +76,28 @@ static void read_all(const char *path) {
       continue;
     }
     for (int32_t rg = 0; rg < nrg; rg++) {
+      /* whole, then page by page: the same rows, or both fail */
       tide_parquet_column c;
-      if (tide_parquet_read(p, rg, col, &c) != 0) {
-        REQUIRE(strstr(tide_last_error(), path));
-        failed++;
-        break;
+      int64_t rows = tide_parquet_row_group_rows(p, rg);
+      int whole = tide_parquet_read(p, rg, col, &c);
+      REQUIRE(whole == 0 || strstr(tide_last_error(), path));
+      uint64_t digest = whole == 0 ? check_column(&c, rows, 0) : 0;
+      int rc = tide_parquet_start(p, rg, col);
+      uint64_t pdigest = 0;
+      int64_t got = 0;
+      while (rc == 0) {
+        int more = tide_parquet_next(p, col, &c);
+        if (more < 0) { rc = -1; break; }
+        if (more == 0) break;
+        REQUIRE(c.rows >= 0 && c.rows <= rows - got);
+        pdigest = check_column(&c, c.rows, pdigest);
+        got += c.rows;
       }
+      if (rc != 0) REQUIRE(strstr(tide_last_error(), path));
+      REQUIRE((rc == 0) == (whole == 0));
+      if (whole != 0) { failed++; break; }
+      REQUIRE(got == rows && pdigest == digest);
       decoded++;
-      check_column(&c, tide_parquet_row_group_rows(p, rg));
     }
     tide_parquet_release(p, col);
   }

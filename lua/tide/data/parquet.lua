@@ -1,9 +1,11 @@
 -- tide.data.parquet: Parquet files as a stream of records, like
 -- tide.data.jsonl. The footer, pages, codecs and encodings are C
--- (runtime/parquet.c): it decodes one row group's column chunk at a time
--- into flat arrays (string pointers and lengths, numbers, a null flag per
--- row), and the records are built here by index, so a column costs one
--- ffi.string or one number per row and nothing is parsed in Lua.
+-- (runtime/parquet.c): it reads one row group's column chunks at a time and
+-- decodes each a page at a time into flat arrays (string pointers and
+-- lengths, numbers, a null flag per row), and the records are built here by
+-- index, so a column costs one ffi.string or one number per row and nothing
+-- is parsed in Lua. A page's buffers are reused for the next, so they stay
+-- in cache and memory holds the compressed chunks and one page per column.
 local ffi = require 'ffi'
 local C = require 'tide.C'
 local errors = require 'tide.errors'
@@ -72,6 +74,8 @@ local function open_file(path, names, level)
     end
   end
   for _, c in ipairs(cols) do
+    C.tide_parquet_column_info(r, c.index, name, ty)
+    c.type = tonumber(ty[0])
     if C.tide_parquet_check_column(r, c.index) ~= 0 then
       local msg = last_error()
       if not names then msg = msg .. ' (choose the columns to read with opts.columns)' end
@@ -90,7 +94,8 @@ end
 --   columns   array of the top-level columns to read (default: all); only
 --             these are read from the file and decoded
 --   progress  false: no progress lines (default: one every 5 s on long reads)
--- Memory: one row group's chunks of the chosen columns, decoded, at a time.
+-- Memory: one row group's compressed chunks of the chosen columns, and one
+-- decoded page of each, at a time.
 -- Nested and repeated columns (lists, structs, maps), INT96 and fixed-length
 -- byte arrays, encodings other than PLAIN and dictionary, and codecs other
 -- than none, Snappy, gzip and Zstandard are errors naming the file and the
@@ -132,19 +137,27 @@ function M.parquet(spec, opts)
       close()
       error(msg, 3)
     end
-    -- decodes row group rg of the open file into outs, and points each
-    -- column's fields at its arrays
+    -- the next page of column c (its rows now at col.i = 0 .. col.n - 1)
+    local function next_page(col, c)
+      local out = outs + (c - 1)
+      local got = C.tide_parquet_next(reader, col.index, out)
+      if got < 0 then fail('tide.data.parquet: ' .. last_error()) end
+      if got == 0 then fail(('tide.data.parquet: %s: column %q ends before its row group does'):format(path, col.name)) end
+      col.valid = out.valid ~= nil and out.valid or nil
+      if col.type == BYTE_ARRAY then
+        col.ptrs, col.lens = out.ptrs, out.lens
+      else
+        col.values = ffi.cast(value_ptr[col.type], out.values)
+      end
+      col.i, col.n = 0, tonumber(out.rows)
+    end
+    -- starts row group rg of the open file: each column's chunk read, its
+    -- pages decoded as the rows reach them
     local function load_row_group()
       for c = 1, nc do
-        local col, out = cols[c], outs + (c - 1)
-        if C.tide_parquet_read(reader, rg, col.index, out) ~= 0 then fail('tide.data.parquet: ' .. last_error()) end
-        col.type = out.type
-        col.valid = out.valid ~= nil and out.valid or nil
-        if out.type == BYTE_ARRAY then
-          col.ptrs, col.lens = out.ptrs, out.lens
-        else
-          col.values = ffi.cast(value_ptr[tonumber(out.type)], out.values)
-        end
+        local col = cols[c]
+        if C.tide_parquet_start(reader, rg, col.index) ~= 0 then fail('tide.data.parquet: ' .. last_error()) end
+        col.i, col.n = 0, 0
         s.bytes = s.bytes + tonumber(C.tide_parquet_chunk_bytes(reader, rg, col.index))
       end
       n = tonumber(C.tide_parquet_row_group_rows(reader, rg))
@@ -182,15 +195,20 @@ function M.parquet(spec, opts)
       local rec = new_table(0, nc)
       for c = 1, nc do
         local col = cols[c]
+        if col.i >= col.n then
+          repeat next_page(col, c) until col.n > 0
+        end
+        local j = col.i
+        col.i = j + 1
         local valid = col.valid
-        if not valid or valid[i] ~= 0 then
+        if not valid or valid[j] ~= 0 then
           local t = col.type
           if t == BYTE_ARRAY then
-            rec[col.name] = ffi.string(col.ptrs[i], col.lens[i])
+            rec[col.name] = ffi.string(col.ptrs[j], col.lens[j])
           elseif t == BOOLEAN then
-            rec[col.name] = col.values[i] ~= 0
+            rec[col.name] = col.values[j] ~= 0
           else
-            rec[col.name] = tonumber(col.values[i])
+            rec[col.name] = tonumber(col.values[j])
           end
         end
       end
