@@ -79,6 +79,39 @@ T.test('parquet: nulls, empty strings, row groups, many pages, a dictionary fall
   T.truthy(nulls > 10 and empties > 10, ('%d nulls, %d empty'):format(nulls, empties))
 end)
 
+T.test('parquet: the C reader whole-chunk and page by page give the same column', function()
+  local ffi = require 'ffi'
+  local C = require 'tide.C'
+  for _, file in ipairs { 'pages', 'pages_v2', 'dict_fallback', 'types_v2' } do
+    local pbuf = ffi.new('tide_parquet*[1]')
+    T.eq(C.tide_parquet_open(DIR .. file .. '.parquet', pbuf), 0)
+    local r = ffi.gc(pbuf[0], C.tide_parquet_close)
+    local out = ffi.new('tide_parquet_column[1]')
+    for col = 0, C.tide_parquet_num_columns(r) - 1 do
+      local function cell(o, i)
+        if o.valid ~= nil and o.valid[i] == 0 then return 'null' end
+        if o.type == C.TIDE_PQ_BYTE_ARRAY then return ffi.string(o.ptrs[i], o.lens[i]) end
+        local ct = ({ [C.TIDE_PQ_BOOLEAN] = 'const uint8_t *', [C.TIDE_PQ_INT32] = 'const int32_t *',
+                      [C.TIDE_PQ_INT64] = 'const int64_t *', [C.TIDE_PQ_FLOAT] = 'const float *',
+                      [C.TIDE_PQ_DOUBLE] = 'const double *' })[tonumber(o.type)]
+        return tostring(ffi.cast(ct, o.values)[i])
+      end
+      T.eq(C.tide_parquet_read(r, 0, col, out), 0)
+      local whole = {}
+      for i = 0, tonumber(out[0].rows) - 1 do whole[#whole + 1] = cell(out[0], i) end
+      T.eq(C.tide_parquet_start(r, 0, col), 0)
+      local paged, pages = {}, 0
+      while C.tide_parquet_next(r, col, out) == 1 do
+        pages = pages + 1
+        for i = 0, tonumber(out[0].rows) - 1 do paged[#paged + 1] = cell(out[0], i) end
+      end
+      T.same(paged, whole, file .. ' column ' .. col)
+      -- the text, id and x columns span dozens of pages (the word column, four values, fits one)
+      if file:match('^pages') and col ~= 2 then T.truthy(pages > 20, file .. ': ' .. pages .. ' pages') end
+    end
+  end
+end)
+
 T.test('parquet: columns, lists of files, globs, counts, passes', function()
   local want = expected_rows('many')
   local ds = data.parquet(DIR .. 'row_groups.parquet', { columns = { 'x', 'word' }, progress = false })
