@@ -160,6 +160,7 @@ T.test('parquet: what tide does not read is an error naming the file, the column
   T.truthy(e:find('has no column "nope" (its columns: b, b_null, i32', 1, true), e)
   T.raises(function() data.parquet(DIR .. 'types_plain.parquet', { columns = {} }) end, 'at least one column')
   T.raises(function() data.parquet(DIR .. 'types_plain.parquet', { columns = 's' }) end, 'array of names')
+  T.raises(function() data.parquet(DIR .. 'types_plain.parquet', { columns = { 's', 'b', 's' } }) end, 'named twice')
   T.raises(function() data.parquet(tmp('missing.parquet')) end, 'missing.parquet')
 end)
 

@@ -111,8 +111,11 @@ function M.parquet(spec, opts)
   if names ~= nil then
     if type(names) ~= 'table' then error('parquet: columns must be an array of names', 2) end
     if #names == 0 then error('parquet: columns must name at least one column', 2) end
+    local seen = {}
     for i, n in ipairs(names) do
       if type(n) ~= 'string' then error(('parquet: columns[%d] is a %s, not a name'):format(i, type(n)), 2) end
+      if seen[n] then error(('parquet: column %q is named twice in columns'):format(n), 2) end
+      seen[n] = true
     end
   end
   local total = 0
