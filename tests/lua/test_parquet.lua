@@ -191,6 +191,11 @@ T.test('parquet: truncated files, bad magic, corrupt footers', function()
   -- a footer cut short: the length says less than it is
   local flen = s:byte(#s - 7) + 256 * s:byte(#s - 6)
   refused(s:sub(1, #s - 8) .. le32(flen - 30) .. 'PAR1', 'corrupt footer metadata (byte ')
+  -- a schema root claiming more columns than the schema holds
+  local e = bytes_of('edge')
+  local at = e:find('schema\21\6', 1, true)
+  T.truthy(at, 'the root schema element of edge.parquet')
+  refused(e:sub(1, at + 5) .. '\21\14' .. e:sub(at + 8), 'a schema root with more children than elements')
   -- the footer overwritten with noise at every position in turn: errors or,
   -- where the damage hits a field tide skips, the right rows
   local fstart = #s - 8 - flen
