@@ -263,6 +263,8 @@ fail:
 
 
 
+/* page headers ------------------------------------------------------------ */
+
 static int read_sub_header(tc_reader *r, page_header *h, int kind) {
   int16_t last = 0, id;
   int t, rc;
