@@ -142,7 +142,7 @@ T.test('jsonl: dotted fields follow nested objects, as datasets flatten() names 
   T.eq(ds.missing, 2)
   T.eq(ds.malformed, 1)
   T.truthy(warn:find('first: line 4 has no field "answers.text"', 1, true), warn)
-  T.truthy(warn:find('first: line 6: column 43: expected a value after ','', 1, true), warn)
+  T.truthy(warn:find("first: line 6: column 43: expected a value after ','", 1, true), warn)
   -- the guide's preprocessing: the list joined with spaces
   T.eq(table.concat(recs[1]['answers.text'], ' '), 'One. Two \u{e9}')
   T.raises(function() data.jsonl(p, { fields = { 'answers.text' }, strict = true }):count() end,
