@@ -38,7 +38,11 @@
    (a quote, ',' or '}'), so the copies and their NULs fit in len + 1 bytes
    and pointers into the buffer stay put during a parse. With paths, values
    at one nesting depth are disjoint in the line but a requested "a" holds a
-   requested "a.b": each depth asked for gets its own len + 1 bytes. */
+   requested "a.b", so each depth values are copied from gets its own
+   len + 1 bytes: depth 0 (top-level names, and a dotted name's top-level
+   spelling) and each name's number of dots. A key decoded as scratch at
+   depth d lies outside every value copied at depth d or deeper, and some
+   name is that deep (else the key would not be read), so it fits too. */
 #include "tide.h"
 #include "error.h"
 #include <stdio.h>
@@ -62,6 +66,7 @@ struct tide_jsonl {
   int64_t *req_len;
   int32_t *first;   /* index of the first name equal to each (names may repeat) */
   int32_t depth;    /* the most dots in a name (0: top-level names only) */
+  int32_t levels;   /* how many nesting depths values are copied from (see the top) */
   field *f;         /* results of the last parse */
   field *alt;       /* for names with dots: the value found by following the path */
   int32_t nf, capf;
@@ -354,6 +359,7 @@ int tide_jsonl_new(const char *const *fields, const int64_t *field_lens, int32_t
   if (nfields > 0 && (!fields || !field_lens)) return tide_fail("tide_jsonl_new: fields or field_lens is NULL");
   tide_jsonl *x = calloc(1, sizeof *x);
   if (!x) return tide_fail("tide_jsonl_new: out of memory");
+  uint32_t used = 0;  /* the depths named fields are copied from: bit d for d dots */
   if (nfields > 0) {
     x->req = calloc((size_t)nfields, sizeof *x->req);
     x->req_len = calloc((size_t)nfields, sizeof *x->req_len);
@@ -385,8 +391,11 @@ int tide_jsonl_new(const char *const *fields, const int64_t *field_lens, int32_t
                          JSONL_MAX_STEPS);
       }
       if (dots > x->depth) x->depth = dots;
+      used |= 1u << dots;
     }
   }
+  x->levels = 0;
+  for (uint32_t u = used | 1u; u; u &= u - 1) x->levels++;
   *out = x;
   return 0;
 }
@@ -567,8 +576,8 @@ int tide_jsonl_parse(tide_jsonl *x, const char *line, int64_t len) {
   x->blen = 0;
   reset_fields(x);
   if (len < 0 || (!line && len > 0)) return tide_fail("tide_jsonl_parse: bad line (NULL or negative length)");
-  /* len + 1 per depth asked for, and scratch for one key (see the top) */
-  uint64_t need = ((uint64_t)len + 1) * (uint64_t)(x->depth + 2) + 16;
+  /* len + 1 per depth copied from (see the top) */
+  uint64_t need = ((uint64_t)len + 1) * (uint64_t)x->levels + 16;
   if ((uint64_t)len > ((uint64_t)1 << 56) || need > SIZE_MAX / 2)
     return tide_fail("tide_jsonl_parse: a line of %lld bytes is too long", (long long)len);
   if (need > x->bcap) {
