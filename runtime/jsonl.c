@@ -1,7 +1,16 @@
 /* JSON Lines field extractor (tide_jsonl_*): one pass over a line holding
-   one JSON object, keeping only the requested top-level fields (or all of
-   them). Unrequested values are validated but neither unescaped nor copied,
+   one JSON object, keeping only the requested fields (or every top-level
+   one). Unrequested values are validated but neither unescaped nor copied,
    so a long "content" that is not wanted costs one scan.
+
+   A requested name with dots is a path, as datasets' flatten() names the
+   fields of a nested struct: "answers.text" is the member "text" of the
+   object "answers". A top-level key spelled "answers.text" (a dump of an
+   already flattened dataset) is taken first; otherwise the path is followed
+   through objects, each step the last member with that key (as json.c's
+   lookup); a step that is absent or not an object makes the field missing.
+   Below the top level only dot-free keys are steps. A name has at most
+   JSONL_MAX_STEPS steps.
 
    The rules, where they differ from runtime/json.c's strict parser (which
    is for config files, where strictness catches mistakes; here a dump of
@@ -27,7 +36,13 @@
    parsing: a decoded string is never longer than its literal, and each
    copied item is followed in the line by at least one byte it does not use
    (a quote, ',' or '}'), so the copies and their NULs fit in len + 1 bytes
-   and pointers into the buffer stay put during a parse. */
+   and pointers into the buffer stay put during a parse. With paths, values
+   at one nesting depth are disjoint in the line but a requested "a" holds a
+   requested "a.b", so each depth values are copied from gets its own
+   len + 1 bytes: depth 0 (top-level names, and a dotted name's top-level
+   spelling) and each name's number of dots. A key decoded as scratch at
+   depth d lies outside every value copied at depth d or deeper, and some
+   name is that deep (else the key would not be read), so it fits too. */
 #include "tide.h"
 #include "error.h"
 #include <stdio.h>
@@ -35,6 +50,7 @@
 #include <string.h>
 
 #define JSONL_MAX_DEPTH 512
+#define JSONL_MAX_STEPS 16
 
 typedef struct field {
   const char *key;
@@ -49,7 +65,10 @@ struct tide_jsonl {
   char **req;       /* their names (copies) */
   int64_t *req_len;
   int32_t *first;   /* index of the first name equal to each (names may repeat) */
+  int32_t depth;    /* the most dots in a name (0: top-level names only) */
+  int32_t levels;   /* how many nesting depths values are copied from (see the top) */
   field *f;         /* results of the last parse */
+  field *alt;       /* for names with dots: the value found by following the path */
   int32_t nf, capf;
   char *buf;        /* copies of keys and values */
   size_t bcap, blen;
@@ -289,8 +308,9 @@ static int skip_value(const scan *s, cp *pp, int depth, int32_t *kind) {
   }
 }
 
-/* Reads the value at *pp into f, copying its text into the buffer. */
-static int read_value(const scan *s, cp *pp, field *f) {
+/* Reads the value at *pp (a member of an object depth levels down, the line's
+   object being 0) into f, copying its text into the buffer. */
+static int read_value(const scan *s, cp *pp, int depth, field *f) {
   tide_jsonl *x = s->x;
   char *o = x->buf + x->blen;
   if (*pp < s->end && **pp == '"') {
@@ -303,7 +323,7 @@ static int read_value(const scan *s, cp *pp, field *f) {
     return 0;
   }
   cp a = *pp;
-  TIDE_TRY(skip_value(s, pp, 1, &f->kind));
+  TIDE_TRY(skip_value(s, pp, depth + 1, &f->kind));
   if (f->kind == TIDE_JV_NUMBER || f->kind == TIDE_JV_RAW) {
     size_t n = (size_t)(*pp - a);
     memcpy(o, a, n);
@@ -327,6 +347,7 @@ void tide_jsonl_free(tide_jsonl *x) {
   free(x->req_len);
   free(x->first);
   free(x->f);
+  free(x->alt);
   free(x->buf);
   free(x);
 }
@@ -338,13 +359,15 @@ int tide_jsonl_new(const char *const *fields, const int64_t *field_lens, int32_t
   if (nfields > 0 && (!fields || !field_lens)) return tide_fail("tide_jsonl_new: fields or field_lens is NULL");
   tide_jsonl *x = calloc(1, sizeof *x);
   if (!x) return tide_fail("tide_jsonl_new: out of memory");
+  uint32_t used = 0;  /* the depths named fields are copied from: bit d for d dots */
   if (nfields > 0) {
     x->req = calloc((size_t)nfields, sizeof *x->req);
     x->req_len = calloc((size_t)nfields, sizeof *x->req_len);
     x->first = calloc((size_t)nfields, sizeof *x->first);
     x->f = calloc((size_t)nfields, sizeof *x->f);
+    x->alt = calloc((size_t)nfields, sizeof *x->alt);
     x->capf = nfields;
-    if (!x->req || !x->req_len || !x->first || !x->f) { tide_jsonl_free(x); return tide_fail("tide_jsonl_new: out of memory"); }
+    if (!x->req || !x->req_len || !x->first || !x->f || !x->alt) { tide_jsonl_free(x); return tide_fail("tide_jsonl_new: out of memory"); }
     for (int32_t i = 0; i < nfields; i++) {
       if (!fields[i] || field_lens[i] < 0) {
         tide_jsonl_free(x);
@@ -360,8 +383,19 @@ int tide_jsonl_new(const char *const *fields, const int64_t *field_lens, int32_t
       for (int32_t j = 0; j < i; j++)
         if (x->req_len[j] == x->req_len[i] && memcmp(x->req[j], x->req[i], (size_t)x->req_len[i]) == 0) { x->first[i] = j; break; }
       x->f[i] = (field){x->req[i], x->req_len[i], TIDE_JV_MISSING, NULL, 0};
+      int32_t dots = 0;
+      for (int64_t j = 0; j < field_lens[i]; j++) dots += fields[i][j] == '.';
+      if (dots >= JSONL_MAX_STEPS) {
+        tide_jsonl_free(x);
+        return tide_fail("tide_jsonl_new: field %d has %d dots; a path has at most %d steps", (int)i, (int)dots,
+                         JSONL_MAX_STEPS);
+      }
+      if (dots > x->depth) x->depth = dots;
+      used |= 1u << dots;
     }
   }
+  x->levels = 0;
+  for (uint32_t u = used | 1u; u; u &= u - 1) x->levels++;
   *out = x;
   return 0;
 }
@@ -371,6 +405,100 @@ static int32_t match(const tide_jsonl *x, const char *k, int64_t n) {
   for (int32_t i = 0; i < x->nreq; i++)
     if (x->req_len[i] == n && (n == 0 || (x->req[i][0] == k[0] && memcmp(x->req[i], k, (size_t)n) == 0))) return i;
   return -1;
+}
+
+/* Whether name i lies under the path that is the first plen bytes of name r
+   (plen 0: the top level). */
+static inline int under(const tide_jsonl *x, int32_t i, int32_t r, int64_t plen) {
+  return x->req_len[i] >= plen && memcmp(x->req[i], x->req[r], (size_t)plen) == 0;
+}
+
+/* The step key (n bytes, no dot) at the path req[r][0..plen): *exact is the
+   first name equal to path + key (-1 if none; only below the top level, the
+   top level's exact names being match()'s), *deeper a name under path + key
+   + '.' (-1 if none), whose path-found values are forgotten: this member is
+   now the last with its key. */
+static void route(tide_jsonl *x, int32_t r, int64_t plen, const char *k, int64_t n, int32_t *exact, int32_t *deeper) {
+  *exact = *deeper = -1;
+  if (memchr(k, '.', (size_t)n)) return;
+  for (int32_t i = 0; i < x->nreq; i++) {
+    if (!under(x, i, r, plen) || x->req_len[i] < plen + n || memcmp(x->req[i] + plen, k, (size_t)n) != 0) continue;
+    if (x->req_len[i] == plen + n) {
+      if (plen > 0 && *exact < 0) *exact = i;
+    } else if (x->req[i][plen + n] == '.') {
+      if (*deeper < 0) *deeper = i;
+      x->alt[i] = (field){x->req[i], x->req_len[i], TIDE_JV_MISSING, NULL, 0};
+    }
+  }
+}
+
+static int parse_members(scan *s, cp *pp, int depth, int32_t r, int64_t plen);
+
+/* The value at *pp of a member found by route(): read into its path slot
+   (exact >= 0), followed into (deeper >= 0, when it is an object), or
+   skipped; depth as read_value's. */
+static int member_value(scan *s, cp *pp, int depth, int32_t exact, int32_t deeper, int64_t next_plen) {
+  cp a = *pp;
+  if (exact >= 0) TIDE_TRY(read_value(s, pp, depth, &s->x->alt[exact]));
+  if (deeper >= 0 && a < s->end && *a == '{') {
+    cp q = a;
+    TIDE_TRY(parse_members(s, &q, depth + 1, deeper, next_plen));
+    *pp = q;
+    return 0;
+  }
+  if (exact < 0) {
+    int32_t kind;
+    TIDE_TRY(skip_value(s, pp, depth + 1, &kind));
+  }
+  return 0;
+}
+
+/* The key at *pp, moved past: decoded into the scratch space past the
+   copies when it holds an escape (valid until the next copy). */
+static int read_key(scan *s, cp *pp, const char **k, int64_t *n) {
+  cp a = *pp;
+  int plain;
+  TIDE_TRY(skip_string(s, pp, &plain));
+  if (plain) {
+    *k = (const char *)a + 1;
+    *n = (int64_t)(*pp - a) - 2;
+    return 0;
+  }
+  char *o = s->x->buf + s->x->blen;
+  TIDE_TRY(read_string(s, &a, o, n));
+  *k = o;
+  return 0;
+}
+
+/* The members of an object depth levels down (its '{' at *pp) on the path
+   req[r][0..plen) + '.', whose named members go to the path slots; moves
+   *pp past its '}'. */
+static int parse_members(scan *s, cp *pp, int depth, int32_t r, int64_t plen) {
+  tide_jsonl *x = s->x;
+  cp p = *pp, e = s->end;
+  if (depth >= JSONL_MAX_DEPTH) return fail_col(s, p, "at most 512 levels of nesting");
+  p = skip_ws(p + 1, e);
+  if (p < e && *p == '}') { *pp = p + 1; return 0; }
+  for (;;) {
+    if (p >= e || *p != '"') return fail_col(s, p, "a string key");
+    const char *k;
+    int64_t kn;
+    TIDE_TRY(read_key(s, &p, &k, &kn));
+    int32_t exact, deeper;
+    route(x, r, plen, k, kn, &exact, &deeper);
+    p = skip_ws(p, e);
+    if (p >= e || *p != ':') return fail_col(s, p, "':' after an object key");
+    p = skip_ws(p + 1, e);
+    TIDE_TRY(member_value(s, &p, depth, exact, deeper, plen + kn + 1));
+    p = skip_ws(p, e);
+    if (p < e && *p == ',') {
+      p = skip_ws(p + 1, e);
+      if (p < e && *p == '}') return fail_col(s, p, "a string key after ',' (no trailing comma)");
+      continue;
+    }
+    if (p < e && *p == '}') { *pp = p + 1; return 0; }
+    return fail_col(s, p, "',' or '}' after an object member");
+  }
 }
 
 static int add_field(tide_jsonl *x) {
@@ -383,7 +511,7 @@ static int add_field(tide_jsonl *x) {
   return 0;
 }
 
-/* The members of the object whose '{' is at p. */
+/* The members of the line's object, whose '{' is at p. */
 static int parse_object(scan *s, cp p) {
   tide_jsonl *x = s->x;
   cp e = s->end;
@@ -392,6 +520,8 @@ static int parse_object(scan *s, cp p) {
   for (;;) {
     if (p >= e || *p != '"') return fail_col(s, p, "a string key");
     field *f = NULL;
+    int32_t deeper = -1, exact;
+    int64_t kn = 0;
     if (x->nreq == 0) {
       TIDE_TRY(add_field(x));
       f = &x->f[x->nf++];
@@ -400,26 +530,21 @@ static int parse_object(scan *s, cp p) {
       f->key = o;
       x->blen += (size_t)f->key_len + 1;
     } else {
-      cp k = p;
-      int plain;
-      TIDE_TRY(skip_string(s, &p, &plain));
-      int32_t i;
-      if (plain) {
-        i = match(x, (const char *)k + 1, (int64_t)(p - k) - 2);
-      } else {
-        /* decoded into scratch space past the copies, then forgotten */
-        int64_t kn;
-        char *o = x->buf + x->blen;
-        TIDE_TRY(read_string(s, &k, o, &kn));
-        i = match(x, o, kn);
-      }
+      const char *k;
+      TIDE_TRY(read_key(s, &p, &k, &kn));
+      int32_t i = match(x, k, kn);
       if (i >= 0) f = &x->f[i];
+      if (x->depth > 0) route(x, 0, 0, k, kn, &exact, &deeper);
     }
     p = skip_ws(p, e);
     if (p >= e || *p != ':') return fail_col(s, p, "':' after an object key");
     p = skip_ws(p + 1, e);
     if (f) {
-      TIDE_TRY(read_value(s, &p, f));
+      cp a = p;
+      TIDE_TRY(read_value(s, &p, 0, f));
+      if (deeper >= 0 && *a == '{') TIDE_TRY(parse_members(s, &a, 1, deeper, kn + 1));
+    } else if (deeper >= 0) {
+      TIDE_TRY(member_value(s, &p, 0, -1, deeper, kn + 1));
     } else {
       int32_t kind;
       TIDE_TRY(skip_value(s, &p, 1, &kind));
@@ -438,17 +563,26 @@ static int parse_object(scan *s, cp p) {
   return 0;
 }
 
-int tide_jsonl_parse(tide_jsonl *x, const char *line, int64_t len) {
-  if (!x) return tide_fail("tide_jsonl_parse: extractor is NULL");
+static void reset_fields(tide_jsonl *x) {
   x->nf = 0;
-  x->blen = 0;
   for (int32_t i = 0; i < x->nreq; i++) {
     x->f[i] = (field){x->req[i], x->req_len[i], TIDE_JV_MISSING, NULL, 0};
+    x->alt[i] = x->f[i];
   }
+}
+
+int tide_jsonl_parse(tide_jsonl *x, const char *line, int64_t len) {
+  if (!x) return tide_fail("tide_jsonl_parse: extractor is NULL");
+  x->blen = 0;
+  reset_fields(x);
   if (len < 0 || (!line && len > 0)) return tide_fail("tide_jsonl_parse: bad line (NULL or negative length)");
-  if ((uint64_t)len + 16 > x->bcap) {
+  /* len + 1 per depth copied from (see the top) */
+  uint64_t need = ((uint64_t)len + 1) * (uint64_t)x->levels + 16;
+  if ((uint64_t)len > ((uint64_t)1 << 56) || need > SIZE_MAX / 2)
+    return tide_fail("tide_jsonl_parse: a line of %lld bytes is too long", (long long)len);
+  if (need > x->bcap) {
     size_t c = x->bcap ? x->bcap : 4096;
-    while (c < (uint64_t)len + 16) c *= 2;
+    while (c < need) c *= 2;
     char *b = realloc(x->buf, c);
     if (!b) return tide_fail("tide_jsonl_parse: out of memory for a line of %lld bytes", (long long)len);
     x->buf = b;
@@ -461,11 +595,11 @@ int tide_jsonl_parse(tide_jsonl *x, const char *line, int64_t len) {
   if (p >= s.end) return 0;
   if (*p != '{') return fail_col(&s, p, "an object ('{')");
   if (parse_object(&s, p)) {
-    /* nothing half-parsed is visible after an error */
-    x->nf = 0;
-    for (int32_t i = 0; i < x->nreq; i++) x->f[i] = (field){x->req[i], x->req_len[i], TIDE_JV_MISSING, NULL, 0};
+    reset_fields(x);  /* nothing half-parsed is visible after an error */
     return -1;
   }
+  for (int32_t i = 0; i < x->nreq; i++)
+    if (x->first[i] == i && x->f[i].kind == TIDE_JV_MISSING && x->alt[i].kind != TIDE_JV_MISSING) x->f[i] = x->alt[i];
   for (int32_t i = 0; i < x->nreq; i++)
     if (x->first[i] != i) {
       field f = x->f[x->first[i]];

@@ -413,11 +413,11 @@ void tide_lines_counts(const tide_lines *r, int64_t *file_bytes, int64_t *text_b
 /* Closes the reader (NULL is fine). */
 void tide_lines_close(tide_lines *r);
 
-/* A JSON Lines field extractor: parses one JSON object per line, keeping only the named top-level fields. */
+/* A JSON Lines field extractor: parses one JSON object per line, keeping only the named fields ("a.b": member b of object a, as datasets flatten() names it; a top-level key "a.b" first). */
 typedef struct tide_jsonl tide_jsonl;
 /* Kinds of extracted values. */
 enum { TIDE_JV_MISSING = 0, TIDE_JV_STRING = 1, TIDE_JV_NUMBER = 2, TIDE_JV_TRUE = 3, TIDE_JV_FALSE = 4, TIDE_JV_NULL = 5, TIDE_JV_RAW = 6 };
-/* An extractor for the nfields named fields (lengths in field_lens), or for every field when nfields is 0. */
+/* An extractor for the nfields named fields (lengths in field_lens; at most 15 dots in a name), or for every top-level field when nfields is 0. */
 int tide_jsonl_new(const char *const *fields, const int64_t *field_lens, int32_t nfields, tide_jsonl **out);
 /* Frees an extractor (NULL is fine). */
 void tide_jsonl_free(tide_jsonl *p);

@@ -729,6 +729,66 @@ static void test_max_line(void) {
   free(z);
 }
 
+/* Dotted names follow paths through objects, as datasets' flatten() names
+   the fields of a nested struct; a top-level key of the same spelling wins. */
+static void test_jsonl_paths(void) {
+  tide_jsonl *x = extractor(5, "answers.text", "answers", "q.a.b", "answers.text", "title");
+  /* an ELI5-shaped line: the list inside the struct, and the struct itself */
+  CHECK(parse(x, "{\"title\":\"t\",\"answers\":{\"a_id\":[\"x\"],\"text\":[\"One.\", \"Two\"],\"score\":[3]}}") == 1);
+  FIELD(x, 0, "answers.text", TIDE_JV_RAW, "[\"One.\", \"Two\"]");
+  FIELD(x, 1, "answers", TIDE_JV_RAW, "{\"a_id\":[\"x\"],\"text\":[\"One.\", \"Two\"],\"score\":[3]}");
+  FIELD(x, 2, "q.a.b", TIDE_JV_MISSING, NULL);
+  FIELD(x, 3, "answers.text", TIDE_JV_RAW, "[\"One.\", \"Two\"]");
+  FIELD(x, 4, "title", TIDE_JV_STRING, "t");
+  /* three steps, escaped keys, strings decoded at depth */
+  CHECK(parse(x, "{\"q\":{\"\\u0061\":{\"b\":\"caf\\u00e9\",\"c\":1}},\"answers\":{\"text\":\"s\"}}") == 1);
+  FIELD(x, 2, "q.a.b", TIDE_JV_STRING, "caf\xc3\xa9");
+  FIELD(x, 0, "answers.text", TIDE_JV_STRING, "s");
+  /* a flattened dump's top-level key wins over the path, before or after it */
+  CHECK(parse(x, "{\"answers\":{\"text\":[\"nested\"]},\"answers.text\":[\"flat\"]}") == 1);
+  FIELD(x, 0, "answers.text", TIDE_JV_RAW, "[\"flat\"]");
+  CHECK(parse(x, "{\"answers.text\":[\"flat\"],\"answers\":{\"text\":[\"nested\"]}}") == 1);
+  FIELD(x, 0, "answers.text", TIDE_JV_RAW, "[\"flat\"]");
+  /* the last member with a key is the one followed (as json.loads keeps it) */
+  CHECK(parse(x, "{\"answers\":{\"text\":[\"first\"]},\"answers\":{\"a_id\":[]}}") == 1);
+  FIELD(x, 0, "answers.text", TIDE_JV_MISSING, NULL);
+  CHECK(parse(x, "{\"answers\":{\"text\":[\"first\"]},\"answers\":null}") == 1);
+  FIELD(x, 0, "answers.text", TIDE_JV_MISSING, NULL);
+  FIELD(x, 1, "answers", TIDE_JV_NULL, NULL);
+  CHECK(parse(x, "{\"answers\":{\"text\":1,\"text\":2}}") == 1);
+  FIELD(x, 0, "answers.text", TIDE_JV_NUMBER, "2");
+  /* through arrays and scalars: missing; dotted keys below the top level are not steps */
+  CHECK(parse(x, "{\"answers\":[{\"text\":\"in a list\"}],\"q\":{\"a.b\":1}}") == 1);
+  FIELD(x, 0, "answers.text", TIDE_JV_MISSING, NULL);
+  FIELD(x, 2, "q.a.b", TIDE_JV_MISSING, NULL);
+  /* errors inside a followed object name the column, and leave nothing */
+  CHECK(parse(x, "{\"answers\":{\"text\":[\"a\",]}}") == -1);
+  CHECK(strstr(tide_last_error(), "column 25: expected a value after ','") != NULL);
+  FIELD(x, 0, "answers.text", TIDE_JV_MISSING, NULL);
+  CHECK(parse(x, "{\"answers\":{\"text\" [1]}}") == -1);
+  CHECK(strstr(tide_last_error(), "column 20: expected ':' after an object key") != NULL);
+  CHECK(parse(x, "{\"answers\":{\"text\":\"unterminated}}") == -1);
+  CHECK(strstr(tide_last_error(), "closing '\"'") != NULL);
+  CHECK(parse(x, "{\"answers\":{\"text\":1,}}") == -1);
+  CHECK(strstr(tide_last_error(), "no trailing comma") != NULL);
+  CHECK(parse(x, "{\"answers\":{\"text\":1}") == -1);
+  /* nesting past 512 levels under a followed path is refused as anywhere */
+  {
+    static char deep[2048];
+    int n = snprintf(deep, sizeof deep, "{\"q\":{\"a\":{\"b\":");
+    for (int i = 0; i < 520; i++) deep[n++] = '[';
+    for (int i = 0; i < 520; i++) deep[n++] = ']';
+    n += snprintf(deep + n, sizeof deep - (size_t)n, "}}}");
+    CHECK(tide_jsonl_parse(x, deep, n) == -1 && strstr(tide_last_error(), "512 levels") != NULL);
+  }
+  tide_jsonl_free(x);
+  /* a name of 16 or more steps is refused when made */
+  const char *long_path = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q";
+  int64_t ll = (int64_t)strlen(long_path);
+  tide_jsonl *y = NULL;
+  CHECK(tide_jsonl_new(&long_path, &ll, 1, &y) == -1 && y == NULL && strstr(tide_last_error(), "at most 16 steps"));
+}
+
 int main(void) {
   test_max_line();
   test_plain();
@@ -737,6 +797,7 @@ int main(void) {
   test_open_errors();
   test_jsonl_values();
   test_jsonl_errors();
+  test_jsonl_paths();
   test_jsonl_against_json();
   for (int i = 0; i < npaths; i++) {
     unlink(paths[i]);

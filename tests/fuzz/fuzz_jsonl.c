@@ -22,7 +22,8 @@
 
 #define REQUIRE(cond) do { if (!(cond)) { fprintf(stderr, "fuzz_jsonl: %s:%d: %s\n", __FILE__, __LINE__, #cond); abort(); } } while (0)
 
-static const char *const wanted[] = {"content", "repo_name", "a", "", "b", "a\n", "license", "content"};
+static const char *const wanted[] = {"content", "repo_name", "a", "", "b", "a\n", "license", "content",
+                                     "b.c", "a.b", "b.c.d", "answers.text", "b.", ".b", "b.c"};
 #define NWANTED ((int32_t)(sizeof wanted / sizeof wanted[0]))
 
 /* json.c's error is one of the strict rules jsonl.c relaxes. */
@@ -80,6 +81,29 @@ static void same_value(const tide_json *d, int64_t c, int32_t kind, const char *
       tide_json_free(sub);
     }
   }
+}
+
+/* A dotted name with no top-level key of its spelling: the value at its path
+   (each step the last member with that key, through objects only) in
+   json.c's document, when json.c accepts the line. */
+static void path_value(const char *line, size_t size, int rc, const char *name, int32_t kind, const char *v, int64_t vl) {
+  tide_json *d = NULL;
+  if (rc != 1 || tide_json_parse(line, (int64_t)size, &d) != 0) {
+    tide_json_free(d);
+    return;  /* an error, or one of jsonl.c's leniencies: checked by get() */
+  }
+  int64_t node = 0;
+  const char *p = name;
+  for (;;) {
+    const char *dot = strchr(p, '.');
+    size_t n = dot ? (size_t)(dot - p) : strlen(p);
+    node = tide_json_type(d, node) == TIDE_JSON_OBJECT ? tide_json_find(d, node, p, n) : -1;
+    if (node < 0 || !dot) break;
+    p = dot + 1;
+  }
+  if (node < 0) REQUIRE(kind == TIDE_JV_MISSING && v == NULL);
+  else same_value(d, node, kind, v, vl);
+  tide_json_free(d);
 }
 
 /* The input as a file through tide_lines: the lines put back together with
@@ -167,7 +191,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       get(all, i, size, &k, &kl, &v, &vl);
       if (kl == skl && memcmp(k, sk, (size_t)kl) == 0) last = i;
     }
-    if (last < 0) {
+    if (last < 0 && strchr(wanted[j], '.')) {
+      path_value(line, size, rc, wanted[j], sk_kind, sv, svl);
+    } else if (last < 0) {
       REQUIRE(sk_kind == TIDE_JV_MISSING && sv == NULL);
     } else {
       int32_t kind = get(all, last, size, &k, &kl, &v, &vl);
@@ -218,6 +244,9 @@ static const char *const seeds[] = {
   "{\"content\":\"raw\ttab \x01 and \\ud800 lone\",\"b\":1e400}",
   "{}",
   "   ",
+  ("{\"q_id\":\"7\",\"answers\":{\"a_id\":[\"x\",\"y\"],\"text\":[\"One.\",\"Two \\u00e9\"],\"score\":[1,2]},"
+   "\"b\":{\"c\":{\"d\":true,\"e\":[{}]},\"c\":{\"d\":null}},\"a\":{\"b\":1},\"a.b\":\"literal\",\"a\":{}}"),
+  "{\"b\":{\"c\\u0041\":1,\"\\u0063\":{\"d\":\"esc\"},\"\":2},\"\":{\"b\":3}}",
 };
 
 #include "fuzz_driver.h"
@@ -317,6 +346,14 @@ int main(int argc, char **argv) {
     memset(data + 5 + depth, ']', (size_t)depth);
     data[5 + 2 * depth] = '}';
     LLVMFuzzerTestOneInput(data, 6 + 2 * (size_t)depth);
+  }
+  /* nesting at and past the limit under a followed path */
+  for (int depth = 509; depth <= 513; depth++) {
+    memcpy(data, "{\"b\":{\"c\":", 11);
+    memset(data + 11, '[', (size_t)depth);
+    memset(data + 11 + depth, ']', (size_t)depth);
+    memcpy(data + 11 + 2 * depth, "}}", 2);
+    LLVMFuzzerTestOneInput(data, 13 + 2 * (size_t)depth);
   }
   printf("%ld mutated lines ran without a crash (%ld objects, %ld blank, %ld errors; %ld gzip files)\n", runs, ok, blanks,
          runs - ok - blanks, gz);

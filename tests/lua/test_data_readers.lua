@@ -121,6 +121,35 @@ T.test('jsonl: a corrupt or truncated gzip ends with an error after the whole re
   T.eq(data.jsonl(two, { progress = false }):count(), 40000)
 end)
 
+T.test('jsonl: dotted fields follow nested objects, as datasets flatten() names them', function()
+  local p = tmp('eli5.jsonl')
+  write(p, table.concat({
+    '{"q_id": "a1", "title": "Why?", "answers": {"a_id": ["x", "y"], "text": ["One.", "Two \\u00e9"], "score": [3, 1]}}',
+    '{"q_id": "a2", "answers": {"a_id": [], "text": []}}',
+    '{"q_id": "a3", "answers.text": ["flattened dump"], "answers.a_id": ["z"]}',
+    '{"q_id": "a4", "answers": {"a_id": ["w"]}}',
+    '{"q_id": "a5", "answers": [{"text": "a list is not a struct"}]}',
+    '{"q_id": "a6", "answers": {"text": ["bad",]}}',
+  }, '\n'))
+  local ds = data.jsonl(p, { fields = { 'answers.text', 'q_id' }, progress = false })
+  local recs
+  local warn = stderr_of(function() recs = ds:collect() end)
+  T.eq(#recs, 3)
+  T.same(recs[1]['answers.text'], { 'One.', 'Two \u{e9}' })
+  T.eq(recs[1].q_id, 'a1')
+  T.eq(#recs[2]['answers.text'], 0)
+  T.same(recs[3]['answers.text'], { 'flattened dump' })
+  T.eq(ds.missing, 2)
+  T.eq(ds.malformed, 1)
+  T.truthy(warn:find('first: line 4 has no field "answers.text"', 1, true), warn)
+  T.truthy(warn:find("first: line 6: column 43: expected a value after ','", 1, true), warn)
+  -- the guide's preprocessing: the list joined with spaces
+  T.eq(table.concat(recs[1]['answers.text'], ' '), 'One. Two \u{e9}')
+  T.raises(function() data.jsonl(p, { fields = { 'answers.text' }, strict = true }):count() end,
+           'eli5.jsonl:4: no field "answers.text"')
+  T.raises(function() data.jsonl(p, { fields = { ('a.'):rep(16) .. 'b' } }):count() end, 'at most 16 steps')
+end)
+
 T.test('jsonl and text: missing paths and empty globs are clear errors', function()
   T.raises(function() data.jsonl('no/such/file.jsonl') end, 'no such file or directory: no/such/file.jsonl')
   T.raises(function() data.jsonl('tests/data/corpus/*.parquet') end, 'no file matches')

@@ -1,6 +1,8 @@
 -- tide.data: the streaming data pipeline. Readers (jsonl, text, parquet) and
 -- combinators give streams (tide/data/stream.lua); tokenize and pack turn
--- them into sequences (tide/data/pack.lua); write_shards stores those as
+-- them into sequences (tide/data/pack.lua), group_texts into the causal-LM
+-- guide's blocks (tide/data/group.lua); split_sentences cuts long texts at
+-- sentence ends (tide/data/sentences.lua); write_shards stores those as
 -- llm.c token shards and shards() reads them back in batches
 -- (tide/data/shards.lua); tide.data.filters holds the seeds' cleaning
 -- filters (tide/data/filters.lua).
@@ -8,6 +10,8 @@ local stream = require 'tide.data.stream'
 local readers = require 'tide.data.readers'
 local json = require 'tide.json'
 require 'tide.data.pack'  -- adds :tokenize and :pack to streams
+require 'tide.data.group'  -- adds :group_texts
+local sentences = require 'tide.data.sentences'  -- adds :split_sentences
 
 local M = {}
 M.from = stream.from
@@ -15,6 +19,7 @@ M.is_stream = stream.is_stream
 M.jsonl = readers.jsonl
 M.text = readers.text
 M.parquet = require('tide.data.parquet').parquet
+M.split_sentences = sentences.split_sentences
 
 -- Loaded on first use: most programs need only some of these.
 local lazy = {

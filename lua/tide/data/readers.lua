@@ -71,8 +71,12 @@ end
 -- tide.data.jsonl(paths_or_glob, opts): a stream of records, one per JSON
 -- Lines line, from .jsonl/.json files and their .gz forms (a directory: all
 -- such files in it, recursively, sorted). opts:
---   fields    array of the top-level fields to keep (default: all); a record
---             missing one is skipped and counted
+--   fields    array of the fields to keep (default: every top-level one); a
+--             record missing one is skipped and counted. A dotted name is a
+--             path, as datasets' flatten() names nested fields: 'answers.text'
+--             is member text of the object answers (rec['answers.text'], a
+--             Lua list when the JSON holds a list); a top-level key spelled
+--             'answers.text' is taken first (runtime/jsonl.c has the rules)
 --   strict    a malformed line or missing field is an error instead of a
 --             skip (default false)
 --   progress  false: no progress lines (default: one every 5 s on long reads)

@@ -151,6 +151,35 @@ function Stream:map(fn, name)
   end, 'map ' .. (name or '?'), self)
 end
 
+-- Replaces each record by the records of the list fn(rec) returns, in
+-- order (datasets' batched map that returns more rows than it was given,
+-- or pandas' explode); nil or an empty list drops the record.
+function Stream:flat_map(fn, name)
+  check_fn(fn, 'flat_map')
+  return new(function()
+    local nx, cl = self:iter()
+    local list, n, pos = nil, 0, 1
+    return function()
+      while true do
+        if pos <= n then
+          local v = list[pos]
+          list[pos] = nil
+          pos = pos + 1
+          if v ~= nil then return v end
+        else
+          local rec = nx()
+          if rec == nil then return nil end
+          list, pos = fn(rec), 1
+          if list ~= nil and type(list) ~= 'table' then
+            error(('flat_map %s: fn must return a list or nil, got a %s'):format(name or '?', type(list)), 0)
+          end
+          n = list and #list or 0
+        end
+      end
+    end, cl
+  end, 'flat_map ' .. (name or '?'), self)
+end
+
 local function count_arg(n, what, min)
   if type(n) ~= 'number' or n % 1 ~= 0 or n < min then
     error(('%s: expected an integer >= %d, got %s'):format(what, min, tostring(n)), 3)
