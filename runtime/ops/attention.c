@@ -21,7 +21,8 @@
    kernels (to compare), `flash` takes flash attention for f32, bf16 and f16
    inputs (rounded to bf16 for the products) and fails with a clear error
    where it cannot (f64, a head size it lacks); `auto` or unset is the rule
-   above. A backend without flash kernels (the CPU) ignores it. */
+   above; any other value fails. A backend without flash kernels (the CPU)
+   takes its one kernel for plain and flash alike. */
 #include "dispatch.h"
 #include "nn_attention.h"
 #include <limits.h>
