@@ -39,6 +39,20 @@ struct tide_attention_kernels {
                             const uint8_t *key_mask, int64_t B, int64_t H, int64_t T, int64_t S, int64_t D,
                             int causal, int64_t q_offset, double scale, const tide_attn_strides *st,
                             int32_t dtype);
+  /* Flash attention on tensor cores (the CUDA backend has it; NULL where a
+     backend has none): the same results as the two entries above with q, k,
+     v (and in the backward dout, P and dS) rounded to bf16 for the products,
+     f32 accumulation and softmax. dtype is that of q, k, v, out, dout and the
+     gradients: TIDE_F32 or TIDE_BF16; lse and rowdot are f32 whatever it is.
+     D must be a multiple of 16 from 16 to 128 (else the call fails and the
+     op layer takes the entries above). */
+  int (*flash_forward)(void *out, void *lse, const void *q, const void *k, const void *v, const uint8_t *key_mask,
+                       int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, int causal, int64_t q_offset, double scale,
+                       const tide_attn_strides *st, int32_t dtype);
+  int (*flash_backward)(void *dq, void *dk, void *dv, void *rowdot, const void *dout, const void *q, const void *k,
+                        const void *v, const void *out, const void *lse, const uint8_t *key_mask, int64_t B, int64_t H,
+                        int64_t T, int64_t S, int64_t D, int causal, int64_t q_offset, double scale,
+                        const tide_attn_strides *st, int32_t dtype);
 };
 
 /* The CPU backend's attention kernels (kernels/cpu/nn_attention.c). */

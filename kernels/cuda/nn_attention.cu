@@ -1,5 +1,7 @@
 // The attention family on CUDA (kernels/nn_attention.h): fused scaled
-// dot-product attention, forward and backward, in plain (not flash) form.
+// dot-product attention, forward and backward, in plain (not flash) form:
+// f32 and f64, any head size. The flash kernels (bf16 tensor cores) are in
+// nn_attention_flash.cu; the op layer chooses (runtime/ops/attention.c).
 //
 // One warp per row. The forward gives a warp one query row: its lanes take
 // the keys 32 at a time (lane j scores key j0 + j against the query held in
@@ -313,4 +315,14 @@ static int attention_backward(void *dq, void *dk, void *dv, void *rowdot, const 
   return dtype == TIDE_F64 ? launch_backward<double>(a) : launch_backward<float>(a);
 }
 
-extern "C" const struct tide_attention_kernels tide_cuda_attention = {attention_forward, attention_backward};
+// Flash attention on tensor cores: nn_attention_flash.cu.
+int tide_cuda_flash_forward(void *out, void *lse, const void *q, const void *k, const void *v, const uint8_t *key_mask,
+                            int64_t B, int64_t H, int64_t T, int64_t S, int64_t D, int causal, int64_t q_offset,
+                            double scale, const tide_attn_strides *st, int32_t dtype);
+int tide_cuda_flash_backward(void *dq, void *dk, void *dv, void *rowdot, const void *dout, const void *q, const void *k,
+                             const void *v, const void *out, const void *lse, const uint8_t *key_mask, int64_t B,
+                             int64_t H, int64_t T, int64_t S, int64_t D, int causal, int64_t q_offset, double scale,
+                             const tide_attn_strides *st, int32_t dtype);
+
+extern "C" const struct tide_attention_kernels tide_cuda_attention = {attention_forward, attention_backward,
+                                                                      tide_cuda_flash_forward, tide_cuda_flash_backward};

@@ -8,10 +8,25 @@
    place when their last dimension is contiguous (the transposed split of
    GPT-2's c_attn output is); other layouts are copied first. f32 and f64
    compute natively (lse in the same type), bf16/f16 through f32 copies of
-   the inputs and f32 twins of the results (lse f32). */
+   the inputs and f32 twins of the results (lse f32).
+
+   Flash attention. Where the backend has flash kernels (CUDA: bf16 tensor
+   cores, f32 accumulation) they run instead for bf16 inputs with a head
+   size D that is a multiple of 16 from 16 to 128; bf16 operands are then
+   read and written as bf16, with no f32 copies (lse stays f32). f32 and
+   f16 inputs keep the plain kernels, whose products are as precise as their
+   type (as PyTorch, whose flash kernel takes only half types), and so do
+   other head sizes and f64. The environment variable TIDE_ATTENTION, read
+   at each call, overrides the choice: `plain` always takes the plain
+   kernels (to compare), `flash` takes flash attention for f32, bf16 and f16
+   inputs (rounded to bf16 for the products) and fails with a clear error
+   where it cannot (f64, a head size it lacks); `auto` or unset is the rule
+   above; any other value fails. A backend without flash kernels (the CPU)
+   takes its one kernel for plain and flash alike. */
 #include "dispatch.h"
 #include "nn_attention.h"
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -75,6 +90,37 @@ static int check_mask_args(const char *op, int32_t causal, int64_t q_offset, con
     return tide_fail("%s: q_offset = %lld with T = %lld queries needs q_offset + T <= S = %lld keys (the queries are "
                      "positions q_offset .. q_offset + T - 1 of the keys)",
                      op, (long long)q_offset, (long long)c->T, (long long)c->S);
+  return 0;
+}
+
+/* kernel choice ---------------------------------------------------------------- */
+
+/* Whether this call takes the backend's flash kernels (*flash = 1) or the
+   plain ones, by the rule and TIDE_ATTENTION at the top of this file. */
+static int choose_flash(const tide_backend *be, const char *op, int32_t dt, int64_t D, int *flash) {
+  *flash = 0;
+  const char *mode = getenv("TIDE_ATTENTION");
+  int forced = 0;
+  if (mode && *mode && strcmp(mode, "auto") != 0) {
+    if (strcmp(mode, "plain") == 0) return 0;
+    if (strcmp(mode, "flash") != 0)
+      return tide_fail("%s: TIDE_ATTENTION must be auto, plain or flash, got '%s'", op, mode);
+    forced = 1;
+  }
+  if (!be->attention->flash_forward || !be->attention->flash_backward) return 0;
+  int fits_d = D >= 16 && D <= 128 && D % 16 == 0;
+  if (forced) {
+    if (dt != TIDE_F32 && dt != TIDE_BF16 && dt != TIDE_F16)
+      return tide_fail("%s: TIDE_ATTENTION=flash: flash attention takes f32, bf16 or f16 inputs, got %s", op,
+                       tide_dtype_name(dt));
+    if (!fits_d)
+      return tide_fail("%s: TIDE_ATTENTION=flash: flash attention needs a head size D that is a multiple of 16 from "
+                       "16 to 128, got D = %lld (unset TIDE_ATTENTION to take the plain kernel)",
+                       op, (long long)D);
+    *flash = 1;
+    return 0;
+  }
+  *flash = dt == TIDE_BF16 && fits_d;
   return 0;
 }
 
@@ -185,6 +231,11 @@ int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor
   TIDE_TRY(check_qkv(q, k, v, op, &c));
   TIDE_TRY(check_mask_args(op, causal, q_offset, &c));
   int32_t dt = q->dtype, ct = compute_type(dt);
+  int flash;
+  TIDE_TRY(choose_flash(be, op, dt, c.D, &flash));
+  /* flash reads bf16 as it is, other types as f32; its lse is f32 */
+  int32_t lt = ct;
+  if (flash) ct = dt == TIDE_BF16 ? TIDE_BF16 : TIDE_F32, lt = TIDE_F32;
 
   const uint8_t *km;
   tide_attn_strides st;
@@ -196,10 +247,10 @@ int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor
   TIDE_TRY(read_mask(key_mask, op, &c, &km, &hm));
   int64_t lshape[3] = {c.B, c.H, c.T};
   if (new_out(&so, dev, dt, ct, c.B, c.H, c.T, c.D, st.out)) goto done;
-  if (!(l = tide_new_on(dev, ct, 3, lshape))) goto done;
+  if (!(l = tide_new_on(dev, lt, 3, lshape))) goto done;
   if (read_opnd(q, ct, &pq, st.q, &hq) || read_opnd(k, ct, &pk, st.k, &hk) || read_opnd(v, ct, &pv, st.v, &hv)) goto done;
-  rc = be->attention->attention_forward(so.work->data, l->data, pq, pk, pv, km, c.B, c.H, c.T, c.S, c.D, causal, q_offset,
-                                        scale, &st, ct);
+  rc = (flash ? be->attention->flash_forward : be->attention->attention_forward)(
+      so.work->data, l->data, pq, pk, pv, km, c.B, c.H, c.T, c.S, c.D, causal, q_offset, scale, &st, ct);
   if (!rc) rc = finish_out(&so);
 done:
   tide_tensor_release(hm);
@@ -250,6 +301,10 @@ int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const
   if (!tide_is_float(lse->dtype))
     return tide_fail("%s: lse must be a floating-point tensor, got %s", op, tide_dtype_name(lse->dtype));
   int32_t dt = q->dtype, ct = compute_type(dt);
+  int flash;
+  TIDE_TRY(choose_flash(be, op, dt, c.D, &flash));
+  int32_t lt = ct;
+  if (flash) ct = dt == TIDE_BF16 ? TIDE_BF16 : TIDE_F32, lt = TIDE_F32;
 
   const uint8_t *km;
   tide_attn_strides st;
@@ -266,10 +321,11 @@ int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const
   if (read_opnd(q, ct, &pq, st.q, &hq) || read_opnd(k, ct, &pk, st.k, &hk) || read_opnd(v, ct, &pv, st.v, &hv) ||
       read_opnd(out, ct, &po, st.out, &ho) || read_opnd(dout, ct, &pd, st.dout, &hd))
     goto done;
-  if (!(hl = tide_contiguous_as(lse, ct))) goto done;
-  if (!(rd = tide_new_on(dev, ct, 3, lshape))) goto done;
-  rc = be->attention->attention_backward(sq.work->data, sk.work->data, sv.work->data, rd->data, pd, pq, pk, pv, po,
-                                         hl->data, km, c.B, c.H, c.T, c.S, c.D, causal, q_offset, scale, &st, ct);
+  if (!(hl = tide_contiguous_as(lse, lt))) goto done;
+  if (!(rd = tide_new_on(dev, lt, 3, lshape))) goto done;
+  rc = (flash ? be->attention->flash_backward : be->attention->attention_backward)(
+      sq.work->data, sk.work->data, sv.work->data, rd->data, pd, pq, pk, pv, po, hl->data, km, c.B, c.H, c.T, c.S, c.D,
+      causal, q_offset, scale, &st, ct);
   if (!rc) rc = finish_out(&sq);
   if (!rc) rc = finish_out(&sk);
   if (!rc) rc = finish_out(&sv);

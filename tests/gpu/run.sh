@@ -8,7 +8,9 @@
 # 3. op parity, gradcheck and 20 GPT-2 training steps through Lua on cuda:0
 #    against the CPU (tests/lua/cuda, the files tide-cudaemu runs in CI);
 # 4. compute-sanitizer memcheck and racecheck over the kernel tests;
-# 5. the caching allocator under a fragmenting workload.
+# 5. the caching allocator under a fragmenting workload;
+# 6. flash attention against the plain kernels at GPT-2 sizes (T to 1024,
+#    B*H 12 and 48, D 64, bf16), with both kernels' times (printed).
 # Prints one line per step and a summary; exits 1 if a step failed. Without a
 # GPU it prints `skipped: no GPU` and why, and exits 0.
 #
@@ -62,6 +64,8 @@ else
   log "skip  memcheck/racecheck: compute-sanitizer not found (CUDA toolkit bin/, or tests/gpu/fetch-sanitizer.sh where PyPI is reachable)"
 fi
 step allocator build-gpu/tide tests/gpu/alloc_fragment.lua
+step attention_flash build-gpu/tide tests/gpu/attention_flash.lua
+cat "$out/attention_flash.log"
 
 if [ ${#failed[@]} -eq 0 ]; then echo "summary: all GPU checks passed"; exit 0; fi
 echo "summary: failed: ${failed[*]}"; exit 1

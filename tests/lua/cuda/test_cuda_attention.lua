@@ -5,9 +5,13 @@
 -- views of one fused c_attn tensor; lse and the backward through the op
 -- layer (tide_attention, tide_attention_backward); the query offset of
 -- decoding over a KV cache (bottom-right causal mask), with k and v read as
--- the filled prefix of a preallocated [B, H, T_max, D] cache.
+-- the filled prefix of a preallocated [B, H, T_max, D] cache. These are the
+-- plain kernels (TIDE_ATTENTION=plain: bf16 would take flash attention,
+-- tested in test_cuda_attention_flash.lua).
 local T = require 'tide.testing'
 local ffi = require 'ffi'
+pcall(ffi.cdef, 'int setenv(const char *name, const char *value, int overwrite);')
+ffi.C.setenv('TIDE_ATTENTION', 'plain', 1)
 local C = require 'tide.C'
 local core = require 'tide.tensor'
 local F = tide.F
