@@ -2,16 +2,17 @@
    limits, several at once: the process side of recipes/humaneval.lua.
 
    Each job is a process tree of its own:
-     tide --fork--> keeper (its own process group; when the kernel allows, in
-                    new user, network and pid namespaces)
-                    --fork--> the command (pid 1 of the new pid namespace),
-                              rlimits set, cwd its own temporary directory,
-                              a clean environment, stdin /dev/null
-   The keeper waits for the command and exits with its status, so tide only
-   ever reaps the keeper. Ending the job (its wall-clock deadline passed, or
-   the command exited) kills the whole process group; inside a pid namespace
-   the kernel also kills every process left in it when the command (its
-   init) dies, even those that left the process group. Without namespaces
+     tide --fork--> keeper (its own process group; when the kernel allows, it
+                    enters new user, network and pid namespaces)
+                    --fork--> waiter (pid 1 of the new pid namespace)
+                              --fork--> the command: rlimits set, cwd its own
+                                        temporary directory, a clean
+                                        environment, stdin /dev/null
+   The waiter and the keeper pass the command's status up, so tide only ever
+   reaps the keeper. Ending the job (its wall-clock deadline passed, or the
+   command exited) kills the whole process group; inside a pid namespace the
+   kernel also kills every process left in it when the waiter (its init)
+   exits, even those that left the process group. Without namespaces
    (the kernel refused unshare) the group kill is what remains, which a
    candidate calling setsid() escapes: tide_sandbox_isolation_note says so.
 
@@ -350,6 +351,19 @@ int tide_sandbox_start(tide_sandbox *s, const char *const *argv, int32_t argc, c
     if (e) { report(info, is_root() && e == EPERM ? STAGE_SETUID : STAGE_UNSHARE, e); _exit(127); }
     prctl(PR_SET_PDEATHSIG, SIGKILL);  /* after the uid change, which clears it */
     if (getppid() == 1) _exit(127);
+    /* the waiter: pid 1 of the new pid namespace, so that the command is
+       not (an init ignores the signals it sends itself: abort() would end
+       in SIGSEGV); when it exits the kernel kills what is left in there */
+    pid_t w = fork();
+    if (w < 0) { report(info, STAGE_FORK, errno); _exit(127); }
+    if (w > 0) {
+      close(p_out[1]); close(p_err[1]);
+      int wst = 0;
+      while (waitpid(w, &wst, 0) < 0) {
+        if (errno != EINTR) _exit(127);
+      }
+      _exit(WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst));
+    }
     pid_t c = fork();
     if (c < 0) { report(info, STAGE_FORK, errno); _exit(127); }
     if (c == 0) {
@@ -365,6 +379,9 @@ int tide_sandbox_start(tide_sandbox *s, const char *const *argv, int32_t argc, c
         report(info, STAGE_IO, errno); _exit(127);
       }
       if (chdir(j->dir) != 0) { report(info, STAGE_CHDIR, errno); _exit(127); }
+      /* below tide's priority: a candidate spinning in many processes must
+         not starve the harness that enforces its deadline */
+      setpriority(PRIO_PROCESS, 0, 10);
       set_limit(RLIMIT_CPU, s->lim.cpu_s);
       set_limit(RLIMIT_AS, s->lim.memory_bytes);
       set_limit(RLIMIT_FSIZE, s->lim.file_bytes);
