@@ -338,7 +338,7 @@ int tide_sandbox_start(tide_sandbox *s, const char *const *argv, int32_t argc, c
   int p_out[2] = { -1, -1 }, p_err[2] = { -1, -1 }, p_info[2] = { -1, -1 };
   if (!fail && (pipe2(p_out, O_CLOEXEC) || pipe2(p_err, O_CLOEXEC) || pipe2(p_info, O_CLOEXEC)))
     fail = tide_fail("sandbox_start: pipe: %s", strerror(errno));
-  pid_t pid = -1;
+  pid_t pid = -1, parent = getpid();
   if (!fail) {
     pid = fork();
     if (pid < 0) fail = tide_fail("sandbox_start: fork: %s", strerror(errno));
@@ -350,7 +350,7 @@ int tide_sandbox_start(tide_sandbox *s, const char *const *argv, int32_t argc, c
     int e = drop_and_unshare(uid, s->isolated);
     if (e) { report(info, is_root() && e == EPERM ? STAGE_SETUID : STAGE_UNSHARE, e); _exit(127); }
     prctl(PR_SET_PDEATHSIG, SIGKILL);  /* after the uid change, which clears it */
-    if (getppid() == 1) _exit(127);
+    if (getppid() != parent) _exit(127);  /* tide died before the prctl */
     /* the waiter: pid 1 of the new pid namespace, so that the command is
        not (an init ignores the signals it sends itself: abort() would end
        in SIGSEGV); when it exits the kernel kills what is left in there */
