@@ -381,7 +381,7 @@ int tide_sandbox_start(tide_sandbox *s, const char *const *argv, int32_t argc, c
       if (chdir(j->dir) != 0) { report(info, STAGE_CHDIR, errno); _exit(127); }
       /* below tide's priority: a candidate spinning in many processes must
          not starve the harness that enforces its deadline */
-      setpriority(PRIO_PROCESS, 0, 10);
+      setpriority(PRIO_PROCESS, 0, 5);
       set_limit(RLIMIT_CPU, s->lim.cpu_s);
       set_limit(RLIMIT_AS, s->lim.memory_bytes);
       set_limit(RLIMIT_FSIZE, s->lim.file_bytes);
