@@ -555,3 +555,48 @@ int tide_cuda_blas_version(void);
 /* on = 1 lets f32 matmuls on CUDA use TF32 tensor cores (inputs rounded to 10
    mantissa bits); off by default. Returns the previous setting (0 without CUDA). */
 int32_t tide_cuda_set_allow_tf32(int32_t on);
+
+/* the process: sandboxed commands (runtime/sandbox.c) ---------------------------------- */
+
+/* Limits for every job of a sandbox; 0 means none for the integer ones. */
+typedef struct tide_sandbox_limits {
+  double timeout_s;       /* wall clock from the start; then the job's process group is killed (required, > 0) */
+  int64_t cpu_s;          /* RLIMIT_CPU of the command */
+  int64_t memory_bytes;   /* RLIMIT_AS of the command */
+  int64_t max_procs;      /* processes the command may add (RLIMIT_NPROC; as root each job runs under a uid of its own) */
+  int64_t file_bytes;     /* RLIMIT_FSIZE: the largest file it may write */
+  int64_t tail_bytes;     /* the last bytes of stdout and of stderr kept per job (0: 4096) */
+  int32_t isolate;        /* 1: new user, network and pid namespaces when the kernel allows (tide_sandbox_isolation) */
+} tide_sandbox_limits;
+/* What became of a job (tide_sandbox_result). */
+typedef struct tide_sandbox_outcome {
+  int32_t state;          /* 1 running, 2 finished */
+  int32_t exit_code;      /* the command's exit status, -1 when it was killed or never ran */
+  int32_t signal;         /* the signal that ended it (SIGKILL after a timeout, SIGXCPU past cpu_s...), 0 if none */
+  int32_t timed_out;      /* 1 when the wall-clock timeout ended it */
+  int32_t start_error;    /* errno when the command never ran (not found, unshare refused...), 0 if it ran */
+  int32_t start_stage;    /* where it failed: 1 setuid, 2 unshare, 3 fork, 4 limits, 5 chdir, 6 stdio, 7 exec */
+  double wall_s;          /* seconds from start to its end (or to now) */
+  int64_t stdout_bytes, stderr_bytes;  /* bytes written in all (only the tails are kept) */
+} tide_sandbox_outcome;
+typedef struct tide_sandbox tide_sandbox;
+/* A sandbox running jobs under limits; with limits->isolate it probes once whether the kernel allows the namespaces. */
+int tide_sandbox_new(const tide_sandbox_limits *limits, tide_sandbox **out);
+/* Kills every job still running, removes their folders and frees s (NULL is fine). */
+void tide_sandbox_free(tide_sandbox *s);
+/* 1 when jobs run in new user, network and pid namespaces (no network), 0 when not (asked for or refused). */
+int32_t tide_sandbox_isolation(const tide_sandbox *s);
+/* A sentence on the isolation in use, and why there is none when the kernel refused it. */
+const char *tide_sandbox_isolation_note(const tide_sandbox *s);
+/* Starts argv[0..argc) (argv[0] found on PATH unless it holds a '/') in a new temporary folder, which holds file_name with file_data when file_name is not NULL; cwd, HOME and TMPDIR are that folder, stdin /dev/null, the environment otherwise only PATH and LANG. *job gets the job's id. Returns at once. */
+int tide_sandbox_start(tide_sandbox *s, const char *const *argv, int32_t argc, const char *file_name, const char *file_data, int64_t file_len, int32_t *job);
+/* Waits up to max_wait_s seconds for a job to finish (reading the jobs' output and killing those past their timeout meanwhile): *job is a finished job's id, each reported once, or -1 when none finished in that time or none is running. */
+int tide_sandbox_wait(tide_sandbox *s, double max_wait_s, int32_t *job);
+/* Jobs still running. */
+int32_t tide_sandbox_running(const tide_sandbox *s);
+/* A job's state, status and byte counts. */
+int tide_sandbox_result(const tide_sandbox *s, int32_t job, tide_sandbox_outcome *out);
+/* The kept tail of a job's stdout (stream 1) or stderr (2) and its length, valid until the job is released; NULL on error. */
+const char *tide_sandbox_output(const tide_sandbox *s, int32_t job, int32_t stream, int64_t *len);
+/* Frees a job's slot (killing it first if it still runs); its id may then be reused. */
+int tide_sandbox_release(tide_sandbox *s, int32_t job);
