@@ -100,8 +100,8 @@ function M.init(opts)
   if backend == 'mpi' and env.launcher == 'torchrun' then
     -- MPI cannot join processes it did not start: each would be a world of one
     error(('tide.dist.init: %d processes were started with torchrun\'s environment (RANK, WORLD_SIZE) but not by ' ..
-           'an MPI launcher, which the MPI backend needs: start them with `tide launch -n %d`, mpirun or srun ' ..
-           '--mpi=pmix'):format(env.world_size, env.world_size), 2)
+           'an MPI launcher, which the MPI backend needs: start them with mpirun (`tide launch -n %d` does when ' ..
+           'mpirun is installed), or srun --mpi=pmix'):format(env.world_size, env.world_size), 2)
   end
   local r, n = ffi.new('int32_t[1]'), ffi.new('int32_t[1]')
   if C.tide_dist_init(backend, timeout, check and 1 or 0, r, n) ~= 0 then errors.raise(2) end
