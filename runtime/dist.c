@@ -50,7 +50,8 @@ static struct {
   int busy;                     /* 1 while a collective is inside the backend */
   int64_t busy_seq;
   struct timespec busy_since;
-  char busy_what[160];
+  char busy_what[320];
+  char call[320];               /* the running collective, described for messages */
 } st = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
 
@@ -150,7 +151,7 @@ static void watch_begin(const char *what) {
   st.busy = 1;
   st.busy_seq = st.seq;
   clock_gettime(CLOCK_MONOTONIC, &st.busy_since);
-  snprintf(st.busy_what, sizeof st.busy_what, "%s (collective call #%lld)", what, (long long)st.seq);
+  snprintf(st.busy_what, sizeof st.busy_what, "%s", what);
   pthread_cond_signal(&st.wake);
   pthread_mutex_unlock(&st.lock);
 }
@@ -275,7 +276,7 @@ static int check_op(int32_t op, int32_t dtype, const char *what) {
 static void describe(const int64_t *h, char *buf, size_t cap) {
   int kind = h[1] >= 1 && h[1] <= KIND_ALL_TO_ALL ? (int)h[1] : 0;
   if (kind == KIND_BARRIER || kind == KIND_ALL_TO_ALL || kind == 0) {
-    snprintf(buf, cap, "%s (call #%lld)", kind_names[kind], (long long)h[0]);
+    snprintf(buf, cap, "%s (call #%lld)", kind_names[kind], (long long)h[0] + 1);
     return;
   }
   char shape[200];
@@ -287,20 +288,22 @@ static void describe(const int64_t *h, char *buf, size_t cap) {
   if (kind == KIND_ALL_REDUCE || kind == KIND_REDUCE_SCATTER) snprintf(extra, sizeof extra, "(%s)", op_name((int32_t)h[2]));
   else if (kind == KIND_BROADCAST) snprintf(extra, sizeof extra, "(src=%lld)", (long long)h[4]);
   snprintf(buf, cap, "%s%s of %s %s (call #%lld)", kind_names[kind], extra, tide_dtype_name((int32_t)h[3]), shape,
-           (long long)h[0]);
+           (long long)h[0] + 1);
 }
 
 /* All ranks' headers for this call compared with ours: an error on every rank when one differs. */
 static int agree(int kind, int32_t op, const tide_tensor *t, int32_t root) {
   int64_t seq = st.seq++;
-  if (!st.be || !st.check) return 0;
   int64_t h[HEADER_LEN] = { seq, kind, op, t ? t->dtype : -1, root, t ? t->ndim : 0, t ? t->numel : 0 };
   if (t) memcpy(h + 7, t->shape, sizeof(int64_t) * (size_t)t->ndim);
   if (kind == KIND_ALL_TO_ALL || kind == KIND_BARRIER) h[2] = h[3] = h[4] = h[5] = h[6] = -1;
+  if (!st.be) return 0;
+  describe(h, st.call, sizeof st.call);
+  if (!st.check) return 0;
   int64_t *all = malloc(sizeof h * (size_t)st.world);
   if (!all) return tide_fail("tide.dist.%s: out of memory for %d ranks' headers", kind_names[kind], (int)st.world);
   char err[512] = "";
-  watch_begin(kind_names[kind]);
+  watch_begin(st.call);
   int rc = st.be->all_gather(h, all, (int64_t)sizeof h, err, sizeof err);
   watch_end();
   if (rc != 0) {
@@ -370,9 +373,8 @@ int tide_dist_all_reduce(tide_tensor *t, int32_t op) {
   if (!st.be) return 0;  /* a world of one: the sum, max, min and average of one value are itself */
   tide_tensor *w = host_as(t, wire_dtype(t->dtype, 1));
   if (!w) return -1;
-  char err[512] = "", what[64];
-  snprintf(what, sizeof what, "all_reduce(%s)", op_name(op));
-  watch_begin(what);
+  char err[512] = "";
+  watch_begin(st.call);
   int rc = st.be->all_reduce(w->data, w->numel, w->dtype, op == TIDE_MEAN ? TIDE_SUM : op, err, sizeof err);
   watch_end();
   if (rc != 0) rc = backend_error("all_reduce", err);
@@ -393,7 +395,7 @@ int tide_dist_broadcast(tide_tensor *t, int32_t src) {
   tide_tensor *w = host_as(t, t->dtype);
   if (!w) return -1;
   char err[512] = "";
-  watch_begin("broadcast");
+  watch_begin(st.call);
   int rc = st.be->broadcast(w->data, w->numel * tide_dtype_size(w->dtype), src, err, sizeof err);
   watch_end();
   if (rc != 0) rc = backend_error("broadcast", err);
@@ -450,7 +452,7 @@ int tide_dist_all_gather(tide_tensor *out, const tide_tensor *t) {
   int rc = -1;
   char err[512] = "";
   if (o) {
-    watch_begin("all_gather");
+    watch_begin(st.call);
     rc = st.be->all_gather(w->data, o->data, w->numel * tide_dtype_size(w->dtype), err, sizeof err);
     watch_end();
     if (rc != 0) rc = backend_error("all_gather", err);
@@ -474,10 +476,9 @@ int tide_dist_reduce_scatter(tide_tensor *out, const tide_tensor *t, int32_t op)
   if (!w) return -1;
   tide_tensor *o = host_out(out, wire);
   int rc = -1;
-  char err[512] = "", what[64];
+  char err[512] = "";
   if (o) {
-    snprintf(what, sizeof what, "reduce_scatter(%s)", op_name(op));
-    watch_begin(what);
+    watch_begin(st.call);
     rc = st.be->reduce_scatter(w->data, o->data, o->numel, wire, op == TIDE_MEAN ? TIDE_SUM : op, err, sizeof err);
     watch_end();
     if (rc != 0) rc = backend_error("reduce_scatter", err);
@@ -494,7 +495,7 @@ int tide_dist_barrier(void) {
   TIDE_TRY(agree(KIND_BARRIER, -1, NULL, -1));
   if (!st.be) return 0;
   char err[512] = "";
-  watch_begin("barrier");
+  watch_begin(st.call);
   int rc = st.be->barrier(err, sizeof err);
   watch_end();
   return rc == 0 ? 0 : backend_error("barrier", err);
@@ -533,7 +534,7 @@ int tide_dist_all_to_all_bytes(int32_t n, const char *const *bufs, const int64_t
     eight[r] = 8;
     offs[r] = 8 * (int64_t)r;
   }
-  watch_begin("all_to_all_bytes (lengths)");
+  watch_begin(st.call);
   rc = st.be->all_to_all(lens, eight, offs, recv_lens, eight, offs, err, sizeof err);
   watch_end();
   if (rc != 0) {
@@ -556,7 +557,7 @@ int tide_dist_all_to_all_bytes(int32_t n, const char *const *bufs, const int64_t
     rc = tide_fail("tide.dist.all_to_all_bytes: out of memory for %lld bytes received", (long long)rtotal);
     goto done;
   }
-  watch_begin("all_to_all_bytes");
+  watch_begin(st.call);
   rc = st.be->all_to_all(send, lens, soffs, *recv, recv_lens, roffs, err, sizeof err);
   watch_end();
   if (rc != 0) {

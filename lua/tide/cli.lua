@@ -85,7 +85,7 @@ end
 local function run_chunk(fn, ...)
   local res = pack(xpcall(fn, on_error, ...))
   if not res[1] then
-    io.stderr:write('tide: ', tostring(res[2]), '\n')
+    io.stderr:write('tide: ' .. tostring(res[2]) .. '\n')  -- one write: mpirun tags each write as a line
     return dist_exit(1)
   end
   return dist_exit(0), res
