@@ -1,10 +1,12 @@
 -- All-reduce bus bandwidth of f32 buffers, tide.dist.all_reduce(t, 'sum')
 -- against Open MPI's own MPI_Allreduce called through the FFI on the same
--- tensor's memory, in the same processes, alternating (run it under mpirun:
--- bench/allreduce.sh). Bus bandwidth is nccl-tests': size * 2(n-1)/n / time,
--- the bytes each rank must send and receive in a ring all-reduce. Each
--- round times `iters` calls of each side after a barrier; a round's time is
--- the slowest rank's; the best and the median round are printed.
+-- tensor's memory, in the same processes, alternating call by call (run it
+-- under mpirun: bench/allreduce.sh). Bus bandwidth is nccl-tests': size *
+-- 2(n-1)/n / time, the bytes each rank must send and receive in a ring
+-- all-reduce. Each sample is one call after a barrier, its time the slowest
+-- rank's; the best and the median sample of each side are printed, and the
+-- ratio tide/MPI of bandwidths (above 1: tide faster). Samples per size:
+-- rounds * 64 / MB, at least 6.
 --   --sizes=1,4,16,64,256 (MB)   --rounds=5
 local ffi = require 'ffi'
 local d = tide.dist
@@ -27,31 +29,20 @@ local sizes = {}
 for s in tostring(tide.args.sizes or '1,4,16,64,256'):gmatch('[^,]+') do sizes[#sizes + 1] = tonumber(s) end
 local rounds = tide.args.rounds or 5
 
-local elapsed = tide.zeros(1, { dtype = 'f64' })
-local function slowest(secs)
-  elapsed[1] = secs
-  d.all_reduce(elapsed, 'max')
-  return elapsed[1]:item()
-end
-
-local function time_tide(t, iters)
+-- One sample: a barrier, then one call timed on this rank; the slowest
+-- rank's time is the call's (taken over all samples at once, at the end).
+local function sample(fn)
   d.barrier()
   local t0 = tide.clock()
-  for _ = 1, iters do d.all_reduce(t, 'sum') end
-  return slowest(tide.clock() - t0) / iters
+  fn()
+  return tide.clock() - t0
 end
 
-local function time_mpi(t, iters)
-  local ptr, n = ffi.cast('void *', t._c.data), t:numel()
-  d.barrier()
-  local t0 = tide.clock()
-  for _ = 1, iters do
-    local rc = MPI.MPI_Allreduce(IN_PLACE, ptr, n, MPI.ompi_mpi_float, MPI.ompi_mpi_op_sum, MPI.ompi_mpi_comm_world)
-    assert(rc == 0, 'MPI_Allreduce failed')
-  end
-  return slowest(tide.clock() - t0) / iters
+local function slowest(times)
+  local t = tide.tensor(times, { dtype = 'f64' })
+  d.all_reduce(t, 'max')
+  return t:tolist()
 end
-
 local function median(xs)
   local s = {}
   for i, x in ipairs(xs) do s[i] = x end
@@ -63,27 +54,34 @@ local function best(xs) return math.min(unpack(xs)) end
 if d.is_main_process() then
   print(('all_reduce f32 sum, %d ranks, cross-rank check %s, %d rounds; bus bandwidth GB/s (best / median)'):format(
     W, os.getenv('TIDE_DIST_CHECK') == '0' and 'off' or 'on', rounds))
-  print(('%8s %6s %22s %22s %14s'):format('size', 'iters', 'tide.dist', 'MPI_Allreduce', 'tide/MPI'))
+  print(('%8s %7s %22s %22s %14s'):format('size', 'samples', 'tide.dist', 'MPI_Allreduce', 'tide/MPI'))
 end
 for _, mb in ipairs(sizes) do
   local bytes = mb * 1024 * 1024
   local t = tide.full({ bytes / 4 }, 1e-3)
-  local iters = math.max(3, math.floor(64 / mb))
-  time_tide(t, 1)  -- warm-up: pages faulted, MPI's buffers registered
-  time_mpi(t, 1)
+  local ptr, n = ffi.cast('void *', t._c.data), t:numel()
+  local function tide_call() d.all_reduce(t, 'sum') end
+  local function mpi_call()
+    local rc = MPI.MPI_Allreduce(IN_PLACE, ptr, n, MPI.ompi_mpi_float, MPI.ompi_mpi_op_sum, MPI.ompi_mpi_comm_world)
+    assert(rc == 0, 'MPI_Allreduce failed')
+  end
+  tide_call()  -- warm-up: pages faulted, MPI's buffers registered
+  mpi_call()
+  local samples = math.max(6, math.floor(rounds * 64 / mb))
   local tt, tm = {}, {}
-  for r = 1, rounds do
-    t:fill_(1e-3)
+  for i = 1, samples do
+    if i % 8 == 1 then t:fill_(1e-3) end  -- the sums stay finite
     -- alternate which side goes first, so drift hits both alike
-    if r % 2 == 1 then
-      tt[r] = time_tide(t, iters); tm[r] = time_mpi(t, iters)
+    if i % 2 == 1 then
+      tt[i] = sample(tide_call); tm[i] = sample(mpi_call)
     else
-      tm[r] = time_mpi(t, iters); tt[r] = time_tide(t, iters)
+      tm[i] = sample(mpi_call); tt[i] = sample(tide_call)
     end
   end
+  tt, tm = slowest(tt), slowest(tm)
   local bus = bytes * 2 * (W - 1) / W / 1e9
   if d.is_main_process() then
-    print(('%6d MB %6d %10.2f / %-9.2f %10.2f / %-9.2f %6.3f / %.3f'):format(mb, iters,
+    print(('%6d MB %7d %10.2f / %-9.2f %10.2f / %-9.2f %6.3f / %.3f'):format(mb, samples,
       bus / best(tt), bus / median(tt), bus / best(tm), bus / median(tm),
       best(tm) / best(tt), median(tm) / median(tt)))
   end

@@ -14,6 +14,7 @@ command -v mpirun >/dev/null || { echo "mpirun is not installed (Debian: openmpi
 root=()
 [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
 mpirun --version | head -1
+echo "load: $(uptime | sed "s/.*load average/load average/") on $(nproc) cores"
 for check in 1 0; do
   mpirun -np "$np" --oversubscribe "${root[@]}" --bind-to none -x OMP_NUM_THREADS=1 -x TIDE_DIST_CHECK=$check \
     ./build/tide bench/allreduce.lua --rounds="$rounds" --sizes="$sizes"
