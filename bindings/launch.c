@@ -190,12 +190,13 @@ int tide_launch_run(int32_t n, char *const *const *argvs, char *const *const *en
         k++;
       }
     }
-    if (got_signal && !forwarded) {
-      /* Ctrl-C reached the ranks from the terminal too; a SIGTERM to this process is passed on */
-      for (int32_t i = 0; i < n; i++) if (alive[i]) kill(pids[i], got_signal);
+    if (got_signal == SIGTERM && !forwarded) {
+      /* a SIGTERM to this process is passed on; Ctrl-C's SIGINT reached the ranks from the terminal
+         already (one process group), and a second one would cut short what they do on the first */
+      for (int32_t i = 0; i < n; i++) if (alive[i]) kill(pids[i], SIGTERM);
       forwarded = 1;
       if (!kill_at) kill_at = now_s() + grace_s;
-      if (!status) status = 128 + got_signal;
+      if (!status) status = 128 + SIGTERM;
     }
     for (int32_t i = 0; i < n; i++) {
       if (!alive[i]) continue;
