@@ -17,12 +17,15 @@ local ffi = require 'ffi'
 
 local M = {}
 
+-- libc's functions under names of tide's own (asm renames the symbol), so a
+-- recipe that declares readlink or setenv itself does not collide with these
 ffi.cdef [[
 int tide_launch_run(int32_t n, char *const *const *argvs, char *const *const *envs, const char *const *prefixes,
                     int32_t tagged, double grace_s);
-long readlink(const char *path, char *buf, size_t len);
-long sysconf(int name);
-int geteuid(void);
+long tide_launch_readlink(const char *path, char *buf, size_t len) asm("readlink");
+long tide_launch_sysconf(int name) asm("sysconf");
+int tide_launch_geteuid(void) asm("geteuid");
+int tide_launch_setenv(const char *name, const char *value, int overwrite) asm("setenv");
 ]]
 
 local usage = [[
@@ -50,7 +53,7 @@ end
 
 local function self_exe()
   local buf = ffi.new('char[4096]')
-  local n = ffi.C.readlink('/proc/self/exe', buf, 4096)
+  local n = ffi.C.tide_launch_readlink('/proc/self/exe', buf, 4096)
   if n <= 0 then return 'tide' end
   return ffi.string(buf, n)
 end
@@ -120,7 +123,7 @@ function M.main(args)
   if #rest == 0 then return fail('the recipe to run is missing') end
   local n = opts.n
   local exe = self_exe()
-  local cores = tonumber(ffi.C.sysconf(84)) or 1  -- _SC_NPROCESSORS_ONLN
+  local cores = tonumber(ffi.C.tide_launch_sysconf(84)) or 1  -- _SC_NPROCESSORS_ONLN
   local threads = os.getenv('OMP_NUM_THREADS') or tostring(math.max(1, math.floor(cores / n)))
   local mpirun = opts.mpirun
   local mpirun_path = on_path('mpirun')
@@ -134,7 +137,7 @@ function M.main(args)
   if mpirun then
     local cmd = { mpirun_path, '-np', tostring(n), '--oversubscribe', '--bind-to', 'none', '--tag-output' }
     -- Open MPI refuses to run as root unless asked; tide launch runs local processes, as torchrun would
-    if ffi.C.geteuid() == 0 then cmd[#cmd + 1] = '--allow-run-as-root' end
+    if ffi.C.tide_launch_geteuid() == 0 then cmd[#cmd + 1] = '--allow-run-as-root' end
     for _, kv in ipairs { 'MASTER_ADDR=' .. opts.master_addr, 'MASTER_PORT=' .. opts.master_port,
                           'OMP_NUM_THREADS=' .. threads, 'TIDE_LAUNCH=1' } do
       cmd[#cmd + 1] = '-x'
@@ -173,12 +176,11 @@ end
 -- Open MPI's, so a program reads RANK and WORLD_SIZE whichever way it was started.
 function M.export_torchrun_env()
   if os.getenv('TIDE_LAUNCH') ~= '1' or os.getenv('RANK') or not os.getenv('OMPI_COMM_WORLD_RANK') then return end
-  pcall(ffi.cdef, 'int setenv(const char *name, const char *value, int overwrite);')
   local map = { RANK = 'OMPI_COMM_WORLD_RANK', WORLD_SIZE = 'OMPI_COMM_WORLD_SIZE',
                 LOCAL_RANK = 'OMPI_COMM_WORLD_LOCAL_RANK', LOCAL_WORLD_SIZE = 'OMPI_COMM_WORLD_LOCAL_SIZE' }
   for k, v in pairs(map) do
     local x = os.getenv(v)
-    if x then ffi.C.setenv(k, x, 0) end
+    if x then ffi.C.tide_launch_setenv(k, x, 0) end
   end
 end
 
