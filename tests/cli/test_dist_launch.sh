@@ -58,6 +58,9 @@ if ! command -v mpirun >/dev/null 2>&1 || [ ! -f "$(dirname "$TIDE")/libtide_mpi
   exit 1
 fi
 
+# the sanitizer build's leak check is off in MPI's processes (why: tests/dist/run_mpi.sh)
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+
 # 2. through mpirun: collectives work, lines prefixed, torchrun's variables too
 cat >"$tmp/sum.lua" <<'LUA'
 local d = tide.dist.init()
