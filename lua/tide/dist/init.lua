@@ -61,6 +61,7 @@ function M.environment()
 end
 
 local state = nil  -- the joined job: rank, world_size, local_rank, launcher, backend
+local sentinel = nil  -- collected when the Lua state closes: finalize then
 
 local function env_number(name, default)
   local v = os.getenv(name)
@@ -142,6 +143,8 @@ function M.init(opts)
   end
   state = { rank = rank, world_size = size, local_rank = env.local_rank, launcher = env.launcher, backend = backend,
             nccl = used }
+  -- a program that ends without tide's exit hook (the REPL) still leaves the job in order when Lua closes
+  sentinel = ffi.gc(ffi.new('char[1]'), function() if state then pcall(M.finalize) end end)
   return state
 end
 
@@ -228,6 +231,7 @@ end
 function M.finalize()
   if not state then return end
   state = nil
+  sentinel = nil
   if C.tide_dist_finalize() ~= 0 then errors.raise(2) end
 end
 
