@@ -11,6 +11,10 @@
 # 5. the caching allocator under a fragmenting workload;
 # 6. flash attention against the plain kernels at GPT-2 sizes (T to 1024,
 #    B*H 12 and 48, D 64, bf16), with both kernels' times (printed).
+# 7. tide.dist on the GPU: every collective and dtype on CUDA tensors through
+#    NCCL in a world of one (libtide_nccl.so), and on 2 processes sharing the
+#    GPU, staged through host memory and MPI (skipped where mpirun is absent:
+#    add Open MPI's packages to the offline deps, TIDE_EXTRA_DEBS).
 # Prints one line per step and a summary; exits 1 if a step failed. Without a
 # GPU it prints `skipped: no GPU` and why, and exits 0.
 #
@@ -66,6 +70,12 @@ fi
 step allocator build-gpu/tide tests/gpu/alloc_fragment.lua
 step attention_flash build-gpu/tide tests/gpu/attention_flash.lua
 cat "$out/attention_flash.log"
+step dist_nccl_world1 env TIDE_TEST_DIST_NCCL=1 build-gpu/tide test tests/lua/test_dist.lua
+if command -v mpirun >/dev/null 2>&1; then
+  step dist_staged_np2 bash tests/dist/run_mpi.sh 2 build-gpu/tide test tests/lua/test_dist.lua
+else
+  log "skip  dist_staged_np2: mpirun not found (Open MPI is not installed on this machine)"
+fi
 
 if [ ${#failed[@]} -eq 0 ]; then echo "summary: all GPU checks passed"; exit 0; fi
 echo "summary: failed: ${failed[*]}"; exit 1
