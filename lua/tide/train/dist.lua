@@ -38,4 +38,18 @@ function M.on_main(fn)
   return res
 end
 
+-- train.main_process_first(fn): the main process runs fn first, and the
+-- others run it once it has finished (Accelerate's main_process_first): a
+-- data set prepared by the main process is then found ready by the others.
+-- An error on the main process is raised on every rank.
+function M.main_process_first(fn)
+  local d = M.world()
+  if d == nil then return fn() end
+  if d.rank() == 0 then
+    return M.on_main(fn)
+  end
+  M.on_main(fn)  -- waits for the main process's verdict
+  return fn()
+end
+
 return M
