@@ -478,6 +478,41 @@ int32_t tide_interrupt_defer(int32_t on);
 /* 1 if a Ctrl-C is pending (not yet taken), without clearing it. */
 int32_t tide_interrupt_pending(void);
 
+/* collectives across processes (runtime/dist.c; tide.dist in Lua) ----------------------------
+   Backends are plugins loaded on first use (runtime/dist_backend.h). Collectives are in place
+   unless they take out; op is TIDE_SUM, TIDE_MEAN (the average), TIDE_MAX or TIDE_MIN. Before
+   each one the ranks compare what they were called with (unless check is 0): a mismatch is an
+   error on every rank. One still blocked after the timeout ends the process (exit code 124). */
+
+/* Joins the job: backend "mpi" (ranks from the launcher: mpirun, srun) or "none" (a world of one);
+   timeout_s in seconds (0: none); writes this process's rank and the world size. */
+int tide_dist_init(const char *backend, double timeout_s, int32_t check, int32_t *rank, int32_t *world_size);
+/* Leaves the job (MPI_Finalize); a no-op when not joined. */
+int tide_dist_finalize(void);
+/* Ends every process of the job with code (MPI_Abort), after an error this rank cannot recover from. */
+void tide_dist_abort(int32_t code);
+/* 1 between init and finalize. */
+int32_t tide_dist_is_initialized(void);
+/* This process's rank (0 when not joined). */
+int32_t tide_dist_rank(void);
+/* The number of processes (1 when not joined). */
+int32_t tide_dist_world_size(void);
+/* t = op over every rank's t (any dtype, device and layout; avg needs floats). */
+int tide_dist_all_reduce(tide_tensor *t, int32_t op);
+/* t = rank src's t. */
+int tide_dist_broadcast(tide_tensor *t, int32_t src);
+/* out (world_size * numel(t) elements) = every rank's t in rank order. */
+int tide_dist_all_gather(tide_tensor *out, const tide_tensor *t);
+/* out = op over ranks of this rank's slice of t (t holds world_size * numel(out) elements in rank order). */
+int tide_dist_reduce_scatter(tide_tensor *out, const tide_tensor *t, int32_t op);
+/* Returns when every rank has called it. */
+int tide_dist_barrier(void);
+/* Sends bufs[r] (lens[r] bytes) to rank r for each of the n = world_size ranks; *recv gets one malloc'd
+   buffer (free with tide_dist_free) holding what each rank r sent here, recv_lens[r] bytes each, in rank order. */
+int tide_dist_all_to_all_bytes(int32_t n, const char *const *bufs, const int64_t *lens, char **recv, int64_t *recv_lens);
+/* Frees a buffer tide_dist_all_to_all_bytes returned. */
+void tide_dist_free(void *p);
+
 /* CUDA: how many devices the driver reports (0 without CUDA or a GPU) */
 int32_t tide_cuda_device_count(void);
 /* "CUDA" (the GPU), "cudaemu" (the CPU emulator of the test build) or "" (built without CUDA). */

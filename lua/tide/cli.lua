@@ -72,13 +72,21 @@ end
 
 local function pack(...) return { n = select('#', ...), ... } end
 
+-- A distributed job is left in order after success and ended on every rank
+-- after an error here (tide.dist._at_exit), so no rank waits for a dead one.
+local function dist_exit(status)
+  local dist = package.loaded['tide.dist']
+  if dist then dist._at_exit(status) end
+  return status
+end
+
 local function run_chunk(fn, ...)
   local res = pack(xpcall(fn, on_error, ...))
   if not res[1] then
     io.stderr:write('tide: ', tostring(res[2]), '\n')
-    return 1
+    return dist_exit(1)
   end
-  return 0, res
+  return dist_exit(0), res
 end
 
 function M.main(argv)
@@ -105,7 +113,7 @@ function M.main(argv)
   if a1 == 'test' then
     local paths = {}
     for i = 2, #argv do paths[#paths + 1] = argv[i] end
-    return require('tide.testing').main(paths)
+    return dist_exit(require('tide.testing').main(paths))
   end
   if a1 == 'plot' then
     local rest = {}

@@ -75,6 +75,7 @@ function tide.clock()
 end
 
 tide.cuda = require 'tide.cuda'
+tide.dist = require 'tide.dist'
 tide.train = require 'tide.train'
 
 tide.args = tide.args or {}

@@ -1,0 +1,573 @@
+/* tide.dist's engine side: the collectives on tensors (tide_dist_* in
+   tide_api.h) over a backend plugin loaded on first use (runtime/dist_backend.h).
+
+   What the core adds to the plugin's raw-buffer calls:
+   - staging: a tensor that is not a contiguous host buffer of a dtype the
+     backend reduces (a strided view, a CUDA tensor without NCCL, bf16/f16 on
+     MPI, reduced in f32) goes through a contiguous host copy, copied back after;
+   - a check that every rank calls the same collective on the same dtype and
+     shape (a header of 16 numbers all-gathered before the call, on by
+     default), so a mismatch is an error on every rank rather than a hang or
+     a silent wrong sum;
+   - a watchdog thread: a collective that has not returned after the timeout
+     (a peer died, hangs, or called something else) ends this process with a
+     message naming the rank and the call. A blocked MPI call cannot be
+     unwound into an error, so, as torch's NCCL watchdog does, the process
+     exits; the launcher (mpirun, srun, tide launch) then stops the others.
+
+   The job is process-wide state (MPI's own is), kept in the one struct below. */
+#include "tide.h"
+#include "error.h"
+#include "tensor.h"
+#include "dist_backend.h"
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { KIND_ALL_REDUCE = 1, KIND_BROADCAST, KIND_ALL_GATHER, KIND_REDUCE_SCATTER, KIND_BARRIER, KIND_ALL_TO_ALL };
+static const char *kind_names[] = { "?", "all_reduce", "broadcast", "all_gather", "reduce_scatter", "barrier",
+                                    "all_to_all_bytes" };
+enum { HEADER_LEN = 16 };  /* seq, kind, op, dtype, root, ndim, numel, shape[8], spare */
+
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  int joined;                   /* 1 between init and finalize */
+  int finalized_mpi;            /* MPI cannot start twice in a process */
+  int32_t rank, world;
+  const tide_dist_backend *be;  /* NULL in a world of one */
+  int check;                    /* exchange headers before each collective */
+  int64_t seq;                  /* collectives called so far */
+  double timeout;               /* seconds; <= 0: no watchdog */
+  pthread_t watchdog;
+  int watchdog_running, stop;
+  int busy;                     /* 1 while a collective is inside the backend */
+  int64_t busy_seq;
+  struct timespec busy_since;
+  char busy_what[160];
+} st = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+
+
+/* The plugin's table from dir/libtide_<name>.so, or NULL with why in err. */
+static const tide_dist_backend *load_from(const char *path, char *err, size_t cap) {
+  if (access(path, R_OK) != 0) return NULL;
+  /* RTLD_GLOBAL: Open MPI's own components, which it dlopens in turn, resolve libmpi's symbols globally */
+  void *lib = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+  if (!lib) {
+    snprintf(err, cap, "cannot load %s: %s", path, dlerror());
+    return NULL;
+  }
+  tide_dist_backend_get_fn get;
+  *(void **)&get = dlsym(lib, "tide_dist_backend_get");
+  const tide_dist_backend *be = get ? get() : NULL;
+  if (!be || be->abi != TIDE_DIST_ABI) {
+    snprintf(err, cap, "%s is not a tide collective backend of this version (ABI %d)", path, TIDE_DIST_ABI);
+    return NULL;
+  }
+  return be;
+}
+
+/* Finds libtide_<name>.so: $TIDE_DIST_PLUGIN_DIR, beside the executable, ../lib/tide from it, the build tree. */
+static const tide_dist_backend *load_backend(const char *name) {
+  char exe[PATH_MAX] = "", path[PATH_MAX + 64], err[PATH_MAX + 256] = "";
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+  }
+  const char *dirs[4] = { getenv("TIDE_DIST_PLUGIN_DIR"), exe[0] ? exe : NULL, NULL,
+#ifdef TIDE_DIST_PLUGIN_DIR
+                          TIDE_DIST_PLUGIN_DIR
+#else
+                          NULL
+#endif
+  };
+  char installed[PATH_MAX + 16];
+  if (exe[0]) {
+    snprintf(installed, sizeof installed, "%s/../lib/tide", exe);
+    dirs[2] = installed;
+  }
+  for (int i = 0; i < 4; i++) {
+    if (!dirs[i] || !dirs[i][0]) continue;
+    snprintf(path, sizeof path, "%s/libtide_%s.so", dirs[i], name);
+    const tide_dist_backend *be = load_from(path, err, sizeof err);
+    if (be) return be;
+    if (err[0]) break;
+  }
+  if (err[0]) {
+    tide_fail("tide.dist: the %s backend: %s%s", name, err,
+              strcmp(name, "mpi") == 0 ? " (is Open MPI installed? Debian: apt-get install openmpi-bin libopenmpi-dev)" : "");
+  } else if (strcmp(name, "mpi") == 0) {
+    tide_fail("tide.dist: no MPI backend (libtide_mpi.so): this tide was built without Open MPI. Install it "
+              "(Debian: apt-get install openmpi-bin libopenmpi-dev) and rebuild tide to run on more than one process");
+  } else {
+    tide_fail("tide.dist: no %s backend (libtide_%s.so) beside the tide executable or in $TIDE_DIST_PLUGIN_DIR: "
+              "this tide was built without it", name, name);
+  }
+  return NULL;
+}
+
+/* watchdog ----------------------------------------------------------------------------------------- */
+
+static void *watchdog_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&st.lock);
+  while (!st.stop) {
+    if (!st.busy) {
+      pthread_cond_wait(&st.wake, &st.lock);
+      continue;
+    }
+    struct timespec deadline = st.busy_since;
+    double whole = (double)(int64_t)st.timeout;
+    deadline.tv_sec += (time_t)whole;
+    deadline.tv_nsec += (long)((st.timeout - whole) * 1e9);
+    if (deadline.tv_nsec >= 1000000000L) { deadline.tv_sec++; deadline.tv_nsec -= 1000000000L; }
+    int64_t seq = st.busy_seq;
+    /* the condition variable waits on CLOCK_MONOTONIC (set at init), like busy_since */
+    int rc = pthread_cond_timedwait(&st.wake, &st.lock, &deadline);
+    if (rc == ETIMEDOUT && st.busy && st.busy_seq == seq && !st.stop) {
+      fprintf(stderr, "tide.dist: rank %d of %d: %s has not completed after %g s (the timeout: tide.dist.init{timeout=} "
+              "or TIDE_DIST_TIMEOUT): a peer has died, hangs, or called a different collective; ending this process\n",
+              (int)st.rank, (int)st.world, st.busy_what, st.timeout);
+      fflush(stderr);
+      _exit(124);
+    }
+  }
+  pthread_mutex_unlock(&st.lock);
+  return NULL;
+}
+
+static void watch_begin(const char *what) {
+  if (!st.watchdog_running) return;
+  pthread_mutex_lock(&st.lock);
+  st.busy = 1;
+  st.busy_seq = st.seq;
+  clock_gettime(CLOCK_MONOTONIC, &st.busy_since);
+  snprintf(st.busy_what, sizeof st.busy_what, "%s (collective call #%lld)", what, (long long)st.seq);
+  pthread_cond_signal(&st.wake);
+  pthread_mutex_unlock(&st.lock);
+}
+
+static void watch_end(void) {
+  if (!st.watchdog_running) return;
+  pthread_mutex_lock(&st.lock);
+  st.busy = 0;
+  pthread_cond_signal(&st.wake);
+  pthread_mutex_unlock(&st.lock);
+}
+
+static int start_watchdog(void) {
+  if (st.watchdog_running || st.timeout <= 0) return 0;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_destroy(&st.wake);
+  pthread_cond_init(&st.wake, &ca);
+  pthread_condattr_destroy(&ca);
+  st.stop = 0;
+  if (pthread_create(&st.watchdog, NULL, watchdog_main, NULL) != 0)
+    return tide_fail("tide.dist.init: cannot start the watchdog thread");
+  st.watchdog_running = 1;
+  return 0;
+}
+
+static void stop_watchdog(void) {
+  if (!st.watchdog_running) return;
+  pthread_mutex_lock(&st.lock);
+  st.stop = 1;
+  pthread_cond_signal(&st.wake);
+  pthread_mutex_unlock(&st.lock);
+  pthread_join(st.watchdog, NULL);
+  st.watchdog_running = 0;
+}
+
+/* joining and leaving ------------------------------------------------------------------------------- */
+
+int tide_dist_init(const char *backend, double timeout_s, int32_t check, int32_t *rank, int32_t *world_size) {
+  if (!backend) return tide_fail("tide.dist.init: expected a backend name");
+  if (st.joined) return tide_fail("tide.dist.init: already initialised (rank %d of %d); call finalize first",
+                                  (int)st.rank, (int)st.world);
+  if (!(timeout_s >= 0) || timeout_s > 1e9) return tide_fail("tide.dist.init: timeout must be >= 0 seconds, got %g", timeout_s);
+  st.timeout = timeout_s;
+  st.check = check != 0;
+  st.seq = 0;
+  if (strcmp(backend, "none") == 0) {
+    st.be = NULL;
+    st.rank = 0;
+    st.world = 1;
+  } else if (strcmp(backend, "mpi") == 0) {
+    if (st.finalized_mpi)
+      return tide_fail("tide.dist.init: MPI was finalised in this process and cannot start again (MPI's rule)");
+    const tide_dist_backend *be = load_backend("mpi");
+    if (!be) return -1;
+    char err[512] = "";
+    int32_t r = 0, n = 0;
+    if (be->init(NULL, 0, 0, -1, &r, &n, err, sizeof err) != 0) return tide_fail("tide.dist.init: %s", err);
+    st.be = be;
+    st.rank = r;
+    st.world = n;
+  } else {
+    return tide_fail("tide.dist.init: unknown backend '%s' (expected 'mpi' or 'none')", backend);
+  }
+  if (st.world > 1) TIDE_TRY(start_watchdog());
+  st.joined = 1;
+  *rank = st.rank;
+  *world_size = st.world;
+  return 0;
+}
+
+int tide_dist_finalize(void) {
+  if (!st.joined) return 0;
+  stop_watchdog();
+  st.joined = 0;
+  if (st.be) {
+    char err[512] = "";
+    const tide_dist_backend *be = st.be;
+    st.be = NULL;
+    if (strcmp(be->name, "mpi") == 0) st.finalized_mpi = 1;
+    if (be->finalize(err, sizeof err) != 0) return tide_fail("tide.dist.finalize: %s", err);
+  }
+  return 0;
+}
+
+void tide_dist_abort(int32_t code) {
+  if (st.joined && st.be) st.be->abort_job(code);
+}
+
+int32_t tide_dist_is_initialized(void) { return st.joined; }
+int32_t tide_dist_rank(void) { return st.joined ? st.rank : 0; }
+int32_t tide_dist_world_size(void) { return st.joined ? st.world : 1; }
+
+/* checks ------------------------------------------------------------------------------------------- */
+
+static int joined(const char *what) {
+  if (!st.joined) return tide_fail("tide.dist.%s: tide.dist is not initialised (call tide.dist.init() first)", what);
+  return 0;
+}
+
+static const char *op_name(int32_t op) {
+  switch (op) {
+    case TIDE_SUM: return "sum";
+    case TIDE_MEAN: return "avg";
+    case TIDE_MAX: return "max";
+    case TIDE_MIN: return "min";
+    default: return "?";
+  }
+}
+
+static int check_op(int32_t op, int32_t dtype, const char *what) {
+  if (op != TIDE_SUM && op != TIDE_MEAN && op != TIDE_MAX && op != TIDE_MIN)
+    return tide_fail("tide.dist.%s: op code %d is not sum, avg, max or min", what, (int)op);
+  if (op == TIDE_MEAN && !(dtype == TIDE_F32 || dtype == TIDE_F64 || dtype == TIDE_BF16 || dtype == TIDE_F16))
+    return tide_fail("tide.dist.%s: avg needs a floating-point tensor, got %s (use sum and divide)", what,
+                     tide_dtype_name(dtype));
+  return 0;
+}
+
+/* "all_reduce(sum) of f32 [3, 4]" for header h. */
+static void describe(const int64_t *h, char *buf, size_t cap) {
+  int kind = h[1] >= 1 && h[1] <= KIND_ALL_TO_ALL ? (int)h[1] : 0;
+  if (kind == KIND_BARRIER || kind == KIND_ALL_TO_ALL || kind == 0) {
+    snprintf(buf, cap, "%s (call #%lld)", kind_names[kind], (long long)h[0]);
+    return;
+  }
+  char shape[200];
+  int64_t dims[TIDE_MAX_DIMS];
+  int32_t nd = h[5] >= 0 && h[5] <= TIDE_MAX_DIMS ? (int32_t)h[5] : 0;
+  for (int i = 0; i < nd; i++) dims[i] = h[7 + i];
+  tide_shape_str(shape, sizeof shape, nd, dims);
+  char extra[48] = "";
+  if (kind == KIND_ALL_REDUCE || kind == KIND_REDUCE_SCATTER) snprintf(extra, sizeof extra, "(%s)", op_name((int32_t)h[2]));
+  else if (kind == KIND_BROADCAST) snprintf(extra, sizeof extra, "(src=%lld)", (long long)h[4]);
+  snprintf(buf, cap, "%s%s of %s %s (call #%lld)", kind_names[kind], extra, tide_dtype_name((int32_t)h[3]), shape,
+           (long long)h[0]);
+}
+
+/* All ranks' headers for this call compared with ours: an error on every rank when one differs. */
+static int agree(int kind, int32_t op, const tide_tensor *t, int32_t root) {
+  int64_t seq = st.seq++;
+  if (!st.be || !st.check) return 0;
+  int64_t h[HEADER_LEN] = { seq, kind, op, t ? t->dtype : -1, root, t ? t->ndim : 0, t ? t->numel : 0 };
+  if (t) memcpy(h + 7, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+  if (kind == KIND_ALL_TO_ALL || kind == KIND_BARRIER) h[2] = h[3] = h[4] = h[5] = h[6] = -1;
+  int64_t *all = malloc(sizeof h * (size_t)st.world);
+  if (!all) return tide_fail("tide.dist.%s: out of memory for %d ranks' headers", kind_names[kind], (int)st.world);
+  char err[512] = "";
+  watch_begin(kind_names[kind]);
+  int rc = st.be->all_gather(h, all, (int64_t)sizeof h, err, sizeof err);
+  watch_end();
+  if (rc != 0) {
+    free(all);
+    return tide_fail("tide.dist.%s on rank %d: %s", kind_names[kind], (int)st.rank, err);
+  }
+  for (int32_t r = 0; r < st.world; r++) {
+    if (memcmp(all + (size_t)r * HEADER_LEN, h, sizeof h) == 0) continue;
+    char mine[320], theirs[320];
+    describe(h, mine, sizeof mine);
+    describe(all + (size_t)r * HEADER_LEN, theirs, sizeof theirs);
+    free(all);
+    return tide_fail("tide.dist.%s: the ranks disagree on this call: rank %d called %s, rank %d called %s",
+                     kind_names[kind], (int)st.rank, mine, (int)r, theirs);
+  }
+  free(all);
+  return 0;
+}
+
+/* staging ------------------------------------------------------------------------------------------ */
+
+/* The dtype the backend reduces t's elements in: MPI has no bf16/f16 arithmetic, f32 holds them exactly. */
+static int32_t wire_dtype(int32_t dtype, int reducing) {
+  return reducing && (dtype == TIDE_BF16 || dtype == TIDE_F16) ? TIDE_F32 : dtype;
+}
+
+/* t itself (retained) when it is a contiguous host buffer of dtype, else a contiguous host copy in dtype. */
+static tide_tensor *host_as(const tide_tensor *t, int32_t dtype) {
+  if (t->device == TIDE_CPU) return tide_contiguous_as(t, dtype);
+  tide_tensor *h = NULL;
+  if (tide_to_device(t, TIDE_CPU, &h) != 0) return NULL;
+  tide_tensor *c = tide_contiguous_as(h, dtype);
+  tide_tensor_release(h);
+  return c;
+}
+
+/* Writes the host tensor src back into dst (any view, any device, dtype converted). */
+static int write_back(tide_tensor *dst, tide_tensor *src) {
+  if (dst == src) {
+    tide_bump_version(dst);
+    return 0;
+  }
+  if (dst->device == TIDE_CPU) return tide_copy_(dst, src);
+  tide_tensor *d = NULL;
+  TIDE_TRY(tide_to_device(src, dst->device, &d));
+  int rc = tide_copy_(dst, d);
+  tide_tensor_release(d);
+  return rc;
+}
+
+static int backend_error(const char *what, const char *err) {
+  return tide_fail("tide.dist.%s on rank %d of %d: %s", what, (int)st.rank, (int)st.world, err);
+}
+
+static int tensor_arg(const tide_tensor *t, const char *what) {
+  if (!t) return tide_fail("tide.dist.%s: expected a tensor, got nil", what);
+  return tide_check_handle(t, what);
+}
+
+/* collectives -------------------------------------------------------------------------------------- */
+
+int tide_dist_all_reduce(tide_tensor *t, int32_t op) {
+  TIDE_TRY(joined("all_reduce"));
+  TIDE_TRY(tensor_arg(t, "all_reduce"));
+  TIDE_TRY(check_op(op, t->dtype, "all_reduce"));
+  TIDE_TRY(agree(KIND_ALL_REDUCE, op, t, -1));
+  if (!st.be) return 0;  /* a world of one: the sum, max, min and average of one value are itself */
+  tide_tensor *w = host_as(t, wire_dtype(t->dtype, 1));
+  if (!w) return -1;
+  char err[512] = "", what[64];
+  snprintf(what, sizeof what, "all_reduce(%s)", op_name(op));
+  watch_begin(what);
+  int rc = st.be->all_reduce(w->data, w->numel, w->dtype, op == TIDE_MEAN ? TIDE_SUM : op, err, sizeof err);
+  watch_end();
+  if (rc != 0) rc = backend_error("all_reduce", err);
+  /* avg: the sum divided by the world size, in the wire dtype (f32 for bf16/f16), as NCCL's ncclAvg */
+  if (rc == 0 && op == TIDE_MEAN) rc = tide_binary_scalar_(TIDE_DIV, w, (double)st.world);
+  if (rc == 0) rc = write_back(t, w);
+  tide_tensor_release(w);
+  return rc;
+}
+
+int tide_dist_broadcast(tide_tensor *t, int32_t src) {
+  TIDE_TRY(joined("broadcast"));
+  TIDE_TRY(tensor_arg(t, "broadcast"));
+  if (src < 0 || src >= st.world)
+    return tide_fail("tide.dist.broadcast: src rank %d is outside the world's ranks 0..%d", (int)src, (int)st.world - 1);
+  TIDE_TRY(agree(KIND_BROADCAST, -1, t, src));
+  if (!st.be) return 0;
+  tide_tensor *w = host_as(t, t->dtype);
+  if (!w) return -1;
+  char err[512] = "";
+  watch_begin("broadcast");
+  int rc = st.be->broadcast(w->data, w->numel * tide_dtype_size(w->dtype), src, err, sizeof err);
+  watch_end();
+  if (rc != 0) rc = backend_error("broadcast", err);
+  if (rc == 0 && st.rank != src) rc = write_back(t, w);
+  tide_tensor_release(w);
+  return rc;
+}
+
+/* out and t of one dtype and device, out holding world times t's elements (or the other way round). */
+static int check_pair(const tide_tensor *big, const tide_tensor *small, const char *what, const char *big_name) {
+  if (big->dtype != small->dtype)
+    return tide_fail("tide.dist.%s: out and the input differ in dtype (%s and %s)", what,
+                     tide_dtype_name(big->dtype), tide_dtype_name(small->dtype));
+  if (big->device != small->device)
+    return tide_fail("tide.dist.%s: out and the input are on different devices", what);
+  if (big->numel / st.world != small->numel || big->numel % st.world != 0) {
+    char a[160], b[160];
+    return tide_fail("tide.dist.%s: %s must hold world_size (%d) times the elements of the other: got %s (%lld elements) "
+                     "and %s (%lld elements)", what, big_name, (int)st.world,
+                     tide_shape_str(a, sizeof a, big->ndim, big->shape), (long long)big->numel,
+                     tide_shape_str(b, sizeof b, small->ndim, small->shape), (long long)small->numel);
+  }
+  return 0;
+}
+
+/* out = t's elements in order (a world of one's all_gather and reduce_scatter). */
+static int copy_reshaped(tide_tensor *out, const tide_tensor *t) {
+  tide_tensor *r = NULL;
+  TIDE_TRY(tide_reshape(t, out->ndim, out->shape, &r));
+  int rc = tide_copy_(out, r);
+  tide_tensor_release(r);
+  return rc;
+}
+
+/* A contiguous host tensor shaped like t to receive into: t itself when it is one. */
+static tide_tensor *host_out(tide_tensor *t, int32_t dtype) {
+  if (t->device == TIDE_CPU && t->dtype == dtype && tide_is_contiguous(t)) {
+    tide_tensor_retain(t);
+    return t;
+  }
+  return tide_new(dtype, t->ndim, t->shape);
+}
+
+int tide_dist_all_gather(tide_tensor *out, const tide_tensor *t) {
+  TIDE_TRY(joined("all_gather"));
+  TIDE_TRY(tensor_arg(out, "all_gather"));
+  TIDE_TRY(tensor_arg(t, "all_gather"));
+  TIDE_TRY(check_pair(out, t, "all_gather", "out"));
+  TIDE_TRY(agree(KIND_ALL_GATHER, -1, t, -1));
+  if (!st.be) return copy_reshaped(out, t);
+  tide_tensor *w = host_as(t, t->dtype);
+  if (!w) return -1;
+  tide_tensor *o = host_out(out, t->dtype);
+  int rc = -1;
+  char err[512] = "";
+  if (o) {
+    watch_begin("all_gather");
+    rc = st.be->all_gather(w->data, o->data, w->numel * tide_dtype_size(w->dtype), err, sizeof err);
+    watch_end();
+    if (rc != 0) rc = backend_error("all_gather", err);
+    if (rc == 0) rc = write_back(out, o);
+  }
+  tide_tensor_release(o);
+  tide_tensor_release(w);
+  return rc;
+}
+
+int tide_dist_reduce_scatter(tide_tensor *out, const tide_tensor *t, int32_t op) {
+  TIDE_TRY(joined("reduce_scatter"));
+  TIDE_TRY(tensor_arg(out, "reduce_scatter"));
+  TIDE_TRY(tensor_arg(t, "reduce_scatter"));
+  TIDE_TRY(check_op(op, t->dtype, "reduce_scatter"));
+  TIDE_TRY(check_pair(t, out, "reduce_scatter", "the input"));
+  TIDE_TRY(agree(KIND_REDUCE_SCATTER, op, t, -1));
+  if (!st.be) return copy_reshaped(out, t);
+  int32_t wire = wire_dtype(t->dtype, 1);
+  tide_tensor *w = host_as(t, wire);
+  if (!w) return -1;
+  tide_tensor *o = host_out(out, wire);
+  int rc = -1;
+  char err[512] = "", what[64];
+  if (o) {
+    snprintf(what, sizeof what, "reduce_scatter(%s)", op_name(op));
+    watch_begin(what);
+    rc = st.be->reduce_scatter(w->data, o->data, o->numel, wire, op == TIDE_MEAN ? TIDE_SUM : op, err, sizeof err);
+    watch_end();
+    if (rc != 0) rc = backend_error("reduce_scatter", err);
+    if (rc == 0 && op == TIDE_MEAN) rc = tide_binary_scalar_(TIDE_DIV, o, (double)st.world);
+    if (rc == 0) rc = write_back(out, o);
+  }
+  tide_tensor_release(o);
+  tide_tensor_release(w);
+  return rc;
+}
+
+int tide_dist_barrier(void) {
+  TIDE_TRY(joined("barrier"));
+  TIDE_TRY(agree(KIND_BARRIER, -1, NULL, -1));
+  if (!st.be) return 0;
+  char err[512] = "";
+  watch_begin("barrier");
+  int rc = st.be->barrier(err, sizeof err);
+  watch_end();
+  return rc == 0 ? 0 : backend_error("barrier", err);
+}
+
+int tide_dist_all_to_all_bytes(int32_t n, const char *const *bufs, const int64_t *lens, char **recv, int64_t *recv_lens) {
+  TIDE_TRY(joined("all_to_all_bytes"));
+  *recv = NULL;
+  if (n != st.world)
+    return tide_fail("tide.dist.all_to_all_bytes: expected one string per rank (%d), got %d", (int)st.world, (int)n);
+  int64_t total = 0;
+  for (int32_t r = 0; r < n; r++) {
+    if (lens[r] < 0 || (lens[r] > 0 && !bufs[r]) || lens[r] > INT64_MAX / 2 - total)
+      return tide_fail("tide.dist.all_to_all_bytes: invalid length %lld for rank %d", (long long)lens[r], (int)r);
+    total += lens[r];
+  }
+  TIDE_TRY(agree(KIND_ALL_TO_ALL, -1, NULL, -1));
+  if (!st.be) {
+    recv_lens[0] = lens[0];
+    if (!(*recv = malloc(lens[0] ? (size_t)lens[0] : 1)))
+      return tide_fail("tide.dist.all_to_all_bytes: out of memory for %lld bytes", (long long)lens[0]);
+    if (lens[0]) memcpy(*recv, bufs[0], (size_t)lens[0]);
+    return 0;
+  }
+  /* first each rank's length for each other rank (8 bytes each way), then the bytes */
+  int64_t *meta = malloc(sizeof(int64_t) * 4 * (size_t)n);
+  char *send = malloc(total ? (size_t)total : 1);
+  int rc = 0;
+  char err[512] = "";
+  if (!meta || !send) {
+    rc = tide_fail("tide.dist.all_to_all_bytes: out of memory for %lld bytes", (long long)total);
+    goto done;
+  }
+  int64_t *eight = meta, *offs = meta + n, *soffs = meta + 2 * n, *roffs = meta + 3 * n;
+  for (int32_t r = 0; r < n; r++) {
+    eight[r] = 8;
+    offs[r] = 8 * (int64_t)r;
+  }
+  watch_begin("all_to_all_bytes (lengths)");
+  rc = st.be->all_to_all(lens, eight, offs, recv_lens, eight, offs, err, sizeof err);
+  watch_end();
+  if (rc != 0) {
+    rc = backend_error("all_to_all_bytes", err);
+    goto done;
+  }
+  int64_t rtotal = 0, pos = 0;
+  for (int32_t r = 0; r < n; r++) {
+    if (recv_lens[r] < 0 || recv_lens[r] > INT64_MAX / 2 - rtotal) {
+      rc = tide_fail("tide.dist.all_to_all_bytes: rank %d announced an invalid length %lld", (int)r, (long long)recv_lens[r]);
+      goto done;
+    }
+    roffs[r] = rtotal;
+    rtotal += recv_lens[r];
+    soffs[r] = pos;
+    if (lens[r]) memcpy(send + pos, bufs[r], (size_t)lens[r]);
+    pos += lens[r];
+  }
+  if (!(*recv = malloc(rtotal ? (size_t)rtotal : 1))) {
+    rc = tide_fail("tide.dist.all_to_all_bytes: out of memory for %lld bytes received", (long long)rtotal);
+    goto done;
+  }
+  watch_begin("all_to_all_bytes");
+  rc = st.be->all_to_all(send, lens, soffs, *recv, recv_lens, roffs, err, sizeof err);
+  watch_end();
+  if (rc != 0) {
+    rc = backend_error("all_to_all_bytes", err);
+    free(*recv);
+    *recv = NULL;
+  }
+done:
+  free(meta);
+  free(send);
+  return rc;
+}
+
+void tide_dist_free(void *p) { free(p); }
