@@ -214,6 +214,7 @@ function M.DataParallel(model, opts)
   end
   if #params == 0 then error(what .. ': the model has no parameter that requires grad', 2) end
   local tide, dist = tide_(), dist_()
+  if not dist.is_initialized() then dist.init() end  -- joins the launcher's job (a world of one without)
   -- every replica starts from rank 0's weights
   if opts.broadcast ~= false and dist.world_size() > 1 then
     tide.no_grad(function()
