@@ -210,7 +210,7 @@ for step = start + 1, steps do
   state.extra.skipped_nonfinite = guard.skipped
   if step % log_every == 0 or step == steps then
     local now = tide.clock()
-    log:log(step, { ['loss/train'] = loss_n > 0 and loss_sum / loss_n or nil, lr = sched:get_last_lr()[1],
+    log:log(step, { ['loss/train'] = loss_n > 0 and train.mean_over_ranks(loss_sum / loss_n) or nil, lr = sched:get_last_lr()[1],
                     grad_norm = norm, tokens_per_s = (state.tokens - tok0) / (now - t0),
                     samples = step * accum * B * job.world_size, steps = step,
                     skipped_nonfinite = guard.skipped > 0 and guard.skipped or nil })

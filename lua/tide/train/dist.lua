@@ -38,6 +38,18 @@ function M.on_main(fn)
   return res
 end
 
+-- train.mean_over_ranks(x): the mean of the number x over every rank (x
+-- itself outside a multi-rank job), for logging a loss each rank measured
+-- on its own batches (Accelerate's gather(...).mean()). A collective: every
+-- rank calls it.
+function M.mean_over_ranks(x)
+  local d = M.world()
+  if d == nil then return x end
+  local t = require('tide').tensor({ x }, { dtype = 'f64' })
+  d.all_reduce(t, 'avg')
+  return t:item()
+end
+
 -- train.main_process_first(fn): the main process runs fn first, and the
 -- others run it once it has finished (Accelerate's main_process_first): a
 -- data set prepared by the main process is then found ready by the others.
