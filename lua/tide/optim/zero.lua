@@ -67,7 +67,6 @@ function M.enable(opt, level)
       local pflat = tide.zeros({ padded }, { dtype = b.dtype, device = b.device })
       local zb = { bucket = b, shard = shard, lo = lo, gflat = gflat, pflat = pflat,
                    gshard = tide.zeros({ shard }, { dtype = b.dtype, device = b.device }),
-                   pshard = tide.zeros({ shard }, { dtype = b.dtype, device = b.device }),
                    m = tide.zeros({ shard }, { dtype = b.dtype, device = b.device }),
                    v = tide.zeros({ shard }, { dtype = b.dtype, device = b.device }), segments = {} }
       state_bytes = state_bytes + 2 * shard * zb.m:element_size()
@@ -149,8 +148,8 @@ function M.step(opt)
     end
     for _, zb in ipairs(zs.buckets) do
       if zs.world_size > 1 then
-        zb.pshard:copy_(zb.pflat:narrow(1, zb.lo + 1, zb.shard))
-        dist.all_gather(zb.pflat, zb.pshard)
+        -- a copy of the slice, alive only for the call (the gather writes over pflat)
+        dist.all_gather(zb.pflat, zb.pflat:narrow(1, zb.lo + 1, zb.shard):clone())
       end
     end
   end)
