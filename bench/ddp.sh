@@ -37,10 +37,11 @@ ar_of() { echo "$1" | sed -E 's/.*alone ([0-9.]+) ms.*/\1/'; }
 report() {  # NAME STEP1 STEP2 ALLREDUCE
   awk -v n="$1" -v a="$2" -v b="$3" -v ar="$4" 'BEGIN {
     printf "%s: 1 rank %.0f ms, 2 ranks %.0f ms, efficiency %.2f, exposed %.0f ms, all-reduce alone %.1f ms, hidden %s\n",
-      n, a, b, a / b, b - a, ar, ar > 0 ? sprintf("%.2f", 1 - (b - a) / ar) : "n/a" }'
+      n, a, b, a / b, b - a, ar, (ar > 0 ? sprintf("%.2f", 1 - (b - a) / ar) : "n/a") }'
 }
 report tide "${best[t1]%% *}" "${best[t2]%% *}" "$(ar_of "${best[t2]}")"
 report torch "${best[p1]%% *}" "${best[p2]%% *}" "$(ar_of "${best[p2]}")"
 echo "tide 2 ranks: ${best[t2]#* }"
 echo "tide ZeRO-1:  ${best[tz]#* }"
+echo "load average while it ran: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 awk -v t="${best[t2]%% *}" -v p="${best[p2]%% *}" 'BEGIN { printf "2-rank step tide / torch: %.2fx (time; < 1 is tide faster)\n", t / p }'
