@@ -9,7 +9,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 install_deps() {
   local pkgs=(build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libopenblas-openmp-dev libedit-dev zlib1g-dev tmux
-              libpython3-stdlib)  # Python's sources: the local corpus of tide.data.build_corpus
+              libpython3-stdlib   # Python's sources: the local corpus of tide.data.build_corpus
+              openmpi-bin libopenmpi-dev)  # tide.dist's MPI backend and its tests under mpirun
   local missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return

@@ -41,7 +41,9 @@ static struct {
   int joined;                   /* 1 between init and finalize */
   int finalized_mpi;            /* MPI cannot start twice in a process */
   int32_t rank, world;
-  const tide_dist_backend *be;  /* NULL in a world of one */
+  const tide_dist_backend *be;  /* host buffers (MPI); NULL in a world of one */
+  const tide_dist_backend *dev; /* CUDA tensors (NCCL) when set up, else they are staged through be */
+  int32_t dev_device;           /* the CUDA device NCCL's communicator is on */
   int check;                    /* exchange headers before each collective */
   int64_t seq;                  /* collectives called so far */
   double timeout;               /* seconds; <= 0: no watchdog */
@@ -50,7 +52,8 @@ static struct {
   int busy;                     /* 1 while a collective is inside the backend */
   int64_t busy_seq;
   struct timespec busy_since;
-  char busy_what[160];
+  char busy_what[320];
+  char call[320];               /* the running collective, described for messages */
 } st = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
 
@@ -150,7 +153,7 @@ static void watch_begin(const char *what) {
   st.busy = 1;
   st.busy_seq = st.seq;
   clock_gettime(CLOCK_MONOTONIC, &st.busy_since);
-  snprintf(st.busy_what, sizeof st.busy_what, "%s (collective call #%lld)", what, (long long)st.seq);
+  snprintf(st.busy_what, sizeof st.busy_what, "%s", what);
   pthread_cond_signal(&st.wake);
   pthread_mutex_unlock(&st.lock);
 }
@@ -227,6 +230,13 @@ int tide_dist_finalize(void) {
   if (!st.joined) return 0;
   stop_watchdog();
   st.joined = 0;
+  int rc = 0;
+  if (st.dev) {
+    char err[512] = "";
+    const tide_dist_backend *dev = st.dev;
+    st.dev = NULL;
+    if (dev->finalize(err, sizeof err) != 0) rc = tide_fail("tide.dist.finalize: NCCL: %s", err);
+  }
   if (st.be) {
     char err[512] = "";
     const tide_dist_backend *be = st.be;
@@ -234,10 +244,12 @@ int tide_dist_finalize(void) {
     if (strcmp(be->name, "mpi") == 0) st.finalized_mpi = 1;
     if (be->finalize(err, sizeof err) != 0) return tide_fail("tide.dist.finalize: %s", err);
   }
-  return 0;
+  return rc;
 }
 
+
 void tide_dist_abort(int32_t code) {
+  if (st.joined && st.dev) st.dev->abort_job(code);
   if (st.joined && st.be) st.be->abort_job(code);
 }
 
@@ -275,7 +287,7 @@ static int check_op(int32_t op, int32_t dtype, const char *what) {
 static void describe(const int64_t *h, char *buf, size_t cap) {
   int kind = h[1] >= 1 && h[1] <= KIND_ALL_TO_ALL ? (int)h[1] : 0;
   if (kind == KIND_BARRIER || kind == KIND_ALL_TO_ALL || kind == 0) {
-    snprintf(buf, cap, "%s (call #%lld)", kind_names[kind], (long long)h[0]);
+    snprintf(buf, cap, "%s (call #%lld)", kind_names[kind], (long long)h[0] + 1);
     return;
   }
   char shape[200];
@@ -287,20 +299,22 @@ static void describe(const int64_t *h, char *buf, size_t cap) {
   if (kind == KIND_ALL_REDUCE || kind == KIND_REDUCE_SCATTER) snprintf(extra, sizeof extra, "(%s)", op_name((int32_t)h[2]));
   else if (kind == KIND_BROADCAST) snprintf(extra, sizeof extra, "(src=%lld)", (long long)h[4]);
   snprintf(buf, cap, "%s%s of %s %s (call #%lld)", kind_names[kind], extra, tide_dtype_name((int32_t)h[3]), shape,
-           (long long)h[0]);
+           (long long)h[0] + 1);
 }
 
 /* All ranks' headers for this call compared with ours: an error on every rank when one differs. */
 static int agree(int kind, int32_t op, const tide_tensor *t, int32_t root) {
   int64_t seq = st.seq++;
-  if (!st.be || !st.check) return 0;
   int64_t h[HEADER_LEN] = { seq, kind, op, t ? t->dtype : -1, root, t ? t->ndim : 0, t ? t->numel : 0 };
   if (t) memcpy(h + 7, t->shape, sizeof(int64_t) * (size_t)t->ndim);
   if (kind == KIND_ALL_TO_ALL || kind == KIND_BARRIER) h[2] = h[3] = h[4] = h[5] = h[6] = -1;
+  if (!st.be && !st.dev) return 0;
+  describe(h, st.call, sizeof st.call);
+  if (!st.be || !st.check) return 0;  /* the check goes over MPI (a world of one with NCCL has no peer to disagree) */
   int64_t *all = malloc(sizeof h * (size_t)st.world);
   if (!all) return tide_fail("tide.dist.%s: out of memory for %d ranks' headers", kind_names[kind], (int)st.world);
   char err[512] = "";
-  watch_begin(kind_names[kind]);
+  watch_begin(st.call);
   int rc = st.be->all_gather(h, all, (int64_t)sizeof h, err, sizeof err);
   watch_end();
   if (rc != 0) {
@@ -322,9 +336,34 @@ static int agree(int kind, int32_t op, const tide_tensor *t, int32_t root) {
 
 /* staging ------------------------------------------------------------------------------------------ */
 
-/* The dtype the backend reduces t's elements in: MPI has no bf16/f16 arithmetic, f32 holds them exactly. */
-static int32_t wire_dtype(int32_t dtype, int reducing) {
-  return reducing && (dtype == TIDE_BF16 || dtype == TIDE_F16) ? TIDE_F32 : dtype;
+static tide_tensor *host_as(const tide_tensor *t, int32_t dtype);
+
+/* The dtype backend be reduces t's elements in: its own when it can, else one that holds every value
+   exactly (MPI has no bf16/f16 arithmetic: f32; NCCL has no u16: i64). */
+static int32_t wire_dtype(const tide_dist_backend *be, int32_t dtype, int reducing) {
+  if (!reducing || (be->reduce_dtypes >> dtype & 1u)) return dtype;
+  return dtype == TIDE_F32 || dtype == TIDE_F64 || dtype == TIDE_BF16 || dtype == TIDE_F16 ? TIDE_F32 : TIDE_I64;
+}
+
+/* The backend for a collective on t: NCCL for a CUDA tensor when it is set up (on t's device, or an
+   error), else MPI on host buffers; NULL in a world of one without NCCL (the collective is the identity). */
+static int pick(const tide_tensor *t, const char *what, const tide_dist_backend **be, int *on_device) {
+  *on_device = 0;
+  *be = st.be;
+  if (st.dev && t->device != TIDE_CPU) {
+    if (t->device != st.dev_device)
+      return tide_fail("tide.dist.%s: the tensor is on cuda:%d but NCCL was set up on cuda:%d (tide.dist.init's device)",
+                       what, (int)t->device, (int)st.dev_device);
+    *be = st.dev;
+    *on_device = 1;
+  }
+  return 0;
+}
+
+/* The buffer a backend works on: t itself when it already is one (contiguous, in dtype, on the backend's
+   side), else a contiguous copy there in dtype. */
+static tide_tensor *staged(const tide_tensor *t, int32_t dtype, int on_device) {
+  return on_device ? tide_contiguous_as(t, dtype) : host_as(t, dtype);
 }
 
 /* t itself (retained) when it is a contiguous host buffer of dtype, else a contiguous host copy in dtype. */
@@ -366,14 +405,16 @@ int tide_dist_all_reduce(tide_tensor *t, int32_t op) {
   TIDE_TRY(joined("all_reduce"));
   TIDE_TRY(tensor_arg(t, "all_reduce"));
   TIDE_TRY(check_op(op, t->dtype, "all_reduce"));
+  const tide_dist_backend *be;
+  int dev;
+  TIDE_TRY(pick(t, "all_reduce", &be, &dev));
   TIDE_TRY(agree(KIND_ALL_REDUCE, op, t, -1));
-  if (!st.be) return 0;  /* a world of one: the sum, max, min and average of one value are itself */
-  tide_tensor *w = host_as(t, wire_dtype(t->dtype, 1));
+  if (!be) return 0;  /* a world of one: the sum, max, min and average of one value are itself */
+  tide_tensor *w = staged(t, wire_dtype(be, t->dtype, 1), dev);
   if (!w) return -1;
-  char err[512] = "", what[64];
-  snprintf(what, sizeof what, "all_reduce(%s)", op_name(op));
-  watch_begin(what);
-  int rc = st.be->all_reduce(w->data, w->numel, w->dtype, op == TIDE_MEAN ? TIDE_SUM : op, err, sizeof err);
+  char err[512] = "";
+  watch_begin(st.call);
+  int rc = be->all_reduce(w->data, w->numel, w->dtype, op == TIDE_MEAN ? TIDE_SUM : op, err, sizeof err);
   watch_end();
   if (rc != 0) rc = backend_error("all_reduce", err);
   /* avg: the sum divided by the world size, in the wire dtype (f32 for bf16/f16), as NCCL's ncclAvg */
@@ -388,13 +429,16 @@ int tide_dist_broadcast(tide_tensor *t, int32_t src) {
   TIDE_TRY(tensor_arg(t, "broadcast"));
   if (src < 0 || src >= st.world)
     return tide_fail("tide.dist.broadcast: src rank %d is outside the world's ranks 0..%d", (int)src, (int)st.world - 1);
+  const tide_dist_backend *be;
+  int dev;
+  TIDE_TRY(pick(t, "broadcast", &be, &dev));
   TIDE_TRY(agree(KIND_BROADCAST, -1, t, src));
-  if (!st.be) return 0;
-  tide_tensor *w = host_as(t, t->dtype);
+  if (!be) return 0;
+  tide_tensor *w = staged(t, t->dtype, dev);
   if (!w) return -1;
   char err[512] = "";
-  watch_begin("broadcast");
-  int rc = st.be->broadcast(w->data, w->numel * tide_dtype_size(w->dtype), src, err, sizeof err);
+  watch_begin(st.call);
+  int rc = be->broadcast(w->data, w->numel * tide_dtype_size(w->dtype), src, err, sizeof err);
   watch_end();
   if (rc != 0) rc = backend_error("broadcast", err);
   if (rc == 0 && st.rank != src) rc = write_back(t, w);
@@ -428,13 +472,15 @@ static int copy_reshaped(tide_tensor *out, const tide_tensor *t) {
   return rc;
 }
 
-/* A contiguous host tensor shaped like t to receive into: t itself when it is one. */
-static tide_tensor *host_out(tide_tensor *t, int32_t dtype) {
-  if (t->device == TIDE_CPU && t->dtype == dtype && tide_is_contiguous(t)) {
+/* A contiguous tensor shaped like t to receive into, on the host or (on_device) on t's device: t itself
+   when it is one. */
+static tide_tensor *recv_buffer(tide_tensor *t, int32_t dtype, int on_device) {
+  int32_t device = on_device ? t->device : TIDE_CPU;
+  if (t->device == device && t->dtype == dtype && tide_is_contiguous(t)) {
     tide_tensor_retain(t);
     return t;
   }
-  return tide_new(dtype, t->ndim, t->shape);
+  return tide_new_on(device, dtype, t->ndim, t->shape);
 }
 
 int tide_dist_all_gather(tide_tensor *out, const tide_tensor *t) {
@@ -442,16 +488,19 @@ int tide_dist_all_gather(tide_tensor *out, const tide_tensor *t) {
   TIDE_TRY(tensor_arg(out, "all_gather"));
   TIDE_TRY(tensor_arg(t, "all_gather"));
   TIDE_TRY(check_pair(out, t, "all_gather", "out"));
+  const tide_dist_backend *be;
+  int dev;
+  TIDE_TRY(pick(t, "all_gather", &be, &dev));
   TIDE_TRY(agree(KIND_ALL_GATHER, -1, t, -1));
-  if (!st.be) return copy_reshaped(out, t);
-  tide_tensor *w = host_as(t, t->dtype);
+  if (!be) return copy_reshaped(out, t);
+  tide_tensor *w = staged(t, t->dtype, dev);
   if (!w) return -1;
-  tide_tensor *o = host_out(out, t->dtype);
+  tide_tensor *o = recv_buffer(out, t->dtype, dev);
   int rc = -1;
   char err[512] = "";
   if (o) {
-    watch_begin("all_gather");
-    rc = st.be->all_gather(w->data, o->data, w->numel * tide_dtype_size(w->dtype), err, sizeof err);
+    watch_begin(st.call);
+    rc = be->all_gather(w->data, o->data, w->numel * tide_dtype_size(w->dtype), err, sizeof err);
     watch_end();
     if (rc != 0) rc = backend_error("all_gather", err);
     if (rc == 0) rc = write_back(out, o);
@@ -467,18 +516,20 @@ int tide_dist_reduce_scatter(tide_tensor *out, const tide_tensor *t, int32_t op)
   TIDE_TRY(tensor_arg(t, "reduce_scatter"));
   TIDE_TRY(check_op(op, t->dtype, "reduce_scatter"));
   TIDE_TRY(check_pair(t, out, "reduce_scatter", "the input"));
+  const tide_dist_backend *be;
+  int dev;
+  TIDE_TRY(pick(t, "reduce_scatter", &be, &dev));
   TIDE_TRY(agree(KIND_REDUCE_SCATTER, op, t, -1));
-  if (!st.be) return copy_reshaped(out, t);
-  int32_t wire = wire_dtype(t->dtype, 1);
-  tide_tensor *w = host_as(t, wire);
+  if (!be) return copy_reshaped(out, t);
+  int32_t wire = wire_dtype(be, t->dtype, 1);
+  tide_tensor *w = staged(t, wire, dev);
   if (!w) return -1;
-  tide_tensor *o = host_out(out, wire);
+  tide_tensor *o = recv_buffer(out, wire, dev);
   int rc = -1;
-  char err[512] = "", what[64];
+  char err[512] = "";
   if (o) {
-    snprintf(what, sizeof what, "reduce_scatter(%s)", op_name(op));
-    watch_begin(what);
-    rc = st.be->reduce_scatter(w->data, o->data, o->numel, wire, op == TIDE_MEAN ? TIDE_SUM : op, err, sizeof err);
+    watch_begin(st.call);
+    rc = be->reduce_scatter(w->data, o->data, o->numel, wire, op == TIDE_MEAN ? TIDE_SUM : op, err, sizeof err);
     watch_end();
     if (rc != 0) rc = backend_error("reduce_scatter", err);
     if (rc == 0 && op == TIDE_MEAN) rc = tide_binary_scalar_(TIDE_DIV, o, (double)st.world);
@@ -492,10 +543,11 @@ int tide_dist_reduce_scatter(tide_tensor *out, const tide_tensor *t, int32_t op)
 int tide_dist_barrier(void) {
   TIDE_TRY(joined("barrier"));
   TIDE_TRY(agree(KIND_BARRIER, -1, NULL, -1));
-  if (!st.be) return 0;
+  const tide_dist_backend *be = st.be ? st.be : st.dev;
+  if (!be) return 0;
   char err[512] = "";
-  watch_begin("barrier");
-  int rc = st.be->barrier(err, sizeof err);
+  watch_begin(st.call);
+  int rc = be->barrier(err, sizeof err);
   watch_end();
   return rc == 0 ? 0 : backend_error("barrier", err);
 }
@@ -533,7 +585,7 @@ int tide_dist_all_to_all_bytes(int32_t n, const char *const *bufs, const int64_t
     eight[r] = 8;
     offs[r] = 8 * (int64_t)r;
   }
-  watch_begin("all_to_all_bytes (lengths)");
+  watch_begin(st.call);
   rc = st.be->all_to_all(lens, eight, offs, recv_lens, eight, offs, err, sizeof err);
   watch_end();
   if (rc != 0) {
@@ -556,7 +608,7 @@ int tide_dist_all_to_all_bytes(int32_t n, const char *const *bufs, const int64_t
     rc = tide_fail("tide.dist.all_to_all_bytes: out of memory for %lld bytes received", (long long)rtotal);
     goto done;
   }
-  watch_begin("all_to_all_bytes");
+  watch_begin(st.call);
   rc = st.be->all_to_all(send, lens, soffs, *recv, recv_lens, roffs, err, sizeof err);
   watch_end();
   if (rc != 0) {
@@ -571,3 +623,49 @@ done:
 }
 
 void tide_dist_free(void *p) { free(p); }
+
+/* NCCL for CUDA tensors (after tide_dist_init): loads libtide_nccl.so and sets up its communicator on
+   device, its id sent from rank 0 over MPI. */
+int tide_dist_init_nccl(int32_t device, int32_t required, int32_t *used) {
+  *used = 0;
+  TIDE_TRY(joined("init"));
+  if (st.dev) {
+    *used = 1;
+    return 0;
+  }
+  /* every rank must take the same path: each says whether it can, and all use NCCL only if all can */
+  char why[768] = "";
+  const tide_dist_backend *nccl = NULL;
+  if (strcmp(tide_cuda_runtime_name(), "CUDA") != 0) {
+    snprintf(why, sizeof why, "this tide has no CUDA runtime (%s)", tide_cuda_runtime_name()[0] ? tide_cuda_runtime_name()
+                                                                                                 : "built without CUDA");
+  } else if (device < 0 || device >= tide_cuda_device_count()) {
+    snprintf(why, sizeof why, "device cuda:%d is not one of the %d CUDA devices", (int)device, (int)tide_cuda_device_count());
+  } else if (!(nccl = load_backend("nccl"))) {
+    snprintf(why, sizeof why, "%s", tide_last_error());
+  }
+  int32_t ok = nccl != NULL;
+  char err[512] = "";
+  if (st.be) {
+    if (st.be->all_reduce(&ok, 1, TIDE_I32, TIDE_MIN, err, sizeof err) != 0) return backend_error("init (NCCL)", err);
+  }
+  if (!ok) {
+    if (!required) return 0;
+    return tide_fail("tide.dist.init: NCCL was asked for (nccl = true) but %s", why[0] ? why : "another rank cannot use it");
+  }
+  unsigned char id[128] = { 0 };
+  if (st.rank == 0 && nccl->make_id(id, err, sizeof err) != 0) return backend_error("init (ncclGetUniqueId)", err);
+  if (st.be && st.be->broadcast(id, sizeof id, 0, err, sizeof err) != 0) return backend_error("init (NCCL's id)", err);
+  int32_t r = 0, n = 0;
+  watch_begin("ncclCommInitRank");
+  int rc = nccl->init(id, st.rank, st.world, device, &r, &n, err, sizeof err);
+  watch_end();
+  if (rc != 0) return backend_error("init (NCCL)", err);
+  if (r != st.rank || n != st.world)
+    return tide_fail("tide.dist.init: NCCL's communicator has rank %d of %d, MPI's rank %d of %d", (int)r, (int)n,
+                     (int)st.rank, (int)st.world);
+  st.dev = nccl;
+  st.dev_device = device;
+  *used = 1;
+  return 0;
+}

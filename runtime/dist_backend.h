@@ -9,9 +9,10 @@
    Every entry returns 0, or -1 with a message in err (cap bytes). Counts are
    elements of dtype (a tide_dtype code); the plugin maps dtype and op (a
    tide_reduce_op: TIDE_SUM, TIDE_MAX, TIDE_MIN; averaging is the core's
-   division after a sum) to its engine's types, and refuses pairs it cannot
-   reduce (bf16/f16 on MPI: the core stages them through f32). Buffers are
-   host memory for MPI, device memory of the current device for NCCL. */
+   division after a sum) to its engine's types; dtypes outside reduce_dtypes
+   are converted by the core first (bf16/f16 on MPI reduce in f32, u16 on
+   NCCL in i64). Buffers are host memory for MPI, device memory of the
+   current device for NCCL. */
 #ifndef TIDE_DIST_BACKEND_H
 #define TIDE_DIST_BACKEND_H
 #include <stddef.h>
@@ -23,6 +24,8 @@
 typedef struct tide_dist_backend {
   int32_t abi;         /* TIDE_DIST_ABI */
   const char *name;    /* "mpi", "nccl" */
+  /* Bit d set: the backend reduces dtype code d itself; others go through f32 (floats) or i64 (integers). */
+  uint32_t reduce_dtypes;
   /* Joins the job. opts: MPI ignores it; NCCL reads "rank world_size" and the 128-byte unique id in
      id (made by make_id on rank 0 and sent to the others by the caller). Writes this process's rank and
      the world size. */

@@ -487,6 +487,10 @@ int32_t tide_interrupt_pending(void);
 /* Joins the job: backend "mpi" (ranks from the launcher: mpirun, srun) or "none" (a world of one);
    timeout_s in seconds (0: none); writes this process's rank and the world size. */
 int tide_dist_init(const char *backend, double timeout_s, int32_t check, int32_t *rank, int32_t *world_size);
+/* After tide_dist_init, on every rank: NCCL for tensors on CUDA device (its id sent over MPI). *used is
+   1 when every rank could load it; when one cannot, NCCL is used by none (CUDA tensors are staged
+   through host memory and MPI) or, with required, it is an error. */
+int tide_dist_init_nccl(int32_t device, int32_t required, int32_t *used);
 /* Leaves the job (MPI_Finalize); a no-op when not joined. */
 int tide_dist_finalize(void);
 /* Ends every process of the job with code (MPI_Abort), after an error this rank cannot recover from. */

@@ -3,6 +3,7 @@
 --   tide -e CODE                            run a chunk (returned values are printed)
 --   tide test [DIR_OR_FILE ...] [--filter=PATTERN]
 --   tide plot RUN [RUN ...] [--out=FILE]    training curves of runs, as SVG
+--   tide launch -n N recipe.lua [args]      the recipe on N local processes (tide.dist)
 --   tide                                    the REPL (statements from stdin when piped)
 local M = {}
 
@@ -11,6 +12,7 @@ usage: tide FILE.lua [--key=value] [--flag] [args...]   run a recipe
        tide -e CODE                                    run a chunk of Lua
        tide test [DIR_OR_FILE...] [--filter=PATTERN]   run Lua tests
        tide plot RUN [RUN...] [--out=FILE]             plot runs' metrics.jsonl to SVG
+       tide launch -n N FILE.lua [args...]             run a recipe on N local processes
        tide                                            interactive REPL
        tide -h | --version
 Recipe options --key=value and --flag land in tide.args (numbers and
@@ -83,7 +85,7 @@ end
 local function run_chunk(fn, ...)
   local res = pack(xpcall(fn, on_error, ...))
   if not res[1] then
-    io.stderr:write('tide: ', tostring(res[2]), '\n')
+    io.stderr:write('tide: ' .. tostring(res[2]) .. '\n')  -- one write: mpirun tags each write as a line
     return dist_exit(1)
   end
   return dist_exit(0), res
@@ -115,6 +117,11 @@ function M.main(argv)
     for i = 2, #argv do paths[#paths + 1] = argv[i] end
     return dist_exit(require('tide.testing').main(paths))
   end
+  if a1 == 'launch' then
+    local rest = {}
+    for i = 2, #argv do rest[#rest + 1] = argv[i] end
+    return require('tide.dist.launch').main(rest)
+  end
   if a1 == 'plot' then
     local rest = {}
     for i = 2, #argv do rest[#rest + 1] = argv[i] end
@@ -132,6 +139,7 @@ function M.main(argv)
   rest[0] = a1
   rest[-1] = argv[0]
   _G.arg = rest
+  require('tide.dist.launch').export_torchrun_env()
   local fn, err = loadfile(a1)
   if not fn then io.stderr:write('tide: ', err, '\n'); return 1 end
   return (run_chunk(fn, unpack(rest)))

@@ -196,6 +196,8 @@ static void mpi_abort_job(int code) {
 static const tide_dist_backend table = {
   .abi = TIDE_DIST_ABI,
   .name = "mpi",
+  .reduce_dtypes = (1u << TIDE_F32) | (1u << TIDE_F64) | (1u << TIDE_I32) | (1u << TIDE_I64) | (1u << TIDE_U8) |
+                   (1u << TIDE_BOOL) | (1u << TIDE_U16),
   .init = mpi_init,
   .make_id = NULL,
   .all_reduce = mpi_all_reduce,

@@ -10,8 +10,9 @@ shift 2
 if ! command -v mpirun >/dev/null 2>&1; then
   echo "skipped: mpirun is not installed (Debian: apt-get install openmpi-bin libopenmpi-dev)"; exit 77
 fi
-if [ ! -f "$(dirname "$exe")/libtide_mpi.so" ]; then
-  echo "skipped: $(dirname "$exe")/libtide_mpi.so is missing (tide was built without Open MPI)"; exit 77
+# the plugin lies beside tide, or in the build directory above tests/ (tide-cudaemu)
+if [ ! -f "$(dirname "$exe")/libtide_mpi.so" ] && [ ! -f "$(dirname "$exe")/../libtide_mpi.so" ]; then
+  echo "skipped: no libtide_mpi.so beside $exe (tide was built without Open MPI)"; exit 77
 fi
 root=()
 [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)

@@ -8,7 +8,11 @@
 # 3. op parity, gradcheck and 20 GPT-2 training steps through Lua on cuda:0
 #    against the CPU (tests/lua/cuda, the files tide-cudaemu runs in CI);
 # 4. compute-sanitizer memcheck and racecheck over the kernel tests;
-# 5. the caching allocator under a fragmenting workload.
+# 5. the caching allocator under a fragmenting workload;
+# 6. tide.dist on the GPU: every collective and dtype on CUDA tensors through
+#    NCCL in a world of one (libtide_nccl.so), and on 2 processes sharing the
+#    GPU, staged through host memory and MPI (skipped where mpirun is absent:
+#    add Open MPI's packages to the offline deps, TIDE_EXTRA_DEBS).
 # Prints one line per step and a summary; exits 1 if a step failed. Without a
 # GPU it prints `skipped: no GPU` and why, and exits 0.
 #
@@ -62,6 +66,12 @@ else
   log "skip  memcheck/racecheck: compute-sanitizer not found (CUDA toolkit bin/, or tests/gpu/fetch-sanitizer.sh where PyPI is reachable)"
 fi
 step allocator build-gpu/tide tests/gpu/alloc_fragment.lua
+step dist_nccl_world1 env TIDE_TEST_DIST_NCCL=1 build-gpu/tide test tests/lua/test_dist.lua
+if command -v mpirun >/dev/null 2>&1; then
+  step dist_staged_np2 bash tests/dist/run_mpi.sh 2 build-gpu/tide test tests/lua/test_dist.lua
+else
+  log "skip  dist_staged_np2: mpirun not found (Open MPI is not installed on this machine)"
+fi
 
 if [ ${#failed[@]} -eq 0 ]; then echo "summary: all GPU checks passed"; exit 0; fi
 echo "summary: failed: ${failed[*]}"; exit 1

@@ -8,7 +8,9 @@ local T = require 'tide.testing'
 local ffi = require 'ffi'
 local d = tide.dist
 
-local info = d.init()
+-- TIDE_TEST_DIST_NCCL=1 (tests/gpu/run.sh, on a GPU): CUDA tensors through NCCL, a world of one
+local use_nccl = os.getenv('TIDE_TEST_DIST_NCCL') == '1'
+local info = d.init(use_nccl and { nccl = true } or nil)
 local R, W = d.rank(), d.world_size()
 
 local dtypes = { 'f32', 'f64', 'bf16', 'f16', 'i32', 'i64', 'u8', 'u16', 'bool' }
@@ -190,13 +192,22 @@ T.test('ranks calling with different shapes or collectives all get an error', fu
   T.same(t, tide.full({ 2 }, W))
 end)
 
-T.test('CUDA tensors go through the host (staged) path', function()
+T.test('CUDA tensors: every collective and dtype (NCCL, or staged through the host)', function()
   local dev = T.need_cuda()
-  for _, dt in ipairs({ 'f32', 'bf16', 'i64' }) do
-    local t = make(dt, values(dt, R, 1001), dev)
-    d.all_reduce(t, 'sum')
-    T.eq(t:device(), 'cuda:0')
-    check_equal(t, reduce_ref(dt, 'sum', 1001), dt, 'cuda all_reduce ' .. dt)
+  T.eq(info.nccl, use_nccl)
+  for _, dt in ipairs(dtypes) do
+    for _, op in ipairs(ops_for(dt)) do
+      local t = make(dt, values(dt, R, 1001), dev)
+      d.all_reduce(t, op)
+      T.eq(t.device, 'cuda:0')
+      check_equal(t, reduce_ref(dt, op, 1001), dt, ('cuda all_reduce %s %s'):format(dt, op))
+      local full = reduce_ref(dt, op, W * 9)
+      local want = {}
+      for i = 1, 9 do want[i] = full[R * 9 + i] end
+      local out = tide.zeros(9, { dtype = dt, device = dev })
+      d.reduce_scatter(out, make(dt, values(dt, R, W * 9), dev), op)
+      check_equal(out, want, dt, ('cuda reduce_scatter %s %s'):format(dt, op))
+    end
     local out = tide.zeros(W * 5, { dtype = dt, device = dev })
     d.all_gather(out, make(dt, values(dt, R, 5), dev))
     local want = {}
@@ -206,6 +217,10 @@ T.test('CUDA tensors go through the host (staged) path', function()
     d.broadcast(b, W - 1)
     check_equal(b, values(dt, W - 1, 9), dt, 'cuda broadcast ' .. dt)
   end
+  local v = make('f32', values('f32', R, 12), dev):view(3, 4):t()  -- strided on the device
+  d.all_reduce(v, 'sum')
+  T.same(v:contiguous():to('cpu'), make('f32', reduce_ref('f32', 'sum', 12)):view(3, 4):t())
+  d.barrier()
 end)
 
 T.test('the launcher environments: torchrun, Open MPI, Slurm, none', function()
@@ -232,5 +247,5 @@ T.test('the launcher environments: torchrun, Open MPI, Slurm, none', function()
   local p = io.popen('env -u OMPI_COMM_WORLD_SIZE RANK=0 WORLD_SIZE=2 ' .. exe .. ' -e "tide.dist.init()" 2>&1')
   local s = p:read('*a')
   p:close()
-  T.truthy(s:find('tide launch -n 2', 1, true), s)
+  T.truthy(s:find('tide launch -n 2` does when mpirun is installed', 1, true), s)
 end)

@@ -35,24 +35,29 @@ function M.environment()
   local size = int_env('OMPI_COMM_WORLD_SIZE')
   if size then
     return { rank = int_env('OMPI_COMM_WORLD_RANK') or 0, world_size = size,
-             local_rank = int_env('OMPI_COMM_WORLD_LOCAL_RANK') or 0, launcher = 'mpirun' }
+             local_rank = int_env('OMPI_COMM_WORLD_LOCAL_RANK') or 0,
+             local_world_size = int_env('OMPI_COMM_WORLD_LOCAL_SIZE') or size, launcher = 'mpirun' }
   end
   size = int_env('WORLD_SIZE')
   if size and os.getenv('RANK') then
-    return { rank = int_env('RANK'), world_size = size, local_rank = int_env('LOCAL_RANK') or 0, launcher = 'torchrun',
+    return { rank = int_env('RANK'), world_size = size, local_rank = int_env('LOCAL_RANK') or 0,
+             local_world_size = int_env('LOCAL_WORLD_SIZE') or size, launcher = 'torchrun',
              master_addr = os.getenv('MASTER_ADDR'), master_port = int_env('MASTER_PORT') }
   end
   size = int_env('SLURM_NTASKS')
   if size and os.getenv('SLURM_PROCID') then
+    -- SLURM_TASKS_PER_NODE reads like "4(x2),3"; this node's count is not in it, so the most is taken
+    local most = 0
+    for c in (os.getenv('SLURM_TASKS_PER_NODE') or ''):gmatch('(%d+)') do most = math.max(most, tonumber(c)) end
     return { rank = int_env('SLURM_PROCID'), world_size = size, local_rank = int_env('SLURM_LOCALID') or 0,
-             launcher = 'slurm' }
+             local_world_size = most > 0 and most or size, launcher = 'slurm' }
   end
   size = int_env('PMI_SIZE')  -- MPICH's and Intel MPI's launchers
   if size then
     return { rank = int_env('PMI_RANK') or 0, world_size = size, local_rank = int_env('MPI_LOCALRANKID') or 0,
-             launcher = 'pmi' }
+             local_world_size = int_env('MPI_LOCALNRANKS') or size, launcher = 'pmi' }
   end
-  return { rank = 0, world_size = 1, local_rank = 0, launcher = 'none' }
+  return { rank = 0, world_size = 1, local_rank = 0, local_world_size = 1, launcher = 'none' }
 end
 
 local state = nil  -- the joined job: rank, world_size, local_rank, launcher, backend
@@ -71,14 +76,20 @@ end
 -- opts.check: compare each collective's dtype and shape across ranks first
 --   (default true; $TIDE_DIST_CHECK=0 turns it off), so a mismatch is an
 --   error on every rank instead of a hang;
--- opts.backend: 'mpi' (the default with more than one process) or 'none'.
--- Returns a table {rank, world_size, local_rank, launcher, backend}.
+-- opts.backend: 'mpi' (the default with more than one process) or 'none';
+-- opts.nccl: CUDA tensors' collectives through NCCL (true: required, even
+--   in a world of one; false: never; nil, the default: with more than one
+--   process where every rank can load NCCL); without it they are staged
+--   through host memory and MPI;
+-- opts.device: NCCL's CUDA device (a number or 'cuda:N'; default the local
+--   rank modulo the devices).
+-- Returns a table {rank, world_size, local_rank, launcher, backend, nccl}.
 function M.init(opts)
   opts = opts or {}
   if type(opts) ~= 'table' then error('tide.dist.init: expected a table of options', 2) end
   for k in pairs(opts) do
-    if k ~= 'timeout' and k ~= 'check' and k ~= 'backend' then
-      error(('tide.dist.init: unknown option %s (expected timeout, check, backend)'):format(tostring(k)), 2)
+    if k ~= 'timeout' and k ~= 'check' and k ~= 'backend' and k ~= 'nccl' and k ~= 'device' then
+      error(('tide.dist.init: unknown option %s (expected timeout, check, backend, nccl, device)'):format(tostring(k)), 2)
     end
   end
   local timeout = opts.timeout or env_number('TIDE_DIST_TIMEOUT', 300)
@@ -100,8 +111,8 @@ function M.init(opts)
   if backend == 'mpi' and env.launcher == 'torchrun' then
     -- MPI cannot join processes it did not start: each would be a world of one
     error(('tide.dist.init: %d processes were started with torchrun\'s environment (RANK, WORLD_SIZE) but not by ' ..
-           'an MPI launcher, which the MPI backend needs: start them with `tide launch -n %d`, mpirun or srun ' ..
-           '--mpi=pmix'):format(env.world_size, env.world_size), 2)
+           'an MPI launcher, which the MPI backend needs: start them with mpirun (`tide launch -n %d` does when ' ..
+           'mpirun is installed), or srun --mpi=pmix'):format(env.world_size, env.world_size), 2)
   end
   local r, n = ffi.new('int32_t[1]'), ffi.new('int32_t[1]')
   if C.tide_dist_init(backend, timeout, check and 1 or 0, r, n) ~= 0 then errors.raise(2) end
@@ -112,7 +123,25 @@ function M.init(opts)
            'srun --mpi=pmix (a process run directly in a batch script is a world of one)'):format(
       env.launcher, env.rank, env.world_size, rank, size), 2)
   end
-  state = { rank = rank, world_size = size, local_rank = env.local_rank, launcher = env.launcher, backend = backend }
+  local nccl = opts.nccl
+  local used = false
+  if nccl == true or (nccl == nil and size > 1 and ffi.string(C.tide_cuda_runtime_name()) ~= '') then
+    local ndev = tonumber(C.tide_cuda_device_count())
+    local device
+    if type(opts.device) == 'number' then device = opts.device
+    elseif opts.device ~= nil then device = core.device_code(opts.device, 'tide.dist.init', 3)
+    elseif env.local_world_size <= ndev then device = env.local_rank % math.max(ndev, 1)
+    else device = -1 end  -- more processes than GPUs on this node: NCCL cannot share one (staged through MPI)
+    local u = ffi.new('int32_t[1]')
+    if C.tide_dist_init_nccl(device, nccl and 1 or 0, u) ~= 0 then
+      local msg = errors.message()
+      C.tide_dist_finalize()
+      error(msg, 2)
+    end
+    used = u[0] ~= 0
+  end
+  state = { rank = rank, world_size = size, local_rank = env.local_rank, launcher = env.launcher, backend = backend,
+            nccl = used }
   return state
 end
 
