@@ -7,6 +7,13 @@
 -- (train_*.bin, valid_*.bin and their manifests) in one pass over the
 -- corpus. Prints each step's counts.
 --
+-- Under a launcher (mpirun -np N, srun, tide launch -n N) with a corpus of
+-- several files (--corpus='dir/*.jsonl.gz'), rank r reads and filters files
+-- r, r + N, ...; exact dedup is global (hashes exchanged by hash % N), near
+-- dedup's signatures are computed by every rank and its greedy pass runs on
+-- rank 0 (tide.data.dedup_across_ranks), and rank 0 tokenizes and writes:
+-- the shards are byte for byte those of one process, whatever N.
+--
 --   tide recipes/prepare_data.lua [--corpus=data/corpus/python.jsonl.gz]
 --     [--out=data/shards/python] [--keywords=datascience|none|word,word]
 --     [--clean=true] [--dedup=both|exact|near|none] [--mode=concat|per_document]
@@ -21,29 +28,48 @@ local seed = args.seed or 1
 local mode = args.mode or 'concat'
 local dedup = args.dedup or 'both'
 local t0 = tide.clock()
+local job = tide.dist.init()  -- a world of one without a launcher
 
 local f = io.open(corpus, 'rb')
-if f then
-  f:close()
+if f or corpus:find('[*?]') then
+  if f then f:close() end
+elseif job.world_size > 1 then
+  error('prepare_data: ' .. corpus .. ' does not exist; build it with one process first', 0)
 else
   local r = data.build_corpus({ out = corpus, max_mb = args.max_mb })
   print(('corpus: built %s, %d files, %.1f MB of Python source'):format(r.path, r.files, r.bytes / 1e6))
 end
 
 local keywords = args.keywords or 'datascience'
-local ds = data.jsonl(corpus, { fields = { 'repo_name', 'path', 'content' } })
-if keywords ~= 'none' then
-  local kw = F.data_science_keywords
-  if keywords ~= 'datascience' then
-    kw = {}
-    for w in tostring(keywords):gmatch('[^,]+') do kw[#kw + 1] = w end
-  end
-  ds = ds:filter(function(r) return F.any_keyword(r.content, kw) end, 'any_keyword ' .. table.concat(kw, ','))
+local kw = F.data_science_keywords
+if keywords ~= 'datascience' then
+  kw = {}
+  for w in tostring(keywords):gmatch('[^,]+') do kw[#kw + 1] = w end
 end
 local clean = args.clean ~= false and F.codeparrot({ seed = seed }) or nil
-if clean then ds = ds:filter(clean, 'codeparrot heuristics') end
-if dedup == 'exact' or dedup == 'both' then ds = ds:filter(F.exact_dedup(), 'exact dedup') end
-if dedup == 'near' or dedup == 'both' then ds = ds:filter(F.near_dedup({ seed = seed }), 'near dedup (MinHash, Jaccard 0.85)') end
+-- the filters that decide on a record alone
+local function read(spec)
+  local s = data.jsonl(spec, { fields = { 'repo_name', 'path', 'content' } })
+  if keywords ~= 'none' then
+    s = s:filter(function(r) return F.any_keyword(r.content, kw) end, 'any_keyword ' .. table.concat(kw, ','))
+  end
+  if clean then s = s:filter(clean, 'codeparrot heuristics') end
+  return s
+end
+local exact, near = dedup == 'exact' or dedup == 'both', dedup == 'near' or dedup == 'both'
+local ds
+if job.world_size > 1 then
+  ds = data.dedup_across_ranks(corpus, { read = read, exact = exact, near = near and { seed = seed } or nil })
+else
+  ds = read(corpus)
+  if exact then ds = ds:filter(F.exact_dedup(), 'exact dedup') end
+  if near then ds = ds:filter(F.near_dedup({ seed = seed }), 'near dedup (MinHash, Jaccard 0.85)') end
+end
+if job.rank ~= 0 then  -- rank 0 writes the shards
+  print(('prepare_data: rank %d filtered its files in %.1f s'):format(job.rank, tide.clock() - t0))
+  tide.dist.finalize()  -- leaves the job in order, then this rank is done
+  os.exit(0, true)
+end
 
 local tok = tide.tokenizer.load(args.tokenizer or 'data/gpt2')
 -- one pass: each record goes to its split, each split is packed and written
@@ -59,7 +85,7 @@ for _, name in ipairs({ 'train', 'valid' }) do
   -- read back: the loader must see every sequence the manifest lists
   if m.total_tokens > 0 then
     local rows = 0
-    for batch in data.shards(out, { prefix = name, batch_size = 64, drop_last = false }) do rows = rows + batch:size(1) end
+    for batch in data.shards(out, { prefix = name, batch_size = 64, drop_last = false, rank = 0, world_size = 1 }) do rows = rows + batch:size(1) end
     assert(rows * seq == m.total_tokens, ('prepare_data: read back %d sequences of %s, manifest says %d tokens'):format(rows, name, m.total_tokens))
   end
 end

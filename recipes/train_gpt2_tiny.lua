@@ -14,11 +14,17 @@
 --        [--out=RUN] [--resume=auto|RUN/checkpoints/step-000100] [--overwrite]
 --        [--eval_every=N] [--save_every=N] [--keep_last=K] [--grad_accum=N] [--log_every=N]
 --        [--skip_nonfinite] [--vocab=4096] [--corpus=data/corpus/python.jsonl.gz] [--corpus_mb=20]
---        [--device=cuda]
+--        [--device=cuda] [--zero=1]
 --
 -- The run directory (--out, default runs/train_gpt2_tiny-DATE-TIME) keeps
 -- the token shards and tokenizer (data/, tokenizer/: a resumed run reads
 -- the same data), checkpoints/, metrics.jsonl, tb/ and plot.svg.
+-- Under a launcher (tide launch -n 2, mpirun -n 2, srun) it trains data-parallel:
+-- each rank reads its own part of the batches (--batch is per rank, so the
+-- global batch is batch x ranks), gradients are averaged during backward
+-- (tide.dist.DataParallel), only rank 0 logs and writes checkpoints, and a
+-- checkpoint resumes on any number of ranks. --zero=1 (default 0) shards the
+-- AdamW state over the ranks (ZeRO-1). See docs/distributed.md.
 -- Ctrl-C finishes the step, saves a checkpoint, prints the command that
 -- resumes and exits 130 (a second Ctrl-C exits at once). Exits 1 when the
 -- held-out loss does not fall by a nat, and at once with exit 1 when the loss
@@ -36,6 +42,7 @@ local device = args.device or 'cpu'
 local accum = args.grad_accum or 1
 local log_every, eval_every, save_every = args.log_every or 20, args.eval_every or 0, args.save_every or 500
 local t_start = tide.clock()
+local job = tide.dist.init()  -- a world of one without a launcher
 
 local function fail(msg)
   io.stderr:write('train_gpt2_tiny: ', msg, '\n')
@@ -50,9 +57,13 @@ local out = args.out
 if not out and type(resume) == 'string' and resume ~= 'auto' then
   out = resume:gsub('/+$', ''):match('^(.*)/checkpoints/[^/]+$') or resume
 end
-out = out or ('runs/train_gpt2_tiny-' .. os.date('!%Y%m%d-%H%M%S'))
+if not out then  -- every rank names the run by rank 0's clock
+  local now = tide.dist.broadcast(tide.tensor({ os.time() }, { dtype = 'f64' }), 0):item()
+  out = 'runs/train_gpt2_tiny-' .. os.date('!%Y%m%d-%H%M%S', now)
+end
 args.out = out  -- the command that resumes names it
 local made_here = { 'checkpoints', 'metrics.jsonl', 'tb', 'plot.svg', 'data', 'tokenizer' }
+train.main_process_first(function()  -- rank 0 clears and makes the run directory, then the others look
 if not resume and (files.exists(out .. '/checkpoints') or files.exists(out .. '/metrics.jsonl')) then
   if not args.overwrite then
     fail(('%s holds a run already: pass --resume=auto to continue it, or --overwrite to start it over'):format(out))
@@ -61,6 +72,7 @@ if not resume and (files.exists(out .. '/checkpoints') or files.exists(out .. '/
   files.remove_tree(out .. '/data.json')
 end
 files.mkdir_p(out)
+end)
 tide.manual_seed(seed)
 
 -- 1-3. the data, made once per run directory: a resumed run reads the
@@ -69,6 +81,7 @@ local data_dir, tok_dir = out .. '/data', out .. '/tokenizer'
 local data_key = tide.json.encode({ seq = T, vocab = args.vocab or 4096, seed = seed,
                                     corpus = args.corpus or 'data/corpus/python.jsonl.gz' })
 local tok
+train.main_process_first(function()  -- rank 0 makes the data; the others then find it made
 if files.exists(tok_dir) and files.exists(data_dir) and files.exists(out .. '/data.json')
    and tide.json.encode(tide.json.read_file(out .. '/data.json')) == data_key then
   tok = tide.tokenizer.load(tok_dir)
@@ -106,6 +119,7 @@ else
   tok:save(tok_dir)
   tide.json.write_file(out .. '/data.json', tide.json.decode(data_key))  -- what data/ was made from
 end
+end)
 local train_data = data.shards(data_dir, { prefix = 'train', batch_size = B, shuffle = true, seed = seed, epochs = math.huge })
 local valid = data.shards(data_dir, { prefix = 'valid', batch_size = B })
 
@@ -114,8 +128,10 @@ local model = tide.gpt2.new({ vocab_size = tok:vocab_size(), n_positions = T, n_
                               n_layer = args.n_layer or 2, n_head = 4,
                               resid_pdrop = 0, embd_pdrop = 0, attn_pdrop = 0 })
 model:to(device)
+if job.world_size > 1 or args.zero then model = tide.dist.DataParallel(model) end
 print(('model: %d parameters on %s'):format(model:num_parameters(), device))
-local opt = tide.optim.AdamW(tide.optim.grouped_params(model, 0.1), { lr = lr, betas = { 0.9, 0.95 }, eps = 1e-8 })
+local opt = tide.optim.AdamW(tide.optim.grouped_params(model, 0.1), { lr = lr, betas = { 0.9, 0.95 }, eps = 1e-8,
+                                                                        zero = args.zero })
 local sched = tide.optim.get_scheduler('cosine', opt, { num_warmup_steps = math.floor(steps / 20),
                                                        num_training_steps = steps })
 
@@ -169,9 +185,14 @@ for step = start + 1, steps do
       local loss = model(x, { labels = x }).loss
       local l = loss:item()
       if finite(l) then
-        (accum > 1 and loss / accum or loss):backward()
+        local scaled = accum > 1 and loss / accum or loss
+        if micro < accum and model.no_sync then  -- the ranks average the sum once, at the last micro-batch
+          model:no_sync(scaled.backward, scaled)
+        else
+          scaled:backward()
+        end
         total = total + l
-        state.tokens = state.tokens + x:numel()
+        state.tokens = state.tokens + x:numel() * job.world_size
       else
         bad_micro, bad_loss = micro, l
       end
@@ -189,9 +210,9 @@ for step = start + 1, steps do
   state.extra.skipped_nonfinite = guard.skipped
   if step % log_every == 0 or step == steps then
     local now = tide.clock()
-    log:log(step, { ['loss/train'] = loss_n > 0 and loss_sum / loss_n or nil, lr = sched:get_last_lr()[1],
+    log:log(step, { ['loss/train'] = loss_n > 0 and train.mean_over_ranks(loss_sum / loss_n) or nil, lr = sched:get_last_lr()[1],
                     grad_norm = norm, tokens_per_s = (state.tokens - tok0) / (now - t0),
-                    samples = step * accum * B, steps = step,
+                    samples = step * accum * B * job.world_size, steps = step,
                     skipped_nonfinite = guard.skipped > 0 and guard.skipped or nil })
     t0, tok0, loss_sum, loss_n = now, state.tokens, 0, 0
   end

@@ -122,6 +122,32 @@ local function accumulate_leaf(t, g)
   end
 end
 
+-- Hooks run once a leaf's .grad holds everything this backward adds to it
+-- (torch's register_post_accumulate_grad_hook): data parallelism starts
+-- reducing a bucket of gradients while backward still computes the others.
+local function run_grad_hooks(t)
+  local hooks = rawget(t, '_grad_hooks')
+  for i = 1, #hooks do hooks[i].fn(t) end
+end
+
+-- Callbacks queued during a backward run after its last node (torch's
+-- engine queue_callback): the place to finish work the hooks began.
+local callbacks, in_backward = nil, false
+
+-- tide.autograd.queue_callback(fn): runs fn() once the current backward has
+-- accumulated every gradient; only valid inside a backward (from a hook).
+function M.queue_callback(fn)
+  if type(fn) ~= 'function' then error('queue_callback: expected a function, got ' .. type(fn), 2) end
+  if not in_backward then error('queue_callback: only a backward pass (a gradient hook) can queue a callback', 2) end
+  callbacks[#callbacks + 1] = fn
+end
+
+local function run_callbacks()
+  local list = callbacks
+  callbacks, in_backward = nil, false
+  for i = 1, #list do list[i]() end
+end
+
 -- Tensor:backward([grad], {retain_graph=false})
 local function backward(root, grad, opts)
   if not is_tensor(root) then error('backward: expected a tensor', 2) end
@@ -151,9 +177,19 @@ local function backward(root, grad, opts)
     if #gs ~= #rs then error('backward: gradient shape does not match the tensor', 3) end
     for i = 1, #gs do if gs[i] ~= rs[i] then error('backward: gradient shape does not match the tensor', 3) end end
   end
+  if in_backward then
+    error('backward: called from inside another backward (a gradient hook or callback); ' ..
+      'compute what you need after it returns', 3)
+  end
   local root_node = rawget(root, '_node')
   if root_node == nil then  -- a leaf
-    no_grad(accumulate_leaf, root, grad)
+    callbacks, in_backward = {}, true
+    local ok, err = pcall(no_grad, function()
+      accumulate_leaf(root, grad)
+      if rawget(root, '_grad_hooks') then run_grad_hooks(root) end
+    end)
+    if not ok then callbacks, in_backward = nil, false; error(err, 0) end
+    run_callbacks()
     return
   end
   -- topological order of nodes by iterative DFS over inputs' nodes
@@ -185,17 +221,33 @@ local function backward(root, grad, opts)
       stack[#stack] = nil
     end
   end
+  -- leaves with gradient hooks: how many uses each has in the graph, so a
+  -- hook runs when the last node that can add to its .grad is done
+  local uses, hooked = nil, false
+  for k = 1, #order do
+    local inputs = order[k].inputs
+    for i = 1, inputs.n or #inputs do
+      local x = inputs[i]
+      if is_tensor(x) and rawget(x, '_grad_hooks') and rawget(x, '_node') == nil and needs(x) then
+        uses = uses or {}
+        uses[x] = (uses[x] or 0) + 1
+        hooked = true
+      end
+    end
+  end
+  local got = hooked and {} or nil  -- the hooked leaves this backward gave a gradient
   -- gradients flowing into each node's output, keyed by node
   local pending = { [root_node] = grad }
-  no_grad(function()
+  callbacks, in_backward = {}, true
+  local ok, err = pcall(no_grad, function()
     for k = #order, 1, -1 do
       local node = order[k]
       local g = pending[node]
       pending[node] = nil
+      local inputs = node.inputs
       if g ~= nil then
         if node.saved then check_saved(node.name, node.saved, 0) end
         local grads = { node.backward(g) }
-        local inputs = node.inputs
         for i = 1, inputs.n or #inputs do
           local x, gi = inputs[i], grads[i]
           if gi ~= nil and needs(x) then
@@ -205,7 +257,18 @@ local function backward(root, grad, opts)
               pending[xn] = prev and (prev + gi) or gi
             else
               accumulate_leaf(x, gi)
+              if got and uses[x] then got[x] = true end
             end
+          end
+        end
+      end
+      if hooked then
+        for i = 1, inputs.n or #inputs do
+          local x = inputs[i]
+          local u = is_tensor(x) and uses[x]
+          if u then
+            uses[x] = u - 1
+            if u == 1 and got[x] then run_grad_hooks(x) end
           end
         end
       end
@@ -215,6 +278,8 @@ local function backward(root, grad, opts)
       end
     end
   end)
+  if not ok then callbacks, in_backward = nil, false; error(err, 0) end
+  run_callbacks()
 end
 M.backward = backward
 
@@ -377,6 +442,29 @@ function M.install(t, c)
   end
 
   function Tensor:is_leaf() return rawget(self, '_node') == nil end
+
+  -- t:register_post_accumulate_grad_hook(fn): fn(t) runs after each backward
+  -- once t.grad holds all that backward adds to it (a leaf that requires
+  -- grad only, as in torch). Returns a handle whose remove() unregisters it.
+  function Tensor:register_post_accumulate_grad_hook(fn)
+    if type(fn) ~= 'function' then
+      error('register_post_accumulate_grad_hook: expected a function, got ' .. type(fn), 2)
+    end
+    if rawget(self, 'requires_grad') ~= true or rawget(self, '_node') ~= nil then
+      error('register_post_accumulate_grad_hook: only a leaf tensor that requires grad has an accumulated gradient', 2)
+    end
+    local hooks = rawget(self, '_grad_hooks')
+    if hooks == nil then hooks = {}; rawset(self, '_grad_hooks', hooks) end
+    local entry = { fn = fn }
+    hooks[#hooks + 1] = entry
+    local t = self
+    return { remove = function()
+      local hs = rawget(t, '_grad_hooks')
+      if hs == nil then return end
+      for i = #hs, 1, -1 do if hs[i] == entry then table.remove(hs, i) end end
+      if #hs == 0 then rawset(t, '_grad_hooks', nil) end
+    end }
+  end
 
   -- every op family has defined its ops (ops/registry.lua): wrap them
   require('tide.ops.registry').install(tide, core, M)

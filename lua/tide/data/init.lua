@@ -27,6 +27,7 @@ local lazy = {
   writer = function() return require('tide.data.shards').writer end,
   shards = function() return require('tide.data.shards').shards end,
   build_corpus = function() return require('tide.data.corpus').build end,
+  dedup_across_ranks = function() return require('tide.data.dist_dedup').dedup_across_ranks end,
 }
 setmetatable(M, { __index = function(t, k)
   local load = lazy[k]

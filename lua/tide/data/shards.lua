@@ -453,8 +453,9 @@ end
 -- pattern like 'data/train_*.bin') and returns a loader of i32 batches
 -- {rows, T + 1}. opts: batch_size (8), seq_len T (default: the manifest's
 -- seq_length - 1), stride (T + 1 with a manifest's seq_length, else T),
--- shuffle (false), seed (0), epochs (1, math.huge for endless), rank (0) and
--- world_size (1), drop_last (true), raw_uint16 (nanoGPT's header-less .bin),
+-- shuffle (false), seed (0), epochs (1, math.huge for endless), rank and
+-- world_size (0 and 1; in a tide.dist job with several ranks, this process's
+-- rank and their number), drop_last (true), raw_uint16 (nanoGPT's header-less .bin),
 -- prefix (which manifest in a directory), token_bytes (require this width).
 function M.shards(path, opts)
   local where = 'shards'
@@ -491,9 +492,12 @@ function M.shards(path, opts)
   if not (epochs == math.huge or is_int(epochs, 1, 2 ^ 53)) then
     error('shards: epochs must be a positive integer or math.huge, got ' .. tostring(epochs), 2)
   end
-  local ws = opts.world_size or 1
+  -- in a data-parallel job the defaults are this process's rank and the
+  -- number of ranks (torch's DistributedSampler), so each reads its own part
+  local job = opts.world_size == nil and opts.rank == nil and require('tide.train.dist').world()
+  local ws = opts.world_size or (job and job.world_size()) or 1
   if not is_int(ws, 1, INT32_MAX) then error('shards: world_size must be a positive integer, got ' .. tostring(ws), 2) end
-  local rank = opts.rank or 0
+  local rank = opts.rank or (job and job.rank()) or 0
   if not is_int(rank, 0, ws - 1) then
     error(('shards: rank must be an integer in 0..%d (world_size %d), got %s'):format(ws - 1, ws, tostring(rank)), 2)
   end

@@ -227,6 +227,9 @@ function M.all_to_all_bytes(list)
   return out
 end
 
+-- tide.dist.DataParallel(model, {bucket_mb = 25}): lua/tide/dist/ddp.lua.
+function M.DataParallel(model, opts) return require('tide.dist.ddp').DataParallel(model, opts) end
+
 -- Leaves the job; collectives fail afterwards (MPI cannot start again in this process).
 function M.finalize()
   if not state then return end

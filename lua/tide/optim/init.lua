@@ -156,6 +156,20 @@ end
 -- order (torch uses 0-based ids). The state tensors are the live ones, as in
 -- torch: clone them (or save them) to keep a snapshot.
 function Optimizer:state_dict()
+  if self.zero then
+    -- ZeRO-1: the slices gathered from every rank (a collective), so the
+    -- tables are a plain AdamW's
+    local saved = self.state
+    self.state = require('tide.optim.zero').full_state(self)
+    local ok, sd = pcall(Optimizer._state_dict, self)
+    self.state = saved
+    if not ok then error(sd, 0) end
+    return sd
+  end
+  return Optimizer._state_dict(self)
+end
+
+function Optimizer:_state_dict()
   local ids, next_id = {}, 1
   local groups = {}
   for gi, g in ipairs(self.param_groups) do
@@ -231,6 +245,14 @@ function Optimizer:load_state_dict(sd)
     self:_validate_group(ng, gi, 2)
     self.param_groups[gi] = ng
   end
+  if self.zero then
+    local zs = self.zero
+    for _, g in ipairs(self.param_groups) do
+      for _, p in ipairs(g.params) do zs.group_of[p] = g end
+    end
+    require('tide.optim.zero').load_full_state(self, new_state)
+    return
+  end
   self.state = new_state
 end
 
@@ -264,7 +286,8 @@ AdamW.__index = AdamW
 M.AdamW_class = AdamW
 
 local adamw_options = { lr = true, betas = true, eps = true, weight_decay = true, amsgrad = true,
-                        maximize = true, foreach = true, fused = true, capturable = true, differentiable = true }
+                        maximize = true, foreach = true, fused = true, capturable = true, differentiable = true,
+                        zero = true }
 
 function AdamW:_validate_group(g, gi, level)
   local what = ('AdamW (group %d)'):format(gi)
@@ -303,12 +326,22 @@ function M.AdamW(params, opts)
     maximize = opts.maximize or false,
   }
   if is_plain_table(defaults.betas) then defaults.betas = { defaults.betas[1], defaults.betas[2] } end
-  return new_optimizer(AdamW, 'AdamW', params, defaults)
+  local zero = opts.zero
+  if zero ~= nil and zero ~= 0 and zero ~= 1 then
+    error(('AdamW: zero must be 0 (off) or 1 (the optimizer state sharded over the ranks), got %s'):format(tostring(zero)), 2)
+  end
+  local opt = new_optimizer(AdamW, 'AdamW', params, defaults)
+  if zero == 1 then require('tide.optim.zero').enable(opt, 2) end
+  return opt
 end
 
 -- One AdamW update of every parameter that has a grad; returns the closure's loss.
 function AdamW:step(closure)
   local loss = run_closure(closure)
+  if self.zero then
+    require('tide.optim.zero').step(self)
+    return loss
+  end
   local state = self.state
   for gi, g in ipairs(self.param_groups) do
     local lr, eps, wd = g.lr, g.eps, g.weight_decay
@@ -435,6 +468,20 @@ function M.clip_grad_norm(params, max_norm, opts)
   if norm_type == 'inf' then norm_type = math.huge elseif norm_type == '-inf' then norm_type = -math.huge end
   if type(norm_type) ~= 'number' or norm_type ~= norm_type then
     error('clip_grad_norm: norm_type must be a number or \'inf\', got ' .. tostring(norm_type), 2)
+  end
+  -- parameters sharded by a ZeRO-1 AdamW: their averaged gradients are
+  -- slices spread over the ranks, and the norm is taken there
+  local zopt = is_tensor(params[1]) and rawget(params[1], '_zero')
+  if zopt then
+    local n = 0
+    for _, g in ipairs(zopt.param_groups) do n = n + #g.params end
+    local all = #params == n
+    for _, p in ipairs(params) do all = all and is_tensor(p) and rawget(p, '_zero') == zopt end
+    if not all then
+      error('clip_grad_norm: with zero = 1 the norm covers every parameter of the optimizer; pass them all ' ..
+        '(model:parameters())', 2)
+    end
+    return require('tide.optim.zero').clip_grad_norm(zopt, max_norm, opts)
   end
   local grads = {}
   for i, p in ipairs(params) do

@@ -35,6 +35,7 @@ local json = require 'tide.json'
 local files = require 'tide.data.files'
 local safetensors = require 'tide.io.safetensors'
 local core = require 'tide.tensor'
+local distributed = require 'tide.train.dist'
 
 local M = {}
 
@@ -324,6 +325,8 @@ end
 -- ('file'), before the directory is renamed into place ('rename') and before
 -- `latest` is replaced ('latest'); an error it raises fails the save as a
 -- write error would (a full disk), and a process killed inside it is a crash.
+local write_checkpoint
+
 function M.save_checkpoint(run_dir, state, opts)
   local what = 'save_checkpoint'
   if type(run_dir) ~= 'string' or run_dir == '' or run_dir:find('%z') then
@@ -343,7 +346,6 @@ function M.save_checkpoint(run_dir, state, opts)
       error(('%s: state.%s must be a number, got %s'):format(what, k, type(state[k])), 2)
     end
   end
-  local hook = opts.hook or function() end
   -- everything is gathered before anything is written: a bad option fails
   -- here with no directory touched
   local doc, opt_tensors, grads = collect_state(state, 2)
@@ -354,6 +356,29 @@ function M.save_checkpoint(run_dir, state, opts)
     config = err
   end
 
+  -- a data-parallel job: every rank took part in gathering the state
+  -- above (a ZeRO-1 optimizer's slices); the main process writes it, and
+  -- every rank returns its path or raises its error
+  local d = distributed.world()
+  if d then
+    if doc.micro_step > 0 then
+      error(what .. ': inside gradient accumulation each rank holds its own partial gradients; ' ..
+        'save a data-parallel run at a step boundary (micro_step = 0)', 2)
+    end
+    if doc.loader then doc.loader.world_size = d.world_size() end
+    local okm, path = pcall(distributed.on_main, function()
+      return write_checkpoint(run_dir, state, opts, doc, opt_tensors, grads, config)
+    end)
+    if not okm then error(strip(path), 2) end
+    return d.rank() == 0 and path or join(join(run_dir, 'checkpoints'), step_name(state.step))
+  end
+  return write_checkpoint(run_dir, state, opts, doc, opt_tensors, grads, config)
+end
+
+-- Writes what save_checkpoint gathered (the directory, its files, `latest`).
+function write_checkpoint(run_dir, state, opts, doc, opt_tensors, grads, config)
+  local what = 'save_checkpoint'
+  local hook = opts.hook or function() end
   local ckdir = join(run_dir, 'checkpoints')
   local ok, err = pcall(files.mkdir_p, ckdir, what)
   if not ok then error(strip(err), 2) end
@@ -691,6 +716,21 @@ function M.read_checkpoint(dir, state)
     l = from_json(l)
     if l.epoch ~= nil and not (is_count(l.epoch) or l.epoch == math.huge) then bad(spath, 'loader.epoch must be an integer') end
     if l.index ~= nil and not is_count(l.index) then bad(spath, 'loader.index must be an integer') end
+    if l.world_size ~= nil and not (is_count(l.world_size) and l.world_size >= 1) then
+      bad(spath, 'loader.world_size must be a positive integer')
+    end
+    -- a position saved by another number of ranks: the windows of the
+    -- epoch consumed so far by all of them, shared out again
+    local ws = type(loader.world_size) == 'number' and loader.world_size or 1
+    if l.index ~= nil and (l.world_size or 1) ~= ws then
+      local consumed = l.index * (l.world_size or 1)
+      if consumed % ws ~= 0 then
+        bad(spath, ('the loader position (%d windows of the epoch, read by %d rank(s)) does not split evenly over %d ranks')
+          :format(consumed, l.world_size or 1, ws))
+      end
+      l.index = consumed / ws
+    end
+    l.world_size = nil
     if l.index ~= nil and type(loader.num_windows) == 'function' and l.index > loader:num_windows() then
       bad(spath, ('loader.index %d is past the %d windows of this loader (another data set?)'):format(l.index, loader:num_windows()))
     end

@@ -69,6 +69,15 @@ function M.evaluate(model, batches, opts)
   -- the mode goes back even when a batch failed
   if type(model.train) == 'function' and was_training ~= nil then model:train(was_training) end
   if not ok then error(err, 0) end
+  -- a data-parallel job: the mean over every rank's batches (each rank
+  -- reads its own part of the held-out set), the same number on every rank
+  local d = require('tide.train.dist').world()
+  if d then
+    local sums = tide.tensor({ total, n }, { dtype = 'f64' })
+    d.all_reduce(sums, 'sum')
+    local s = sums:tolist()
+    total, n = s[1], s[2]
+  end
   if n == 0 then error(what .. ': no batches to evaluate (an empty list or an exhausted iterator)', 2) end
   local loss = total / n
   -- math.exp overflows to inf as the course's OverflowError branch sets it;

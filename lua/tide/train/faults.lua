@@ -25,8 +25,18 @@ function M.catch_interrupts()
   return self
 end
 
--- true once a Ctrl-C has arrived (it stays pending until release)
-function Catcher:requested() return C.tide_interrupt_pending() ~= 0 end
+-- true once a Ctrl-C has arrived (it stays pending until release). In a
+-- data-parallel job it is true on every rank when any rank got one (a
+-- one-number all-reduce per call), so all stop at the same step and take
+-- part in the same checkpoint.
+function Catcher:requested()
+  local here = C.tide_interrupt_pending() ~= 0
+  local d = require('tide.train.dist').world()
+  if d == nil then return here end
+  local flag = require('tide').tensor({ here and 1 or 0 }, { dtype = 'i32' })
+  d.all_reduce(flag, 'max')
+  return flag:item() ~= 0
+end
 
 -- Back to the previous mode; a Ctrl-C that was caught here is forgotten when
 -- `handled`, else the next op raises it as usual.

@@ -24,6 +24,11 @@ for _, name in ipairs { 'checkpoint', 'evaluate', 'metrics', 'plot', 'trainer' }
   merge(name, require('tide.train.' .. name))
 end
 train.tensorboard = require 'tide.train.tensorboard'
+-- data-parallel helpers (tide.train.dist): who logs, who prepares the data
+local distributed = require 'tide.train.dist'
+train.main_process_first = distributed.main_process_first
+train.is_main_process = distributed.is_main
+train.mean_over_ranks = distributed.mean_over_ranks
 -- the fault helpers stay a namespace (tide.train.faults.finite, ...) but for
 -- the three a loop of one's own calls
 local faults = require 'tide.train.faults'

@@ -149,6 +149,21 @@ local Logger = {}
 Logger.__index = Logger
 Logger.__name = 'tide.train.Logger'
 
+-- On the ranks other than the main one of a data-parallel job the Logger
+-- writes and prints nothing (metrics.jsonl, tb/ and the progress line are
+-- the main process's), as Accelerate's trackers: same calls, no output.
+local QuietLogger = {}
+QuietLogger.__index = QuietLogger
+function QuietLogger:log(step, metrics)
+  if not self.open then error('log: the Logger is closed', 2) end
+  if type(step) ~= 'number' or step % 1 ~= 0 then error('log: step must be an integer, got ' .. tostring(step), 2) end
+  if type(metrics) ~= 'table' then error('log: metrics must be a table of name = number', 2) end
+end
+function QuietLogger:print() end
+function QuietLogger:draw() end
+function QuietLogger:progress_line() return '' end
+function QuietLogger:close() self.open = false end
+
 function M.Logger(run_dir, opts)
   if type(run_dir) ~= 'string' or run_dir == '' then error('Logger: expected a run directory path', 2) end
   opts = opts or {}
@@ -159,6 +174,10 @@ function M.Logger(run_dir, opts)
   end
   local total = opts.total_steps
   if total ~= nil and (type(total) ~= 'number' or total < 0) then error('Logger: total_steps must be a number', 2) end
+  if not require('tide.train.dist').is_main() then
+    return setmetatable({ run_dir = run_dir, path = run_dir .. '/metrics.jsonl', mode = 'off', last = {},
+                          total_steps = total, log_every = log_every, open = true }, QuietLogger)
+  end
   files.mkdir_p(run_dir, 'Logger', 2)
   local path = run_dir .. '/metrics.jsonl'
   cut_partial_line(path, 2)

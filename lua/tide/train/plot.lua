@@ -307,6 +307,9 @@ function M.plot(runs, opts)
     local r1 = runs[1]
     out = r1:match('%.jsonl$') and r1:gsub('%.jsonl$', '.svg') or (r1:gsub('/+$', '')) .. '/plot.svg'
   end
+  -- in a data-parallel job the main process draws it (the others would race
+  -- it for the same file)
+  if not require('tide.train.dist').is_main() then return out, {} end
   local labels = opts.labels or labels_for(runs)
 
   -- read every run; a bad run is an error naming its file
