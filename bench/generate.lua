@@ -10,7 +10,9 @@
 -- token) and with max_new_tokens = new; decoding speed is
 -- batch * (new - 1) / (t_new - t_1), the median over reps. eos is off, so
 -- every row gets all new tokens. The prompt ids are (7 b + 31 t + 11) mod V
--- (0-based b, t), as the peer's. --floor also prints the bytes one decode
+-- (0-based b, t), as the peer's. "cpu" is the process's CPU time per decode
+-- step (all threads): on a shared machine, with one thread, the steadier
+-- figure. --floor also prints the bytes one decode
 -- step must read (weights, the KV cache) over the copy bandwidth measured here.
 local a = tide.args
 local sizes = {
@@ -50,20 +52,20 @@ local opts = { eos_token_id = false, do_sample = a.sample == true, seed = 0 }
 
 local function run(new)
   opts.max_new_tokens = new
-  local t0 = tide.clock()
+  local t0, c0 = tide.clock(), os.clock()
   local out = model:generate(ids, opts)
-  local dt = tide.clock() - t0
+  local dt, dc = tide.clock() - t0, os.clock() - c0
   assert(out:size(2) == P + new, 'generate stopped early')
-  return dt, out
+  return dt, out, dc
 end
 
 run(2) -- warm-up: traces, first-touch pages
-local firsts, wholes, decodes = {}, {}, {}
+local firsts, wholes, decodes, cpus = {}, {}, {}, {}
 local last
 for r = 1, reps do
-  local t1 = run(1)
-  local tn, out = run(N)
-  firsts[r], wholes[r], decodes[r] = t1, tn, (tn - t1) / (N - 1)
+  local t1, _, c1 = run(1)
+  local tn, out, cn = run(N)
+  firsts[r], wholes[r], decodes[r], cpus[r] = t1, tn, (tn - t1) / (N - 1), (cn - c1) / (N - 1)
   last = out
 end
 local function median(t)
@@ -75,8 +77,8 @@ end
 local step = median(decodes)
 -- a checksum of the last run's new ids, to compare greedy runs with the peer
 local sum = last:narrow(2, P + 1, N):to('f64'):mul(tide.arange(1, B * N + 1, { dtype = 'f64' }):view(B, N)):sum():item()
-print(('tide   %s B=%d: prefill+1 %.1f ms  decode step %.2f ms  decode %.1f tokens/s  whole %.1f tokens/s  threads %d  ids %d')
-  :format(opts.do_sample and 'sample' or 'greedy', B, median(firsts) * 1e3, step * 1e3, B / step,
+print(('tide   %s B=%d: prefill+1 %.1f ms  decode step %.2f ms (cpu %.2f ms)  decode %.1f tokens/s  whole %.1f tokens/s  threads %d  ids %d')
+  :format(opts.do_sample and 'sample' or 'greedy', B, median(firsts) * 1e3, step * 1e3, median(cpus) * 1e3, B / step,
           B * N / median(wholes), tide.get_num_threads(), sum % 1000000007))
 
 if a.floor then

@@ -18,23 +18,23 @@ if sample:
 
 
 def run(new):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         out = model.generate(ids, max_new_tokens=new, min_new_tokens=new, **kw)
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     assert out.shape[1] == P + new, out.shape
-    return dt, out
+    return dt, out, dc
 
 
 run(2)
-firsts, wholes, decodes = [], [], []
+firsts, wholes, decodes, cpus = [], [], [], []
 for _ in range(reps):
-    t1, _ = run(1)
-    tn, out = run(N)
-    firsts.append(t1); wholes.append(tn); decodes.append((tn - t1) / (N - 1))
+    t1, _, c1 = run(1)
+    tn, out, cn = run(N)
+    firsts.append(t1); wholes.append(tn); decodes.append((tn - t1) / (N - 1)); cpus.append((cn - c1) / (N - 1))
 step = statistics.median_low(decodes)
 new = out[:, P:].double()
 chk = int((new * torch.arange(1, B * N + 1, dtype=torch.float64).view(B, N)).sum().item()) % 1000000007
 print(f"hf     {'sample' if sample else 'greedy'} B={B}: prefill+1 {statistics.median_low(firsts)*1e3:.1f} ms  "
-      f"decode step {step*1e3:.2f} ms  decode {B/step:.1f} tokens/s  whole {B*N/statistics.median_low(wholes):.1f} tokens/s  "
+      f"decode step {step*1e3:.2f} ms (cpu {statistics.median_low(cpus)*1e3:.2f} ms)  decode {B/step:.1f} tokens/s  whole {B*N/statistics.median_low(wholes):.1f} tokens/s  "
       f"threads {torch.get_num_threads()}  ids {chk}  (torch {torch.__version__}, attn {model.config._attn_implementation})")

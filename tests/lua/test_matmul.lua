@@ -278,7 +278,7 @@ T.test('products with a few rows on the left (decoding): every shape and layout 
   check(rand { 8, 1, 48 }, rand { 48, 20 }, nil, 'batched single rows fold into 8 rows')
 end)
 
-T.test('few-row products are the same whatever the thread count, and split over threads when large', function()
+T.test('few-row products are bitwise the same on one and several threads', function()
   local before = tide.get_num_threads()
   local x, w, wt = rand { 5, 300 }, rand { 300, 520 }, rand { 530, 300 }  -- n * k past the threading cutoff
   tide.set_num_threads(1)
