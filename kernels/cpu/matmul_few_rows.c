@@ -112,6 +112,16 @@ static inline void dots(int R, float *c, const float *a, int64_t lda, const floa
       hi[i] = MADD(_mm256_loadu_ps(x + i * lda + p + 8), w1, hi[i]);
     }
   }
+  if (kb == k) {  /* fold in registers, in fold()'s order */
+    for (int i = 0; i < R; i++) {
+      __m256 v = _mm256_add_ps(lo[i], hi[i]);
+      __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+      q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+      q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+      c[(i0 + i) * n + j] = _mm_cvtss_f32(q);
+    }
+    return;
+  }
   for (int i = 0; i < R; i++) {
     _mm256_storeu_ps(s[i], lo[i]);
     _mm256_storeu_ps(s[i] + 8, hi[i]);
