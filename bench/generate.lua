@@ -100,6 +100,7 @@ if a.floor then
   local wbytes = (params - cfg.n_positions * cfg.n_embd) * 4
   local kv = 2 * cfg.n_layer * B * (P + N / 2) * cfg.n_embd * 4
   local floor = (wbytes + kv) / bw
-  print(('floor  copy bandwidth %.1f GB/s; a decode step reads %.1f MB of weights + %.1f MB of cache = %.2f ms; tide step %.2f ms = %.1fx the floor')
-    :format(bw / 1e9, wbytes / 1e6, kv / 1e6, floor * 1e3, step * 1e3, step / floor))
+  local cpu = median(cpus) / tide.get_num_threads()
+  print(('floor  copy bandwidth %.1f GB/s (%d threads); a decode step reads %.1f MB of weights + %.1f MB of cache = %.2f ms; tide step %.2f ms = %.1fx the floor (cpu per thread %.2f ms = %.1fx)')
+    :format(bw / 1e9, tide.get_num_threads(), wbytes / 1e6, kv / 1e6, floor * 1e3, step * 1e3, step / floor, cpu * 1e3, cpu / floor))
 end

@@ -22,13 +22,15 @@ export OMP_NUM_THREADS=$threads
 for size in 124M small; do
   [ -f "$dir/$size/model.safetensors" ] || "$tide" bench/generate.lua --save="$dir/$size" --size=$size
 done
-ratio() { # tide line, peer line -> "decode ratio"
-  local t p
+ratio() { # tide line, peer line -> "wall ratio, cpu ratio" of decoding
+  local t p tc pc
   t=$(echo "$1" | sed -E 's/.* decode ([0-9.]+) tokens\/s.*/\1/')
   p=$(echo "$2" | sed -E 's/.* decode ([0-9.]+) tokens\/s.*/\1/')
-  awk -v t="$t" -v p="$p" 'BEGIN { printf "%.2f", t / p }'
+  tc=$(echo "$1" | sed -E 's/.*\(cpu ([0-9.]+) ms\).*/\1/')
+  pc=$(echo "$2" | sed -E 's/.*\(cpu ([0-9.]+) ms\).*/\1/')
+  awk -v t="$t" -v p="$p" -v tc="$tc" -v pc="$pc" 'BEGIN { printf "%.2fx (cpu time per step %.2fx)", t / p, pc / tc }'
 }
-ids() { echo "$1" | sed -E 's/.* ids ([0-9]+).*/\1/'; }
+ids() { echo "$1" | head -1 | sed -E 's/.* ids ([0-9]+).*/\1/'; }
 summary=()
 for size in small 124M; do
   for mode in "1 0" "8 0" "8 1"; do
@@ -45,7 +47,7 @@ for size in small 124M; do
     if [ "$s" = 0 ]; then
       if [ "$(ids "$tl")" = "$(ids "$pl")" ]; then same="(greedy ids equal)"; else same="(GREEDY IDS DIFFER)"; fi
     fi
-    summary+=("$(printf '%-5s B=%d %-6s tide/transformers decode %sx %s' "$size" "$b" \
+    summary+=("$(printf '%-5s B=%d %-6s tide/transformers decode %s %s' "$size" "$b" \
       "$([ "$s" = 1 ] && echo sample || echo greedy)" "$(ratio "$(echo "$tl" | head -1)" "$pl")" "$same")")
   done
 done
@@ -53,19 +55,22 @@ printf '%s\n' "${summary[@]}"
 
 # time to first token, cold processes (best of reps; the page cache is warm)
 prompt="def fibonacci(n):"
-best() { sort -n | head -1; }
-tt=$(for _ in $(seq "$reps"); do
-  s=$(date +%s.%N)
-  "$tide" recipes/generate.lua --model="$dir/124M" --prompt="$prompt" --max_new_tokens=1 >/dev/null
-  e=$(date +%s.%N); echo "$e - $s" | bc
-done | best)
-pt=$(for _ in $(seq "$reps"); do
-  s=$(date +%s.%N)
-  "$py" -c "
-import torch; torch.set_num_threads($threads)
+pysrc="import torch; torch.set_num_threads($threads)
 from transformers import pipeline
 gen = pipeline('text-generation', model='$dir/124M', device='cpu')
-print(gen('$prompt', max_new_tokens=1, do_sample=False)[0]['generated_text'])" >/dev/null 2>&1
-  e=$(date +%s.%N); echo "$e - $s" | bc
-done | best)
+print(gen('$prompt', max_new_tokens=1, do_sample=False)[0]['generated_text'])"
+seconds() { # command... -> wall seconds
+  local s e
+  s=$(date +%s.%N)
+  "$@" >/dev/null 2>&1
+  e=$(date +%s.%N)
+  echo "$e - $s" | bc
+}
+tt=9999 pt=9999
+for _ in $(seq "$reps"); do
+  t=$(seconds "$tide" recipes/generate.lua --model="$dir/124M" --prompt="$prompt" --max_new_tokens=1)
+  p=$(seconds "$py" -c "$pysrc")
+  tt=$(echo "if ($t < $tt) $t else $tt" | bc)
+  pt=$(echo "if ($p < $pt) $p else $pt" | bc)
+done
 awk -v t="$tt" -v p="$pt" 'BEGIN { printf "time to first token, cold start, GPT-2 124M: tide recipes/generate.lua %.2f s, transformers pipeline %.2f s, transformers / tide %.1fx\n", t, p, p / t }'

@@ -576,10 +576,26 @@ function M.install(tide, core)
       table.sort(unexpected)
       fail(('%s has tensors the model does not: %s'):format(dir, table.concat(unexpected, ', ', 1, math.min(#unexpected, 5))))
     end
-    local model = LMHead(cfg, { skip_init = true })
+    local model = nn.skip_init(function() return LMHead(cfg, { skip_init = true }) end)
     local own = model:state_dict()
+    local modules = {}
+    for _, pair in ipairs(model:named_modules()) do modules[pair[1]] = pair[2] end
     local ok3, err = pcall(tide.no_grad, function()
-      for _, e in ipairs(want) do own[e[1]]:copy_(f:load(file_of[e[1]])) end
+      for _, e in ipairs(want) do
+        local t = f:load(file_of[e[1]])
+        if t:dtype() == 'f32' then
+          -- the tensor just read becomes the parameter: no second copy of
+          -- the weights to allocate, fault in and fill
+          local path, pname = e[1]:match('^(.*)%.([^.]+)$')
+          modules[path]:register_parameter(pname, t)
+        else
+          own[e[1]]:copy_(t)
+        end
+      end
+      -- the tied head is wte's tensor, whichever wte now holds
+      if cfg.tie_word_embeddings ~= false then
+        model.lm_head:register_parameter('weight', model.transformer.wte.weight)
+      end
     end)
     f:close()
     if not ok3 then error('from_pretrained: ' .. tostring(err):gsub('^[^:]*:%d+: ', ''), 2) end
