@@ -4,6 +4,7 @@
    use a plain loop over any strides that accumulates in 64 bits and wraps
    like C integer arithmetic. */
 #include "matmul.h"
+#include "matmul_few_rows.h"
 #include "dtype.h"
 #include "error.h"
 #include <cblas.h>
@@ -58,8 +59,9 @@ static void gemv_row(const operand *b, int64_t n, int64_t k, const char *B, cons
 }
 
 /* C (m x n, row-major, ldc = max(1, n)) = op(A) op(B) for one batch entry.
-   Products with one side of width 1 go to gemv/dot, which do not pack their
-   operands the way gemm does. `gemm_only` keeps to gemm, whose single-thread
+   Products with one side of width 1 go to gemv/dot, and f32 ones with a few
+   rows on the left to tide_gemm_few_rows_f32: none packs its operands the
+   way gemm does. `gemm_only` keeps to gemm, whose single-thread
    cutoff we know, for calls made from inside an OpenMP region. */
 static void product(const operand *a, const operand *b, int64_t m, int64_t n, int64_t k,
                     const char *A, const char *B, char *Cp, int f64, int gemm_only) {
@@ -67,7 +69,9 @@ static void product(const operand *a, const operand *b, int64_t m, int64_t n, in
   blasint ldc = (blasint)max1(n);
   /* element step along a's single row / b's single column */
   blasint inca = a->trans == CblasNoTrans ? 1 : lda, incb = b->trans == CblasNoTrans ? ldb : 1;
-  if (!gemm_only && m == 1 && n == 1) {
+  if (!gemm_only && !f64 && m <= TIDE_FEW_ROWS && n > 1 && a->trans == CblasNoTrans) {
+    tide_gemm_few_rows_f32((float *)Cp, (const float *)A, a->ld, (const float *)B, b->trans != CblasNoTrans, b->ld, m, n, k);
+  } else if (!gemm_only && m == 1 && n == 1) {
     if (f64) *(double *)Cp = cblas_ddot(K, (const double *)A, inca, (const double *)B, incb);
     else *(float *)Cp = cblas_sdot(K, (const float *)A, inca, (const float *)B, incb);
   } else if (!gemm_only && (m == 1 || n == 1)) {

@@ -285,6 +285,11 @@ static void FN(scale_row)(R *x, R a, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] *= a;
 }
 
+static void FN(axpy)(R *y, R a, const R *x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
 static R FN(dot)(const R *a, const R *b, int64_t n) {
   R s = 0;
 #pragma omp simd reduction(+ : s)
@@ -338,7 +343,14 @@ static void FN(fwd_block)(const attn_ctx *c, int64_t b, int64_t h, int64_t i0, i
     }
     return;
   }
-  FN(prod_rk)(&g, D, Q, c->q.ld, K, c->k.ld, sc, kend);
+  /* one query row (a decoding step): dot products and a weighted sum of
+     rows, with none of the GEMM calls' setup, which costs more than the
+     arithmetic at this size */
+  if (m == 1) {
+    for (int64_t j = 0; j < kend; j++) sc[j] = FN(dot)(Q, K + j * c->k.ld, D);
+  } else {
+    FN(prod_rk)(&g, D, Q, c->q.ld, K, c->k.ld, sc, kend);
+  }
   R inv[BLK];
   const unsigned char *km = c->kmask ? c->kmask + b * c->S : NULL;
   for (int64_t r = 0; r < m; r++) {
@@ -369,14 +381,19 @@ static void FN(fwd_block)(const attn_ctx *c, int64_t b, int64_t h, int64_t i0, i
     L[t] = mx + ATTN_LOG(sum);
   }
   /* normalise the D outputs of a row rather than its kend probabilities */
-  FN(prod_rd)(&g, D, (R)1, sc, kend, V, c->v.ld, (R)0, O, c->o.ld);
+  if (m == 1) {
+    memset(O, 0, (size_t)D * sizeof(R));
+    for (int64_t j = 0; j < kend; j++) FN(axpy)(O, sc[j], V + j * c->v.ld, D);
+  } else {
+    FN(prod_rd)(&g, D, (R)1, sc, kend, V, c->v.ld, (R)0, O, c->o.ld);
+  }
   for (int64_t r = 0; r < m; r++) FN(scale_row)(O + r * c->o.ld, inv[r], D);
 }
 
 static int FN(forward)(const attn_ctx *c) {
   int64_t nqb = (c->T + BLK - 1) / BLK, ntask = c->B * c->H * nqb;
   if (ntask == 0) return 0;
-  size_t bytes = (size_t)BLK * (size_t)max64(c->S, 1) * sizeof(R);
+  size_t bytes = (size_t)min64(BLK, max64(c->T, 1)) * (size_t)max64(c->S, 1) * sizeof(R);
   int failed = 0;
 #pragma omp parallel if (ntask > 1)
   {

@@ -80,6 +80,27 @@ T.test('the cache leaves the training path alone and refuses what it cannot do',
   T.truthy(m.transformer.h[1].attn.c_attn.weight.grad ~= nil, 'gradients flow without a cache')
 end)
 
+T.test('logits_to_keep: the last n positions\' logits, with and without a cache; bad values refused', function()
+  local m = tiny()
+  local ids = tide.tensor({ { 3, 9, 4, 17, 22, 8 }, { 1, 2, 3, 4, 5, 6 } }, { dtype = 'i64' })
+  tide.no_grad(function()
+    local full = m(ids).logits
+    for _, n in ipairs { 1, 3, 6, 9 } do
+      local kept = m(ids, { logits_to_keep = n }).logits
+      local k = math.min(n, 6)
+      T.same(kept:shape(), { 2, k, 50 }, 'shape for ' .. n)
+      T.truthy(tide.equal(kept, full:narrow(2, 7 - k, k)), 'values for ' .. n)
+    end
+    T.truthy(tide.equal(m(ids, { logits_to_keep = 0 }).logits, full), '0 keeps every position')
+    local cache = m:new_cache(2, 10)
+    local first = m(ids, { cache = cache, logits_to_keep = 1 }).logits
+    T.truthy(tide.equal(first, full:narrow(2, 6, 1)), 'a prefill over the cache keeps the last position')
+  end)
+  T.raises(function() return m(ids, { logits_to_keep = -1 }) end, 'logits_to_keep must be a non-negative integer, got -1')
+  T.raises(function() return m(ids, { logits_to_keep = 1.5 }) end, 'logits_to_keep must be a non-negative integer, got 1.5')
+  T.raises(function() return m(ids, { labels = ids, logits_to_keep = 1 }) end, 'logits_to_keep cannot be given with labels')
+end)
+
 T.test('greedy generate equals transformers generate(do_sample=False) token for token', function()
   local model = tide.gpt2.from_pretrained(golden_dir .. 'tiny-gpt2')
   local golden = tide.json.read_file(golden_dir .. 'greedy_golden.json')

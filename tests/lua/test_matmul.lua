@@ -260,6 +260,38 @@ T.test('thread count is honoured', function()
   T.eq(tide.get_num_threads(), before)
 end)
 
+T.test('products with a few rows on the left (decoding): every shape and layout of the streamed operand', function()
+  -- m <= 16 rows in f32 stream the right operand once (kernels/cpu/matmul_few_rows.c):
+  -- tails of k (not a multiple of 4 or 16) and n (not of 8), B as stored and
+  -- transposed (weight:t()), strided rows on both sides
+  for _, m in ipairs { 1, 2, 3, 4, 5, 8, 16 } do
+    for _, kn in ipairs { { 1, 2 }, { 3, 9 }, { 17, 31 }, { 33, 40 }, { 64, 100 } } do
+      local k, n = kn[1], kn[2]
+      check(rand { m, k }, rand { k, n }, nil, ('m %d k %d n %d'):format(m, k, n))
+      check(rand { m, k }, rand { n, k }:t(), nil, ('m %d k %d n %d, B transposed'):format(m, k, n))
+      check(rand { m, k + 3 }:narrow(2, 2, k), rand { k, n + 5 }:narrow(2, 3, n), nil, ('m %d k %d n %d, strided'):format(m, k, n))
+      check(rand { m, k + 3 }:narrow(2, 2, k), rand { n, k + 2 }:narrow(2, 1, k):t(), nil,
+        ('m %d k %d n %d, strided, B transposed'):format(m, k, n))
+    end
+  end
+  -- a decoding step's shapes, [B, 1, C] through Linear-like products
+  check(rand { 8, 1, 48 }, rand { 48, 20 }, nil, 'batched single rows fold into 8 rows')
+end)
+
+T.test('few-row products are bitwise the same on one and several threads', function()
+  local before = tide.get_num_threads()
+  local x, w, wt = rand { 5, 300 }, rand { 300, 520 }, rand { 530, 300 }  -- n * k past the threading cutoff
+  tide.set_num_threads(1)
+  local a1, b1 = x:matmul(w), x:matmul(wt:t())
+  tide.set_num_threads(math.max(2, before))
+  local a2, b2 = x:matmul(w), x:matmul(wt:t())
+  tide.set_num_threads(before)
+  T.truthy(tide.equal(a1, a2), 'B as stored: bitwise equal on 1 and several threads')
+  T.truthy(tide.equal(b1, b2), 'B transposed: bitwise equal on 1 and several threads')
+  check(x, w, nil, 'large, B as stored')
+  check(x, wt:t(), nil, 'large, B transposed')
+end)
+
 T.test('strict forms: mm, bmm, mv, dot, outer', function()
   local a, b = rand { 3, 4 }, rand { 4, 2 }
   T.close(a:mm(b), a:matmul(b))

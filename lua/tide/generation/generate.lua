@@ -166,7 +166,7 @@ function M.generate(model, ids, opts)
       pos = (mask:cumsum(2) - 1):masked_fill(mask:eq(0), 1)
     end
     while cur < max_len do
-      local fopts = { cache = cache }
+      local fopts = { cache = cache, logits_to_keep = 1 }
       if full_mask ~= nil then
         fopts.attention_mask = full_mask:narrow(2, 1, cur)
         fopts.position_ids = pos

@@ -276,7 +276,7 @@ function M.install(tide, core)
     return x
   end
 
-  local forward_opts = { labels = true, attention_mask = true, position_ids = true, cache = true }
+  local forward_opts = { labels = true, attention_mask = true, position_ids = true, cache = true, logits_to_keep = true }
 
   -- A KV cache for decoding: per layer k and v [B, H, T_max, D] allocated
   -- once (T_max <= n_positions), filled in place by model(ids, {cache = c});
@@ -310,8 +310,9 @@ function M.install(tide, core)
   -- Forgets what the cache holds (the memory is kept).
   function KVCache:reset() self.length = 0; return self end
 
-  -- model(input_ids, {labels=, attention_mask=, position_ids=}) -> an output
-  -- table, as transformers' CausalLMOutput: out.logits [B, T, V] always,
+  -- model(input_ids, {labels=, attention_mask=, position_ids=, cache=, logits_to_keep=})
+  -- -> an output table, as transformers' CausalLMOutput: out.logits [B, T, V]
+  -- ([B, n, V], the last n positions, with logits_to_keep = n > 0) always,
   -- out.loss (the mean shifted cross-entropy over labels other than -100)
   -- when labels are given. attention_mask [B, T] (1 = token, 0 = padding)
   -- hides padding keys from every query; positions are 0..T-1 unless
@@ -329,7 +330,7 @@ function M.install(tide, core)
     opts = opts or {}
     for k in pairs(opts) do
       if not forward_opts[k] then
-        error(('GPT2LMHeadModel: unknown option %s (labels, attention_mask and position_ids are known)'):format(tostring(k)), 2)
+        error(('GPT2LMHeadModel: unknown option %s (labels, attention_mask, position_ids, cache and logits_to_keep are known)'):format(tostring(k)), 2)
       end
     end
     local B, T = ids:size(1), ids:size(2)
@@ -360,6 +361,13 @@ function M.install(tide, core)
       error(('GPT2LMHeadModel: sequence length %d exceeds n_positions %d'):format(T, cfg.n_positions), 2)
     end
     if T == 0 then error(('GPT2LMHeadModel: input_ids has no positions (shape [%d, 0])'):format(B), 2) end
+    local keep = opts.logits_to_keep or 0
+    if type(keep) ~= 'number' or keep % 1 ~= 0 or keep < 0 then
+      error('GPT2LMHeadModel: logits_to_keep must be a non-negative integer, got ' .. tostring(opts.logits_to_keep), 2)
+    end
+    if keep > 0 and opts.labels ~= nil then
+      error('GPT2LMHeadModel: logits_to_keep cannot be given with labels (the loss needs every position\'s logits)', 2)
+    end
 
     local pos
     if opts.position_ids ~= nil then
@@ -399,6 +407,9 @@ function M.install(tide, core)
     else
       for i = 1, tr.h:len() do x = tr.h[i](x, key_mask) end
     end
+    -- logits_to_keep = n: only the last n positions' logits (generate needs
+    -- the last one; the prompt's other positions would cost most of a prefill)
+    if keep > 0 and keep < T then x = x:narrow(2, T - keep + 1, keep) end
     x = tr.ln_f(x)
     local logits = F.linear(x, self.lm_head.weight)
     if opts.labels == nil then return { logits = logits } end
@@ -565,10 +576,26 @@ function M.install(tide, core)
       table.sort(unexpected)
       fail(('%s has tensors the model does not: %s'):format(dir, table.concat(unexpected, ', ', 1, math.min(#unexpected, 5))))
     end
-    local model = LMHead(cfg, { skip_init = true })
+    local model = nn.skip_init(function() return LMHead(cfg, { skip_init = true }) end)
     local own = model:state_dict()
+    local modules = {}
+    for _, pair in ipairs(model:named_modules()) do modules[pair[1]] = pair[2] end
     local ok3, err = pcall(tide.no_grad, function()
-      for _, e in ipairs(want) do own[e[1]]:copy_(f:load(file_of[e[1]])) end
+      for _, e in ipairs(want) do
+        local t = f:load(file_of[e[1]])
+        if t:dtype() == 'f32' then
+          -- the tensor just read becomes the parameter: no second copy of
+          -- the weights to allocate, fault in and fill
+          local path, pname = e[1]:match('^(.*)%.([^.]+)$')
+          modules[path]:register_parameter(pname, t)
+        else
+          own[e[1]]:copy_(t)
+        end
+      end
+      -- the tied head is wte's tensor, whichever wte now holds
+      if cfg.tie_word_embeddings ~= false then
+        model.lm_head:register_parameter('weight', model.transformer.wte.weight)
+      end
     end)
     f:close()
     if not ok3 then error('from_pretrained: ' .. tostring(err):gsub('^[^:]*:%d+: ', ''), 2) end

@@ -210,8 +210,36 @@ function M.install(tide, core)
 
   -- layers ----------------------------------------------------------------------
 
+  -- false inside nn.skip_init: layers leave their weights undrawn
+  local drawing = true
+
+  -- nn.skip_init(fn, ...): calls fn(...) (which builds modules) and returns
+  -- its results, with the layers' random initial draws skipped (as
+  -- torch.nn.utils.skip_init): their weights hold whatever memory they got
+  -- until a load overwrites them. For models about to be loaded from a file,
+  -- where drawing 124M normals costs more than reading them.
+  function nn.skip_init(fn, ...)
+    if type(fn) ~= 'function' then error('skip_init: expected a function, got ' .. type(fn), 2) end
+    local before = drawing
+    drawing = false
+    local function finish(ok, ...)
+      drawing = before
+      if not ok then error((...), 0) end
+      return ...
+    end
+    return finish(pcall(fn, ...))
+  end
+
+  local function normal(shape, std)
+    local t = tide.empty(shape)
+    if drawing then t:normal_(0, std) end
+    return t
+  end
+
   local function uniform(shape, bound)
-    return tide.empty(shape):uniform_(-bound, bound)
+    local t = tide.empty(shape)
+    if drawing then t:uniform_(-bound, bound) end
+    return t
   end
 
   -- Linear(in, out, {bias=true}): y = x W^T + b, W [out, in], initialised as torch does.
@@ -230,7 +258,7 @@ function M.install(tide, core)
   nn.Conv1D = Conv1D
   function Conv1D:init(n_out, n_in)
     self.nf = n_out
-    self:register_parameter('weight', tide.empty(n_in, n_out):normal_(0, 0.02))
+    self:register_parameter('weight', normal({ n_in, n_out }, 0.02))
     self:register_parameter('bias', tide.zeros(n_out))
   end
   function Conv1D:forward(x) return F.conv1d_gpt2(x, self.weight, self.bias) end
@@ -239,7 +267,7 @@ function M.install(tide, core)
   nn.Embedding = Embedding
   function Embedding:init(num, dim)
     self.num_embeddings, self.embedding_dim = num, dim
-    self:register_parameter('weight', tide.empty(num, dim):normal_(0, 1))
+    self:register_parameter('weight', normal({ num, dim }, 1))
   end
   function Embedding:forward(ids) return F.embedding(ids, self.weight) end
 
