@@ -260,8 +260,10 @@ else
   data_opts.keyword_count = nil
   tide.json.write_file(out .. '/data.json', tide.json.decode(data_key))  -- what data/ was made from
 end
-local train_data = data.shards(data_dir, { prefix = 'train', batch_size = B, shuffle = true, seed = seed, epochs = math.huge })
-local valid = data.shards(data_dir, { prefix = 'valid', batch_size = B })
+local ok_tr, train_data = pcall(data.shards, data_dir, { prefix = 'train', batch_size = B, shuffle = true, seed = seed,
+                                                         epochs = math.huge })
+local ok_va, valid = pcall(data.shards, data_dir, { prefix = 'valid', batch_size = B })
+if not (ok_tr and ok_va) then fail(tostring(ok_tr and valid or train_data):gsub('^[^:\n]*%.lua:%d+: ', '')) end
 
 -- 5. GPT-2 from scratch: a released shape or a small one, sized to the tokenizer
 local shapes = { tiny = { n_embd = 64, n_layer = 2, n_head = 4 }, small = { n_embd = 128, n_layer = 4, n_head = 4 } }
