@@ -343,7 +343,8 @@ end
 
 local start = 0
 if resume then
-  local info = train.load_checkpoint(resume == 'auto' and out or resume, state)
+  local ok_ck, info = pcall(train.load_checkpoint, resume == 'auto' and out or resume, state)
+  if not ok_ck then fail(tostring(info):gsub('^[^:\n]*%.lua:%d+: ', '')) end
   if info.message then print(info.message) end
   start, last_checkpoint, saved_step = info.step, info.path, info.step
   state.tokens, elapsed_before = info.tokens or 0, info.elapsed or 0
@@ -448,7 +449,7 @@ local new_tokens = math.min(args.max_new_tokens or 48, T - longest)
 if new_tokens < 1 then
   print(('completions: skipped, the prompts take %d of the %d positions'):format(longest, T))
 else
-  local gen = tide.pipeline('text-generation', { model = model, tokenizer = tok })
+  local gen = tide.pipeline('text-generation', { model = model, tokenizer = tok }, { device = device })
   local res = gen(prompts, { max_new_tokens = new_tokens, do_sample = args.do_sample or false,
                              temperature = args.temperature, top_p = args.top_p, seed = seed })
   for i, p in ipairs(prompts) do

@@ -115,5 +115,10 @@ expect_fail 'an unknown scheduler' 'lr_scheduler_type' --lr_scheduler_type=warp 
 : >"$tmp/x.parquet"
 expect_fail 'mixed data files' 'mixes Parquet and JSON Lines' --data="$tmp/ds.jsonl,$tmp/x.parquet"
 expect_fail 'a keyword filter that keeps nothing' 'kept too little to train on' --data="$tmp/ds.jsonl" --keywords=nosuchword
+# resuming run 1 with other data options, or from a checkpoint that is not there
+"$TIDE" recipes/codeparrot.lua "${opts[@]}" --seq_length=64 --out="$tmp/a" --resume=auto >"$tmp/c.out" 2>"$tmp/c.err" </dev/null
+[ $? -eq 1 ] && grep -q 'data was made with other data options' "$tmp/c.err" || { bad "resume with another --seq_length:"; cat "$tmp/c.err"; }
+"$TIDE" recipes/codeparrot.lua "${opts[@]}" --resume="$tmp/a/checkpoints/step-000999" >"$tmp/c.out" 2>"$tmp/c.err" </dev/null
+[ $? -eq 1 ] && grep -q '^codeparrot: load_checkpoint: no such checkpoint' "$tmp/c.err" || { bad "resume from a missing checkpoint:"; cat "$tmp/c.err"; }
 [ $fail -eq 0 ] && echo "codeparrot recipe: passed"
 exit $fail
