@@ -4,7 +4,8 @@ scratch", the loss recipes/codeparrot.lua trains with) on fixed logits, with
 its gradient with respect to the logits. tests/lua/test_keytoken_golden.lua
 compares tide.losses.keytoken_weighted_loss against it.
 
-    /tmp/h9model-env/bin/python tools/make_keytoken_golden.py [OUT_DIR]
+    /tmp/h9model-env/bin/python tools/make_keytoken_golden.py           # compare; exit 1 on a difference
+    /tmp/h9model-env/bin/python tools/make_keytoken_golden.py --write   # replace the golden file
 
 Needs torch and safetensors. The cases: keytokens at the first position
 (counted though never a label), at the last, several in one sample, none in
@@ -55,8 +56,8 @@ def case(g, B, T, V, keytoken_ids, alpha, plant, scale):
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "ref", "keytoken")
-    os.makedirs(out, exist_ok=True)
+    write = "--write" in sys.argv[1:]
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref", "keytoken")
     g = torch.Generator().manual_seed(15)
     cases = [
         # sample 0: a keytoken at position 0 and two more; 1: none; 2: one at the last position
@@ -72,6 +73,17 @@ def main():
         for k, v in c.items():
             tensors[f"case{i}.{k}"] = v.contiguous()
     path = os.path.join(out, "keytoken.safetensors")
+    if not write:
+        from safetensors.torch import load_file
+        old = load_file(path)
+        diff = sorted(k for k in set(old) | set(tensors)
+                      if k not in old or k not in tensors or not torch.equal(old[k], tensors[k]))
+        if diff:
+            print(f"{path} differs from what this torch computes: {', '.join(diff)} (--write replaces it)")
+            sys.exit(1)
+        print(f"{path}: all {len(tensors)} tensors equal")
+        return
+    os.makedirs(out, exist_ok=True)
     save_file(tensors, path, metadata={
         "made_by": "tools/make_keytoken_golden.py", "torch": torch.__version__,
         "cases": str(len(cases)),
