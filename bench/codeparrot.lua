@@ -63,6 +63,27 @@ for step = 1, warmup + steps do
   if step > warmup then table.insert(times[kind], dt) end
 end
 local function median(t) table.sort(t); return t[math.floor((#t + 1) / 2)] end
+-- the two losses alone, forward and backward from the same logits (leaf
+-- tensors), alternating: what the keytoken loss adds, without the model's noise
+local x = batches[1]
+local V = tok:vocab_size()
+local base = model(x).logits:detach()
+local loss_t = { keytoken = {}, plain = {} }
+for rep = 1, 2 * (a.loss_reps or 10) do
+  local kind = rep % 2 == 1 and 'keytoken' or 'plain'
+  local logits = base:clone():requires_grad_(true)
+  local t0 = tide.clock()
+  local loss
+  if kind == 'plain' then
+    loss = tide.F.cross_entropy(logits:narrow(2, 1, T - 1):reshape(B * (T - 1), V), x:narrow(2, 2, T - 1):reshape(B * (T - 1)))
+  else
+    loss = tide.losses.keytoken_weighted_loss(x, logits, keytoken_ids, 1.0)
+  end
+  loss:backward()
+  table.insert(loss_t[kind], tide.clock() - t0)
+end
+local lk, lp = median(loss_t.keytoken), median(loss_t.plain)
+print(('tide  loss alone (forward + backward from logits): keytoken %.2f ms  plain %.2f ms'):format(lk * 1e3, lp * 1e3))
 local mk, mp = median(times.keytoken), median(times.plain)
 print(('tide  keytoken step %.1f ms  %.0f tokens/s  plain step %.1f ms  %.0f tokens/s  keytoken/plain %.3f  threads %d')
   :format(mk * 1e3, B * T / mk, mp * 1e3, B * T / mp, mk / mp, tide.get_num_threads()))

@@ -6,6 +6,7 @@
 #    the same batches (packed by a run of the recipe), same thread count;
 #  - the keytoken loss's cost over the plain loss on each side (steps
 #    alternate between the two within one process);
+#    and the two losses alone, forward and backward from the same logits;
 #  - start-up: from the shell launching the process to the end of its first
 #    training step (imports, tokenizer, model, batches, one step).
 # Each side runs ROUNDS times alternately; the best median counts.
@@ -34,6 +35,7 @@ for r in $(seq "$rounds"); do
   tl=$(echo "$out" | tail -1)
   su=$(awk -v a="$(field "$out" first_step_end)" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')
   echo "round $r: $tl  start-up ${su} s"
+  echo "round $r: $(echo "$out" | grep 'loss alone')"
   su_t=$(awk -v a="$su" -v b="$su_t" 'BEGIN { print (a < b) ? a : b }')
   k=$(echo "$tl" | sed -E 's/.*keytoken step [0-9.]+ ms  ([0-9]+) tokens.*/\1/'); [ "$k" -gt "$best_tk" ] && best_tk=$k
   p=$(echo "$tl" | sed -E 's/.*plain step [0-9.]+ ms  ([0-9]+) tokens.*/\1/'); [ "$p" -gt "$best_tp" ] && best_tp=$p
@@ -43,6 +45,7 @@ for r in $(seq "$rounds"); do
   pl=$(echo "$out" | tail -1)
   su=$(awk -v a="$(field "$out" first_step_end)" -v b="$t0" 'BEGIN { printf "%.3f", a - b }')
   echo "round $r: $pl  start-up ${su} s"
+  echo "round $r: $(echo "$out" | grep 'loss alone')"
   su_p=$(awk -v a="$su" -v b="$su_p" 'BEGIN { print (a < b) ? a : b }')
   k=$(echo "$pl" | sed -E 's/.*keytoken step [0-9.]+ ms  ([0-9]+) tokens.*/\1/'); [ "$k" -gt "$best_pk" ] && best_pk=$k
   p=$(echo "$pl" | sed -E 's/.*plain step [0-9.]+ ms  ([0-9]+) tokens.*/\1/'); [ "$p" -gt "$best_pp" ] && best_pp=$p

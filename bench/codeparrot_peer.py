@@ -86,6 +86,25 @@ def median(t):
     return t[(len(t) - 1) // 2]
 
 
+# the two losses alone, forward and backward from the same logits, alternating
+x = batches[0]
+with torch.no_grad():
+    base = model(x).logits
+loss_t = {"keytoken": [], "plain": []}
+for rep in range(1, 21):
+    kind = "keytoken" if rep % 2 == 1 else "plain"
+    logits = base.clone().requires_grad_(True)
+    t0 = time.perf_counter()
+    if kind == "plain":
+        V = logits.size(-1)
+        loss = CrossEntropyLoss()(logits[:, :-1, :].reshape(-1, V), x[:, 1:].reshape(-1))
+    else:
+        loss = keytoken_weighted_loss(x, logits, keytoken_ids)
+    loss.backward()
+    loss_t[kind].append(time.perf_counter() - t0)
+print(f"torch loss alone (forward + backward from logits): keytoken {median(loss_t['keytoken'])*1e3:.2f} ms"
+      f"  plain {median(loss_t['plain'])*1e3:.2f} ms")
+
 mk, mp = median(times["keytoken"]), median(times["plain"])
 B = batches.shape[1]
 print(f"torch keytoken step {mk*1e3:.1f} ms  {B*T/mk:.0f} tokens/s  plain step {mp*1e3:.1f} ms  {B*T/mp:.0f} tokens/s"
