@@ -454,7 +454,14 @@ else
                              temperature = args.temperature, top_p = args.top_p, seed = seed })
   for i, p in ipairs(prompts) do
     print(('--- completion %d of %d ---'):format(i, #prompts))
-    print(tide.generation.first_block(res[i][1].generated_text, p))
+    local full = res[i][1].generated_text
+    local cut = tide.generation.first_block(full, p)
+    print(cut)
+    -- a young model often starts with a blank line or a comment, which
+    -- first_block cuts at once: show what it wrote rather than nothing
+    if not cut:sub(#p + 1):find('%S') then
+      print(('(first_block left nothing; the model wrote %q)'):format(full:sub(#p + 1, #p + 120)))
+    end
   end
 end
 
