@@ -4,7 +4,8 @@
 #     loss falling, it and the perplexity printed, the four completions, a run directory with
 #     checkpoints, metrics.jsonl holding the course's metric names, TensorBoard
 #     events, plot.svg and model/, which tide loads with the last checkpoint's
-#     weights and its tokenizer;
+#     weights and its tokenizer (and transformers with the same logits, where
+#     tests/cli/ref_python.sh finds torch and transformers);
 #  2. on --data= JSON Lines of data-science code: the course's keyword filter
 #     applies, the keytokens " pd", " plt", " fit", " predict" are single
 #     tokens of the trained tokenizer and weight the loss, " sk" is reported;
@@ -65,6 +66,32 @@ assert(d == 0, "model/ and the last checkpoint differ by " .. d)
 print("ok")'
 msg=$("$TIDE" -e "$load" "$tmp/a" 2>&1)
 [ "$msg" = ok ] || bad "model/ does not load as the last checkpoint: $msg"
+
+# ... and transformers loads it with the same logits, where a Python with torch and transformers is found
+py=$(source tests/cli/ref_python.sh; ref_python 'import torch, transformers, safetensors' x >/dev/null; echo "$py")
+if [ -n "$py" ]; then
+  "$py" - "$tmp/a/model" "$tmp/hf_logits.safetensors" <<'PY' >"$tmp/py.out" 2>&1 || bad "transformers: $(cat "$tmp/py.out")"
+import sys, torch
+from safetensors.torch import save_file
+from transformers import AutoTokenizer, GPT2LMHeadModel
+model = GPT2LMHeadModel.from_pretrained(sys.argv[1]).eval()
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+ids = torch.tensor([tok("import numpy as np\nx = np.zeros(3)").input_ids])
+with torch.no_grad():
+    save_file({"ids": ids, "logits": model(ids).logits.contiguous()}, sys.argv[2])
+PY
+  cmp='local r = tide.io.load_safetensors(arg[2])
+local m = tide.gpt2.from_pretrained(arg[1] .. "/model"); m:eval()
+local tok = tide.tokenizer.load(arg[1] .. "/model")
+local ids = tide.tensor({ tok:encode("import numpy as np\nx = np.zeros(3)") }, { dtype = "i64" })
+assert(table.concat(ids:view(-1):tolist(), ",") == table.concat(r.ids:view(-1):tolist(), ","), "token ids differ")
+local d = (m(ids).logits - r.logits):abs():max():item() / r.logits:abs():max():item()
+assert(d < 1e-5, "logits differ by " .. d)
+print("ok")'
+  [ -s "$tmp/hf_logits.safetensors" ] && { msg=$("$TIDE" -e "$cmp" "$tmp/a" "$tmp/hf_logits.safetensors" 2>&1); [ "$msg" = ok ] || bad "transformers' logits of model/: $msg"; }
+else
+  echo "(no Python with torch and transformers: model/ not checked in transformers)"
+fi
 
 # 2. --data= JSON Lines: data-science files (kept) and others (dropped by the keyword filter)
 "$TIDE" -e '
