@@ -83,7 +83,8 @@ local train = tide.train
 local t_start = tide.clock()
 
 local function fail(msg)
-  io.stderr:write('codeparrot: ', msg, '\n')
+  -- a library error's "file.lua:N: " prefix says nothing to the user
+  io.stderr:write('codeparrot: ', (tostring(msg):gsub('^[^:\n]*%.lua:%d+: ', '')), '\n')
   os.exit(1, true)  -- closing the state frees every tensor first (leak checks stay meaningful)
 end
 
@@ -164,10 +165,11 @@ else
   if args.data then
     local list = {}
     for p in tostring(args.data):gmatch('[^,]+') do list[#list + 1] = p end
-    local paths = files.expand(list, function(name)
+    local ok_p, paths = pcall(files.expand, list, function(name)
       return name:match('%.jsonl$') or name:match('%.json$') or name:match('%.jsonl%.gz$')
         or name:match('%.json%.gz$') or name:match('%.parquet$')
-    end, 'codeparrot --data')
+    end, '--data')
+    if not ok_p then fail(paths) end
     local parquet = 0
     for _, p in ipairs(paths) do if p:match('%.parquet$') then parquet = parquet + 1 end end
     if parquet > 0 and parquet < #paths then
@@ -227,10 +229,16 @@ else
 
   -- 3. the tokenizer: GPT-2's retrained on the code, as the seeds do
   if args.tokenizer then
-    tok = tide.tokenizer.load(args.tokenizer)
+    local ok_t, t = pcall(tide.tokenizer.load, args.tokenizer)
+    if not ok_t then fail('--tokenizer: ' .. tostring(t)) end
+    tok = t
     print(('tokenizer: %s, %d tokens'):format(args.tokenizer, tok:vocab_size()))
   else
-    tok = tide.tokenizer.load('data/gpt2'):train_new_from_iterator(records, data_opts.vocab_size, { show_progress = false })
+    local ok_t, t = pcall(function()
+      return tide.tokenizer.load('data/gpt2'):train_new_from_iterator(records, data_opts.vocab_size, { show_progress = false })
+    end)
+    if not ok_t then fail(t) end
+    tok = t
     print(('tokenizer: %d tokens trained in %.1f s; "    return" is %d token(s)'):format(
       tok:vocab_size(), tide.clock() - t_start, #tok:encode('    return')))
   end
@@ -239,8 +247,12 @@ else
   -- each; written beside data/ and renamed, so data/ is whole or absent
   local partial = data_dir .. '.partial'
   for _, d in ipairs({ partial, data_dir, tok_dir }) do files.remove_tree(d) end
-  local ms = data.write_shards(partial, records, { tokenizer = tok, seq_length = T, seed = seed,
-                                                   split = { valid = data_opts.valid, seed = seed } })
+  local ok_w, ms = pcall(data.write_shards, partial, records, { tokenizer = tok, seq_length = T, seed = seed,
+                                                                split = { valid = data_opts.valid, seed = seed } })
+  if not ok_w then
+    files.remove_tree(partial)
+    fail(ms)
+  end
   print(ms.train.report)
   local c = data_opts.keyword_count
   if c then
@@ -263,7 +275,7 @@ end
 local ok_tr, train_data = pcall(data.shards, data_dir, { prefix = 'train', batch_size = B, shuffle = true, seed = seed,
                                                          epochs = math.huge })
 local ok_va, valid = pcall(data.shards, data_dir, { prefix = 'valid', batch_size = B })
-if not (ok_tr and ok_va) then fail(tostring(ok_tr and valid or train_data):gsub('^[^:\n]*%.lua:%d+: ', '')) end
+if not (ok_tr and ok_va) then fail(ok_tr and valid or train_data) end
 
 -- 5. GPT-2 from scratch: a released shape or a small one, sized to the tokenizer
 local shapes = { tiny = { n_embd = 64, n_layer = 2, n_head = 4 }, small = { n_embd = 128, n_layer = 4, n_head = 4 } }
@@ -344,7 +356,7 @@ end
 local start = 0
 if resume then
   local ok_ck, info = pcall(train.load_checkpoint, resume == 'auto' and out or resume, state)
-  if not ok_ck then fail(tostring(info):gsub('^[^:\n]*%.lua:%d+: ', '')) end
+  if not ok_ck then fail(info) end
   if info.message then print(info.message) end
   start, last_checkpoint, saved_step = info.step, info.path, info.step
   state.tokens, elapsed_before = info.tokens or 0, info.elapsed or 0

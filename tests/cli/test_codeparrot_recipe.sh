@@ -140,6 +140,7 @@ expect_fail 'bf16' 'precision=bf16 is not available yet' --precision=bf16
 expect_fail 'an unknown model' 'model=gpt5: expected tiny, small or a GPT-2 name' --model=gpt5 --data="$tmp/ds.jsonl" --vocab_size=300
 expect_fail 'an unknown scheduler' 'lr_scheduler_type' --lr_scheduler_type=warp --data="$tmp/ds.jsonl" --vocab_size=300
 : >"$tmp/x.parquet"
+expect_fail 'a missing data file' 'no-such.jsonl' --data="$tmp/no-such.jsonl"
 expect_fail 'mixed data files' 'mixes Parquet and JSON Lines' --data="$tmp/ds.jsonl,$tmp/x.parquet"
 expect_fail 'a keyword filter that keeps nothing' 'kept too little to train on' --data="$tmp/ds.jsonl" --keywords=nosuchword
 # resuming run 1 with other data options, or from a checkpoint that is not there
