@@ -472,7 +472,8 @@ else
     -- a young model often starts with a blank line or a comment, which
     -- first_block cuts at once: show what it wrote rather than nothing
     if not cut:sub(#p + 1):find('%S') then
-      print(('(first_block left nothing; the model wrote %q)'):format(full:sub(#p + 1, #p + 120)))
+      local raw = full:sub(#p + 1, #p + 120):gsub('\\', '\\\\'):gsub('\n', '\\n'):gsub('\t', '\\t')
+      print(('(first_block left nothing; the model wrote "%s")'):format(raw))
     end
   end
 end
