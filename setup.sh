@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what tide needs from Debian's packages, builds it, then either
-# runs the main job, training a tiny GPT-2 (`./setup.sh run`) or every test (`./setup.sh test`:
+# runs the main job, recipes/codeparrot.lua (`./setup.sh run`) or every test (`./setup.sh test`:
 # the plain build, then the same suite built with ASan+UBSan).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,7 +31,7 @@ install_deps
 case "$mode" in
   run)
     build build -DCMAKE_BUILD_TYPE=Release
-    ./build/tide recipes/train_gpt2_tiny.lua "${@:2}"
+    ./build/tide recipes/codeparrot.lua "${@:2}"
     ;;
   test)
     build build -DCMAKE_BUILD_TYPE=Release

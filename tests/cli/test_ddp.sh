@@ -110,11 +110,11 @@ grep -qi "rank 1\|rank: 1" "$dir/k.err" || { cat "$dir/k.err"; fail "the error d
 [ "$(count "$dir/k.txt")" -le 4 ] || fail "the job printed steps after the kill"
 # the recipe under 2 ranks: rank 0 alone prepares the data and writes the
 # run's files; with batch 2 per rank it logs what 1 process with batch 4 logs
-opts=(--steps=20 --corpus="$dir/corpus.jsonl.gz" --corpus_mb=1 --vocab=300 --seq=16 --grad_accum=2
-      --log_every=5 --eval_every=10 --save_every=10)
-"$TIDE" recipes/train_gpt2_tiny.lua "${opts[@]}" --batch=4 --out="$dir/rec1" > "$dir/rec1.out" 2>&1 < /dev/null ||
+opts=(--steps=20 --corpus="$dir/corpus.jsonl.gz" --corpus_mb=1 --vocab_size=300 --seq_length=16 --grad_accum=2
+      --model=tiny --log_every=5 --eval_every=10 --save_every=10)
+"$TIDE" recipes/codeparrot.lua "${opts[@]}" --batch_size=4 --out="$dir/rec1" > "$dir/rec1.out" 2>&1 < /dev/null ||
   { cat "$dir/rec1.out"; fail "the recipe on 1 process failed"; }
-timeout 300 "${MPI[@]}" "$TIDE" recipes/train_gpt2_tiny.lua "${opts[@]}" --batch=2 --out="$dir/rec2" > "$dir/rec2.out" 2>&1 < /dev/null ||
+timeout 300 "${MPI[@]}" "$TIDE" recipes/codeparrot.lua "${opts[@]}" --batch_size=2 --out="$dir/rec2" > "$dir/rec2.out" 2>&1 < /dev/null ||
   { cat "$dir/rec2.out"; fail "the recipe on 2 ranks failed"; }
 [ "$(ls "$dir/rec2/tb" | wc -l)" -eq 1 ] || fail "the 2-rank recipe wrote $(ls "$dir/rec2/tb" | wc -l) TensorBoard files, expected rank 0's alone"
 metric() { grep "\"$2\":" "$1/metrics.jsonl" | sed -E 's#.*"step":([0-9]+),.*"'"$2"'":([-0-9.e+]+).*#\1 \2#'; }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 12, items 6 and 8 together: recipes/train_gpt2_tiny.lua interrupted by
+# Issue 12, items 6 and 8 together: recipes/codeparrot.lua interrupted by
 # Ctrl-C (with --grad_accum=2 and evaluations) exits 130 with a resume
 # command; running that command finishes the run, and every loss the two
 # halves logged to metrics.jsonl is bitwise (%a) the uninterrupted run's. The
-# run directory has checkpoints, metrics.jsonl, tb/ and plot.svg.
+# run directory has checkpoints, metrics.jsonl, tb/, plot.svg and model/.
 # A 1 MB corpus, a 300-token vocabulary and 30 steps keep it to seconds.
 #   bash tests/cli/test_train_recipe_resume.sh path/to/tide
 set -u
@@ -13,17 +13,17 @@ tmp=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 fail=0
-opts=(--steps=30 --corpus="$tmp/corpus.jsonl.gz" --corpus_mb=1 --vocab=300 --batch=2 --seq=16
-      --grad_accum=2 --log_every=1 --eval_every=7 --save_every=10)
+opts=(--steps=30 --corpus="$tmp/corpus.jsonl.gz" --corpus_mb=1 --vocab_size=300 --batch_size=2 --seq_length=16
+      --model=tiny --grad_accum=2 --log_every=1 --eval_every=7 --save_every=10 --min_drop=0)
 
-"$TIDE" recipes/train_gpt2_tiny.lua "${opts[@]}" --out="$tmp/a" >"$tmp/a.out" 2>&1 </dev/null
+"$TIDE" recipes/codeparrot.lua "${opts[@]}" --out="$tmp/a" >"$tmp/a.out" 2>&1 </dev/null
 rc=$?
 if [ "$rc" -ne 0 ]; then echo "FAIL: the uninterrupted run: exit status $rc"; cat "$tmp/a.out"; exit 1; fi
-for f in checkpoints/latest checkpoints/step-000030/model.safetensors metrics.jsonl tb plot.svg; do
+for f in checkpoints/latest checkpoints/step-000030/model.safetensors metrics.jsonl tb plot.svg model/model.safetensors; do
   [ -e "$tmp/a/$f" ] || { echo "FAIL: the run directory has no $f"; fail=1; }
 done
 
-"$TIDE" recipes/train_gpt2_tiny.lua "${opts[@]}" --out="$tmp/b" >"$tmp/b.out" 2>"$tmp/b.err" </dev/null &
+"$TIDE" recipes/codeparrot.lua "${opts[@]}" --out="$tmp/b" >"$tmp/b.out" 2>"$tmp/b.err" </dev/null &
 pid=$!
 for _ in $(seq 600); do grep -q '"step":1[2-9],' "$tmp/b/metrics.jsonl" 2>/dev/null && break; sleep 0.05; done
 kill -INT "$pid"
