@@ -3,7 +3,9 @@
 -- 256 dims, vocab 8192, T=128), --batch rows per rank, forward, backward
 -- (gradients averaged in 25 MB buckets from the hooks), clip, AdamW. Rank 0
 -- prints the median step, the time spent inside the collectives per step
--- (during backward, and after it), an all-reduce of the gradient's size on
+-- (during backward: starting the buckets' all-reduces, or ZeRO-1's blocking
+-- reduce-scatters; after it: the last buckets and waiting for the started
+-- ones, the communication backward did not hide), an all-reduce of the gradient's size on
 -- its own (what communication costs when nothing overlaps it), and memory.
 --   [mpirun -np 2] tide bench/ddp.lua --batch=4 --steps=10 --warmup=2 [--zero=1] [--threads=1]
 local a = tide.args
@@ -27,7 +29,7 @@ local times, comm_bw, comm_fin, out = {}, {}, {}, nil
 for step = 1, warmup + steps do
   if job.world_size > 1 then tide.dist.barrier() end  -- every rank starts the step together
   local st = wrapped and model.ddp.stats
-  local bw0, fin0 = st and st.backward_comm_s or 0, st and st.finalize_comm_s or 0
+  local bw0, fin0 = st and st.backward_comm_s or 0, st and st.finalize_comm_s + st.wait_comm_s or 0
   local t0 = tide.clock()
   out = model(ids, { labels = ids })
   opt:zero_grad()
@@ -38,7 +40,7 @@ for step = 1, warmup + steps do
   if step > warmup then
     times[#times + 1] = dt
     comm_bw[#comm_bw + 1] = (st and st.backward_comm_s or 0) - bw0
-    comm_fin[#comm_fin + 1] = (st and st.finalize_comm_s or 0) - fin0
+    comm_fin[#comm_fin + 1] = (st and st.finalize_comm_s + st.wait_comm_s or 0) - fin0
   end
 end
 local function median(t)
