@@ -120,6 +120,8 @@ function Reducer:_reduce(b, phase)
     local t0 = tide.clock()
     if self.reduce_bucket then
       self.reduce_bucket(b)
+    elseif self.overlap == false then  -- set by bench/ddp.lua --overlap=0, to measure what overlap gains
+      dist_().all_reduce(b.flat, 'avg')
     else
       self.pending[#self.pending + 1] = dist_().all_reduce_async(b.flat, 'avg')
     end
