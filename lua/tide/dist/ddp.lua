@@ -149,6 +149,8 @@ end
 function Reducer:_on_grad(p)
   if not self.sync or self.ready[p] then return end
   if not self.queued then
+    -- a backward that raised before its end left buckets in flight: let them land before this one fills them
+    if #self.pending > 0 then pcall(self._wait_all, self) end
     self.queued = true
     tide_().autograd.queue_callback(function() self:_finish() end)
   end
