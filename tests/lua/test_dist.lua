@@ -287,6 +287,17 @@ T.test('CUDA tensors: every collective and dtype (NCCL, or staged through the ho
   local v = make('f32', values('f32', R, 12), dev):view(3, 4):t()  -- strided on the device
   d.all_reduce(v, 'sum')
   T.same(v:contiguous():to('cpu'), make('f32', reduce_ref('f32', 'sum', 12)):view(3, 4):t())
+  -- all_reduce_async on the device: staged through the host (or NCCL, complete at its start)
+  local hs = {}
+  for _, dt in ipairs(dtypes) do
+    local t = make(dt, values(dt, R, 33), dev)
+    hs[#hs + 1] = { d.all_reduce_async(t, 'max'), t, dt }
+  end
+  for _, x in ipairs(hs) do
+    T.eq(x[1]:wait(), x[2])
+    T.eq(x[2].device, 'cuda:0')
+    check_equal(x[2], reduce_ref(x[3], 'max', 33), x[3], 'cuda all_reduce_async ' .. x[3])
+  end
   d.barrier()
 end)
 
