@@ -3,9 +3,13 @@
 -- 256 dims, vocab 8192, T=128), --batch rows per rank, forward, backward
 -- (gradients averaged in 25 MB buckets from the hooks), clip, AdamW. Rank 0
 -- prints the median step, the time spent inside the collectives per step
--- (during backward, and after it), an all-reduce of the gradient's size on
+-- (during backward: starting the buckets' all-reduces, or ZeRO-1's blocking
+-- reduce-scatters; after it: the last buckets and waiting for the started
+-- ones, the communication backward did not hide), an all-reduce of the gradient's size on
 -- its own (what communication costs when nothing overlaps it), and memory.
---   [mpirun -np 2] tide bench/ddp.lua --batch=4 --steps=10 --warmup=2 [--zero=1] [--threads=1]
+--   [mpirun -np 2] tide bench/ddp.lua --batch=4 --steps=10 --warmup=2 [--zero=1] [--threads=1] [--overlap=0]
+-- (--overlap=0: each bucket all-reduced blocking in its hook, as before all_reduce_async;
+-- the line then ends "(blocking)"). "hidden" = 1 - (time in collectives per step) / (all-reduce alone).
 local a = tide.args
 local job = tide.dist.init({ check = a.check == 1 })
 local cfg = { vocab_size = a.vocab or 8192, n_positions = a.seq or 128, n_embd = a.n_embd or 256,
@@ -17,6 +21,7 @@ tide.manual_seed(0)
 local model = tide.gpt2.new(cfg)
 local wrapped = job.world_size > 1 or a.zero
 if wrapped then model = tide.dist.DataParallel(model, { bucket_mb = a.bucket_mb or 25 }) end
+if wrapped and a.overlap == 0 then model.ddp.overlap = false end  -- blocking all-reduce in the hooks, for comparison
 local opt = tide.optim.AdamW(tide.optim.grouped_params(model, 0.1), { lr = 5e-4, betas = { 0.9, 0.95 }, eps = 1e-8,
                                                                      zero = a.zero })
 tide.manual_seed(1 + job.rank)  -- each rank its own batch
@@ -27,7 +32,7 @@ local times, comm_bw, comm_fin, out = {}, {}, {}, nil
 for step = 1, warmup + steps do
   if job.world_size > 1 then tide.dist.barrier() end  -- every rank starts the step together
   local st = wrapped and model.ddp.stats
-  local bw0, fin0 = st and st.backward_comm_s or 0, st and st.finalize_comm_s or 0
+  local bw0, fin0 = st and st.backward_comm_s or 0, st and st.finalize_comm_s + st.wait_comm_s or 0
   local t0 = tide.clock()
   out = model(ids, { labels = ids })
   opt:zero_grad()
@@ -38,7 +43,7 @@ for step = 1, warmup + steps do
   if step > warmup then
     times[#times + 1] = dt
     comm_bw[#comm_bw + 1] = (st and st.backward_comm_s or 0) - bw0
-    comm_fin[#comm_fin + 1] = (st and st.finalize_comm_s or 0) - fin0
+    comm_fin[#comm_fin + 1] = (st and st.finalize_comm_s + st.wait_comm_s or 0) - fin0
   end
 end
 local function median(t)
@@ -68,7 +73,9 @@ if job.world_size > 1 then
 end
 if job.rank == 0 then
   print(('tide ranks %d batch %d: median step %.1f ms, in collectives %.1f ms during backward + %.1f ms after, ' ..
-         'all-reduce of %.1f MB alone %.1f ms, optimizer state %.1f MB/rank, engine live %.1f MB/rank%s')
+         'all-reduce of %.1f MB alone %.1f ms, hidden %s, optimizer state %.1f MB/rank, engine live %.1f MB/rank%s%s')
     :format(job.world_size, B, median(times) * 1e3, median(comm_bw) * 1e3, median(comm_fin) * 1e3,
-            numel * 4 / 2 ^ 20, ar * 1e3, state_bytes / 2 ^ 20, live / 2 ^ 20, a.zero and ' (zero 1)' or ''))
+            numel * 4 / 2 ^ 20, ar * 1e3,
+            ar > 0 and ('%.2f'):format(1 - (median(comm_bw) + median(comm_fin)) / ar) or 'n/a',
+            state_bytes / 2 ^ 20, live / 2 ^ 20, a.zero and ' (zero 1)' or '', a.overlap == 0 and ' (blocking)' or ''))
 end

@@ -13,7 +13,19 @@
      (a peer died, hangs, or called something else) ends this process with a
      message naming the rank and the call. A blocked MPI call cannot be
      unwound into an error, so, as torch's NCCL watchdog does, the process
-     exits; the launcher (mpirun, srun, tide launch) then stops the others.
+     exits; the launcher (mpirun, srun, tide launch) then stops the others;
+   - all_reduce_async: a communication thread that runs the started
+     all-reduces (header exchange and reduction) one after another in the
+     order they were started, while the caller goes on (backward computing
+     earlier layers). Open MPI's non-blocking collectives only progress
+     inside MPI calls, and the caller is busy in kernels, so a thread blocked
+     in MPI_Allreduce is what moves the bytes. MPI is never entered by two
+     threads at once (MPI_THREAD_SERIALIZED): every blocking collective first
+     waits until the thread has finished everything started before it, so
+     the job's collectives keep one order on every rank. The reduction is the
+     blocking path's own call on the same staged buffer, so the result is
+     bitwise the same; staging, the average's division and the copy back
+     stay on the caller's thread (in start and wait).
 
    The job is process-wide state (MPI's own is), kept in the one struct below. */
 #include "tide.h"
@@ -54,7 +66,29 @@ static struct {
   struct timespec busy_since;
   char busy_what[320];
   char call[320];               /* the running collective, described for messages */
-} st = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+  int64_t watch_gen;            /* watch_begin calls so far: tells one watched call from the next */
+  /* the communication thread (all_reduce_async); qlock guards the fields below */
+  pthread_mutex_t qlock;
+  pthread_cond_t qwork, qdone;  /* work queued; work finished */
+  pthread_t comm;
+  int comm_running, comm_stop;
+  tide_dist_work *head, *tail;  /* started, not yet taken by the thread */
+  int64_t inflight;             /* started and not finished */
+} st = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .qlock = PTHREAD_MUTEX_INITIALIZER,
+         .qwork = PTHREAD_COND_INITIALIZER, .qdone = PTHREAD_COND_INITIALIZER };
+
+/* One all_reduce_async: what the thread needs, and its outcome (done, rc, err) once it has run. */
+struct tide_dist_work {
+  tide_dist_work *next;
+  tide_tensor *t;        /* the caller's tensor (retained until wait) */
+  tide_tensor *w;        /* the staged wire buffer the backend reduces (t itself when it can be) */
+  int32_t op;
+  int64_t h[HEADER_LEN]; /* this call's header, compared across ranks */
+  int check;
+  char what[320];        /* "all_reduce(avg) of f32 [10] (call #3)" */
+  int done, waited, rc;
+  char err[640];
+};
 
 
 /* The plugin's table from dir/libtide_<name>.so, or NULL with why in err. */
@@ -117,6 +151,9 @@ static const tide_dist_backend *load_backend(const char *name) {
   return NULL;
 }
 
+static void drain(void);
+static void stop_comm(void);
+
 /* watchdog ----------------------------------------------------------------------------------------- */
 
 static void *watchdog_main(void *arg) {
@@ -151,7 +188,7 @@ static void watch_begin(const char *what) {
   if (!st.watchdog_running) return;
   pthread_mutex_lock(&st.lock);
   st.busy = 1;
-  st.busy_seq = st.seq;
+  st.busy_seq = ++st.watch_gen;
   clock_gettime(CLOCK_MONOTONIC, &st.busy_since);
   snprintf(st.busy_what, sizeof st.busy_what, "%s", what);
   pthread_cond_signal(&st.wake);
@@ -228,6 +265,8 @@ int tide_dist_init(const char *backend, double timeout_s, int32_t check, int32_t
 
 int tide_dist_finalize(void) {
   if (!st.joined) return 0;
+  drain();
+  stop_comm();
   stop_watchdog();
   st.joined = 0;
   int rc = 0;
@@ -302,35 +341,47 @@ static void describe(const int64_t *h, char *buf, size_t cap) {
            (long long)h[0] + 1);
 }
 
-/* All ranks' headers for this call compared with ours: an error on every rank when one differs. */
-static int agree(int kind, int32_t op, const tide_tensor *t, int32_t root) {
-  int64_t seq = st.seq++;
-  int64_t h[HEADER_LEN] = { seq, kind, op, t ? t->dtype : -1, root, t ? t->ndim : 0, t ? t->numel : 0 };
+/* This call's header (numbering it in the job's call order). */
+static void make_header(int64_t *h, int kind, int32_t op, const tide_tensor *t, int32_t root) {
+  memset(h, 0, sizeof(int64_t) * HEADER_LEN);
+  h[0] = st.seq++;
+  h[1] = kind; h[2] = op; h[3] = t ? t->dtype : -1; h[4] = root; h[5] = t ? t->ndim : 0; h[6] = t ? t->numel : 0;
   if (t) memcpy(h + 7, t->shape, sizeof(int64_t) * (size_t)t->ndim);
   if (kind == KIND_ALL_TO_ALL || kind == KIND_BARRIER) h[2] = h[3] = h[4] = h[5] = h[6] = -1;
-  if (!st.be && !st.dev) return 0;
-  describe(h, st.call, sizeof st.call);
-  if (!st.be || !st.check) return 0;  /* the check goes over MPI (a world of one with NCCL has no peer to disagree) */
-  int64_t *all = malloc(sizeof h * (size_t)st.world);
-  if (!all) return tide_fail("tide.dist.%s: out of memory for %d ranks' headers", kind_names[kind], (int)st.world);
-  char err[512] = "";
-  watch_begin(st.call);
-  int rc = st.be->all_gather(h, all, (int64_t)sizeof h, err, sizeof err);
+}
+
+/* Compares every rank's header h with this rank's (an all_gather over be): 0, or -1 with why in err. */
+static int exchange_headers(const int64_t *h, const char *what, char *err, size_t cap) {
+  int64_t *all = malloc(sizeof(int64_t) * HEADER_LEN * (size_t)st.world);
+  if (!all) { snprintf(err, cap, "out of memory for %d ranks' headers", (int)st.world); return -1; }
+  watch_begin(what);
+  int rc = st.be->all_gather(h, all, (int64_t)(sizeof(int64_t) * HEADER_LEN), err, cap);
   watch_end();
-  if (rc != 0) {
-    free(all);
-    return tide_fail("tide.dist.%s on rank %d: %s", kind_names[kind], (int)st.rank, err);
-  }
-  for (int32_t r = 0; r < st.world; r++) {
-    if (memcmp(all + (size_t)r * HEADER_LEN, h, sizeof h) == 0) continue;
+  for (int32_t r = 0; rc == 0 && r < st.world; r++) {
+    if (memcmp(all + (size_t)r * HEADER_LEN, h, sizeof(int64_t) * HEADER_LEN) == 0) continue;
     char mine[320], theirs[320];
     describe(h, mine, sizeof mine);
     describe(all + (size_t)r * HEADER_LEN, theirs, sizeof theirs);
-    free(all);
-    return tide_fail("tide.dist.%s: the ranks disagree on this call: rank %d called %s, rank %d called %s",
-                     kind_names[kind], (int)st.rank, mine, (int)r, theirs);
+    snprintf(err, cap, "the ranks disagree on this call: rank %d called %s, rank %d called %s", (int)st.rank, mine,
+             (int)r, theirs);
+    rc = -2;
   }
   free(all);
+  return rc;
+}
+
+/* All ranks' headers for this call compared with ours: an error on every rank when one differs. */
+static int agree(int kind, int32_t op, const tide_tensor *t, int32_t root) {
+  drain();  /* what was started before runs before this, on every rank */
+  int64_t h[HEADER_LEN];
+  make_header(h, kind, op, t, root);
+  if (!st.be && !st.dev) return 0;
+  describe(h, st.call, sizeof st.call);
+  if (!st.be || !st.check) return 0;  /* the check goes over MPI (a world of one with NCCL has no peer to disagree) */
+  char err[768] = "";
+  int rc = exchange_headers(h, st.call, err, sizeof err);
+  if (rc == -2) return tide_fail("tide.dist.%s: %s", kind_names[kind], err);
+  if (rc != 0) return tide_fail("tide.dist.%s on rank %d: %s", kind_names[kind], (int)st.rank, err);
   return 0;
 }
 
@@ -422,6 +473,157 @@ int tide_dist_all_reduce(tide_tensor *t, int32_t op) {
   if (rc == 0) rc = write_back(t, w);
   tide_tensor_release(w);
   return rc;
+}
+
+/* non-blocking all-reduce ------------------------------------------------------------------------- */
+
+/* The communication thread: takes the started all-reduces in order and runs each as the blocking path
+   does (header exchange, then the backend's all_reduce on the staged buffer). */
+static void *comm_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&st.qlock);
+  for (;;) {
+    while (!st.head && !st.comm_stop) pthread_cond_wait(&st.qwork, &st.qlock);
+    if (!st.head) break;  /* stopping, and nothing left */
+    tide_dist_work *w = st.head;
+    st.head = w->next;
+    if (!st.head) st.tail = NULL;
+    pthread_mutex_unlock(&st.qlock);
+    int rc = 0;
+    if (w->check) rc = exchange_headers(w->h, w->what, w->err, sizeof w->err);
+    if (rc == 0) {
+      watch_begin(w->what);
+      rc = st.be->all_reduce(w->w->data, w->w->numel, w->w->dtype, w->op == TIDE_MEAN ? TIDE_SUM : w->op, w->err,
+                             sizeof w->err);
+      watch_end();
+    }
+    pthread_mutex_lock(&st.qlock);
+    w->rc = rc;
+    w->done = 1;
+    st.inflight--;
+    pthread_cond_broadcast(&st.qdone);
+  }
+  pthread_mutex_unlock(&st.qlock);
+  return NULL;
+}
+
+/* Returns when every started all-reduce has run (their results are copied back at their wait). */
+static void drain(void) {
+  if (!st.comm_running) return;
+  pthread_mutex_lock(&st.qlock);
+  while (st.inflight > 0) pthread_cond_wait(&st.qdone, &st.qlock);
+  pthread_mutex_unlock(&st.qlock);
+}
+
+static void stop_comm(void) {
+  if (!st.comm_running) return;
+  pthread_mutex_lock(&st.qlock);
+  st.comm_stop = 1;
+  pthread_cond_signal(&st.qwork);
+  pthread_mutex_unlock(&st.qlock);
+  pthread_join(st.comm, NULL);
+  st.comm_running = 0;
+  st.comm_stop = 0;
+}
+
+static void work_release(tide_dist_work *w) {
+  tide_tensor_release(w->w);
+  tide_tensor_release(w->t);
+  w->w = w->t = NULL;
+}
+
+int tide_dist_all_reduce_async(tide_tensor *t, int32_t op, tide_dist_work **out) {
+  if (!out) return tide_fail("tide.dist.all_reduce_async: expected a place for the handle");
+  *out = NULL;
+  TIDE_TRY(joined("all_reduce_async"));
+  TIDE_TRY(tensor_arg(t, "all_reduce_async"));
+  TIDE_TRY(check_op(op, t->dtype, "all_reduce_async"));
+  const tide_dist_backend *be;
+  int dev;
+  TIDE_TRY(pick(t, "all_reduce_async", &be, &dev));
+  tide_dist_work *w = calloc(1, sizeof *w);
+  if (!w) return tide_fail("tide.dist.all_reduce_async: out of memory");
+  /* a world of one, NCCL (which queues on its CUDA stream itself) and an MPI without thread support run the
+     blocking call now: the handle is then complete from the start */
+  if (!be || dev || !st.be->threads_ok || !st.be->threads_ok()) {
+    if (tide_dist_all_reduce(t, op) != 0) {
+      free(w);
+      return -1;
+    }
+    w->done = 1;
+    *out = w;
+    return 0;
+  }
+  if (!st.comm_running) {
+    st.comm_stop = 0;
+    if (pthread_create(&st.comm, NULL, comm_main, NULL) != 0) {
+      free(w);
+      return tide_fail("tide.dist.all_reduce_async: cannot start the communication thread");
+    }
+    st.comm_running = 1;
+  }
+  w->w = staged(t, wire_dtype(be, t->dtype, 1), 0);
+  if (!w->w) {
+    free(w);
+    return -1;
+  }
+  tide_tensor_retain(t);
+  w->t = t;
+  w->op = op;
+  w->check = st.check;
+  make_header(w->h, KIND_ALL_REDUCE, op, t, -1);
+  describe(w->h, w->what, sizeof w->what);
+  pthread_mutex_lock(&st.qlock);
+  if (st.tail) st.tail->next = w;
+  else st.head = w;
+  st.tail = w;
+  st.inflight++;
+  pthread_cond_signal(&st.qwork);
+  pthread_mutex_unlock(&st.qlock);
+  *out = w;
+  return 0;
+}
+
+/* Blocks until w's reduction has run (not copying anything back). */
+static void work_join(tide_dist_work *w) {
+  pthread_mutex_lock(&st.qlock);
+  while (!w->done) pthread_cond_wait(&st.qdone, &st.qlock);
+  pthread_mutex_unlock(&st.qlock);
+}
+
+int tide_dist_wait(tide_dist_work *w) {
+  if (!w) return tide_fail("tide.dist.wait: expected a handle from all_reduce_async, got nil");
+  work_join(w);
+  if (w->waited) return 0;
+  w->waited = 1;
+  if (!w->t) return 0;  /* ran at its start */
+  int rc = 0;
+  if (w->rc == -2) {
+    rc = tide_fail("tide.dist.all_reduce_async: %s", w->err);
+  } else if (w->rc != 0) {
+    rc = tide_fail("tide.dist.all_reduce_async (%s) on rank %d of %d: %s", w->what, (int)st.rank, (int)st.world, w->err);
+  } else {
+    /* as tide_dist_all_reduce: the average divides the sum in the wire dtype, then the copy back */
+    if (w->op == TIDE_MEAN) rc = tide_binary_scalar_(TIDE_DIV, w->w, (double)st.world);
+    if (rc == 0) rc = write_back(w->t, w->w);
+  }
+  work_release(w);
+  return rc;
+}
+
+int32_t tide_dist_work_done(const tide_dist_work *w) {
+  if (!w) return 1;
+  pthread_mutex_lock(&st.qlock);
+  int32_t d = w->done;
+  pthread_mutex_unlock(&st.qlock);
+  return d;
+}
+
+void tide_dist_work_free(tide_dist_work *w) {
+  if (!w) return;
+  work_join(w);  /* the thread may still be reading its buffer */
+  work_release(w);
+  free(w);
 }
 
 int tide_dist_broadcast(tide_tensor *t, int32_t src) {
@@ -646,6 +848,7 @@ int tide_dist_init_nccl(int32_t device, int32_t required, int32_t *used) {
   }
   int32_t ok = nccl != NULL;
   char err[512] = "";
+  drain();
   if (st.be) {
     if (st.be->all_reduce(&ok, 1, TIDE_I32, TIDE_MIN, err, sizeof err) != 0) return backend_error("init (NCCL)", err);
   }

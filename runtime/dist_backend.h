@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 /* The table's layout version: a plugin built for another layout is refused. */
-#define TIDE_DIST_ABI 1
+#define TIDE_DIST_ABI 2
 
 typedef struct tide_dist_backend {
   int32_t abi;         /* TIDE_DIST_ABI */
@@ -50,6 +50,10 @@ typedef struct tide_dist_backend {
   int (*finalize)(char *err, size_t cap);
   /* Ends every process of the job with code (MPI_Abort), after a fatal error on this rank. */
   void (*abort_job)(int code);
+  /* After init: 1 when the calls above may come from a thread other than the one that called init, one
+     thread at a time (MPI_THREAD_SERIALIZED provided), as the core's communication thread needs for
+     all_reduce_async; NULL or 0: the core runs those at their start instead (added in ABI 2). */
+  int (*threads_ok)(void);
 } tide_dist_backend;
 
 typedef const tide_dist_backend *(*tide_dist_backend_get_fn)(void);

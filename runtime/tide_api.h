@@ -551,6 +551,19 @@ int32_t tide_dist_rank(void);
 int32_t tide_dist_world_size(void);
 /* t = op over every rank's t (any dtype, device and layout; avg needs floats). */
 int tide_dist_all_reduce(tide_tensor *t, int32_t op);
+/* A started all_reduce_async (opaque): wait on it, then free it. */
+typedef struct tide_dist_work tide_dist_work;
+/* Starts t = op over every rank's t and returns at once with *out, a handle; a communication thread runs
+   the started ones in order. t must not be touched until tide_dist_wait; a blocking collective first
+   waits for the started ones to run (their copies back happen at their wait). */
+int tide_dist_all_reduce_async(tide_tensor *t, int32_t op, tide_dist_work **out);
+/* Waits for w's all-reduce and writes the result into its tensor; its error (naming the call) if it failed.
+   A second wait returns 0. */
+int tide_dist_wait(tide_dist_work *w);
+/* 1 when w's all-reduce has run (tide_dist_wait then does not block). */
+int32_t tide_dist_work_done(const tide_dist_work *w);
+/* Frees w, first waiting for its all-reduce to run (without writing back when it was never waited). */
+void tide_dist_work_free(tide_dist_work *w);
 /* t = rank src's t. */
 int tide_dist_broadcast(tide_tensor *t, int32_t src);
 /* out (world_size * numel(t) elements) = every rank's t in rank order. */

@@ -17,6 +17,7 @@
 
 static MPI_Comm comm = MPI_COMM_NULL;   /* this library's one job, as MPI's own state is per process */
 static int we_initialized;
+static int thread_level;               /* what MPI provides (MPI_Query_thread after init) */
 
 static int mpi_fail(int rc, const char *what, char *err, size_t cap) {
   char msg[MPI_MAX_ERROR_STRING];
@@ -40,7 +41,8 @@ static int mpi_init(const void *id, int32_t rank, int32_t world, int32_t device,
   MPI_Initialized(&flag);
   if (!flag) {
     int provided = 0;
-    /* collectives come from one thread at a time (the Lua state's) */
+    /* collectives come from one thread at a time: the Lua state's, or runtime/dist.c's communication
+       thread while the Lua state waits for it (never both at once) */
     rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Init_thread", err, cap);
     we_initialized = 1;
@@ -51,6 +53,7 @@ static int mpi_init(const void *id, int32_t rank, int32_t world, int32_t device,
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Comm_dup", err, cap);
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
   }
+  MPI_Query_thread(&thread_level);
   int r = 0, n = 0;
   MPI_Comm_rank(comm, &r);
   MPI_Comm_size(comm, &n);
@@ -193,6 +196,8 @@ static void mpi_abort_job(int code) {
   MPI_Abort(MPI_COMM_WORLD, code);
 }
 
+static int mpi_threads_ok(void) { return thread_level >= MPI_THREAD_SERIALIZED; }
+
 static const tide_dist_backend table = {
   .abi = TIDE_DIST_ABI,
   .name = "mpi",
@@ -208,6 +213,7 @@ static const tide_dist_backend table = {
   .barrier = mpi_barrier,
   .finalize = mpi_finalize,
   .abort_job = mpi_abort_job,
+  .threads_ok = mpi_threads_ok,
 };
 
 /* The table tide's core reads (runtime/dist.c looks this symbol up after dlopen). */

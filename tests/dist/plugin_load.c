@@ -21,7 +21,7 @@ int main(int argc, char **argv) {
     int ok = be->abi == TIDE_DIST_ABI && be->name && strcmp(be->name, argv[i + 1]) == 0 && be->init &&
              be->all_reduce && be->broadcast && be->all_gather && be->reduce_scatter && be->barrier &&
              be->finalize && be->abort_job && (be->reduce_dtypes & 1u) &&
-             (strcmp(be->name, "nccl") == 0 ? be->make_id != NULL : be->all_to_all != NULL);
+             (strcmp(be->name, "nccl") == 0 ? be->make_id != NULL : be->all_to_all != NULL && be->threads_ok != NULL);
     printf("%s %s: abi %d, name %s\n", ok ? "ok  " : "FAIL", argv[i], (int)be->abi, be->name ? be->name : "(null)");
     if (!ok) bad = 1;
   }

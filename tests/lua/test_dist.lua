@@ -160,6 +160,73 @@ T.test('barrier and all_to_all_bytes (any bytes, empty strings)', function()
   T.raises(function() d.all_to_all_bytes({ 1 }) end, 'expected a string')
 end)
 
+T.test('all_reduce_async: every dtype and op, several in flight, equal to the blocking all_reduce bitwise', function()
+  local started = {}
+  for _, dt in ipairs(dtypes) do
+    for _, op in ipairs(ops_for(dt)) do
+      for _, n in ipairs({ 0, 7, 4097 }) do
+        local t = make(dt, values(dt, R, n))
+        started[#started + 1] = { h = d.all_reduce_async(t, op), t = t, dt = dt, op = op, n = n }
+      end
+    end
+  end
+  -- a strided view and a f32 buffer whose average is not exact in binary: staging and division as the blocking path
+  local base = tide.arange(0, 24, { dtype = 'f32' }):view({ 4, 6 }) * (R + 1) / 3
+  local view = base:t()
+  local odd = tide.arange(0, 1000, { dtype = 'f32' }) * (0.1 * (R + 1))
+  local hv, ho = d.all_reduce_async(view, 'avg'), d.all_reduce_async(odd, 'avg')
+  T.truthy(#started > 40)
+  -- waited for in reverse order: each is complete and correct whatever the order of the waits
+  for i = #started, 1, -1 do
+    local s = started[i]
+    T.eq(s.h:wait(), s.t)
+    check_equal(s.t, reduce_ref(s.dt, s.op, s.n), s.dt, ('all_reduce_async %s %s n=%d'):format(s.dt, s.op, s.n))
+    T.truthy(s.h:is_completed())
+    T.eq(s.h:wait(), s.t)  -- a second wait returns at once
+  end
+  ho:wait(); hv:wait()
+  local base2 = tide.arange(0, 24, { dtype = 'f32' }):view({ 4, 6 }) * (R + 1) / 3
+  local odd2 = tide.arange(0, 1000, { dtype = 'f32' }) * (0.1 * (R + 1))
+  d.all_reduce(base2:t(), 'avg')
+  d.all_reduce(odd2, 'avg')
+  T.same(base, base2)  -- bitwise: T.same on f32 compares exactly
+  T.same(odd, odd2)
+end)
+
+T.test('all_reduce_async: a blocking collective between start and wait keeps the order', function()
+  local a = tide.full({ 5 }, R + 1)
+  local h = d.all_reduce_async(a, 'sum')
+  local b = tide.full({ 3 }, R + 2, { dtype = 'i64' })
+  d.all_reduce(b, 'max')  -- runs after a's reduction on every rank
+  T.same(b, tide.full({ 3 }, W + 1, { dtype = 'i64' }))
+  d.barrier()
+  h:wait()
+  T.same(a, tide.full({ 5 }, W * (W + 1) / 2))
+  -- a handle dropped without wait is freed safely (its reduction still runs in order)
+  do local _ = d.all_reduce_async(tide.ones(4)) end
+  collectgarbage('collect')
+  local c = tide.ones(2)
+  d.all_reduce(c)
+  T.same(c, tide.full({ 2 }, W))
+end)
+
+T.test('all_reduce_async: bad calls fail at the start, mismatches at wait naming the call', function()
+  T.raises(function() d.all_reduce_async(tide.ones(2), 'mean') end, "op must be 'sum', 'avg', 'max' or 'min'")
+  T.raises(function() d.all_reduce_async(tide.ones(2, { dtype = 'i32' }), 'avg') end, 'avg needs a floating-point')
+  T.raises(function() d.all_reduce_async({}, 'sum') end, 'expected a tensor')
+  if W == 1 then return end
+  local ok_t = tide.ones(3)
+  local h1 = d.all_reduce_async(ok_t)
+  local h2 = d.all_reduce_async(tide.zeros(3 + R), 'max')
+  local h3 = d.all_reduce_async(tide.ones(2))
+  h1:wait()
+  T.same(ok_t, tide.full({ 3 }, W))
+  local err = T.raises(function() h2:wait() end, 'disagree')
+  T.truthy(err:find('all_reduce_async', 1, true), err)
+  T.truthy(err:find(('rank %d called all_reduce(max) of f32 [%d]'):format(R, 3 + R), 1, true), err)
+  T.same(h3:wait(), tide.full({ 2 }, W))  -- the next one agrees again
+end)
+
 T.test('bad calls are clear errors, and the job goes on after them', function()
   T.raises(function() d.all_reduce(tide.ones(2), 'mean') end, "op must be 'sum', 'avg', 'max' or 'min'")
   T.raises(function() d.all_reduce(tide.ones(2, { dtype = 'i32' }), 'avg') end, 'avg needs a floating-point tensor')
@@ -220,6 +287,17 @@ T.test('CUDA tensors: every collective and dtype (NCCL, or staged through the ho
   local v = make('f32', values('f32', R, 12), dev):view(3, 4):t()  -- strided on the device
   d.all_reduce(v, 'sum')
   T.same(v:contiguous():to('cpu'), make('f32', reduce_ref('f32', 'sum', 12)):view(3, 4):t())
+  -- all_reduce_async on the device: staged through the host (or NCCL, complete at its start)
+  local hs = {}
+  for _, dt in ipairs(dtypes) do
+    local t = make(dt, values(dt, R, 33), dev)
+    hs[#hs + 1] = { d.all_reduce_async(t, 'max'), t, dt }
+  end
+  for _, x in ipairs(hs) do
+    T.eq(x[1]:wait(), x[2])
+    T.eq(x[2].device, 'cuda:0')
+    check_equal(x[2], reduce_ref(x[3], 'max', 33), x[3], 'cuda all_reduce_async ' .. x[3])
+  end
   d.barrier()
 end)
 

@@ -13,10 +13,13 @@
 -- roughly the order backward finishes them; the first bucket is 1 MiB, the
 -- others bucket_mb, as in torch), and a gradient hook per parameter
 -- (register_post_accumulate_grad_hook) copies its .grad into its bucket
--- slot. When every parameter of a bucket is in, the bucket is all-reduced
--- (avg) at once, while backward goes on computing the earlier layers. Buckets
--- are reduced in bucket order on every rank (a later bucket waits for the
--- earlier ones), so the ranks' collectives always match. After the reduce,
+-- slot. When every parameter of a bucket is in, the bucket's all-reduce
+-- (avg) is started (tide.dist.all_reduce_async: the engine's communication
+-- thread runs it) while backward goes on computing the earlier layers; the
+-- end-of-backward callback waits for every started bucket before anyone can
+-- read a .grad. Buckets are started in bucket order on every rank (a later
+-- bucket waits for the earlier ones), so the ranks' collectives always
+-- match. ZeRO-1's reduce-scatter (reduce_bucket) stays blocking. After the reduce,
 -- each .grad is a view of its bucket (torch's gradient_as_bucket_view): no
 -- copy back. A parameter that got no gradient in this backward contributes
 -- zeros (torch's find_unused_parameters), and its .grad becomes the average
@@ -66,7 +69,8 @@ function M.new_reducer(params, opts)
   local tide, dist = tide_(), dist_()
   local self = setmetatable({ world_size = dist.world_size(), rank = dist.rank(), sync = true,
                               params = params, slot_of = {}, bucket_of = {}, stats = { reduces = 0, bytes = 0,
-                              comm_s = 0, backward_comm_s = 0, finalize_comm_s = 0 } }, Reducer)
+                              comm_s = 0, backward_comm_s = 0, finalize_comm_s = 0, wait_comm_s = 0 },
+                              pending = {} }, Reducer)
   local rev = {}
   for i = #params, 1, -1 do rev[#rev + 1] = params[i] end
   local cap = opts.bucket_mb * MB
@@ -105,16 +109,21 @@ local function to_slot(p, slot)
   rawset(p, 'grad', slot)
 end
 
--- The collective of one bucket: the average over ranks, in place (ZeRO-1's
--- optimizer replaces it with a reduce-scatter).
+-- The collective of one bucket: the average over ranks, in place, started
+-- here and waited for in _wait_all (ZeRO-1's optimizer replaces it with a
+-- blocking reduce-scatter). stats.*_comm_s count the time this thread spent
+-- in tide.dist: starting (staging) and, in wait_comm_s, waiting at the end
+-- of backward (the communication that backward did not hide).
 function Reducer:_reduce(b, phase)
   if self.world_size > 1 then
     local tide = tide_()
     local t0 = tide.clock()
     if self.reduce_bucket then
       self.reduce_bucket(b)
-    else
+    elseif self.overlap == false then  -- set by bench/ddp.lua --overlap=0, to measure what overlap gains
       dist_().all_reduce(b.flat, 'avg')
+    else
+      self.pending[#self.pending + 1] = dist_().all_reduce_async(b.flat, 'avg')
     end
     local dt = tide.clock() - t0
     local st = self.stats
@@ -140,6 +149,8 @@ end
 function Reducer:_on_grad(p)
   if not self.sync or self.ready[p] then return end
   if not self.queued then
+    -- a backward that raised before its end left buckets in flight: let them land before this one fills them
+    if #self.pending > 0 then pcall(self._wait_all, self) end
     self.queued = true
     tide_().autograd.queue_callback(function() self:_finish() end)
   end
@@ -163,7 +174,28 @@ function Reducer:_finish()
     end
   end
   self:_flush('finalize')
+  local ok, err = pcall(self._wait_all, self)
   self:_reset()
+  if not ok then error(err, 0) end
+end
+
+-- Waits for the started bucket all-reduces, in the order they were started.
+function Reducer:_wait_all()
+  local pending = self.pending
+  if #pending == 0 then return end
+  self.pending = {}
+  local tide = tide_()
+  local t0 = tide.clock()
+  local ok, err = true, nil
+  for _, h in ipairs(pending) do
+    -- every handle is waited for even after an error, so no bucket is left in flight
+    local fine, e = pcall(h.wait, h)
+    if not fine and ok then ok, err = false, e end
+  end
+  local dt = tide.clock() - t0
+  local st = self.stats
+  st.comm_s, st.wait_comm_s = st.comm_s + dt, st.wait_comm_s + dt
+  if not ok then error(err, 0) end
 end
 
 -- Runs fn(...) with gradient averaging off: backward accumulates into .grad

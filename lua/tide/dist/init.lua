@@ -7,6 +7,7 @@
 --   tide.dist.init{timeout = 300, check = true}
 --   tide.dist.rank(), world_size(), local_rank(), is_main_process()
 --   tide.dist.all_reduce(t, 'sum'|'avg'|'max'|'min'), broadcast(t, src),
+--   all_reduce_async(t, op) -> handle; handle:wait() -> t,
 --   all_gather(out, t), reduce_scatter(out, t, op), barrier(),
 --   all_to_all_bytes({s0, s1, ...}), finalize()
 local ffi = require 'ffi'
@@ -167,6 +168,32 @@ function M.all_reduce(t, op)
   local h = core.handle(t, 'tide.dist.all_reduce')
   if C.tide_dist_all_reduce(h, op_code(op, 'all_reduce')) ~= 0 then errors.raise(2) end
   return t
+end
+
+-- A started all_reduce_async: wait() blocks until the reduction has run,
+-- writes it into the tensor and returns the tensor (raising the call's error
+-- if it failed); is_completed() says whether wait() would block.
+local Work = {}
+Work.__index = Work
+
+function Work:wait()
+  if C.tide_dist_wait(self._work) ~= 0 then errors.raise(2) end
+  return self.tensor
+end
+
+function Work:is_completed() return C.tide_dist_work_done(self._work) ~= 0 end
+
+-- Starts t = op over every rank's t and returns a handle at once, as
+-- torch.distributed.all_reduce(t, async_op=True): the engine's
+-- communication thread runs the started all-reduces in the order they were
+-- started, while this thread goes on. t must not be read or written until
+-- handle:wait(). A blocking collective called meanwhile first lets the
+-- started ones run (the job's calls keep one order on every rank).
+function M.all_reduce_async(t, op)
+  local h = core.handle(t, 'tide.dist.all_reduce_async')
+  local out = ffi.new('tide_dist_work *[1]')
+  if C.tide_dist_all_reduce_async(h, op_code(op, 'all_reduce_async'), out) ~= 0 then errors.raise(2) end
+  return setmetatable({ _work = ffi.gc(out[0], C.tide_dist_work_free), tensor = t }, Work)
 end
 
 -- t = rank src's t (src 0-based, default 0), in place; returns t.
