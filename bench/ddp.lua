@@ -20,8 +20,7 @@ tide.set_num_threads(a.threads or 1)
 tide.manual_seed(0)
 local model = tide.gpt2.new(cfg)
 local wrapped = job.world_size > 1 or a.zero
-if wrapped then model = tide.dist.DataParallel(model, { bucket_mb = a.bucket_mb or 25 }) end
-if wrapped and a.overlap == 0 then model.ddp.overlap = false end  -- blocking all-reduce in the hooks, for comparison
+if wrapped then model = tide.dist.DataParallel(model, { bucket_mb = a.bucket_mb or 25, overlap = a.overlap ~= 0 }) end
 local opt = tide.optim.AdamW(tide.optim.grouped_params(model, 0.1), { lr = 5e-4, betas = { 0.9, 0.95 }, eps = 1e-8,
                                                                      zero = a.zero })
 tide.manual_seed(1 + job.rank)  -- each rank its own batch

@@ -45,7 +45,7 @@ local model = tide.gpt2.new({ vocab_size = V, n_positions = T, n_embd = 32, n_la
 -- small buckets, so that this tiny model has several (the reduction order
 -- and the overlap with backward are exercised)
 if job.world_size > 1 or args.zero then
-  model = tide.dist.DataParallel(model, { bucket_mb = 0.02, first_bucket_mb = 0.005 })
+  model = tide.dist.DataParallel(model, { bucket_mb = 0.02, first_bucket_mb = 0.005, overlap = args.overlap ~= 0 })
 end
 local opt = tide.optim.AdamW(tide.optim.grouped_params(model, 0.1), { lr = 3e-3, betas = { 0.9, 0.95 }, zero = args.zero })
 local sched = tide.optim.get_scheduler('cosine', opt, { num_warmup_steps = 3, num_training_steps = steps })

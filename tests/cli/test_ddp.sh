@@ -72,6 +72,10 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.05) }' || fail "the los
 timeout 300 "${MPI[@]}" "$TIDE" "$run" --out="$dir/b" --data="$dir/data" > "$dir/b.txt" 2> "$dir/b.err" ||
   { cat "$dir/b.err"; fail "the second 2-rank run failed"; }
 bitwise "$dir/a.txt" "$dir/b.txt" || fail "two 2-rank runs differ"
+# the blocking all-reduce in the hooks (overlap = false) gives the same bits
+timeout 300 "${MPI[@]}" "$TIDE" "$run" --out="$dir/nb" --data="$dir/data" --overlap=0 > "$dir/nb.txt" 2> "$dir/nb.err" ||
+  { cat "$dir/nb.err"; fail "the 2-rank run with overlap = false failed"; }
+bitwise "$dir/a.txt" "$dir/nb.txt" || fail "overlap = false differs from the overlapped run"
 
 # ZeRO-1 against plain DDP
 timeout 300 "${MPI[@]}" "$TIDE" "$run" --out="$dir/z" --data="$dir/data" --zero=1 --save_at=10 > "$dir/z.txt" 2> "$dir/z.err" ||

@@ -94,6 +94,7 @@ T.test('bad DataParallel options are errors naming them', function()
   T.raises(function() tide.dist.DataParallel(tiny(), { bucket = 25 }) end, "unknown option 'bucket'")
   T.raises(function() tide.dist.DataParallel(tiny(), { bucket_mb = 0 }) end, 'bucket_mb must be a positive number')
   T.raises(function() tide.dist.DataParallel(tiny(), { first_bucket_mb = 'x' }) end, 'first_bucket_mb must be a positive number')
+  T.raises(function() tide.dist.DataParallel(tiny(), { overlap = 1 }) end, 'overlap must be true or false')
   T.raises(function() tide.dist.DataParallel(42) end, 'expected a model')
 end)
 

@@ -120,7 +120,7 @@ function Reducer:_reduce(b, phase)
     local t0 = tide.clock()
     if self.reduce_bucket then
       self.reduce_bucket(b)
-    elseif self.overlap == false then  -- set by bench/ddp.lua --overlap=0, to measure what overlap gains
+    elseif self.overlap == false then  -- DataParallel{overlap = false}: blocking, in the hook
       dist_().all_reduce(b.flat, 'avg')
     else
       self.pending[#self.pending + 1] = dist_().all_reduce_async(b.flat, 'avg')
@@ -218,7 +218,11 @@ function Reducer:layout()
 end
 
 -- tide.dist.DataParallel(model, {bucket_mb = 25, first_bucket_mb = 1,
--- broadcast = true}): wraps model in place and returns it.
+-- broadcast = true, overlap = true}): wraps model in place and returns it.
+-- overlap = false all-reduces each bucket in its hook, blocking: faster
+-- where the ranks' compute threads already take every core, since Open
+-- MPI's communication thread polls while it waits (bench/RESULTS.md: 2 ranks
+-- on 2 cores, 282 ms a step blocking against 312 ms overlapped).
 function M.DataParallel(model, opts)
   local what = 'DataParallel'
   if type(model) ~= 'table' or type(model.parameters) ~= 'function' then
@@ -227,10 +231,10 @@ function M.DataParallel(model, opts)
   if rawget(model, 'ddp') ~= nil then error(what .. ': this model is wrapped already', 2) end
   opts = opts or {}
   if type(opts) ~= 'table' then error(what .. ': options must be a table such as {bucket_mb = 25}', 2) end
-  local known = { bucket_mb = true, first_bucket_mb = true, broadcast = true }
+  local known = { bucket_mb = true, first_bucket_mb = true, broadcast = true, overlap = true }
   for k in pairs(opts) do
     if not known[k] then
-      error(("%s: unknown option '%s' (known: broadcast, bucket_mb, first_bucket_mb)"):format(what, tostring(k)), 2)
+      error(("%s: unknown option '%s' (known: broadcast, bucket_mb, first_bucket_mb, overlap)"):format(what, tostring(k)), 2)
     end
   end
   local o = { bucket_mb = opts.bucket_mb or 25, first_bucket_mb = opts.first_bucket_mb or FIRST_BUCKET / MB }
@@ -239,6 +243,9 @@ function M.DataParallel(model, opts)
     if type(v) ~= 'number' or v ~= v or v <= 0 or v == math.huge then
       error(('%s: %s must be a positive number, got %s'):format(what, k, tostring(v)), 2)
     end
+  end
+  if opts.overlap ~= nil and type(opts.overlap) ~= 'boolean' then
+    error(('%s: overlap must be true or false, got %s'):format(what, tostring(opts.overlap)), 2)
   end
   local params = {}
   for _, p in ipairs(model:parameters()) do
@@ -254,6 +261,7 @@ function M.DataParallel(model, opts)
     end)
   end
   local reducer = M.new_reducer(params, o)
+  reducer.overlap = opts.overlap ~= false
   reducer.hooks = {}
   for _, p in ipairs(params) do
     reducer.hooks[#reducer.hooks + 1] = p:register_post_accumulate_grad_hook(function(t) reducer:_on_grad(t) end)
