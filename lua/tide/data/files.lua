@@ -55,6 +55,20 @@ local function exists(path)
 end
 M.exists = exists
 
+-- The size of the file at path in bytes, 0 when it cannot be opened (the
+-- reader that opens it next gives the real error); running out of
+-- descriptors is an error, as in exists.
+function M.size(path)
+  local f, msg, code = io.open(path, 'rb')
+  if not f then
+    open_failed(path, msg, code)
+    return 0
+  end
+  local n = f:seek('end') or 0
+  f:close()
+  return n
+end
+
 -- Creates dir and its missing parents (mkdir -p). Errors name the directory
 -- that could not be made and why, with the errno of that mkdir (read before
 -- any other call can overwrite it: a read-only mount once read as "No such

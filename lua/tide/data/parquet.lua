@@ -28,14 +28,6 @@ local value_ptr = {
 
 local function mb(n) return n / 1e6 end
 
-local function file_size(path)
-  local f = io.open(path, 'rb')
-  if not f then return 0 end
-  local n = f:seek('end') or 0
-  f:close()
-  return n
-end
-
 local PARQUET_NAME = function(name) return name:match('%.parquet$') or name:match('%.parq$') end
 
 -- Opens one file: the reader (closed by the GC if a pass is abandoned) and
@@ -119,7 +111,7 @@ function M.parquet(spec, opts)
     end
   end
   local total = 0
-  for _, p in ipairs(paths) do total = total + file_size(p) end
+  for _, p in ipairs(paths) do total = total + files.size(p) end
   local show = opts.progress ~= false
   local s
   s = stream.new(function()

@@ -51,17 +51,6 @@ local function open_lines(path, rbuf, max_line, level)
   return reader
 end
 
-local function file_size(path)
-  local f, msg, code = io.open(path, 'rb')
-  if not f then
-    if code == 23 or code == 24 then error('tide.data.jsonl: ' .. msg .. ' (too many open files)', 3) end
-    return 0
-  end
-  local n = f:seek('end') or 0
-  f:close()
-  return n
-end
-
 local function mb(n) return n / 1e6 end
 
 local JSONL_NAME = function(name)
@@ -101,7 +90,7 @@ function M.jsonl(spec, opts)
   local cfields, clens = ffi.new('const char*[?]', nf + 1), ffi.new('int64_t[?]', nf + 1)
   for i, f in ipairs(fields) do cfields[i - 1], clens[i - 1] = f, #f end
   local total = 0
-  for _, p in ipairs(paths) do total = total + file_size(p) end
+  for _, p in ipairs(paths) do total = total + files.size(p) end
   local show = opts.progress ~= false
   local max_line = opts.max_line_bytes
   if max_line ~= nil and (type(max_line) ~= 'number' or max_line % 1 ~= 0 or max_line < 1 or max_line > 2^50) then
