@@ -148,6 +148,104 @@ local function run_callbacks()
   for i = 1, #list do list[i]() end
 end
 
+-- The nodes reachable from roots (a list of nodes), inputs before the nodes
+-- that consume them (iterative DFS); raises at `level` when one was freed.
+local function topo_order(roots, level)
+  local order, seen = {}, {}
+  for _, r in ipairs(roots) do
+    if not seen[r] then
+      seen[r] = true
+      local stack = { { r, 1 } }
+      while #stack > 0 do
+        local top = stack[#stack]
+        local node, i = top[1], top[2]
+        if node.backward == nil then
+          error('backward: the graph was already freed by an earlier backward (pass {retain_graph=true} to keep it)', level + 1)
+        end
+        local inputs = node.inputs
+        local ninputs = inputs.n or #inputs
+        local pushed = false
+        while i <= ninputs do
+          local x = inputs[i]
+          i = i + 1
+          local xn = is_tensor(x) and rawget(x, '_node')
+          if xn and not seen[xn] then
+            seen[xn] = true
+            top[2] = i
+            stack[#stack + 1] = { xn, 1 }
+            pushed = true
+            break
+          end
+        end
+        if not pushed then
+          order[#order + 1] = node
+          stack[#stack] = nil
+        end
+      end
+    end
+  end
+  return order
+end
+
+-- Runs the nodes of `order` (from topo_order) consumers first, starting from
+-- pending (node -> the gradient of its output), accumulating into the leaves'
+-- .grad and running their hooks; frees each node's closure unless retain.
+-- Called with grad mode off, inside a backward (callbacks set up).
+local function execute(order, pending, retain)
+  -- leaves with gradient hooks: how many uses each has in the graph, so a
+  -- hook runs when the last node that can add to its .grad is done
+  local uses, hooked = nil, false
+  for k = 1, #order do
+    local inputs = order[k].inputs
+    for i = 1, inputs.n or #inputs do
+      local x = inputs[i]
+      if is_tensor(x) and rawget(x, '_grad_hooks') and rawget(x, '_node') == nil and needs(x) then
+        uses = uses or {}
+        uses[x] = (uses[x] or 0) + 1
+        hooked = true
+      end
+    end
+  end
+  local got = hooked and {} or nil  -- the hooked leaves this backward gave a gradient
+  for k = #order, 1, -1 do
+    local node = order[k]
+    local g = pending[node]
+    pending[node] = nil
+    local inputs = node.inputs
+    if g ~= nil then
+      if node.saved then check_saved(node.name, node.saved, 0) end
+      local grads = { node.backward(g) }
+      for i = 1, inputs.n or #inputs do
+        local x, gi = inputs[i], grads[i]
+        if gi ~= nil and needs(x) then
+          local xn = rawget(x, '_node')
+          if xn then
+            local prev = pending[xn]
+            pending[xn] = prev and (prev + gi) or gi
+          else
+            accumulate_leaf(x, gi)
+            if got and uses[x] then got[x] = true end
+          end
+        end
+      end
+    end
+    if hooked then
+      for i = 1, inputs.n or #inputs do
+        local x = inputs[i]
+        local u = is_tensor(x) and uses[x]
+        if u then
+          uses[x] = u - 1
+          if u == 1 and got[x] then run_grad_hooks(x) end
+        end
+      end
+    end
+    if not retain then
+      node.backward = nil  -- frees the tensors the closure saved
+      node.saved = nil
+    end
+  end
+end
+
 -- Tensor:backward([grad], {retain_graph=false})
 local function backward(root, grad, opts)
   if not is_tensor(root) then error('backward: expected a tensor', 2) end
@@ -192,92 +290,10 @@ local function backward(root, grad, opts)
     run_callbacks()
     return
   end
-  -- topological order of nodes by iterative DFS over inputs' nodes
-  local order, seen, stack = {}, {}, { { root_node, 1 } }
-  seen[root_node] = true
-  while #stack > 0 do
-    local top = stack[#stack]
-    local node, i = top[1], top[2]
-    if node.backward == nil then
-      error('backward: the graph was already freed by an earlier backward (pass {retain_graph=true} to keep it)', 3)
-    end
-    local inputs = node.inputs
-    local ninputs = inputs.n or #inputs
-    local pushed = false
-    while i <= ninputs do
-      local x = inputs[i]
-      i = i + 1
-      local xn = is_tensor(x) and rawget(x, '_node')
-      if xn and not seen[xn] then
-        seen[xn] = true
-        top[2] = i
-        stack[#stack + 1] = { xn, 1 }
-        pushed = true
-        break
-      end
-    end
-    if not pushed then
-      order[#order + 1] = node
-      stack[#stack] = nil
-    end
-  end
-  -- leaves with gradient hooks: how many uses each has in the graph, so a
-  -- hook runs when the last node that can add to its .grad is done
-  local uses, hooked = nil, false
-  for k = 1, #order do
-    local inputs = order[k].inputs
-    for i = 1, inputs.n or #inputs do
-      local x = inputs[i]
-      if is_tensor(x) and rawget(x, '_grad_hooks') and rawget(x, '_node') == nil and needs(x) then
-        uses = uses or {}
-        uses[x] = (uses[x] or 0) + 1
-        hooked = true
-      end
-    end
-  end
-  local got = hooked and {} or nil  -- the hooked leaves this backward gave a gradient
-  -- gradients flowing into each node's output, keyed by node
-  local pending = { [root_node] = grad }
+  -- the graph must be whole before anything runs (an error leaves it as it was)
+  local order = topo_order({ root_node }, 3)
   callbacks, in_backward = {}, true
-  local ok, err = pcall(no_grad, function()
-    for k = #order, 1, -1 do
-      local node = order[k]
-      local g = pending[node]
-      pending[node] = nil
-      local inputs = node.inputs
-      if g ~= nil then
-        if node.saved then check_saved(node.name, node.saved, 0) end
-        local grads = { node.backward(g) }
-        for i = 1, inputs.n or #inputs do
-          local x, gi = inputs[i], grads[i]
-          if gi ~= nil and needs(x) then
-            local xn = rawget(x, '_node')
-            if xn then
-              local prev = pending[xn]
-              pending[xn] = prev and (prev + gi) or gi
-            else
-              accumulate_leaf(x, gi)
-              if got and uses[x] then got[x] = true end
-            end
-          end
-        end
-      end
-      if hooked then
-        for i = 1, inputs.n or #inputs do
-          local x = inputs[i]
-          local u = is_tensor(x) and uses[x]
-          if u then
-            uses[x] = u - 1
-            if u == 1 and got[x] then run_grad_hooks(x) end
-          end
-        end
-      end
-      if not opts.retain_graph then
-        node.backward = nil  -- frees the tensors the closure saved
-        node.saved = nil
-      end
-    end
-  end)
+  local ok, err = pcall(no_grad, execute, order, { [root_node] = grad }, opts.retain_graph)
   if not ok then callbacks, in_backward = nil, false; error(err, 0) end
   run_callbacks()
 end
@@ -344,6 +360,132 @@ function M.Function(def)
   end
   fn.apply = function(_, ...) return apply(...) end
   return setmetatable(fn, { __call = function(_, ...) return apply(...) end })
+end
+
+-- gradient checkpointing ------------------------------------------------------------
+
+-- tide.checkpoint(fn, ...): fn(...)'s results, with fn's graph not kept:
+-- forward runs fn with grad mode off, so only the arguments are held; the
+-- backward runs fn again with grad mode on, on detached copies of the tensor
+-- arguments, back-propagates the incoming gradients through that graph (the
+-- parameters fn uses get their .grad there) and hands on the arguments'
+-- gradients. As torch.utils.checkpoint (use_reentrant=False): the default
+-- generator's state (one Philox stream for the CPU and CUDA) is saved before
+-- fn and set again for the recompute, so dropout draws the same masks, and
+-- restored after it; the autocast mode is captured and the recompute runs
+-- under it. fn may return several results; non-tensor arguments and results
+-- pass through; float tensor results get gradients. When no argument requires
+-- grad, fn runs once with grad mode on to see whether a parameter inside
+-- does; if so its graph is dropped and recomputed in backward all the same.
+-- The arguments must not be modified in place before backward (checked).
+local function pack(...) return { n = select('#', ...), ... } end
+
+function M.checkpoint(fn, ...)
+  if type(fn) ~= 'function' and not (type(fn) == 'table' and getmetatable(fn) and getmetatable(fn).__call) then
+    error('checkpoint: expected a function (or a callable module), got ' .. type(fn), 2)
+  end
+  if not enabled then return fn(...) end
+  local n = select('#', ...)
+  local args = { n = n, ... }
+  local any = false
+  for i = 1, n do if needs(args[i]) then any = true; break end end
+  local amp = tide.amp
+  local amp_mode = amp and amp.get_mode()
+  local gen = tide.default_generator
+  local rng = gen:get_state()
+  local res
+  if any then res = pack(no_grad(fn, ...)) else res = pack(fn(...)) end
+  -- the float tensor results that get a node (each as a new handle: fn may
+  -- return an argument itself, whose own graph must stay as it is)
+  local outs = {}
+  for i = 1, res.n do
+    local r = res[i]
+    if is_tensor(r) and r:is_floating_point() and (any or needs(r)) then
+      local h = r:detach()
+      res[i] = h
+      outs[#outs + 1] = { i, h }
+    end
+  end
+  if #outs == 0 then return unpack(res, 1, res.n) end
+  -- the probe run recorded a graph: it is dropped with r's old handles
+  local inputs = { n = n }
+  for i = 1, n do inputs[i] = is_tensor(args[i]) and args[i] or false end
+  local dummy
+  if not any then
+    -- nothing to differentiate reaches the node but the parameters inside:
+    -- a leaf that requires grad keeps it in the graph
+    dummy = tide.zeros({}, { device = outs[1][2].device }):requires_grad_(true)
+    inputs.n = n + 1
+    inputs[n + 1] = dummy
+  end
+  local grads_out = {}
+
+  -- recomputes fn and back-propagates grads_out through it; returns the
+  -- arguments' gradients
+  local function recompute()
+    local detached = {}
+    for i = 1, n do
+      local a = args[i]
+      if is_tensor(a) then
+        local d = a:detach()
+        if needs(a) then rawset(d, 'requires_grad', true) end
+        detached[i] = d
+      else
+        detached[i] = a
+      end
+    end
+    local now = gen:get_state()
+    local prev_enabled, prev_amp = enabled, amp and amp.set_mode(amp_mode)
+    gen:set_state(rng)
+    enabled = true
+    local ok, r = pcall(function() return pack(fn(unpack(detached, 1, n))) end)
+    enabled = prev_enabled
+    if amp then amp.set_mode(prev_amp) end
+    gen:set_state(now)
+    if not ok then error(r, 0) end
+    local roots, pending, leaves = {}, {}, {}
+    for k, e in ipairs(outs) do
+      local g = grads_out[k]
+      local o = r[e[1]]
+      if g ~= nil and is_tensor(o) and needs(o) then
+        local on = rawget(o, '_node')
+        if on then
+          if pending[on] == nil then roots[#roots + 1] = on; pending[on] = g else pending[on] = pending[on] + g end
+        else
+          leaves[#leaves + 1] = { o, g }  -- fn returned an argument (or a parameter) itself
+        end
+      end
+    end
+    for _, l in ipairs(leaves) do accumulate_leaf(l[1], l[2]) end
+    execute(topo_order(roots, 1), pending, false)
+    local gin = {}
+    for i = 1, n do
+      if is_tensor(detached[i]) and needs(args[i]) then gin[i] = rawget(detached[i], 'grad') end
+    end
+    return unpack(gin, 1, n)
+  end
+
+  if #outs == 1 then
+    record('checkpoint', outs[1][2], inputs, function(g)
+      grads_out[1] = g
+      return recompute()
+    end, args)
+  else
+    -- several results: each result's node passes its gradient to one
+    -- shared node (the anchor's), which runs after all of them (they all
+    -- consume it) and recomputes once
+    local zero = tide.zeros({}, { device = outs[1][2].device })
+    local anchor = record('checkpoint', tide.zeros({}, { device = outs[1][2].device }), inputs, function()
+      return recompute()
+    end, args)
+    for k, e in ipairs(outs) do
+      record('checkpoint output ' .. e[1], e[2], { n = 1, anchor }, function(g)
+        grads_out[k] = g
+        return zero
+      end, false)
+    end
+  end
+  return unpack(res, 1, res.n)
 end
 
 -- gradcheck --------------------------------------------------------------------
@@ -416,6 +558,7 @@ function M.install(t, c)
   Tensor, is_tensor = c.Tensor, c.is_tensor
   tide.autograd = M
   tide.no_grad = no_grad
+  tide.checkpoint = M.checkpoint
   tide.is_grad_enabled = M.is_grad_enabled
   tide.set_grad_enabled = M.set_grad_enabled
 

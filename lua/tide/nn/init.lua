@@ -9,6 +9,8 @@ function M.install(tide, core)
   tide.nn = nn
   local F = tide.F
   local is_tensor = core.is_tensor
+  -- under tide.autocast('bf16', ...) a parameter's bf16 shadow (tide/amp.lua)
+  local param = tide.amp.param
 
   -- the base class ------------------------------------------------------------
 
@@ -251,7 +253,7 @@ function M.install(tide, core)
     self:register_parameter('weight', uniform({ n_out, n_in }, bound))
     if not (opts and opts.bias == false) then self:register_parameter('bias', uniform({ n_out }, bound)) end
   end
-  function Linear:forward(x) return F.linear(x, self.weight, self._params.bias) end
+  function Linear:forward(x) return F.linear(x, param(self.weight), param(self._params.bias)) end
 
   -- Conv1D(n_out, n_in): Hugging Face GPT-2's layer, W [in, out], y = x W + b.
   local Conv1D = Module:extend('Conv1D')
@@ -261,7 +263,7 @@ function M.install(tide, core)
     self:register_parameter('weight', normal({ n_in, n_out }, 0.02))
     self:register_parameter('bias', tide.zeros(n_out))
   end
-  function Conv1D:forward(x) return F.conv1d_gpt2(x, self.weight, self.bias) end
+  function Conv1D:forward(x) return F.conv1d_gpt2(x, param(self.weight), param(self.bias)) end
 
   local Embedding = Module:extend('Embedding')
   nn.Embedding = Embedding
@@ -269,7 +271,7 @@ function M.install(tide, core)
     self.num_embeddings, self.embedding_dim = num, dim
     self:register_parameter('weight', normal({ num, dim }, 1))
   end
-  function Embedding:forward(ids) return F.embedding(ids, self.weight) end
+  function Embedding:forward(ids) return F.embedding(ids, param(self.weight)) end
 
   local LayerNorm = Module:extend('LayerNorm')
   nn.LayerNorm = LayerNorm
@@ -279,7 +281,12 @@ function M.install(tide, core)
     self:register_parameter('weight', tide.ones(dim))
     self:register_parameter('bias', tide.zeros(dim))
   end
-  function LayerNorm:forward(x) return F.layer_norm(x, { self.dim }, self.weight, self.bias, self.eps) end
+  -- the shadows only for a bf16 input: an f32 one stays f32 (tide/amp.lua's table)
+  function LayerNorm:forward(x)
+    local w, b = self.weight, self.bias
+    if tide.amp.is_autocast() and x:dtype() == 'bf16' then w, b = param(w), param(b) end
+    return F.layer_norm(x, { self.dim }, w, b, self.eps)
+  end
 
   local Dropout = Module:extend('Dropout')
   nn.Dropout = Dropout
