@@ -65,7 +65,15 @@
 --   --out=runs/codeparrot-DATE-TIME  the run directory
 --   --resume=auto|RUN/checkpoints/step-N   continue a run (its data and tokenizer are reused)
 --   --overwrite           start over in a run directory that holds a run
---   --seed=0 --device=cpu (or cuda) --precision=fp32
+--   --seed=0 --device=cpu (or cuda)
+--   --precision=fp32      fp32, or bf16: mixed precision as torch's autocast (f32 master weights, grads
+--                         and AdamW moments; the forward and the loss under tide.autocast('bf16'),
+--                         evaluation too; no loss scaling: bf16 has f32's exponent range). Meant for
+--                         --device=cuda; on the CPU it runs and is correct but slower than fp32 (the CPU
+--                         converts bf16 to f32 around every kernel), so it says so and goes on
+--   --tf32=0              1: f32 matrix products on CUDA use TF32 tensor cores (tide.cuda.set_allow_tf32)
+--   --recompute=0         GPT-2's activation recompute in backward (llm.c's): 1 the MLP's GELU, 2 also
+--                         the layer norms; less memory for more compute
 --   --zero=0              1: shard the AdamW state over the ranks (ZeRO-1)
 -- Under a launcher (tide launch -n 2, mpirun -n 2, srun) it trains
 -- data-parallel: each rank reads its own part of the batches (--batch_size
@@ -99,7 +107,8 @@ local known = {}
 for name in ([[data text_column corpus corpus_mb corpus_roots keywords clean dedup valid tokenizer vocab_size
   seq_length model n_embd n_layer n_head dropout loss keytokens alpha lr weight_decay lr_scheduler_type
   warmup_steps steps batch_size grad_accum skip_nonfinite eval_every eval_batches log_every save_every keep_last
-  min_drop max_new_tokens do_sample temperature top_p out resume overwrite seed device precision zero]]):gmatch('%S+') do
+  min_drop max_new_tokens do_sample temperature top_p out resume overwrite seed device precision tf32 recompute
+  zero]]):gmatch('%S+') do
   known[name] = true
 end
 for k in pairs(args) do
@@ -119,9 +128,18 @@ for name, v in pairs({ steps = steps, batch_size = B, seq_length = T, grad_accum
 end
 if T < 2 then fail('--seq_length must be at least 2 (a token and the one it predicts)') end
 local precision = args.precision or 'fp32'
-if precision ~= 'fp32' then
-  fail(('--precision=%s is not available yet (mixed precision comes with the CUDA training work); use --precision=fp32')
-    :format(tostring(precision)))
+if precision ~= 'fp32' and precision ~= 'bf16' then
+  fail(('--precision=%s: expected fp32 or bf16'):format(tostring(precision)))
+end
+-- the dtype the forward and the loss autocast to (nil: fp32, autocast off)
+local amp_dtype = precision == 'bf16' and 'bf16' or nil
+local tf32 = args.tf32 or 0
+if tf32 == true then tf32 = 1 elseif tf32 == false then tf32 = 0 end
+if tf32 ~= 0 and tf32 ~= 1 then fail(('--tf32=%s: expected 0 or 1'):format(tostring(args.tf32))) end
+if tf32 == 1 then tide.cuda.set_allow_tf32(true) end
+local recompute = args.recompute or 0
+if recompute ~= 0 and recompute ~= 1 and recompute ~= 2 then
+  fail(('--recompute=%s: expected 0, 1 (GELU) or 2 (GELU and layer norms)'):format(tostring(args.recompute)))
 end
 
 -- 0. the run directory: a checkpoint path to resume from names its run
@@ -303,7 +321,8 @@ end
 local dropout = args.dropout or 0
 for k, v in pairs({ vocab_size = tok:vocab_size(), n_positions = T, n_embd = args.n_embd, n_layer = args.n_layer,
                     n_head = args.n_head, resid_pdrop = dropout, embd_pdrop = dropout, attn_pdrop = dropout,
-                    bos_token_id = tok.eos_id, eos_token_id = tok.eos_id }) do
+                    bos_token_id = tok.eos_id, eos_token_id = tok.eos_id,
+                    recompute = recompute ~= 0 and recompute or nil }) do
   cfg[k] = v
 end
 local ok_model, model = pcall(tide.gpt2.new, cfg)
@@ -312,8 +331,11 @@ local ok_dev, err_dev = pcall(model.to, model, device)
 if not ok_dev then fail(('--device=%s: %s'):format(device, tostring(err_dev))) end
 -- under a launcher: gradients averaged over the ranks during backward (DDP)
 if job.world_size > 1 or args.zero then model = tide.dist.DataParallel(model) end
-print(('model: GPT-2 %s, %d layers of %d, %.2fM parameters on %s'):format(model_name, cfg.n_layer, cfg.n_embd,
-  model:num_parameters() / 1e6, device))
+print(('model: GPT-2 %s, %d layers of %d, %.2fM parameters on %s, %s%s'):format(model_name, cfg.n_layer, cfg.n_embd,
+  model:num_parameters() / 1e6, device, precision, recompute > 0 and (', recompute ' .. recompute) or ''))
+if amp_dtype and not tostring(device):match('^cuda') then
+  print('precision: bf16 on the CPU is correct but slower than fp32 (every kernel converts bf16 to f32 and back)')
+end
 
 -- 6. the loss: the course's keytokens, kept when each is one token
 local keytoken_ids = {}
@@ -341,6 +363,8 @@ local function compute_loss(x)
   local logits = model(x).logits
   return tide.losses.keytoken_weighted_loss(x, logits, keytoken_ids, alpha)
 end
+-- the forward and the loss under autocast with --precision=bf16 (the loss comes out f32)
+local function forward_loss(x) return tide.autocast(amp_dtype, compute_loss, x) end
 
 -- the optimizer and schedule: decay for weights, none for biases and LayerNorm
 local opt = tide.optim.AdamW(tide.optim.grouped_params(model, args.weight_decay or 0.1),
@@ -352,7 +376,7 @@ if not ok_sched then fail('--lr_scheduler_type: ' .. tostring(sched)) end
 -- the held-out loss (the model's plain loss, as the course's evaluate()) over
 -- the first --eval_batches batches, the same each time
 local function evaluate()
-  return train.evaluate(model, valid, { max_batches = args.eval_batches or 16, device = device })
+  return tide.autocast(amp_dtype, train.evaluate, model, valid, { max_batches = args.eval_batches or 16, device = device })
 end
 local log = train.Logger(out, { total_steps = steps, log_every = log_every })
 local function perplexity(loss) return loss < 709 and math.exp(loss) or math.huge end
@@ -396,24 +420,29 @@ local t0, tok0, loss_sum, loss_n = tide.clock(), state.tokens, 0, 0
 for step = start + 1, steps do
   opt:zero_grad()
   local total, bad_micro, bad_loss = 0, nil, nil
+  -- each micro-batch's loss is read once its backward is enqueued, all of
+  -- them at the step's end: on CUDA no host sync per micro-batch. A
+  -- non-finite loss's backward has run too (its gradients are dropped with
+  -- the skipped step, zero_grad clears them), so every rank takes part in
+  -- every gradient all-reduce; later micro-batches are drawn as before.
+  local losses, ntok = {}, {}
   for micro = 1, accum do
     local x = train_data():to(device)  -- drawn even after a bad micro-batch: the data stay in step
-    if not bad_micro then
-      local loss = compute_loss(x)
-      local l = loss:item()
-      if train.faults.finite(l) then
-        local scaled = accum > 1 and loss / accum or loss
-        if micro < accum and model.no_sync then  -- the ranks average the sum once, at the last micro-batch
-          model:no_sync(scaled.backward, scaled)
-        else
-          scaled:backward()
-        end
-        total = total + l
-        state.tokens = state.tokens + x:numel() * job.world_size
-      else
-        bad_micro, bad_loss = micro, l
-      end
+    local loss = forward_loss(x)
+    local scaled = accum > 1 and loss / accum or loss
+    if micro < accum and model.no_sync then  -- the ranks average the sum once, at the last micro-batch
+      model:no_sync(scaled.backward, scaled)
+    else
+      scaled:backward()
     end
+    losses[micro], ntok[micro] = loss:detach(), x:numel()
+  end
+  local values = #losses == 1 and { losses[1]:item() } or tide.stack(losses):tolist()
+  for micro = 1, accum do
+    local l = values[micro]
+    if not train.faults.finite(l) then bad_micro, bad_loss = micro, l; break end
+    total = total + l
+    state.tokens = state.tokens + ntok[micro] * job.world_size
   end
   local norm = not bad_micro and tide.optim.clip_grad_norm(model:parameters(), 1.0, { warn_if_nonfinite = false }) or nil
   local ok, good = pcall(guard.check, guard, { step = step, micro = bad_micro, accum = accum, loss = bad_loss,

@@ -126,6 +126,16 @@ grep -q '^loss: keytoken-weighted over 4 keytoken id(s)' "$tmp/b.out" \
   || { bad "--data: the keytokens pd, plt, fit, predict are not all single tokens"; grep -i keyword "$tmp/b.out"; }
 grep -q 'Keyword has not single token: " sk"' "$tmp/b.out" || bad "--data: \" sk\" is not reported"
 
+# 2b. mixed precision on the CPU (slow there, but it runs and learns), with gradient
+# accumulation (the micro-batches' losses are read after their backward)
+"$TIDE" recipes/codeparrot.lua --corpus="$tmp/corpus.jsonl.gz" --vocab_size=300 --model=tiny --batch_size=2 --seq_length=32 \
+  --steps=12 --grad_accum=2 --eval_every=0 --save_every=0 --log_every=4 --eval_batches=2 --max_new_tokens=4 --min_drop=0.1 \
+  --precision=bf16 --tf32=1 --out="$tmp/p" >"$tmp/p.out" 2>&1 </dev/null
+rc=$?
+[ "$rc" -eq 0 ] || { bad "--precision=bf16 run: exit status $rc"; cat "$tmp/p.out"; }
+grep -q '^model: GPT-2 tiny, .* on cpu, bf16$' "$tmp/p.out" || bad "--precision=bf16: the model line does not say bf16"
+grep -q '^precision: bf16 on the CPU is correct but slower' "$tmp/p.out" || bad "--precision=bf16 on the CPU: no note"
+
 # 3. bad options
 expect_fail() {  # expect_fail WHAT PATTERN ARGS...
   local what=$1 pat=$2; shift 2
@@ -136,7 +146,9 @@ expect_fail() {  # expect_fail WHAT PATTERN ARGS...
   fi
 }
 expect_fail 'a misspelt option' 'unknown option --stesp' --stesp=3
-expect_fail 'bf16' 'precision=bf16 is not available yet' --precision=bf16
+expect_fail 'fp16' 'precision=fp16: expected fp32 or bf16' --precision=fp16
+expect_fail 'a bad --tf32' 'tf32=2: expected 0 or 1' --tf32=2
+expect_fail 'a bad --recompute' 'recompute=3: expected 0, 1' --recompute=3
 expect_fail 'an unknown model' 'model=gpt5: expected tiny, small or a GPT-2 name' --model=gpt5 --data="$tmp/ds.jsonl" --vocab_size=300
 expect_fail 'an unknown scheduler' 'lr_scheduler_type' --lr_scheduler_type=warp --data="$tmp/ds.jsonl" --vocab_size=300
 : >"$tmp/x.parquet"

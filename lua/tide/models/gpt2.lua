@@ -39,6 +39,10 @@ local fields = {
   tie_word_embeddings = 'bool',
   bos_token_id = 'id?', eos_token_id = 'id?',
   activation_function = 'string',
+  -- tide's own, for training (llm.c's meaning): 0 or nil keeps every
+  -- activation; 1 recomputes the MLP's GELU output in backward from its
+  -- input; 2 also the layer norms' outputs from theirs (mean and rstd kept)
+  recompute = 'level?',
 }
 
 local function show(v)
@@ -75,6 +79,8 @@ function M.check_config(cfg, where, level)
         if not (num and v >= 0 and v < 1) then bad = 'must be a probability in [0, 1)' end
       elseif kind == 'nonneg' then
         if not (num and v >= 0 and v < math.huge) then bad = 'must be a finite number >= 0' end
+      elseif kind == 'level' then
+        if not (v == 0 or v == 1 or v == 2) then bad = 'must be 0 (keep activations), 1 (recompute GELU) or 2 (GELU and layer norms)' end
       end
     end
     if bad then error(('%s: %s %s, got %s'):format(where, k, bad, show(v)), level + 1) end
