@@ -218,6 +218,9 @@ local function execute(order, pending, retain)
       for i = 1, inputs.n or #inputs do
         local x, gi = inputs[i], grads[i]
         if gi ~= nil and needs(x) then
+          -- a gradient has its input's dtype (as torch's engine casts it):
+          -- f32 + bf16 -> f32 hands the bf16 operand a bf16 gradient
+          if gi._c.dtype ~= x._c.dtype then gi = gi:to(x:dtype()) end
           local xn = rawget(x, '_node')
           if xn then
             local prev = pending[xn]
