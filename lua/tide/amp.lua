@@ -22,9 +22,11 @@
 --
 --   op                                  activations        parameters (p)        result
 --   F.linear, F.conv1d_gpt2, matmul     cast to bf16       shadow                bf16
+--   F.gelu_conv1d_gpt2                  gelu, then bf16    shadow                bf16
 --   F.scaled_dot_product_attention      cast to bf16       -                     bf16 (flash on CUDA)
 --   F.embedding, F.gpt2_embedding       (ids)              shadow                bf16
 --   F.layer_norm, F.residual_layer_norm as given           shadow if x is bf16   x's dtype, f32 math
+--   F.layer_norm_conv1d_gpt2            as given           as the two ops        bf16
 --   F.softmax, F.log_softmax, gelu      as given           -                     x's dtype, f32 math
 --   F.cross_entropy                     bf16 logits read   -                     f32 loss
 --
@@ -155,6 +157,12 @@ function M.install(t, c)
   wrap(F, 'residual_layer_norm', function(x, r, w, b, ...)
     if is_tensor(x) and x._c.dtype == C.TIDE_BF16 then return x, r, param(w), param(b), ... end
     return x, r, w, b, ...
+  end)
+  -- the recompute ops (tide/recompute.lua): as the layer norm and the product they stand for
+  wrap(F, 'gelu_conv1d_gpt2', function(h, w, b, ...) return h, param(w), param(b), ... end)
+  wrap(F, 'layer_norm_conv1d_gpt2', function(x, lw, lb, eps, w, b, ...)
+    if is_tensor(x) and x._c.dtype == C.TIDE_BF16 then lw, lb = param(lw), param(lb) end
+    return x, lw, lb, eps, param(w), param(b), ...
   end)
   wrap(F, 'scaled_dot_product_attention', function(q, k, v, ...) return act(q), act(k), act(v), ... end)
   wrap(F, 'cross_entropy', function(logits, ...) return f32(logits), ... end)

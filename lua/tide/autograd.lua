@@ -296,7 +296,12 @@ local function backward(root, grad, opts)
   -- the graph must be whole before anything runs (an error leaves it as it was)
   local order = topo_order({ root_node }, 3)
   callbacks, in_backward = {}, true
+  -- gradients are computed in the dtypes the forward chose: autocast is off
+  -- in backward (a backward called inside tide.autocast included), as in torch
+  local amp = tide.amp
+  local amp_mode = amp and amp.set_mode(nil)
   local ok, err = pcall(no_grad, execute, order, { [root_node] = grad }, opts.retain_graph)
+  if amp then amp.set_mode(amp_mode) end
   if not ok then callbacks, in_backward = nil, false; error(err, 0) end
   run_callbacks()
 end

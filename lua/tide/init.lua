@@ -27,6 +27,7 @@ require('tide.io.hub').install(tide)
 -- autograd installs the registry's differentiable forms of the ops above
 require('tide.autograd').install(tide, core)
 require('tide.functional').install(tide, core)
+require('tide.recompute').install(tide, core)
 -- after functional: autocast wraps the F ops it converts arguments of
 require('tide.amp').install(tide, core)
 require('tide.nn').install(tide, core)

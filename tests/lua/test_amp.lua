@@ -304,3 +304,111 @@ T.test('checkpoint: a whole GPT-2 forward with every block checkpointed equals t
   T.eq(l2, l1)
   for k, v in pairs(g1) do bits_equal(g2[k], v, k) end
 end)
+
+-- recompute ops (GPT-2's recompute = 1, 2) ---------------------------------------------
+
+-- loss, the gradients of every tensor in ps, and the bytes the forward left alive
+local function run_grads(f, ps, amp)
+  for _, p in ipairs(ps) do p.grad = nil end
+  collectgarbage(); collectgarbage()
+  local l0 = tide.memory().live
+  local y = tide.autocast(amp, f)
+  collectgarbage(); collectgarbage()
+  local held = tide.memory().live - l0
+  y:to('f32'):pow(2):sum():backward()
+  local gs = {}
+  for i, p in ipairs(ps) do gs[i] = p.grad end
+  return y:detach(), gs, held
+end
+
+T.test('gelu_conv1d_gpt2 and layer_norm_conv1d_gpt2: the unfused bits, less held', function()
+  tide.manual_seed(9)
+  local h = tide.randn(2, 16, 32):requires_grad_()
+  local x = tide.randn(2, 16, 8):requires_grad_()
+  local lw, lb = (tide.randn(8) * 0.1 + 1):detach():requires_grad_(), (tide.randn(8) * 0.1):detach():requires_grad_()
+  local w1, b1 = (tide.randn(32, 8) * 0.1):detach():requires_grad_(), tide.randn(8):requires_grad_()
+  local w2, b2 = (tide.randn(8, 24) * 0.1):detach():requires_grad_(), tide.randn(24):requires_grad_()
+  for _, amp in ipairs { 'f32', 'bf16' } do
+    local ya, ga, held_a = run_grads(function() return tide.F.conv1d_gpt2(h:gelu(), w1, b1) end, { h, w1, b1 }, amp)
+    local yb, gb, held_b = run_grads(function() return tide.F.gelu_conv1d_gpt2(h, w1, b1) end, { h, w1, b1 }, amp)
+    bits_equal(yb, ya, amp .. ' gelu_conv1d output')
+    for i = 1, 3 do bits_equal(gb[i], ga[i], amp .. ' gelu_conv1d gradient ' .. i) end
+    T.truthy(held_b < held_a, ('gelu_conv1d %s: %d bytes held, unfused %d'):format(amp, held_b, held_a))
+    local yc, gc, held_c = run_grads(function()
+      return tide.F.conv1d_gpt2(tide.F.layer_norm(x, { 8 }, lw, lb, 1e-5), w2, b2)
+    end, { x, lw, lb, w2, b2 }, amp)
+    local yd, gd, held_d = run_grads(function()
+      return tide.F.layer_norm_conv1d_gpt2(x, lw, lb, 1e-5, w2, b2)
+    end, { x, lw, lb, w2, b2 }, amp)
+    bits_equal(yd, yc, amp .. ' layer_norm_conv1d output')
+    for i = 1, 5 do bits_equal(gd[i], gc[i], amp .. ' layer_norm_conv1d gradient ' .. i) end
+    T.truthy(held_d < held_c, ('layer_norm_conv1d %s: %d bytes held, unfused %d'):format(amp, held_d, held_c))
+  end
+  -- without grad they are the plain ops
+  local z = tide.no_grad(tide.F.gelu_conv1d_gpt2, h, w1, b1)
+  T.eq(z.requires_grad, nil)
+  T.raises(function() tide.F.gelu_conv1d_gpt2(3, w1, b1) end, 'gelu_conv1d_gpt2: input must be a tensor, got number')
+  T.raises(function() tide.F.layer_norm_conv1d_gpt2(x, lw, lb, 1e-5, nil, b2) end, 'layer_norm_conv1d_gpt2: weight must be a tensor, got nil')
+end)
+
+T.test('gelu_conv1d_gpt2 and layer_norm_conv1d_gpt2: gradcheck in f64', function()
+  tide.manual_seed(10)
+  local function p(...) return tide.randn({ ... }, { dtype = 'f64' }):requires_grad_() end
+  T.truthy(tide.autograd.gradcheck(function(h, w, b) return tide.F.gelu_conv1d_gpt2(h, w, b) end,
+    { p(2, 3, 4), p(4, 5), p(5) }))
+  T.truthy(tide.autograd.gradcheck(function(x, lw, lb, w, b) return tide.F.layer_norm_conv1d_gpt2(x, lw, lb, 1e-5, w, b) end,
+    { p(2, 3, 4), p(4), p(4), p(4, 5), p(5) }))
+end)
+
+-- A GPT-2 block's forward with recompute = 0, 1, 2 wired as the model would
+-- (the merger's reference): the same bits in every gradient.
+T.test('recompute 1 and 2 in a GPT-2 block: the same gradients as 0', function()
+  tide.manual_seed(12)
+  local m = tide.gpt2.new({ vocab_size = 64, n_positions = 16, n_embd = 32, n_layer = 1, n_head = 4,
+                            resid_pdrop = 0, embd_pdrop = 0, attn_pdrop = 0 })
+  local blk = m.transformer.h[1]
+  local F = tide.F
+  local function attn_rest(a, qkv)  -- the attention after c_attn, as GPT2Attention:forward
+    local B, Tn, C = qkv:size(1), qkv:size(2), 32
+    local parts = qkv:split(C, 3)
+    local q = parts[1]:view(B, Tn, 4, 8):transpose(2, 3)
+    local k = parts[2]:view(B, Tn, 4, 8):transpose(2, 3)
+    local v = parts[3]:view(B, Tn, 4, 8):transpose(2, 3)
+    local y = F.scaled_dot_product_attention(q, k, v, { is_causal = true, scale = a.scale })
+    return a.c_proj(y:transpose(2, 3):reshape(B, Tn, C))
+  end
+  local function forward(x, level)
+    local a, mlp = blk.attn, blk.mlp
+    local qkv
+    if level >= 2 then qkv = F.layer_norm_conv1d_gpt2(x, blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps, a.c_attn.weight, a.c_attn.bias)
+    else qkv = a.c_attn(blk.ln_1(x)) end
+    x = x + attn_rest(a, qkv)
+    local h
+    if level >= 2 then h = F.layer_norm_conv1d_gpt2(x, blk.ln_2.weight, blk.ln_2.bias, blk.ln_2.eps, mlp.c_fc.weight, mlp.c_fc.bias)
+    else h = mlp.c_fc(blk.ln_2(x)) end
+    if level >= 1 then return x + F.gelu_conv1d_gpt2(h, mlp.c_proj.weight, mlp.c_proj.bias) end
+    return x + mlp.c_proj(h:gelu())
+  end
+  local x0 = tide.randn(2, 16, 32)
+  for _, amp in ipairs { 'f32', 'bf16' } do
+    local ref, held
+    for level = 0, 2 do
+      local x = x0:clone():requires_grad_()
+      local ps = { x }
+      for _, p in ipairs(blk:parameters()) do ps[#ps + 1] = p end
+      local y, gs, h = run_grads(function()
+        local xin = amp == 'bf16' and x:to('bf16') or x
+        return forward(xin, level)
+      end, ps, amp)
+      if level == 0 then
+        ref, held = { y = y, gs = gs }, h
+        T.eq(forward(x0, 0):detach():equal(blk(x0):detach()), true, 'the wiring is the block forward')
+      else
+        bits_equal(y, ref.y, amp .. ' recompute ' .. level .. ' output')
+        for i = 1, #gs do bits_equal(gs[i], ref.gs[i], amp .. ' recompute ' .. level .. ' gradient ' .. i) end
+        T.truthy(h < held, ('%s recompute %d: %d bytes held, recompute 0 %d'):format(amp, level, h, held))
+        held = h
+      end
+    end
+  end
+end)
