@@ -21,14 +21,15 @@
 -- bf16 pass unchanged, as torch casts only float32):
 --
 --   op                                  activations        parameters (p)        result
---   F.linear, F.conv1d_gpt2, matmul     cast to bf16       shadow                bf16
+--   F.linear, F.conv1d_gpt2, matmul,    cast to bf16       shadow                bf16
+--   mm, bmm (tensor methods and tide.*)
 --   F.gelu_conv1d_gpt2                  gelu, then bf16    shadow                bf16
 --   F.scaled_dot_product_attention      cast to bf16       -                     bf16 (flash on CUDA)
 --   F.embedding, F.gpt2_embedding       (ids)              shadow                bf16
 --   F.layer_norm, F.residual_layer_norm as given           shadow if x is bf16   x's dtype, f32 math
 --   F.layer_norm_conv1d_gpt2            as given           as the two ops        bf16
 --   F.softmax, F.log_softmax, gelu      as given           -                     x's dtype, f32 math
---   F.cross_entropy                     bf16 logits read   -                     f32 loss
+--   F.cross_entropy                     bf16 logits to f32 -                     f32 loss
 --
 -- layer_norm keeps an f32 input f32 (torch runs it in f32 under autocast);
 -- the bf16 residual stream of GPT-2 gets bf16 outputs with f32 statistics.
@@ -175,8 +176,10 @@ function M.install(t, c)
     a, b = one(a), one(b)
     return a, b, ...
   end
-  wrap(core.Tensor, 'matmul', mm2)
-  wrap(tide, 'matmul', mm2)
+  for _, name in ipairs { 'matmul', 'mm', 'bmm' } do
+    wrap(core.Tensor, name, mm2)
+    wrap(tide, name, mm2)
+  end
 end
 
 return M

@@ -99,3 +99,28 @@ T.test('checkpoint on cuda: a block under bf16 autocast, equal gradients with an
     T.truthy(b[k]:equal(v), k .. ': not bitwise equal')
   end
 end)
+
+T.test('recompute ops on cuda: the unfused ops\' bits under bf16 autocast, and the CPU\'s values', function()
+  T.need_cuda()
+  tide.manual_seed(3)
+  local dev = 'cuda'
+  local function leaf(t) return t:to(dev):requires_grad_() end
+  local h, x = leaf(tide.randn(2, 8, 16)), leaf(tide.randn(2, 8, 8))
+  local lw, lb = leaf(tide.randn(8) * 0.1 + 1), leaf(tide.randn(8) * 0.1)
+  local w1, b1 = leaf(tide.randn(16, 8) * 0.1), leaf(tide.randn(8))
+  local w2, b2 = leaf(tide.randn(8, 24) * 0.1), leaf(tide.randn(24))
+  local function grads(f, ps)
+    for _, p in ipairs(ps) do p.grad = nil end
+    local y = tide.autocast('bf16', f)
+    y:to('f32'):pow(2):sum():backward()
+    local gs = { y:detach():cpu() }
+    for i, p in ipairs(ps) do gs[i + 1] = p.grad:cpu() end
+    return gs
+  end
+  local a = grads(function() return tide.F.conv1d_gpt2(h:to('bf16'):gelu(), w1, b1) end, { h, w1, b1 })
+  local b = grads(function() return tide.F.gelu_conv1d_gpt2(h:to('bf16'), w1, b1) end, { h, w1, b1 })
+  for i = 1, #a do T.truthy(b[i]:equal(a[i]), 'gelu_conv1d ' .. i) end
+  local c = grads(function() return tide.F.conv1d_gpt2(tide.F.layer_norm(x:to('bf16'), { 8 }, lw, lb), w2, b2) end, { x, lw, lb, w2, b2 })
+  local d = grads(function() return tide.F.layer_norm_conv1d_gpt2(x:to('bf16'), lw, lb, 1e-5, w2, b2) end, { x, lw, lb, w2, b2 })
+  for i = 1, #c do T.truthy(d[i]:equal(c[i]), 'layer_norm_conv1d ' .. i) end
+end)
