@@ -243,4 +243,4 @@ static int gemm_batched_i64(int64_t *c, const int64_t *a, const int64_t *b, int6
   return 0;
 }
 
-extern "C" const struct tide_matmul_kernels tide_cuda_matmul = {gemm_batched, gemm_batched_i64, set_allow_tf32, 1};
+extern "C" const struct tide_matmul_kernels tide_cuda_matmul = {gemm_batched, gemm_batched_i64, set_allow_tf32, nullptr, nullptr, 1};
