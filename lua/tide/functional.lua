@@ -280,6 +280,9 @@ function M.install(tide, core)
                           'scaled_dot_product_attention', 'cross_entropy' } do
     reg.def { 'F.' .. name, forward = F[name], recorded = true }
   end
+  for _, name in ipairs { 'linear', 'conv1d_gpt2' } do
+    reg.def { 'F.' .. name, forward = F[name], recorded = true }
+  end
   reg.def { 'isin', nondiff = 'a bool result' }
 end
 
