@@ -31,7 +31,8 @@
 //   as the library refuses them: a bias or aux pointer missing, an aux ld
 //   below D's rows or not a multiple of 8, a bias or aux type other than D's
 //   (the library's rule for these types), other epilogues, and epilogues on
-//   batched layouts (not emulated). The heuristic reads the bias and aux
+//   batched layouts or with 64F (not emulated: the backend falls back to its
+//   own epilogue kernels, which the f64 tests thus cover). The heuristic reads the bias and aux
 //   pointers for their alignment, as the library does; cublasLtMatmul refuses
 //   pointers less aligned than the ones the algo was found for.
 // - the heuristic: the preference's workspace limit and minimum alignments
@@ -315,6 +316,8 @@ tide_lt_status check(Problem *p, tide_lt_handle h, tide_lt_desc desc, tide_lt_la
     return refuse(TIDE_LT_NOT_SUPPORTED, "epilogue %u is not emulated", e);
   if (e == TIDE_LT_EPILOGUE_DEFAULT) return TIDE_LT_SUCCESS;
   if (p->l[0]->count > 1) return refuse(TIDE_LT_NOT_SUPPORTED, "epilogue %u on batched layouts is not emulated", e);
+  // not emulated, so the backend's own epilogue kernels (its fallback where the library has no algorithm) run in tests
+  if (p->d->compute == TIDE_LT_COMPUTE_64F) return refuse(TIDE_LT_NOT_SUPPORTED, "epilogue %u with 64F is not emulated", e);
   if ((has_bias(e) || is_bgrad(e)) && !p->d->bias)
     return refuse(TIDE_LT_INVALID_VALUE, "epilogue %u without CUBLASLT_MATMUL_DESC_BIAS_POINTER", e);
   if ((has_bias(e) || is_bgrad(e)) && p->d->bias_type != -1 && p->d->bias_type != td)
@@ -340,9 +343,12 @@ uint64_t problem_key(const Problem &p) {
   return key;
 }
 
+uint64_t heuristic_calls;  // for the backend's cache test
+
 tide_lt_status MatmulAlgoGetHeuristic(tide_lt_handle h, tide_lt_desc desc, tide_lt_layout a, tide_lt_layout b, tide_lt_layout c,
                                       tide_lt_layout d, tide_lt_pref pref, int requested, tide_lt_heuristic *results,
                                       int *returned) {
+  heuristic_calls++;
   Problem p;
   tide_lt_status st = check(&p, h, desc, a, b, c, d);
   if (st != TIDE_LT_SUCCESS) return st;
@@ -500,6 +506,9 @@ const tide_cublaslt_api emulated = {
 }  // namespace
 
 extern "C" const struct tide_cublaslt_api *tide_cublaslt(void) { return &emulated; }
+
+// How many heuristic queries were made (tests/cudaemu/kernels/test_matmul.cc checks the backend's cache).
+extern "C" uint64_t tide_cublaslt_emu_heuristic_calls(void) { return heuristic_calls; }
 
 // The emulated build has no cuBLAS: 0, as in a build without CUDA.
 extern "C" int tide_cuda_blas_version(void) { return 0; }
