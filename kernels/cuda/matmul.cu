@@ -101,10 +101,9 @@ struct LtEntry {
   bool used, found;  // found: an algorithm exists (else the epilogue falls back)
   tide_lt_heuristic heur;
 };
-// Bounded: a model has a few dozen shapes; past the bound, entries are replaced in turn.
+// Bounded: a model has a few dozen shapes; when the table fills, it is cleared and refilled.
 enum { LT_CACHE = 256 };
 static LtEntry lt_cache[LT_CACHE];
-static uint64_t lt_cache_hits, lt_cache_misses, lt_cache_resets;
 
 static uint64_t key_hash(const LtKey &k) {
   uint64_t h = 1469598103934665603ull;
@@ -122,11 +121,9 @@ static int cache_find(const LtKey &key, LtEntry *out) {
     if (!e.used) break;
     if (e.key == key) {
       *out = e;
-      lt_cache_hits++;
       return 1;
     }
   }
-  lt_cache_misses++;
   return 0;
 }
 
@@ -143,7 +140,6 @@ static void cache_put(const LtKey &key, bool found, const tide_lt_heuristic &heu
   }
   if (!slot) {  // full: start over (a probe chain must not have holes, so a partial eviction would need rehashing)
     memset(lt_cache, 0, sizeof lt_cache);
-    lt_cache_resets++;
     slot = &lt_cache[h % LT_CACHE];
   }
   slot->key = key, slot->used = true, slot->found = found, slot->heur = heur;
@@ -205,6 +201,7 @@ static int lt_gemm(const tide_cublaslt_api *lt, tide_lt_handle h, void *ws, void
   key.al_bias = alignment(epi.bias, 0, 1), key.al_aux = alignment(epi.aux, 0, 1);  // the heuristic reads them
   LtEntry hit;
   tide_lt_heuristic heur;
+  memset(&heur, 0, sizeof heur);
   if (cache_find(key, &hit)) {
     if (!hit.found) return 1;
     heur = hit.heur;
