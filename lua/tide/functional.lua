@@ -46,14 +46,22 @@ function M.install(tide, core)
   -- epilogues on CUDA, the unfused ops' exact arithmetic on the CPU) over x
   -- seen as rows [M, in], so the weight's gradient is one GEMM too; with
   -- 'gelu' the GELU's input is kept for the backward.
+  -- (errors name the caller of F.linear / F.conv1d_gpt2: level 4 from here)
+  local function layer_handle(t, what, name)
+    if t ~= nil and not is_tensor(t) then error(('%s: %s must be a tensor, got %s'):format(what, name, type(t)), 4) end
+    return t ~= nil and t._c or nil
+  end
   local function layer(what, x, weight, bias, act, transw)
-    handle(x, what, 'input')
-    local cw = handle(weight, what, 'weight')
-    local cb = opt_handle(bias, what, 'bias')
+    if x == nil or weight == nil then
+      error(('%s: %s must be a tensor, got nil'):format(what, x == nil and 'input' or 'weight'), 3)
+    end
+    layer_handle(x, what, 'input')
+    local cw = layer_handle(weight, what, 'weight')
+    local cb = layer_handle(bias, what, 'bias')
     local a = act_code(act, what)
     local shape = x:shape()
     local x2 = #shape == 2 and x or x:reshape(-1, shape[#shape])
-    run(C.tide_linear_act(x2._c, cw, cb, transw, a, out1, out2))
+    if C.tide_linear_act(x2._c, cw, cb, transw, a, out1, out2) ~= 0 then errors.raise(3) end
     -- read both slots before wrapping: a GC step inside wrap must not race them
     local cy, cpre = out1[0], out2[0]
     local y = wrap(cy)
@@ -76,10 +84,17 @@ function M.install(tide, core)
   end
 
   -- x [..., in] @ weight^T (weight [out, in]) + bias, then act.
-  function F.linear(x, weight, bias, act) return layer('linear', x, weight, bias, act, 1) end
+  -- (not tail calls: the frames stay, so errors point at the caller)
+  function F.linear(x, weight, bias, act)
+    local y = layer('linear', x, weight, bias, act, 1)
+    return y
+  end
 
   -- GPT-2's Conv1D: weight [in, out], y = act(x @ weight + bias).
-  function F.conv1d_gpt2(x, weight, bias, act) return layer('conv1d', x, weight, bias, act, 0) end
+  function F.conv1d_gpt2(x, weight, bias, act)
+    local y = layer('conv1d', x, weight, bias, act, 0)
+    return y
+  end
 
   -- embedding -------------------------------------------------------------------
 

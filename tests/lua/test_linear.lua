@@ -130,6 +130,12 @@ T.test('bad input: the activation, shapes and dtypes are named', function()
   T.raises(function() F.linear(x, tide.randn(5, 4, 1), b) end, 'linear: weight must be 2-d, got shape [5, 4, 1]')
   T.raises(function() F.linear(x:to('i64'), w:to('i64')) end, 'linear: input, weight and bias must be float tensors, got i64, i64')
   T.raises(function() F.linear(x, 'w') end, 'linear: weight must be a tensor, got string')
+  -- each error points at the line that called F.linear
+  for _, f in ipairs { function() F.linear(x, w, b, 'relu') end, function() F.linear(x, tide.randn(5, 3), b) end,
+                       function() F.conv1d_gpt2(x, 'w') end } do
+    local _, err = pcall(f)
+    T.truthy(tostring(err):find('test_linear.lua', 1, true), 'the error names its caller: ' .. tostring(err))
+  end
 end)
 
 T.test('nn.Linear and nn.Conv1D take the activation in forward', function()
