@@ -240,6 +240,22 @@ int tide_softmax(const tide_tensor *x, int32_t dim, int32_t log, tide_tensor **o
 int tide_softmax_backward(const tide_tensor *dout, const tide_tensor *out, int32_t dim, int32_t log, tide_tensor **dx);
 /* Gradient of the tanh-approximated GELU at x. */
 int tide_gelu_backward(const tide_tensor *dout, const tide_tensor *x, tide_tensor **dx);
+/* The activation of tide_linear_act: none, or the tanh GELU (GPT-2's gelu_new). */
+enum tide_act { TIDE_ACT_NONE = 0, TIDE_ACT_GELU = 1 };
+/* A Linear/Conv1D layer as one op: y = act(x @ op(w) + b) for x [M, K] and w [N, K] (transw 1: nn.Linear's
+   layout, op(w) = w^T) or [K, N] (transw 0: GPT-2's Conv1D); b [N] or NULL; y [M, N]. With TIDE_ACT_GELU,
+   *pre receives the GELU's input x @ op(w) + b (what the backward reads), else *pre is set to NULL (pre may
+   be NULL then). Where x, w and b share a dtype the backend's GEMM takes (f32, f64; bf16 on CUDA), one
+   fused kernel (cuBLASLt's bias/GELU epilogues on CUDA); otherwise, and on the CPU bit for bit always, the
+   result is that of matmul, then add, then gelu, with their dtype rules. */
+int tide_linear_act(const tide_tensor *x, const tide_tensor *w, const tide_tensor *b, int32_t transw, int32_t act,
+                    tide_tensor **y, tide_tensor **pre);
+/* Gradients of tide_linear_act from dy [M, N], x, w and (TIDE_ACT_GELU) pre: dx [M, K], dw (w's shape), db
+   [N], each computed when its out pointer is not NULL (db only where the forward had a bias). On CUDA the
+   weight and bias gradients come from one product (cuBLASLt's bias-gradient epilogue); elsewhere they are
+   what the unfused ops' backward computes: gelu_backward, then the matmuls and a sum over rows. */
+int tide_linear_act_backward(const tide_tensor *dy, const tide_tensor *x, const tide_tensor *w, const tide_tensor *pre,
+                             int32_t transw, int32_t act, tide_tensor **dx, tide_tensor **dw, tide_tensor **db);
 /* Rows of weight [V, C] at the 0-based ids (any shape): [..., C]. */
 int tide_embedding(const tide_tensor *weight, const tide_tensor *ids, tide_tensor **out);
 /* Gradient of embedding: dout [..., C] summed into rows of a [num_embeddings, C] tensor. */

@@ -5,6 +5,7 @@
    like C integer arithmetic. */
 #include "matmul.h"
 #include "matmul_few_rows.h"
+#include "vmath.h"
 #include "dtype.h"
 #include "error.h"
 #include <cblas.h>
@@ -142,6 +143,44 @@ static int gemm_batched(void *c, const void *a, const void *b, int32_t dtype, in
   return 0;
 }
 
+/* The epilogue of a Linear/Conv1D layer, the unfused ops' arithmetic exactly: the product (as gemm_batched
+   computes it), then c + bias as binary.c's add, then unary.c's gelu (a / (1 + e^(-2u)), u = k (a + c a^3),
+   tide_expf for f32), each rounded to T; the build has no FMA contraction, so the bits are the same. */
+#define GELU_EPILOGUE(T, SUF, EXP)                                                                          \
+  static void epilogue_##SUF(T *c, T *aux, const T *bias, int64_t m, int64_t n, int32_t epi) {             \
+    _Pragma("omp parallel for schedule(static) if (m * n >= 65536)")                                       \
+    for (int64_t i = 0; i < m; i++) {                                                                       \
+      T *row = c + i * n, *arow = aux ? aux + i * n : NULL;                                                 \
+      if (epi & TIDE_EPI_BIAS)                                                                              \
+        for (int64_t j = 0; j < n; j++) row[j] = row[j] + bias[j];                                          \
+      if (epi & TIDE_EPI_GELU)                                                                              \
+        for (int64_t j = 0; j < n; j++) {                                                                   \
+          T a = row[j];                                                                                     \
+          arow[j] = a;                                                                                      \
+          T u = (T)0.7978845608028654 * (a + (T)0.044715 * a * a * a);                                      \
+          row[j] = a / ((T)1 + EXP((T)-2 * u));                                                             \
+        }                                                                                                   \
+    }                                                                                                       \
+  }
+static inline double exp_f64(double v) { return exp(v); }
+GELU_EPILOGUE(float, f32, tide_expf)
+GELU_EPILOGUE(double, f64, exp_f64)
+
+static int gemm_epilogue(void *c, void *aux, const void *a, const void *b, const void *bias, int32_t dtype, int64_t m,
+                         int64_t n, int64_t k, int32_t transa, int64_t lda, int32_t transb, int64_t ldb, int32_t epilogue) {
+  if (dtype != TIDE_F32 && dtype != TIDE_F64)
+    return tide_fail("linear: the CPU's fused GEMM takes f32 or f64, got %s", tide_dtype_name(dtype));
+  if (epilogue & ~(TIDE_EPI_BIAS | TIDE_EPI_GELU)) return tide_fail("linear: unknown epilogue %d", epilogue);
+  if (((epilogue & TIDE_EPI_BIAS) && !bias) || ((epilogue & TIDE_EPI_GELU) && !aux))
+    return tide_fail("linear: epilogue %d without its bias or aux buffer", epilogue);
+  /* a single product, as tide_matmul hands 2-d operands to gemm_batched */
+  if (gemm_batched(c, a, b, dtype, m, n, k, transa, lda, transb, ldb, 0, NULL, NULL, NULL)) return -1;
+  if (epilogue == 0) return 0;
+  if (dtype == TIDE_F32) epilogue_f32((float *)c, (float *)aux, (const float *)bias, m, n, epilogue);
+  else epilogue_f64((double *)c, (double *)aux, (const double *)bias, m, n, epilogue);
+  return 0;
+}
+
 /* Products summed in uint64 so overflow wraps instead of being undefined. */
 static int gemm_batched_i64(int64_t *c, const int64_t *a, const int64_t *b, int64_t m, int64_t n, int64_t k,
                             int64_t a_sr, int64_t a_sc, int64_t b_sr, int64_t b_sc, int32_t nb, const int64_t *bshape,
@@ -168,4 +207,5 @@ static int gemm_batched_i64(int64_t *c, const int64_t *a, const int64_t *b, int6
 const struct tide_matmul_kernels tide_cpu_matmul = {
   .gemm_batched = gemm_batched,
   .gemm_batched_i64 = gemm_batched_i64,
+  .gemm_epilogue = gemm_epilogue,
 };

@@ -4,7 +4,10 @@
    the emulated build (tests/cudaemu/cublaslt_emu.cc) answers the same table
    with a reference GEMM on a machine without CUDA's headers. The names,
    values and signatures are cuBLASLt's own (cublasLt.h, cublas_api.h,
-   library_types.h of CUDA 12/13); every entry point takes the arguments the
+   library_types.h of CUDA 12/13; the epilogue values and attributes read from
+   /usr/local/cuda-13.0/include/cublasLt.h, cublasLtEpilogue_t and
+   cublasLtMatmulDescAttributes_t, and matching NVIDIA's nvmath-python list of
+   cublasLt.Epilogue); every entry point takes the arguments the
    library does, so a call through the table is a call of the library. */
 #ifndef TIDE_CUBLASLT_API_H
 #define TIDE_CUBLASLT_API_H
@@ -44,6 +47,28 @@ enum {
   TIDE_LT_DESC_POINTER_MODE = 2,  /* int32_t; default 0: alpha and beta are host pointers */
   TIDE_LT_DESC_TRANSA = 3,        /* int32_t, cublasOperation_t */
   TIDE_LT_DESC_TRANSB = 4,        /* int32_t */
+  TIDE_LT_DESC_EPILOGUE = 7,      /* uint32_t, cublasLtEpilogue_t; default DEFAULT */
+  /* void *: the bias (read, D's rows long, packed) or the bias gradient (written); default NULL. The
+     heuristic reads its value for the alignment it expects. */
+  TIDE_LT_DESC_BIAS_POINTER = 8,
+  TIDE_LT_DESC_EPILOGUE_AUX_POINTER = 11,   /* void *: GELU's input, written by GELU_AUX(_BIAS); default NULL */
+  TIDE_LT_DESC_EPILOGUE_AUX_LD = 12,        /* int64_t: the aux matrix's ld, >= D's rows, a multiple of 8 for GELU */
+  TIDE_LT_DESC_EPILOGUE_AUX_DATA_TYPE = 22, /* int32_t, cudaDataType_t; default -1: D's type */
+  TIDE_LT_DESC_BIAS_DATA_TYPE = 26,         /* int32_t, cudaDataType_t; default -1: D's type */
+};
+/* cublasLtEpilogue_t. BIAS adds the bias vector (one element per row of D, broadcast over columns) before the
+   activation; the _AUX forms also write the activation's input to the aux matrix (D's shape, ld AUX_LD);
+   BGRADA writes the sums of op(A) over k (one per row of D) to the bias pointer, BGRADB those of op(B) (one
+   per column of D), beside the plain product. */
+enum {
+  TIDE_LT_EPILOGUE_DEFAULT = 1,
+  TIDE_LT_EPILOGUE_BIAS = 4,
+  TIDE_LT_EPILOGUE_GELU = 32,
+  TIDE_LT_EPILOGUE_GELU_BIAS = 36,
+  TIDE_LT_EPILOGUE_GELU_AUX = 160,
+  TIDE_LT_EPILOGUE_GELU_AUX_BIAS = 164,
+  TIDE_LT_EPILOGUE_BGRADA = 256,
+  TIDE_LT_EPILOGUE_BGRADB = 512,
 };
 /* cublasLtMatmulPreferenceAttributes_t */
 enum {

@@ -34,34 +34,65 @@ function M.install(tide, core)
 
   -- linear and Conv1D ---------------------------------------------------------
 
-  -- x [..., in] @ weight^T [in, out] (+ bias), through one 2-d product so the
-  -- weight's gradient is one GEMM too.
-  function F.linear(x, weight, bias)
-    handle(x, 'linear', 'input')
-    handle(weight, 'linear', 'weight')
+  -- act: nil, or 'gelu' (the tanh GELU, GPT-2's gelu_new), fused into the layer
+  local function act_code(act, what)
+    if act == nil then return C.TIDE_ACT_NONE end
+    if act == 'gelu' then return C.TIDE_ACT_GELU end
+    local shown = type(act) == 'string' and ('%q'):format(act) or type(act)
+    error(("%s: act must be nil or 'gelu' (the tanh GELU), got %s"):format(what, shown), 4)
+  end
+
+  -- y = act(x @ op(weight) + bias) as one op (tide_linear_act: cuBLASLt's
+  -- epilogues on CUDA, the unfused ops' exact arithmetic on the CPU) over x
+  -- seen as rows [M, in], so the weight's gradient is one GEMM too; with
+  -- 'gelu' the GELU's input is kept for the backward.
+  -- (errors name the caller of F.linear / F.conv1d_gpt2: level 4 from here)
+  local function layer_handle(t, what, name)
+    if t ~= nil and not is_tensor(t) then error(('%s: %s must be a tensor, got %s'):format(what, name, type(t)), 4) end
+    return t ~= nil and t._c or nil
+  end
+  local function layer(what, x, weight, bias, act, transw)
+    if x == nil or weight == nil then
+      error(('%s: %s must be a tensor, got nil'):format(what, x == nil and 'input' or 'weight'), 3)
+    end
+    layer_handle(x, what, 'input')
+    local cw = layer_handle(weight, what, 'weight')
+    local cb = layer_handle(bias, what, 'bias')
+    local a = act_code(act, what)
     local shape = x:shape()
     local x2 = #shape == 2 and x or x:reshape(-1, shape[#shape])
-    local y = x2:matmul(weight:t())
-    if bias ~= nil then y = y + bias end
+    if C.tide_linear_act(x2._c, cw, cb, transw, a, out1, out2) ~= 0 then errors.raise(3) end
+    -- read both slots before wrapping: a GC step inside wrap must not race them
+    local cy, cpre = out1[0], out2[0]
+    local y = wrap(cy)
+    local pre = cpre ~= nil and wrap(cpre) or nil
+    if ag.wants(x2, weight, bias) then
+      record(what, y, { n = 3, x2, weight, bias }, function(g)
+        local want_x, want_w = ag.needs(x2), ag.needs(weight)
+        local want_b = bias ~= nil and ag.needs(bias)
+        run(C.tide_linear_act_backward(g._c, x2._c, cw, pre and pre._c, transw, a, want_x and out1 or nil,
+          want_w and out2 or nil, want_b and out3 or nil))
+        local dx, dw, db = out1[0], out2[0], out3[0]
+        return want_x and wrap(dx) or nil, want_w and wrap(dw) or nil, want_b and wrap(db) or nil
+      end, { x2, weight, pre })
+    end
     if #shape ~= 2 then
-      shape[#shape] = weight:size(1)
+      shape[#shape] = y:size(2)
       y = y:view(shape)
     end
     return y
   end
 
-  -- GPT-2's Conv1D: weight [in, out], y = x @ weight + bias.
-  function F.conv1d_gpt2(x, weight, bias)
-    handle(x, 'conv1d', 'input')
-    handle(weight, 'conv1d', 'weight')
-    local shape = x:shape()
-    local x2 = #shape == 2 and x or x:reshape(-1, shape[#shape])
-    local y = x2:matmul(weight)
-    if bias ~= nil then y = y + bias end
-    if #shape ~= 2 then
-      shape[#shape] = weight:size(2)
-      y = y:view(shape)
-    end
+  -- x [..., in] @ weight^T (weight [out, in]) + bias, then act.
+  -- (not tail calls: the frames stay, so errors point at the caller)
+  function F.linear(x, weight, bias, act)
+    local y = layer('linear', x, weight, bias, act, 1)
+    return y
+  end
+
+  -- GPT-2's Conv1D: weight [in, out], y = act(x @ weight + bias).
+  function F.conv1d_gpt2(x, weight, bias, act)
+    local y = layer('conv1d', x, weight, bias, act, 0)
     return y
   end
 
@@ -262,6 +293,9 @@ function M.install(tide, core)
   local reg = require 'tide.ops.registry'
   for _, name in ipairs { 'embedding', 'layer_norm', 'softmax', 'log_softmax', 'dropout',
                           'scaled_dot_product_attention', 'cross_entropy' } do
+    reg.def { 'F.' .. name, forward = F[name], recorded = true }
+  end
+  for _, name in ipairs { 'linear', 'conv1d_gpt2' } do
     reg.def { 'F.' .. name, forward = F[name], recorded = true }
   end
   reg.def { 'isin', nondiff = 'a bool result' }

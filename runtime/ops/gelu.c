@@ -4,7 +4,7 @@
 #include "nn_gelu.h"
 #include <string.h>
 
-/* dx takes the dtype dout and x promote to. */
+/* dx takes the dtype dout and x promote to; computed in f32 (f64 for f64), bf16 read in place on CUDA. */
 int tide_gelu_backward(const tide_tensor *dout, const tide_tensor *x, tide_tensor **dx) {
   const char *op = "gelu_backward";
   if (!dout) return tide_fail("%s: dout is NULL (expected a tensor)", op);
@@ -24,6 +24,8 @@ int tide_gelu_backward(const tide_tensor *dout, const tide_tensor *x, tide_tenso
                      tide_shape_str(b2, sizeof b2, x->ndim, x->shape));
   }
   int32_t rd = tide_promote_types(dout->dtype, x->dtype), cd = rd == TIDE_F64 ? TIDE_F64 : TIDE_F32;
+  /* a backend that computes bf16 natively (CUDA) reads and writes bf16 operands as they are: no f32 copies */
+  if (dout->dtype == TIDE_BF16 && x->dtype == TIDE_BF16 && be->gelu->bf16_operands) cd = TIDE_BF16;
   tide_tensor *dyc = tide_pw_operand(dout, cd), *xc = NULL, *res = NULL;
   int rc = -1;
   if (!dyc) return -1;

@@ -190,3 +190,226 @@ int32_t tide_cuda_set_allow_tf32(int32_t on) {
   if (!be || !be->matmul || !be->matmul->set_allow_tf32) return 0;
   return be->matmul->set_allow_tf32(on);
 }
+
+/* ---- Linear / Conv1D layers: y = act(x @ op(w) + b) as one op ---- */
+
+/* Checks a layer's operands (x [M, K], w [N, K] or [K, N], b [N]); writes M, K, N. */
+static int linear_check(const char *op, const tide_tensor *x, const tide_tensor *w, const tide_tensor *b, int32_t transw,
+                        int32_t act, int64_t *M, int64_t *K, int64_t *N) {
+  char s1[160], s2[160];
+  if (act != TIDE_ACT_NONE && act != TIDE_ACT_GELU)
+    return tide_fail("%s: unknown activation %d (expected TIDE_ACT_NONE or TIDE_ACT_GELU)", op, act);
+  if (transw != 0 && transw != 1) return tide_fail("%s: transw must be 0 or 1, got %d", op, transw);
+  if (!tide_is_float(x->dtype) || !tide_is_float(w->dtype) || (b && !tide_is_float(b->dtype)))
+    return tide_fail("%s: input, weight and bias must be float tensors, got %s, %s and %s", op, tide_dtype_name(x->dtype),
+                     tide_dtype_name(w->dtype), b ? tide_dtype_name(b->dtype) : "no bias");
+  if (x->ndim != 2) return tide_fail("%s: input must be 2-d [M, K], got shape %s", op, tide_shape_str(s1, sizeof s1, x->ndim, x->shape));
+  if (w->ndim != 2) return tide_fail("%s: weight must be 2-d, got shape %s", op, tide_shape_str(s1, sizeof s1, w->ndim, w->shape));
+  int64_t wk = transw ? w->shape[1] : w->shape[0];
+  *M = x->shape[0], *K = x->shape[1], *N = transw ? w->shape[0] : w->shape[1];
+  if (wk != *K)
+    return tide_fail("%s: input of shape %s does not match weight of shape %s (%lld input features, weight has %lld; layout %s)",
+                     op, tide_shape_str(s1, sizeof s1, x->ndim, x->shape), tide_shape_str(s2, sizeof s2, w->ndim, w->shape),
+                     (long long)*K, (long long)wk, transw ? "[out, in]" : "[in, out]");
+  if (b && (b->ndim != 1 || b->shape[0] != *N))
+    return tide_fail("%s: bias of shape %s does not match the %lld output features (expected [%lld])", op,
+                     tide_shape_str(s1, sizeof s1, b->ndim, b->shape), (long long)*N, (long long)*N);
+  if (*M > INT_MAX || *N > INT_MAX || *K > INT_MAX)
+    return tide_fail("%s: input %s and weight %s have a dimension over %d, more than BLAS takes", op,
+                     tide_shape_str(s1, sizeof s1, x->ndim, x->shape), tide_shape_str(s2, sizeof s2, w->ndim, w->shape), INT_MAX);
+  return 0;
+}
+
+/* The dtype a fused kernel computes a layer in, or -1 where it does not fuse: every operand of one dtype the
+   backend's GEMM takes, and no empty dimension. */
+static int32_t fused_dtype(const tide_backend *be, const tide_tensor *const *ts, int n, int64_t M, int64_t N, int64_t K) {
+  if (M == 0 || N == 0 || K == 0) return -1;
+  int32_t dt = ts[0]->dtype;
+  for (int i = 1; i < n; i++)
+    if (ts[i] && ts[i]->dtype != dt) return -1;
+  if (dt == TIDE_F32 || dt == TIDE_F64 || (dt == TIDE_BF16 && be->matmul->bf16_operands)) return dt;
+  return -1;
+}
+
+/* op(w) as tide_matmul's right operand: w itself or its transposed view (*hold owns it). */
+static const tide_tensor *weight_op(const tide_tensor *w, int32_t transw, tide_tensor **hold) {
+  *hold = NULL;
+  if (!transw) return w;
+  if (tide_transpose(w, 0, 1, hold)) return NULL;
+  return *hold;
+}
+
+/* The unfused ops, as the layer was computed before it fused: matmul, add, gelu. */
+static int linear_unfused(const tide_tensor *x, const tide_tensor *w, const tide_tensor *b, int32_t transw, int32_t act,
+                          tide_tensor **y, tide_tensor **pre) {
+  tide_tensor *wt, *mm = NULL, *s = NULL;
+  const tide_tensor *wop = weight_op(w, transw, &wt);
+  int rc = wop ? tide_matmul(x, wop, &mm) : -1;
+  tide_tensor_release(wt);
+  if (rc) return -1;
+  if (b) {
+    rc = tide_binary(TIDE_ADD, mm, b, &s);
+    tide_tensor_release(mm);
+    if (rc) return -1;
+  } else {
+    s = mm;
+  }
+  if (act == TIDE_ACT_NONE) {
+    *y = s;
+    return 0;
+  }
+  if (tide_unary(TIDE_GELU, s, y)) {
+    tide_tensor_release(s);
+    return -1;
+  }
+  *pre = s;
+  return 0;
+}
+
+int tide_linear_act(const tide_tensor *x, const tide_tensor *w, const tide_tensor *b, int32_t transw, int32_t act,
+                    tide_tensor **y, tide_tensor **pre) {
+  const char *op = "linear";
+  if (!y) return tide_fail("%s: y is NULL", op);
+  *y = NULL;
+  if (pre) *pre = NULL;
+  TIDE_TRY(tide_check_handle(x, op));
+  TIDE_TRY(tide_check_handle(w, op));
+  if (b) TIDE_TRY(tide_check_handle(b, op));
+  const tide_tensor *ts[3] = {x, w, b};
+  const tide_backend *be;
+  int32_t dev;
+  TIDE_OP_BACKEND(be, dev, matmul, op, b ? 3 : 2, ts);
+  int64_t M, K, N;
+  TIDE_TRY(linear_check(op, x, w, b, transw, act, &M, &K, &N));
+  if (act == TIDE_ACT_GELU && !pre) return tide_fail("%s: pre is NULL, but the gelu activation returns its input there", op);
+  int32_t dt = be->matmul->gemm_epilogue ? fused_dtype(be, ts, 3, M, N, K) : -1;
+  if (dt < 0) return linear_unfused(x, w, b, transw, act, y, pre);
+
+  operand ox, ow;
+  ox.hold = ow.hold = NULL;
+  tide_tensor *wt, *bc = NULL, *res = NULL, *aux = NULL;
+  const tide_tensor *wop = weight_op(w, transw, &wt);
+  int rc = wop ? 0 : -1;
+  if (!rc) rc = prepare(&ox, x, 1, dt, 1);
+  if (!rc) rc = prepare(&ow, wop, 0, dt, 1);
+  if (!rc && b && !tide_is_contiguous(b)) rc = (bc = tide_contiguous_as(b, dt)) ? 0 : -1;
+  int64_t shape[2] = {M, N};
+  if (!rc) rc = (res = tide_new_on(dev, dt, 2, shape)) ? 0 : -1;
+  if (!rc && act == TIDE_ACT_GELU) rc = (aux = tide_new_on(dev, dt, 2, shape)) ? 0 : -1;
+  if (!rc) {
+    int32_t epi = (b ? TIDE_EPI_BIAS : 0) | (act == TIDE_ACT_GELU ? TIDE_EPI_GELU : 0);
+    const tide_tensor *bias = bc ? bc : b;
+    rc = be->matmul->gemm_epilogue(res->data, aux ? aux->data : NULL, ox.t->data, ow.t->data, bias ? bias->data : NULL, dt,
+                                   M, N, K, ox.trans, ox.ld, ow.trans, ow.ld, epi);
+  }
+  tide_tensor_release(ox.hold);
+  tide_tensor_release(ow.hold);
+  tide_tensor_release(wt);
+  tide_tensor_release(bc);
+  if (rc) {
+    tide_tensor_release(res);
+    tide_tensor_release(aux);
+    return -1;
+  }
+  *y = res;
+  if (pre) *pre = aux;
+  return 0;
+}
+
+/* dw (and db) through the backend's bias-gradient GEMM: conv1d dw [K, N] = x^T dpre with db the column sums of
+   dpre (op(B)'s, over k = M); linear dw [N, K] = dpre^T x with db the row sums of op(A) = dpre^T. */
+static int weight_grad_fused(const tide_backend *be, int32_t dev, int32_t dt, const tide_tensor *x, const tide_tensor *dpre,
+                             int32_t transw, int64_t M, int64_t K, int64_t N, tide_tensor **dw, tide_tensor **db) {
+  operand ox, od;
+  ox.hold = od.hold = NULL;
+  tide_tensor *rw = NULL, *rb = NULL;
+  /* the left operand is a transposed (op(A) = X^T): read X as a left matrix and flip its flag */
+  const tide_tensor *left = transw ? dpre : x, *right = transw ? x : dpre;
+  operand *ol = transw ? &od : &ox, *or_ = transw ? &ox : &od;
+  int rc = prepare(ol, left, 1, dt, 1);
+  if (!rc) rc = prepare(or_, right, 0, dt, 1);
+  int64_t wshape[2] = {transw ? N : K, transw ? K : N};
+  if (!rc) rc = (rw = tide_new_on(dev, dt, 2, wshape)) ? 0 : -1;
+  if (!rc && db) rc = (rb = tide_new_on(dev, dt, 1, &N)) ? 0 : -1;
+  if (!rc) {
+    int32_t bg = !db ? TIDE_BGRAD_NONE : transw ? TIDE_BGRAD_A : TIDE_BGRAD_B;
+    rc = be->matmul->gemm_bgrad(rw->data, rb ? rb->data : NULL, ol->t->data, or_->t->data, dt, wshape[0], wshape[1], M,
+                                ol->trans == TIDE_GEMM_N ? TIDE_GEMM_T : TIDE_GEMM_N, ol->ld, or_->trans, or_->ld, bg);
+  }
+  tide_tensor_release(ox.hold);
+  tide_tensor_release(od.hold);
+  if (rc) {
+    tide_tensor_release(rw);
+    tide_tensor_release(rb);
+    return -1;
+  }
+  *dw = rw;
+  if (db) *db = rb;
+  return 0;
+}
+
+int tide_linear_act_backward(const tide_tensor *dy, const tide_tensor *x, const tide_tensor *w, const tide_tensor *pre,
+                             int32_t transw, int32_t act, tide_tensor **dx, tide_tensor **dw, tide_tensor **db) {
+  const char *op = "linear_backward";
+  if (dx) *dx = NULL;
+  if (dw) *dw = NULL;
+  if (db) *db = NULL;
+  TIDE_TRY(tide_check_handle(dy, op));
+  TIDE_TRY(tide_check_handle(x, op));
+  TIDE_TRY(tide_check_handle(w, op));
+  if (act == TIDE_ACT_GELU) TIDE_TRY(tide_check_handle(pre, op));
+  const tide_tensor *ts[4] = {dy, x, w, act == TIDE_ACT_GELU ? pre : NULL};
+  const tide_backend *be;
+  int32_t dev;
+  TIDE_OP_BACKEND(be, dev, matmul, op, act == TIDE_ACT_GELU ? 4 : 3, ts);
+  int64_t M, K, N;
+  TIDE_TRY(linear_check(op, x, w, NULL, transw, act, &M, &K, &N));
+  char s1[160];
+  if (dy->ndim != 2 || dy->shape[0] != M || dy->shape[1] != N)
+    return tide_fail("%s: dy of shape %s, expected [%lld, %lld]", op, tide_shape_str(s1, sizeof s1, dy->ndim, dy->shape),
+                     (long long)M, (long long)N);
+  if (act == TIDE_ACT_GELU && (pre->ndim != 2 || pre->shape[0] != M || pre->shape[1] != N))
+    return tide_fail("%s: pre of shape %s, expected [%lld, %lld]", op, tide_shape_str(s1, sizeof s1, pre->ndim, pre->shape),
+                     (long long)M, (long long)N);
+
+  tide_tensor *dpre = NULL, *wt = NULL, *wtt = NULL, *xt = NULL, *g = NULL;
+  int rc = 0;
+  if (act == TIDE_ACT_GELU) rc = tide_gelu_backward(dy, pre, &dpre);
+  else tide_tensor_retain(dpre = (tide_tensor *)dy);
+  if (rc) return -1;
+  if (dx) {  /* dx = dpre op(w)^T, through the views the unfused matmul's backward takes */
+    const tide_tensor *wop = weight_op(w, transw, &wt);
+    rc = wop ? tide_transpose(wop, 0, 1, &wtt) : -1;
+    if (!rc) rc = tide_matmul(dpre, wtt, dx);
+  }
+  if (!rc && (dw || db)) {
+    const tide_tensor *both[2] = {x, dpre};
+    int32_t dt = be->matmul->gemm_bgrad && dw ? fused_dtype(be, both, 2, M, N, K) : -1;
+    if (dt >= 0) {
+      rc = weight_grad_fused(be, dev, dt, x, dpre, transw, M, K, N, dw, db);
+    } else {  /* the unfused ops: x^T dpre (transposed back for Linear) and the bias's sum over rows */
+      if (dw) {
+        rc = tide_transpose(x, 0, 1, &xt);
+        if (!rc) rc = tide_matmul(xt, dpre, &g);
+        if (!rc && transw) rc = tide_transpose(g, 0, 1, dw);
+        else if (!rc) {
+          *dw = g;
+          g = NULL;
+        }
+      }
+      if (!rc && db) rc = tide_reduce(TIDE_SUM, dpre, 0, 0, db, NULL);
+    }
+  }
+  tide_tensor_release(dpre);
+  tide_tensor_release(wt);
+  tide_tensor_release(wtt);
+  tide_tensor_release(xt);
+  tide_tensor_release(g);
+  if (rc) {
+    if (dx) tide_tensor_release(*dx), *dx = NULL;
+    if (dw) tide_tensor_release(*dw), *dw = NULL;
+    if (db) tide_tensor_release(*db), *db = NULL;
+    return -1;
+  }
+  return 0;
+}

@@ -3,6 +3,7 @@
    kernels (kernels/unary.h) compute. */
 #include "pointwise.h"
 #include "unary.h"
+#include "nn_gelu.h"
 
 /* op names for messages: [0] out of place, [1] in place (trailing _),
    spelled out so the success path formats nothing */
@@ -25,6 +26,24 @@ static const uint8_t float_only[TIDE_NUM_UNARY] = {
   [TIDE_GELU] = 1, [TIDE_SIN] = 1, [TIDE_COS] = 1, [TIDE_LOG1P] = 1, [TIDE_EXPM1] = 1, [TIDE_RECIPROCAL] = 1,
 };
 
+/* bf16 GELU on a backend that computes it from bf16 directly (CUDA): no f32 copy of the input or the result. */
+static int gelu_bf16(const tide_backend *be, const tide_tensor *a, tide_tensor *dst, tide_tensor **out, const char *name) {
+  if (dst) TIDE_TRY(tide_pw_check_writable(dst, name));
+  tide_tensor *res = dst ? dst : tide_new_on(a->device, TIDE_BF16, a->ndim, a->shape);
+  if (!res) return -1;
+  const tide_tensor *ins[1] = {a};
+  tide_pw_args pa;
+  int rc = -1;
+  if (tide_pw_prepare(&pa, TIDE_BF16, res, a->ndim, a->shape, 1, ins) == 0)
+    rc = tide_pw_finish(&pa, be->gelu->gelu_forward_bf16(a->ndim, a->shape, pa.target->data, pa.stride[0], pa.in[0]->data,
+                                                         pa.stride[1]));
+  if (!dst) {
+    if (rc == 0) *out = res;
+    else tide_tensor_release(res);
+  }
+  return rc;
+}
+
 /* Shared body of tide_unary and tide_unary_ (dst: the in-place target). */
 static int unary_core(const tide_backend *be, int32_t op, const tide_tensor *a, tide_tensor *dst, tide_tensor **out,
                       const char *name) {
@@ -32,6 +51,9 @@ static int unary_core(const tide_backend *be, int32_t op, const tide_tensor *a, 
     return tide_fail("%s: negating a bool tensor is not supported; use logical_not", name);
   int fo = float_only[op];
   int predicate = op == TIDE_NOT || op == TIDE_ISNAN || op == TIDE_ISINF;
+  if (op == TIDE_GELU && a->dtype == TIDE_BF16 && (!dst || dst->dtype == TIDE_BF16) && be->gelu &&
+      be->gelu->gelu_forward_bf16)
+    return gelu_bf16(be, a, dst, out, name);
   int32_t cd = fo && !tide_is_float(a->dtype) ? TIDE_F32 : pw_compute_dtype(a->dtype);
   int32_t od = predicate ? TIDE_BOOL : fo && !tide_is_float(a->dtype) ? TIDE_F32 : a->dtype;
   if (dst) TIDE_TRY(tide_pw_check_writable(dst, name));

@@ -20,6 +20,21 @@
 //   the scale type; beta == 0 does not read C. 32F sums in float (FAST_TF32
 //   rounds each input to 10 mantissa bits first), 64F in double, each in p
 //   order; D is rounded to its type (bf16 to nearest even).
+// - epilogues (CUBLASLT_MATMUL_DESC_EPILOGUE; cublasLt.h documents them):
+//   DEFAULT; BIAS (+ bias[i], one element per row of D, packed, read as D's
+//   type); GELU, GELU_BIAS (the bias, then the tanh GELU
+//   0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), on the unrounded sum);
+//   GELU_AUX, GELU_AUX_BIAS (the GELU's input also written, rounded to the
+//   aux type, to EPILOGUE_AUX_POINTER with EPILOGUE_AUX_LD); BGRADA / BGRADB
+//   (the plain product, and the sums over k of op(A)'s rows / op(B)'s columns,
+//   summed as the product is, written to BIAS_POINTER in D's type). Refused
+//   as the library refuses them: a bias or aux pointer missing, an aux ld
+//   below D's rows or not a multiple of 8, a bias or aux type other than D's
+//   (the library's rule for these types), other epilogues, and epilogues on
+//   batched layouts or with 64F (not emulated: the backend falls back to its
+//   own epilogue kernels, which the f64 tests thus cover). The heuristic reads the bias and aux
+//   pointers for their alignment, as the library does; cublasLtMatmul refuses
+//   pointers less aligned than the ones the algo was found for.
 // - the heuristic: the preference's workspace limit and minimum alignments
 //   (A, B, C, D; default 256) are remembered in the returned algo; cublasLtMatmul
 //   requires an algo from the heuristic for the same problem, a workspace of
@@ -62,6 +77,10 @@ struct Layout {
 struct Desc {
   uint64_t magic = kMagic;
   int32_t compute, scale, pointer_mode = 0, transa = TIDE_LT_OP_N, transb = TIDE_LT_OP_N;
+  uint32_t epilogue = TIDE_LT_EPILOGUE_DEFAULT;
+  void *bias = nullptr, *aux = nullptr;
+  int64_t aux_ld = 0;
+  int32_t aux_type = -1, bias_type = -1;
 };
 struct Pref {
   uint64_t magic = kMagic;
@@ -75,6 +94,7 @@ struct Context {
 struct Algo {
   uint64_t magic, key;
   uint32_t align[4];
+  uint32_t align_bias, align_aux;  // of the bias and aux pointers the heuristic saw
 };
 static_assert(sizeof(Algo) <= sizeof(tide_lt_algo), "algo");
 
@@ -134,8 +154,30 @@ tide_lt_status MatmulDescSetAttribute(tide_lt_desc d, int32_t attr, const void *
       (attr == TIDE_LT_DESC_TRANSA ? x->transa : x->transb) = op;
       return TIDE_LT_SUCCESS;
     }
+    case TIDE_LT_DESC_EPILOGUE: return take(&x->epilogue, buf, size, "EPILOGUE");
+    case TIDE_LT_DESC_BIAS_POINTER: return take(&x->bias, buf, size, "BIAS_POINTER");
+    case TIDE_LT_DESC_EPILOGUE_AUX_POINTER: return take(&x->aux, buf, size, "EPILOGUE_AUX_POINTER");
+    case TIDE_LT_DESC_EPILOGUE_AUX_LD: return take(&x->aux_ld, buf, size, "EPILOGUE_AUX_LD");
+    case TIDE_LT_DESC_EPILOGUE_AUX_DATA_TYPE: return take(&x->aux_type, buf, size, "EPILOGUE_AUX_DATA_TYPE");
+    case TIDE_LT_DESC_BIAS_DATA_TYPE: return take(&x->bias_type, buf, size, "BIAS_DATA_TYPE");
     default: return refuse(TIDE_LT_NOT_SUPPORTED, "matmul desc attribute %d is not emulated", attr);
   }
+}
+
+bool has_bias(uint32_t e) {
+  return e == TIDE_LT_EPILOGUE_BIAS || e == TIDE_LT_EPILOGUE_GELU_BIAS || e == TIDE_LT_EPILOGUE_GELU_AUX_BIAS;
+}
+bool has_gelu(uint32_t e) {
+  return e == TIDE_LT_EPILOGUE_GELU || e == TIDE_LT_EPILOGUE_GELU_BIAS || e == TIDE_LT_EPILOGUE_GELU_AUX ||
+         e == TIDE_LT_EPILOGUE_GELU_AUX_BIAS;
+}
+bool has_aux(uint32_t e) { return e == TIDE_LT_EPILOGUE_GELU_AUX || e == TIDE_LT_EPILOGUE_GELU_AUX_BIAS; }
+bool is_bgrad(uint32_t e) { return e == TIDE_LT_EPILOGUE_BGRADA || e == TIDE_LT_EPILOGUE_BGRADB; }
+
+// Alignment in bytes (a power of two, at most 256) of a pointer; 256 for NULL.
+uint32_t ptr_align(const void *p) {
+  uint64_t bits = (uint64_t)(uintptr_t)p | 256u;
+  return (uint32_t)(bits & (~bits + 1));
 }
 
 tide_lt_status MatmulDescDestroy(tide_lt_desc d) {
@@ -268,6 +310,26 @@ tide_lt_status check(Problem *p, tide_lt_handle h, tide_lt_desc desc, tide_lt_la
   if (!ok)
     return refuse(TIDE_LT_NOT_SUPPORTED, "A/B type %d, C/D type %d with compute %d, scale %d is not a supported combination",
                   ta, tc, p->d->compute, p->d->scale);
+  // the epilogue
+  uint32_t e = p->d->epilogue;
+  if (e != TIDE_LT_EPILOGUE_DEFAULT && !has_bias(e) && !has_gelu(e) && !is_bgrad(e))
+    return refuse(TIDE_LT_NOT_SUPPORTED, "epilogue %u is not emulated", e);
+  if (e == TIDE_LT_EPILOGUE_DEFAULT) return TIDE_LT_SUCCESS;
+  if (p->l[0]->count > 1) return refuse(TIDE_LT_NOT_SUPPORTED, "epilogue %u on batched layouts is not emulated", e);
+  // not emulated, so the backend's own epilogue kernels (its fallback where the library has no algorithm) run in tests
+  if (p->d->compute == TIDE_LT_COMPUTE_64F) return refuse(TIDE_LT_NOT_SUPPORTED, "epilogue %u with 64F is not emulated", e);
+  if ((has_bias(e) || is_bgrad(e)) && !p->d->bias)
+    return refuse(TIDE_LT_INVALID_VALUE, "epilogue %u without CUBLASLT_MATMUL_DESC_BIAS_POINTER", e);
+  if ((has_bias(e) || is_bgrad(e)) && p->d->bias_type != -1 && p->d->bias_type != td)
+    return refuse(TIDE_LT_NOT_SUPPORTED, "bias type %d with D of type %d: the bias takes D's type", p->d->bias_type, td);
+  if (has_aux(e)) {
+    if (!p->d->aux) return refuse(TIDE_LT_INVALID_VALUE, "epilogue %u without CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER", e);
+    if (p->d->aux_ld < (int64_t)p->m || p->d->aux_ld % 8 != 0)
+      return refuse(TIDE_LT_INVALID_VALUE, "EPILOGUE_AUX_LD %lld: must be a multiple of 8 and at least D's %llu rows",
+                    (long long)p->d->aux_ld, (unsigned long long)p->m);
+    if (p->d->aux_type != -1 && p->d->aux_type != td)
+      return refuse(TIDE_LT_INVALID_VALUE, "aux type %d with D of type %d: GELU's input takes D's type", p->d->aux_type, td);
+  }
   return TIDE_LT_SUCCESS;
 }
 
@@ -275,13 +337,18 @@ uint64_t problem_key(const Problem &p) {
   uint64_t key = 1469598103934665603ull;
   auto mix = [&key](uint64_t v) { key = (key ^ v) * 1099511628211ull; };
   mix((uint64_t)p.d->compute), mix((uint64_t)p.d->scale), mix((uint64_t)p.d->transa), mix((uint64_t)p.d->transb);
+  mix((uint64_t)p.d->epilogue), mix((uint64_t)p.d->aux_ld), mix((uint64_t)(uint32_t)p.d->aux_type),
+    mix((uint64_t)(uint32_t)p.d->bias_type);
   for (const Layout *l : p.l) mix((uint64_t)l->type), mix((uint64_t)l->order), mix(l->rows), mix(l->cols), mix((uint64_t)l->ld), mix((uint64_t)l->count), mix((uint64_t)l->stride);
   return key;
 }
 
+uint64_t heuristic_calls;  // for the backend's cache test
+
 tide_lt_status MatmulAlgoGetHeuristic(tide_lt_handle h, tide_lt_desc desc, tide_lt_layout a, tide_lt_layout b, tide_lt_layout c,
                                       tide_lt_layout d, tide_lt_pref pref, int requested, tide_lt_heuristic *results,
                                       int *returned) {
+  heuristic_calls++;
   Problem p;
   tide_lt_status st = check(&p, h, desc, a, b, c, d);
   if (st != TIDE_LT_SUCCESS) return st;
@@ -289,7 +356,8 @@ tide_lt_status MatmulAlgoGetHeuristic(tide_lt_handle h, tide_lt_desc desc, tide_
   if (!valid(pr)) return refuse(TIDE_LT_INVALID_VALUE, "not a preference");
   if (requested < 1 || !results || !returned) return refuse(TIDE_LT_INVALID_VALUE, "heuristic: %d results requested", requested);
   memset(results, 0, sizeof *results);
-  Algo al = {kMagic, problem_key(p), {pr->align[0], pr->align[1], pr->align[2], pr->align[3]}};
+  Algo al = {kMagic, problem_key(p), {pr->align[0], pr->align[1], pr->align[2], pr->align[3]}, ptr_align(p.d->bias),
+             ptr_align(p.d->aux)};
   memcpy(&results[0].algo, &al, sizeof al);
   results[0].workspaceSize = pr->workspace < 4096 ? pr->workspace : 4096;  // it uses some of what it may
   results[0].state = TIDE_LT_SUCCESS;
@@ -356,7 +424,12 @@ tide_lt_status Matmul(tide_lt_handle h, tide_lt_desc desc, const void *alpha, co
                       e, "ABCD"[i], (void *)addr, al.align[i]);
     }
   }
+  if (ptr_align(p.d->bias) < al.align_bias || ptr_align(p.d->aux) < al.align_aux)
+    return refuse(TIDE_LT_INVALID_VALUE, "bias %p or aux %p is less aligned than those the algo was found for (%u, %u bytes)",
+                  p.d->bias, p.d->aux, al.align_bias, al.align_aux);
   bool f64 = p.d->scale == TIDE_LT_R_64F, tf32 = p.d->compute == TIDE_LT_COMPUTE_32F_FAST_TF32;
+  const uint32_t epi = p.d->epilogue;
+  const int32_t td = L[3]->type;
   double al_v = f64 ? *(const double *)alpha : *(const float *)alpha;
   double be_v = f64 ? *(const double *)beta : *(const float *)beta;
   if (be_v != 0 && !c) return refuse(TIDE_LT_INVALID_VALUE, "beta != 0 and no C");
@@ -373,6 +446,9 @@ tide_lt_status Matmul(tide_lt_handle h, tide_lt_desc desc, const void *alpha, co
           }
           r = al_v * s;
           if (be_v != 0) r += be_v * load((const char *)c, L[2]->type, offset(L[2], i, j, e));
+          if (has_bias(epi)) r += load((const char *)p.d->bias, td, (int64_t)i);
+          if (has_aux(epi)) store((char *)p.d->aux, td, (int64_t)i + (int64_t)j * p.d->aux_ld, r);
+          if (has_gelu(epi)) r = 0.5 * r * (1 + tanh(0.7978845608028654 * (r + 0.044715 * r * r * r)));
         } else {
           float s = 0;
           for (uint64_t q = 0; q < p.k; q++) {
@@ -383,10 +459,29 @@ tide_lt_status Matmul(tide_lt_handle h, tide_lt_desc desc, const void *alpha, co
           }
           float rf = (float)al_v * s;
           if (be_v != 0) rf += (float)be_v * (float)load((const char *)c, L[2]->type, offset(L[2], i, j, e));
+          if (has_bias(epi)) rf += (float)load((const char *)p.d->bias, td, (int64_t)i);
+          if (has_aux(epi)) store((char *)p.d->aux, td, (int64_t)i + (int64_t)j * p.d->aux_ld, rf);
+          if (has_gelu(epi)) rf = 0.5f * rf * (1.0f + tanhf(0.7978845608f * (rf + 0.044715f * rf * rf * rf)));
           r = rf;
         }
         store((char *)d, L[3]->type, offset(L[3], i, j, e), r);
       }
+  if (is_bgrad(epi)) {  // the sums over k of op(A)'s rows (m of them) or op(B)'s columns (n), in the product's precision
+    bool rows = epi == TIDE_LT_EPILOGUE_BGRADA;
+    uint64_t len = rows ? p.m : p.n;
+    for (uint64_t i = 0; i < len; i++) {
+      double sd = 0;
+      float sf = 0;
+      for (uint64_t q = 0; q < p.k; q++) {
+        int64_t off = rows ? (p.d->transa == TIDE_LT_OP_T ? offset(L[0], q, i, 0) : offset(L[0], i, q, 0))
+                           : (p.d->transb == TIDE_LT_OP_T ? offset(L[1], i, q, 0) : offset(L[1], q, i, 0));
+        double v = load((const char *)(rows ? a : b), L[rows ? 0 : 1]->type, off);
+        if (f64) sd += v;
+        else sf += tf32 ? to_tf32((float)v) : (float)v;
+      }
+      store((char *)p.d->bias, td, (int64_t)i, f64 ? sd : (double)sf);
+    }
+  }
   return TIDE_LT_SUCCESS;
 }
 
@@ -411,6 +506,9 @@ const tide_cublaslt_api emulated = {
 }  // namespace
 
 extern "C" const struct tide_cublaslt_api *tide_cublaslt(void) { return &emulated; }
+
+// How many heuristic queries were made (tests/cudaemu/kernels/test_matmul.cc checks the backend's cache).
+extern "C" uint64_t tide_cublaslt_emu_heuristic_calls(void) { return heuristic_calls; }
 
 // The emulated build has no cuBLAS: 0, as in a build without CUDA.
 extern "C" int tide_cuda_blas_version(void) { return 0; }

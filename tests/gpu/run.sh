@@ -11,6 +11,9 @@
 # 5. the caching allocator under a fragmenting workload;
 # 6. flash attention against the plain kernels at GPT-2 sizes (T to 1024,
 #    B*H 12 and 48, D 64, bf16), with both kernels' times (printed).
+#    The fused Linear/Conv1D layers (cuBLASLt's bias, GELU and bias-gradient
+#    epilogues) against the unfused ops at GPT-2 124M's four shapes, with
+#    both times (tests/gpu/linear_epilogue.lua).
 # 7. tide.dist on the GPU: every collective and dtype on CUDA tensors through
 #    NCCL in a world of one (libtide_nccl.so), and on 2 processes sharing the
 #    GPU, staged through host memory and MPI (skipped where mpirun is absent:
@@ -70,6 +73,8 @@ fi
 step allocator build-gpu/tide tests/gpu/alloc_fragment.lua
 step attention_flash build-gpu/tide tests/gpu/attention_flash.lua
 cat "$out/attention_flash.log"
+step linear_epilogue build-gpu/tide tests/gpu/linear_epilogue.lua
+cat "$out/linear_epilogue.log"
 step dist_nccl_world1 env TIDE_TEST_DIST_NCCL=1 build-gpu/tide test tests/lua/test_dist.lua
 if command -v mpirun >/dev/null 2>&1; then
   step dist_staged_np2 bash tests/dist/run_mpi.sh 2 build-gpu/tide test tests/lua/test_dist.lua

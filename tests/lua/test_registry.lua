@@ -91,6 +91,13 @@ end
 cases['F.layer_norm'] = function()
   return function(x, w, b) return F.layer_norm(x, 4, w, b) end, { p({ 3, 4 }), p({ 4 }), p({ 4 }) }
 end
+-- the layers with the fused bias and tanh GELU (the f64 fused kernel), from rows of a 3-d input
+cases['F.linear'] = function()
+  return function(x, w, b) return F.linear(x, w, b, 'gelu') end, { p({ 2, 3, 4 }), p({ 5, 4 }), p({ 5 }) }
+end
+cases['F.conv1d_gpt2'] = function()
+  return function(x, w, b) return F.conv1d_gpt2(x, w, b, 'gelu') end, { p({ 2, 3, 4 }), p({ 4, 5 }), p({ 5 }) }
+end
 cases['F.softmax'] = function() return function(x) return F.softmax(x, -1) end, { p({ 3, 4 }) } end
 cases['F.log_softmax'] = function() return function(x) return F.log_softmax(x, -1) end, { p({ 3, 4 }) } end
 cases['F.dropout'] = function()

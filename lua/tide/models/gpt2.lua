@@ -198,7 +198,9 @@ function M.install(tide, core)
     self:add_module('dropout', nn.Dropout(cfg.resid_pdrop))
   end
   function MLP:forward(x)
-    return self.dropout(self.c_proj(self.c_fc(x):gelu()))
+    -- c_fc's bias and the tanh GELU fused into its product (cuBLASLt's
+    -- GELU_AUX_BIAS epilogue on CUDA; the same bits as the unfused ops on the CPU)
+    return self.dropout(self.c_proj(self.c_fc(x, 'gelu')))
   end
 
   local Block = nn.Module:extend('GPT2Block')

@@ -253,7 +253,8 @@ function M.install(tide, core)
     self:register_parameter('weight', uniform({ n_out, n_in }, bound))
     if not (opts and opts.bias == false) then self:register_parameter('bias', uniform({ n_out }, bound)) end
   end
-  function Linear:forward(x) return F.linear(x, param(self.weight), param(self._params.bias)) end
+  -- act (nil or 'gelu') is fused into the product: F.linear's
+  function Linear:forward(x, act) return F.linear(x, param(self.weight), param(self._params.bias), act) end
 
   -- Conv1D(n_out, n_in): Hugging Face GPT-2's layer, W [in, out], y = x W + b.
   local Conv1D = Module:extend('Conv1D')
@@ -263,7 +264,8 @@ function M.install(tide, core)
     self:register_parameter('weight', normal({ n_in, n_out }, 0.02))
     self:register_parameter('bias', tide.zeros(n_out))
   end
-  function Conv1D:forward(x) return F.conv1d_gpt2(x, param(self.weight), param(self.bias)) end
+  -- act (nil or 'gelu') is fused into the product: F.conv1d_gpt2's
+  function Conv1D:forward(x, act) return F.conv1d_gpt2(x, param(self.weight), param(self.bias), act) end
 
   local Embedding = Module:extend('Embedding')
   nn.Embedding = Embedding

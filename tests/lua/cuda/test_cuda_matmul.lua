@@ -137,3 +137,55 @@ T.test('k == 0 and empty products on cuda', function()
     T.device_parity(mm, { tide.zeros({ 0, 5 }, { dtype = dt }), randn({ 5, 4 }, dt) }, { exact = true }, 'm == 0 ' .. dt)
   end
 end)
+
+-- the fused layers (tide_linear_act): cuBLASLt's BIAS / GELU_AUX_BIAS epilogues forward, BGRADA/B for the
+-- bias gradient, their fallbacks (n not a multiple of 8, f64), against the CPU's unfused arithmetic
+T.test('F.linear and F.conv1d_gpt2 with bias and GELU fused: forward and backward', function()
+  T.need_cuda()
+  for _, dt in ipairs(dtypes) do
+    for _, n in ipairs { 16, 9 } do
+      for _, act in ipairs { 'gelu', 'none' } do
+        local a = act == 'gelu' and 'gelu' or nil
+        for _, transw in ipairs { true, false } do
+          local fn = transw and F.linear or F.conv1d_gpt2
+          local x, bias = randn({ 2, 5, 12 }, dt), randn({ n }, dt)
+          local w = randn(transw and { n, 12 } or { 12, n }, dt)
+          local function layer(x_, w_, b_, g)
+            x_ = x_:detach():requires_grad_(true)
+            w_ = w_:detach():requires_grad_(true)
+            b_ = b_:detach():requires_grad_(true)
+            local y = fn(x_, w_, b_, a)
+            y:backward(g)
+            return y, x_.grad, w_.grad, b_.grad
+          end
+          -- bf16: the fused epilogue rounds once where the CPU's unfused ops round after each step
+          local opts = dt == 'bf16' and { rtol = 2e-2, atol = 2e-2 } or nil
+          T.device_parity(layer, { x, w, bias, randn({ 2, 5, n }, dt) }, opts,
+            ('%s %s n=%d act=%s'):format(transw and 'linear' or 'conv1d', dt, n, act))
+          -- no bias, weight frozen: only dx
+          T.device_parity(function(x_, w_, g)
+            x_ = x_:detach():requires_grad_(true)
+            local y = fn(x_, w_, nil, a)
+            y:backward(g)
+            return y, x_.grad
+          end, { x, w, randn({ 2, 5, n }, dt) }, opts, ('%s %s n=%d act=%s no bias'):format(transw and 'linear' or 'conv1d', dt, n, act))
+        end
+      end
+    end
+  end
+end)
+
+T.test('GELU on bf16 reads and writes bf16 on cuda, forward and backward', function()
+  T.need_cuda()
+  local x = randn({ 4, 33 }, 'bf16') * 3
+  T.device_parity(function(x_) return x_:gelu() end, { x }, nil, 'gelu bf16')
+  T.device_parity(function(x_, g)
+    x_ = x_:detach():requires_grad_(true)
+    local y = x_:gelu()
+    y:backward(g)
+    return y, x_.grad
+  end, { x, randn({ 4, 33 }, 'bf16') }, { rtol = 1e-2, atol = 1e-2 }, 'gelu bf16 backward')
+  -- a strided view and in place
+  T.device_parity(function(x_) return x_:t():gelu() end, { x }, nil, 'gelu bf16 transposed')
+  T.device_parity(function(x_) local c = x_:clone(); c:gelu_(); return c end, { x }, nil, 'gelu_ bf16')
+end)
