@@ -1,5 +1,7 @@
-// The adamw family on CUDA (kernels/adamw.h): the fused AdamW step and the
-// 2-norm of gradient clipping.
+// The adamw family on CUDA (kernels/adamw.h): the fused AdamW step, per
+// tensor and over many tensors at once (with the bf16 shadows written in the
+// same pass), the 2-norm of gradient clipping, per tensor and over many, and
+// clipping's scaling with the factor computed on the device.
 //
 // adamw_step replays kernels/cpu/adamw.c's per-element arithmetic operation
 // by operation (torch's single-tensor AdamW: see the comment there), with the
@@ -211,8 +213,8 @@ static int norm2(void *out, const void *x, int64_t n, int32_t dtype) {
 // as a kernel argument, a fixed-size table of at most 4 KB, not as a device buffer: filling a
 // device buffer from pageable host memory (cudaMemcpy) waits for the stream's earlier work, a
 // host round trip per call, whereas kernel arguments travel with the launch. A call over more
-// tensors than a table holds launches once per table (GPT-2 124M's 148 parameters: 3 AdamW
-// launches, 1 of each norm and clipping kernel). Each tensor is cut into chunks of a fixed
+// tensors than a table holds launches once per table (GPT-2 124M's 148 parameters in its two
+// weight-decay groups of 50 and 98: 3 AdamW launches; the norm 2, the clipping 1). Each tensor is cut into chunks of a fixed
 // number of elements, numbered across the table's tensors; a block takes chunks c = blockIdx.x,
 // + gridDim.x, ... and finds its tensor by binary search over the tensors' first chunks. No
 // element is written by two threads, and no sum depends on the grid size: the same bits on
@@ -236,7 +238,8 @@ static unsigned multi_grid(int64_t nchunks) { return (unsigned)(nchunks < (int64
 
 // ---- adamw_multi_step ----------------------------------------------------------------------
 
-enum { ADAMW_CHUNK = 4096, ADAMW_TABLE = 48 };  // elements per chunk (a multiple of 4); tensors per launch
+// elements per chunk (a multiple of 4); tensors per launch (GPT-2's decayed group is 50 tensors)
+enum { ADAMW_CHUNK = 4096, ADAMW_TABLE = 50 };
 
 template <class T> struct adamw_desc {
   T *p;
@@ -251,6 +254,9 @@ template <class T> struct adamw_desc {
 template <class T> struct adamw_table {
   adamw_desc<T> d[ADAMW_TABLE];
 };
+
+// A launch's arguments stay within the 4 KB every CUDA version and architecture accepts.
+static_assert(sizeof(adamw_table<double>) + sizeof(adamw_scalars<double>) + 64 <= 4096, "adamw table too large");
 
 template <class T> struct alignas(4 * sizeof(T)) pack4 { T a[4]; };
 struct alignas(8) pack4_bf16 { uint16_t a[4]; };
@@ -362,6 +368,8 @@ struct norm_desc {
 struct norm_table {
   norm_desc d[NORM_TABLE];
 };
+
+static_assert(sizeof(norm_table) + 64 <= 4096, "norm table too large");
 
 __global__ void norm_chunks(norm_table t, int nt, int64_t nchunks, double *partial) {
   for (int64_t c = blockIdx.x; c < nchunks; c += gridDim.x) {
@@ -481,6 +489,8 @@ struct clip_desc {
 struct clip_table {
   clip_desc d[CLIP_TABLE];
 };
+
+static_assert(sizeof(clip_table) + 64 <= 4096, "clip table too large");
 
 // torch's clip coefficient from the total on the device (the arithmetic of kernels/cpu/adamw.c's clip_scale)
 __device__ __forceinline__ double clip_coef(const void *total, int32_t tdt, double max_norm) {

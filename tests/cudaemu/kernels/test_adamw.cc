@@ -100,7 +100,7 @@ KTEST(adamw_multi_step_parity) {
     multi_step_case<float>(r, TIDE_F32, 12, beta1, 0.1);
     multi_step_case<double>(r, TIDE_F64, 12, beta1, 0.0);
   }
-  // more tensors than one launch's table (48): several launches, chunks numbered per table
+  // more tensors than one launch's table (50): several launches, chunks numbered per table
   multi_step_case<float>(r, TIDE_F32, 110, 0.9, 0.01);
   // nothing to do, and a dtype the kernel does not take
   CHECK_OK(cuda().adamw->adamw_multi_step(0, nullptr, TIDE_F32, 1e-3, 0.9, 0.999, 1e-8, 0));
