@@ -382,8 +382,14 @@ local function multi_step(g, items, level)
     for i, it in ipairs(list) do
       local p, st = it[1], it[3]
       P[i - 1], G[i - 1], Mx[i - 1], V[i - 1] = p._c, it[2]._c, st.exp_avg._c, st.exp_avg_sq._c
+      -- a shadow left on another device (model:to() moves p, not it) is
+      -- autocast's to remake; the optimizer writes only one beside p
       local sh = rawget(p, '_bf16')
-      if is_tensor(sh) then S[i - 1] = sh._c; any_shadow = true end
+      if is_tensor(sh) and sh._c.device == p._c.device then
+        S[i - 1] = sh._c
+        any_shadow = true
+        it[4] = true
+      end
       steps[i - 1] = st.step + 1
     end
     local rc = C.tide_adamw_multi_step_(n, P, G, Mx, V, any_shadow and S or nil, steps, lr, b1, b2, eps, wd)
@@ -391,7 +397,7 @@ local function multi_step(g, items, level)
     for _, it in ipairs(list) do
       local p, st = it[1], it[3]
       st.step = st.step + 1
-      if is_tensor(rawget(p, '_bf16')) then rawset(p, '_bf16_version', tonumber(C.tide_tensor_version(p._c))) end
+      if it[4] then rawset(p, '_bf16_version', tonumber(C.tide_tensor_version(p._c))) end
     end
   end
 end
