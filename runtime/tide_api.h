@@ -294,6 +294,23 @@ int tide_adamw_step_(tide_tensor *param, const tide_tensor *grad, tide_tensor *e
    in clip_grad_norm_. Each norm is taken in its tensor's dtype (f32 for all but f64; the 2-norm in
    torch's CPU summation order); out is 0-d, f64 when a tensor is f64, else f32 (0 when n is 0). */
 int tide_multi_norm(int32_t n, const tide_tensor *const *ts, double p, tide_tensor **out);
+/* The AdamW step of n tensors in one call (torch's fused/foreach AdamW): entry i updates params[i],
+   exp_avgs[i] and exp_avg_sqs[i] from grads[i] with step count steps[i] (>= 1, after this update),
+   with exactly tide_adamw_step_'s arithmetic (the same bits). shadows may be NULL or hold NULL
+   entries; a non-NULL shadows[i] is a bf16 tensor of params[i]'s shape that receives the updated
+   parameter rounded to bf16 (as a cast would), in the same pass. All tensors on one device, one
+   dtype (f32 or f64) for all params, grads and moments; per entry one shape; no tensor written may
+   share memory with another operand. On CUDA a few launches over all contiguous entries (views
+   take the per-tensor kernel). Every check runs before anything is written. */
+int tide_adamw_multi_step_(int32_t n, tide_tensor *const *params, const tide_tensor *const *grads,
+                           tide_tensor *const *exp_avgs, tide_tensor *const *exp_avg_sqs, tide_tensor *const *shadows,
+                           const int64_t *steps, double lr, double beta1, double beta2, double eps, double weight_decay);
+/* Gradient clipping's scaling without reading the norm on the host: multiplies each of the n
+   floating-point tensors in place by min(max_norm / (total + 1e-6), 1) (NaN stays NaN), computed
+   on the tensors' device from the 0-d f32 or f64 `total` (tide_multi_norm's) as torch's
+   clip_grad_norm_ computes it in total's dtype, then multiplied as mul_ by that number would
+   (in f64 for f64 tensors, else in f32, rounded to the tensor's dtype). One launch on CUDA. */
+int tide_clip_grads_(int32_t n, tide_tensor *const *ts, const tide_tensor *total, double max_norm);
 
 /* safetensors and JSON (runtime/safetensors.c, runtime/json.c) --------------------- */
 

@@ -36,6 +36,7 @@
 #include "iter.h"
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -157,6 +158,43 @@ static int adamw_step(void *param, const void *grad, void *exp_avg, void *exp_av
   return 0;
 }
 
+/* ---- the multi-tensor step -------------------------------------------------------------- */
+
+/* shadow[i] = bf16(param[i]) over a run (operand 0 the bf16 shadow, 1 the parameter) */
+static void shadow_loop_float(char **ptr, const int64_t *st, int64_t n, void *ctx) {
+  (void)ctx;
+  for (int64_t i = 0; i < n; i++)
+    *(uint16_t *)(ptr[0] + i * st[0]) = tide_f32_to_bf16(*(const float *)(ptr[1] + i * st[1]));
+}
+static void shadow_loop_double(char **ptr, const int64_t *st, int64_t n, void *ctx) {
+  (void)ctx;
+  for (int64_t i = 0; i < n; i++)
+    *(uint16_t *)(ptr[0] + i * st[0]) = tide_f32_to_bf16((float)*(const double *)(ptr[1] + i * st[1]));
+}
+
+/* Entry by entry: the single-tensor step (so the bits are the same by construction), then the
+   shadow cast from the updated parameter. On the CPU the second read of the parameter is from
+   cache for small tensors and costs one more pass for large ones; the CUDA kernel does both at once. */
+static int adamw_multi_step(int32_t n, const tide_adamw_entry *e, int32_t dtype, double lr, double beta1, double beta2,
+                            double eps, double weight_decay) {
+  if (dtype != TIDE_F32 && dtype != TIDE_F64)
+    return tide_fail("adamw_multi_step_: the CPU kernel takes f32 or f64, got %s", tide_dtype_name(dtype));
+  const int64_t one = 1;
+  for (int32_t k = 0; k < n; k++) {
+    if (e[k].numel == 0) continue;
+    int64_t shape = e[k].numel;
+    TIDE_TRY(adamw_step(e[k].param, e[k].grad, e[k].exp_avg, e[k].exp_avg_sq, dtype, 1, &shape, &one, &one, &one, &one,
+                        lr, beta1, beta2, eps, weight_decay, e[k].step));
+    if (!e[k].shadow) continue;
+    char *data[2] = {e[k].shadow, e[k].param};
+    int64_t st[2][TIDE_MAX_DIMS] = {{2}, {tide_dtype_size(dtype)}};
+    tide_iter it;
+    tide_iter_init_raw(&it, 1, &shape, 2, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
+    tide_iter_run(&it, dtype == TIDE_F32 ? shadow_loop_float : shadow_loop_double, NULL, TIDE_GRAIN);
+  }
+  return 0;
+}
+
 /* ---- clip_grad_norm's 2-norm ----------------------------------------------------------- */
 
 /* torch's CPU 2-norm of a contiguous float tensor (linalg.vector_norm, the
@@ -203,7 +241,104 @@ static int norm2(void *out, const void *x, int64_t n, int32_t dtype) {
   return 0;
 }
 
+/* The norms tensor by tensor, each rounded to its dtype, then the norm of the norms in out_dtype:
+   what tide_multi_norm computed with one norm2 call per tensor, in one call. */
+static int multi_norm2(void *out, int32_t odt, int32_t n, const void *const *xs, const int64_t *ns, const int32_t *dts) {
+  if (odt != TIDE_F32 && odt != TIDE_F64)
+    return tide_fail("multi_norm: the total's dtype must be f32 or f64, got %s", tide_dtype_name(odt));
+  for (int32_t i = 0; i < n; i++)
+    if (dts[i] != TIDE_F32 && (dts[i] != TIDE_F64 || odt != TIDE_F64))
+      return tide_fail("multi_norm: tensor %d has dtype %s; the CPU's 2-norm takes f32 (or f64 with an f64 total)",
+                       i + 1, tide_dtype_name(dts[i]));
+  void *norms = malloc((size_t)(n > 0 ? n : 1) * (size_t)tide_dtype_size(odt));
+  if (!norms) return tide_fail("multi_norm: out of memory for %d norms", n);
+  for (int32_t i = 0; i < n; i++) {
+    if (odt == TIDE_F32) ((float *)norms)[i] = norm2_float(xs[i], ns[i]);
+    else ((double *)norms)[i] = dts[i] == TIDE_F32 ? (double)norm2_float(xs[i], ns[i]) : norm2_double(xs[i], ns[i]);
+  }
+  if (odt == TIDE_F32) *(float *)out = norm2_float(norms, n);
+  else *(double *)out = norm2_double(norms, n);
+  free(norms);
+  return 0;
+}
+
+/* ---- clipping's scale ------------------------------------------------------------------- */
+
+typedef struct {
+  float f;
+  double d;
+} clip_coef;
+
+static void scale_loop_f32(char **ptr, const int64_t *st, int64_t n, void *ctx) {
+  const float c = ((const clip_coef *)ctx)->f;
+  for (int64_t i = 0; i < n; i++) {
+    float *x = (float *)(ptr[0] + i * st[0]);
+    *x = *x * c;
+  }
+}
+static void scale_loop_f64(char **ptr, const int64_t *st, int64_t n, void *ctx) {
+  const double c = ((const clip_coef *)ctx)->d;
+  for (int64_t i = 0; i < n; i++) {
+    double *x = (double *)(ptr[0] + i * st[0]);
+    *x = *x * c;
+  }
+}
+static void scale_loop_bf16(char **ptr, const int64_t *st, int64_t n, void *ctx) {
+  const float c = ((const clip_coef *)ctx)->f;
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t *x = (uint16_t *)(ptr[0] + i * st[0]);
+    *x = tide_f32_to_bf16(tide_bf16_to_f32(*x) * c);
+  }
+}
+static void scale_loop_f16(char **ptr, const int64_t *st, int64_t n, void *ctx) {
+  const float c = ((const clip_coef *)ctx)->f;
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t *x = (uint16_t *)(ptr[0] + i * st[0]);
+    *x = tide_f32_to_f16(tide_f16_to_f32(*x) * c);
+  }
+}
+
+static int clip_scale(int32_t n, void *const *xs, const int64_t *ns, const int32_t *dts, const void *total, int32_t tdt,
+                      double max_norm) {
+  double coef;
+  if (tdt == TIDE_F32) {
+    /* torch: clip_coef = max_norm / (total + 1e-6) on a 0-d f32 tensor, i.e. reciprocal then multiply */
+    float denom = *(const float *)total + (float)1e-6;
+    float r = 1.0f / denom;
+    coef = r * (float)max_norm;
+  } else if (tdt == TIDE_F64) {
+    coef = (1.0 / (*(const double *)total + 1e-6)) * max_norm;
+  } else {
+    return tide_fail("clip_grads_: the total norm must be f32 or f64, got %s", tide_dtype_name(tdt));
+  }
+  if (coef > 1) coef = 1;  /* clamp(max=1) keeps NaN */
+  for (int32_t i = 0; i < n; i++)
+    if (!tide_is_float(dts[i]))
+      return tide_fail("clip_grads_: tensor %d has dtype %s; expected a floating-point dtype", i + 1, tide_dtype_name(dts[i]));
+  clip_coef c = {(float)coef, coef};
+  for (int32_t i = 0; i < n; i++) {
+    tide_loop_fn fn;
+    switch (dts[i]) {
+      case TIDE_F32: fn = scale_loop_f32; break;
+      case TIDE_F64: fn = scale_loop_f64; break;
+      case TIDE_BF16: fn = scale_loop_bf16; break;
+      case TIDE_F16: fn = scale_loop_f16; break;
+      default: fn = scale_loop_f16; break;
+    }
+    if (ns[i] == 0) continue;
+    char *data[1] = {xs[i]};
+    int64_t st[1][TIDE_MAX_DIMS] = {{tide_dtype_size(dts[i])}};
+    tide_iter it;
+    tide_iter_init_raw(&it, 1, &ns[i], 1, data, (const int64_t(*)[TIDE_MAX_DIMS])st);
+    tide_iter_run(&it, fn, &c, TIDE_GRAIN);
+  }
+  return 0;
+}
+
 const struct tide_adamw_kernels tide_cpu_adamw = {
   .adamw_step = adamw_step,
   .norm2 = norm2,
+  .adamw_multi_step = adamw_multi_step,
+  .multi_norm2 = multi_norm2,
+  .clip_scale = clip_scale,
 };

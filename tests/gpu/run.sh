@@ -70,6 +70,8 @@ if [ -n "$san" ]; then
 else
   log "skip  memcheck/racecheck: compute-sanitizer not found (CUDA toolkit bin/, or tests/gpu/fetch-sanitizer.sh where PyPI is reachable)"
 fi
+step optim_multi build-gpu/tide tests/gpu/optim_multi.lua
+cat "$out/optim_multi.log"
 step allocator build-gpu/tide tests/gpu/alloc_fragment.lua
 step attention_flash build-gpu/tide tests/gpu/attention_flash.lua
 cat "$out/attention_flash.log"

@@ -304,6 +304,13 @@ function AdamW:_validate_group(g, gi, level)
     check_number(what, ('beta%d'):format(i), b[i], function(v) return v >= 0 and v < 1 end, '0 <= beta < 1', level)
   end
   if g.amsgrad then error(what .. ': amsgrad=true is not supported', level) end
+  for _, k in ipairs({ 'fused', 'foreach' }) do
+    if g[k] ~= nil and type(g[k]) ~= 'boolean' then
+      error(("%s: %s must be true, false or nil (nil: multi-tensor where every parameter is on CUDA), got %s")
+        :format(what, k, tostring(g[k])), level)
+    end
+  end
+  if g.fused and g.foreach then error(what .. ': `fused` and `foreach` cannot be true together', level) end
   for _, p in ipairs(g.params) do
     local dt = p:dtype()
     if dt ~= 'f32' and dt ~= 'f64' then
@@ -313,8 +320,14 @@ function AdamW:_validate_group(g, gi, level)
 end
 
 -- tide.optim.AdamW(params_or_groups, {lr=1e-3, betas={0.9, 0.999}, eps=1e-8,
--- weight_decay=0.01, maximize=false}): torch.optim.AdamW's arithmetic, one
--- fused C pass per parameter (kernels/cpu/adamw.c).
+-- weight_decay=0.01, maximize=false, fused=nil, foreach=nil}): torch.optim.AdamW's
+-- arithmetic (kernels/cpu/adamw.c). A group's parameters are updated by
+-- the multi-tensor step (tide_adamw_multi_step_: a few launches for all of
+-- them on CUDA, and the bf16 shadows of autocast written in the same pass)
+-- or one call per parameter; both give the same bits. As torch's options:
+-- fused or foreach true takes the multi-tensor step (on the CPU too), false
+-- the per-parameter one, nil (the default) the multi-tensor step where every
+-- parameter of the group is on CUDA.
 function M.AdamW(params, opts)
   opts = check_option_names('AdamW', opts, adamw_options, 2)
   local defaults = {
@@ -324,6 +337,8 @@ function M.AdamW(params, opts)
     weight_decay = opts.weight_decay == nil and 1e-2 or opts.weight_decay,
     amsgrad = opts.amsgrad or false,
     maximize = opts.maximize or false,
+    fused = opts.fused,
+    foreach = opts.foreach,
   }
   if is_plain_table(defaults.betas) then defaults.betas = { defaults.betas[1], defaults.betas[2] } end
   local zero = opts.zero
@@ -333,6 +348,58 @@ function M.AdamW(params, opts)
   local opt = new_optimizer(AdamW, 'AdamW', params, defaults)
   if zero == 1 then require('tide.optim.zero').enable(opt, 2) end
   return opt
+end
+
+-- Whether group g takes the multi-tensor step (see M.AdamW).
+local function multi_tensor(g)
+  if g.fused ~= nil then return g.fused end
+  if g.foreach ~= nil then return g.foreach end
+  for _, p in ipairs(g.params) do
+    if p._c.device < 0 then return false end
+  end
+  return true
+end
+
+-- The multi-tensor step of one group over items {p, grad, st}, one call per
+-- (device, dtype); a parameter with a bf16 shadow (rawget(p, '_bf16'), see
+-- tide.amp) gets it rewritten in the same pass and its _bf16_version set
+-- to p's new version, so autocast does not cast it again.
+local function multi_step(g, items, level)
+  local lr, eps, wd, b1, b2 = g.lr, g.eps, g.weight_decay, g.betas[1], g.betas[2]
+  local order, by_key = {}, {}
+  for _, it in ipairs(items) do
+    local key = it[1]._c.device * 64 + it[1]._c.dtype
+    local list = by_key[key]
+    if not list then list = {}; by_key[key] = list; order[#order + 1] = key end
+    list[#list + 1] = it
+  end
+  for _, key in ipairs(order) do
+    local list = by_key[key]
+    local n = #list
+    local P, G = ffi.new('tide_tensor*[?]', n), ffi.new('const tide_tensor*[?]', n)
+    local Mx, V = ffi.new('tide_tensor*[?]', n), ffi.new('tide_tensor*[?]', n)
+    local S, steps, any_shadow = ffi.new('tide_tensor*[?]', n), ffi.new('int64_t[?]', n), false
+    for i, it in ipairs(list) do
+      local p, st = it[1], it[3]
+      P[i - 1], G[i - 1], Mx[i - 1], V[i - 1] = p._c, it[2]._c, st.exp_avg._c, st.exp_avg_sq._c
+      -- a shadow left on another device (model:to() moves p, not it) is
+      -- autocast's to remake; the optimizer writes only one beside p
+      local sh = rawget(p, '_bf16')
+      if is_tensor(sh) and sh._c.device == p._c.device then
+        S[i - 1] = sh._c
+        any_shadow = true
+        it[4] = true
+      end
+      steps[i - 1] = st.step + 1
+    end
+    local rc = C.tide_adamw_multi_step_(n, P, G, Mx, V, any_shadow and S or nil, steps, lr, b1, b2, eps, wd)
+    if rc ~= 0 then errors.raise(level + 1) end
+    for _, it in ipairs(list) do
+      local p, st = it[1], it[3]
+      st.step = st.step + 1
+      if it[4] then rawset(p, '_bf16_version', tonumber(C.tide_tensor_version(p._c))) end
+    end
+  end
 end
 
 -- One AdamW update of every parameter that has a grad; returns the closure's loss.
@@ -347,6 +414,7 @@ function AdamW:step(closure)
     local lr, eps, wd = g.lr, g.eps, g.weight_decay
     local b1, b2 = g.betas[1], g.betas[2]
     if type(lr) ~= 'number' then error(('AdamW: group %d has lr %s, expected a number'):format(gi, tostring(lr)), 2) end
+    local items = multi_tensor(g) and {} or nil
     for _, p in ipairs(g.params) do
       local grad = grad_of(p)
       if grad ~= nil then
@@ -360,12 +428,17 @@ function AdamW:step(closure)
           state[p] = st
         end
         if g.maximize then grad = no_grad(grad.neg, grad) end
-        local step = st.step + 1
-        local rc = C.tide_adamw_step_(p._c, grad._c, st.exp_avg._c, st.exp_avg_sq._c, lr, b1, b2, eps, wd, step)
-        if rc ~= 0 then errors.raise(2) end
-        st.step = step
+        if items then
+          items[#items + 1] = { p, grad, st }
+        else
+          local step = st.step + 1
+          local rc = C.tide_adamw_step_(p._c, grad._c, st.exp_avg._c, st.exp_avg_sq._c, lr, b1, b2, eps, wd, step)
+          if rc ~= 0 then errors.raise(2) end
+          st.step = step
+        end
       end
     end
+    if items and #items > 0 then multi_step(g, items, 2) end
   end
   return loss
 end
@@ -442,18 +515,21 @@ end
 -- gradient clipping ------------------------------------------------------------------
 
 local norm_out = ffi.new('tide_tensor*[1]')
-local f32_box = ffi.new('float[1]')
-local function round_f32(x) f32_box[0] = x; return f32_box[0] end
 
 -- tide.optim.clip_grad_norm(params, max_norm, {norm_type=2, error_if_nonfinite=false}):
 -- torch.nn.utils.clip_grad_norm_. The total norm is the norm of the
 -- per-parameter norms (each in its grad's dtype); every grad is multiplied
 -- by min(max_norm / (total + 1e-6), 1), computed in f32 as torch does (the
 -- factor is applied even when it is 1). Params without grads are skipped.
--- Returns the total norm as a number (0 when no param has a grad). A
+-- Returns the total norm as a number (0 when no param has a grad): one read
+-- of the device. With {sync=false} it returns the total as a 0-d tensor on
+-- the grads' device instead, and nothing waits for the device: the norm
+-- (tide_multi_norm), the clip factor and the scaling (tide_clip_grads_) all
+-- run there (on CUDA: two launches for the norm, one for the scaling). A
 -- non-finite total is returned too (check it), warned about once per
--- process ({warn_if_nonfinite=false} silences it), or with
--- {error_if_nonfinite=true} is an error.
+-- process ({warn_if_nonfinite=false} silences it; not with sync=false, which
+-- never reads it), or with {error_if_nonfinite=true} is an error (that reads
+-- the total before scaling, also with sync=false).
 function M.clip_grad_norm(params, max_norm, opts)
   if is_tensor(params) then params = { params } end
   if not is_plain_table(params) then
@@ -464,6 +540,9 @@ function M.clip_grad_norm(params, max_norm, opts)
   end
   opts = opts or {}
   if not is_plain_table(opts) then error('clip_grad_norm: options must be a table such as {norm_type=2}', 2) end
+  if opts.sync ~= nil and type(opts.sync) ~= 'boolean' then
+    error('clip_grad_norm: sync must be true or false, got ' .. tostring(opts.sync), 2)
+  end
   local norm_type = opts.norm_type == nil and 2 or opts.norm_type
   if norm_type == 'inf' then norm_type = math.huge elseif norm_type == '-inf' then norm_type = -math.huge end
   if type(norm_type) ~= 'number' or norm_type ~= norm_type then
@@ -489,7 +568,10 @@ function M.clip_grad_norm(params, max_norm, opts)
     local g = grad_of(p)
     if g ~= nil then grads[#grads + 1] = g end
   end
-  if #grads == 0 then return 0 end
+  if #grads == 0 then
+    if opts.sync == false then return tide_().zeros({}) end
+    return 0
+  end
   -- torch groups grads by dtype (f32 first if the first grad is f32, ...),
   -- stacks the per-group norms in that order and promotes mixed dtypes
   local order, by_dt = {}, {}
@@ -499,42 +581,36 @@ function M.clip_grad_norm(params, max_norm, opts)
     local list = by_dt[dt]
     list[#list + 1] = g
   end
-  local handles, k = ffi.new('const tide_tensor*[?]', #grads), 0
+  local handles, k = ffi.new('tide_tensor*[?]', #grads), 0
   for _, dt in ipairs(order) do
     for _, g in ipairs(by_dt[dt]) do handles[k] = g._c; k = k + 1 end
   end
   -- the norm of the per-grad norms (tide_multi_norm: each in its grad's
-  -- dtype, the 2-norm in torch's CPU summation order), read back once
-  local rc = C.tide_multi_norm(k, handles, norm_type, norm_out)
+  -- dtype, the 2-norm in torch's CPU summation order on the CPU)
+  local rc = C.tide_multi_norm(k, ffi.cast('const tide_tensor *const *', handles), norm_type, norm_out)
   if rc ~= 0 then error(ffi.string(C.tide_last_error()), 2) end
   local total_t = core.wrap(norm_out[0])
-  local total, total_dt = total_t:item(), total_t:dtype()
-  if total ~= total or total == math.huge or total == -math.huge then
-    if opts.error_if_nonfinite then
+  local function nonfinite(x) return x ~= x or x == math.huge or x == -math.huge end
+  if opts.error_if_nonfinite then
+    local total = total_t:item()
+    if nonfinite(total) then
       error(("clip_grad_norm: the total norm of order %s of the gradients is non-finite (%s), so it cannot be clipped")
         :format(tostring(norm_type), tostring(total)), 2)
     end
-    -- torch clips silently (the grads become NaN); a NaN run should not go
-    -- unnoticed, so say it once per process unless told not to
-    if opts.warn_if_nonfinite ~= false and not M.nonfinite_warned then
-      M.nonfinite_warned = true
-      io.stderr:write(("tide.optim.clip_grad_norm: warning: the total gradient norm is %s; the gradients are now " ..
-        "non-finite (reported once; {error_if_nonfinite=true} makes it an error)\n"):format(tostring(total)))
-    end
   end
-  -- clip_coef = max_norm / (total + 1e-6) is reciprocal-then-multiply on a
-  -- 0-d tensor of the total's dtype in torch; clamp(max=1) keeps NaN
-  local coef
-  if total_dt == 'f32' then
-    local denom = round_f32(total + round_f32(1e-6))
-    coef = round_f32(round_f32(1 / denom) * round_f32(max_norm))
-  else
-    coef = (1 / (total + 1e-6)) * max_norm
+  -- every grad times min(max_norm / (total + 1e-6), 1), computed from the
+  -- total where it lies (torch's f32 reciprocal-then-multiply for an f32
+  -- total) and applied even when it is 1, as torch does
+  if C.tide_clip_grads_(k, handles, total_t._c, max_norm) ~= 0 then errors.raise(2) end
+  if opts.sync == false then return total_t end
+  local total = total_t:item()
+  -- torch clips silently (the grads become NaN); a NaN run should not go
+  -- unnoticed, so say it once per process unless told not to
+  if nonfinite(total) and opts.warn_if_nonfinite ~= false and not M.nonfinite_warned then
+    M.nonfinite_warned = true
+    io.stderr:write(("tide.optim.clip_grad_norm: warning: the total gradient norm is %s; the gradients are now " ..
+      "non-finite (reported once; {error_if_nonfinite=true} makes it an error)\n"):format(tostring(total)))
   end
-  if coef > 1 then coef = 1 end
-  no_grad(function()
-    for _, g in ipairs(grads) do g:mul_(coef) end
-  end)
   return total
 end
 
