@@ -19,6 +19,7 @@
 #define LARGE_ROUND ((size_t)2 << 20)        /* bigger ones: rounded to 2 MiB */
 #define MAX_REQUEST (SIZE_MAX / 2)
 #define RAW_ALIGN ((uintptr_t)256)
+#define POOL_TAG ((uint64_t)1 << 63)         /* graph pool tags have the top bit set (cuda_alloc.h) */
 
 enum { POOL_SMALL, POOL_LARGE, NUM_POOLS };
 
@@ -143,7 +144,7 @@ static size_t empty_cache_locked(tide_cuda_alloc *a) {
   if (a->capture_pool) return 0;
   for (blk *h = a->segments, *nh; h; h = nh) {
     nh = h->snext;
-    if (h->allocated || h->next) continue;
+    if (h->allocated || h->next || (h->stream & POOL_TAG)) continue;  /* a graph's pool stays with it */
     free_remove(a, h);
     segment_unlink(a, h);
     a->raw_free(a->ctx, h->ptr);

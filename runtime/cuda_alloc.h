@@ -76,8 +76,8 @@ void tide_cuda_alloc_get_stats(tide_cuda_alloc *a, tide_cuda_alloc_stats *out);
 void tide_cuda_alloc_reset_peak(tide_cuda_alloc *a);
 
 /* Graph pools (tide.cuda.graph). Between begin_capture and end_capture every
-   request is served from pool's own segments (tagged with pool, a nonzero id
-   that no stream uses), never from the blocks eager work uses, so the
+   request is served from pool's own segments (tagged with pool, an id with the
+   top bit set, which no stream has), never from the blocks eager work uses, so the
    addresses a captured graph reads and writes stay the graph's for every
    replay. A block of pool released during the capture is reused by the
    capture's later requests (a replay runs in the captured order); a block of
@@ -85,7 +85,7 @@ void tide_cuda_alloc_reset_peak(tide_cuda_alloc *a);
    pool (the graph may read it at each replay); no segment goes back to
    raw_free during a capture. After the capture, blocks of pool released by
    their tensors go back to pool's free lists, where nothing but that pool
-   takes them. */
+   takes them, and empty_cache keeps the pool's segments. */
 void tide_cuda_alloc_begin_capture(tide_cuda_alloc *a, uint64_t pool);
 void tide_cuda_alloc_end_capture(tide_cuda_alloc *a);
 /* Gives pool back when its graph is destroyed: its segments become ordinary

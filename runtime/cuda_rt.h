@@ -72,7 +72,9 @@ int32_t tide_cuda_current(void);
 void tide_cuda_note_op(const char *op);
 /* "mul, exp, sum": the recent ops of this thread, oldest first, into buf (always terminated). */
 void tide_cuda_recent_ops(char *buf, size_t cap);
-/* The op last dispatched to a CUDA device by this thread ("" before any): launches are counted under it. */
-const char *tide_cuda_last_op(void);
+/* The op a launch named kernel belongs to, for the launch statistics: of the ops this thread dispatched
+   last, the newest that has not launched yet, or the newest when it already launched a kernel of that
+   name ("" before any op). */
+const char *tide_cuda_launching_op(const char *kernel);
 
 #endif

@@ -28,6 +28,9 @@ static _Thread_local int32_t current_device = 0;
 #define RECENT 8
 static _Thread_local char recent[RECENT][32];
 static _Thread_local unsigned recent_n;
+/* the launch name each recent op has launched first ("" while it has launched nothing): attributes
+   launches to ops for tide_cuda_launching_op */
+static _Thread_local char launched[RECENT][32];
 
 void tide_device_name(int32_t device, char *buf, size_t n) {
   if (device == TIDE_CPU) snprintf(buf, n, "cpu");
@@ -63,10 +66,27 @@ int tide_device_use(int32_t device, const char *op) {
 int32_t tide_cuda_current(void) { return current_device; }
 
 void tide_cuda_note_op(const char *op) {
+  launched[recent_n % RECENT][0] = 0;
   snprintf(recent[recent_n++ % RECENT], sizeof recent[0], "%s", op ? op : "?");
 }
 
-const char *tide_cuda_last_op(void) { return recent_n ? recent[(recent_n - 1) % RECENT] : ""; }
+/* An op may dispatch another before its own kernel runs (a scalar operand on the device is made by
+   full first), so the newest op is not always the one launching: the newest op that has launched
+   nothing yet takes the launch, unless the newest op already launched a kernel of this name (the
+   second pass of a reduction). */
+const char *tide_cuda_launching_op(const char *kernel) {
+  if (!recent_n) return "";
+  unsigned top = (recent_n - 1) % RECENT, n = recent_n < RECENT ? recent_n : RECENT;
+  if (launched[top][0] && strncmp(launched[top], kernel, sizeof launched[0] - 1) == 0) return recent[top];
+  for (unsigned k = 0; k < n; k++) {
+    unsigned i = (recent_n - 1 - k) % RECENT;
+    if (!launched[i][0]) {
+      snprintf(launched[i], sizeof launched[0], "%s", kernel[0] ? kernel : "?");
+      return recent[i];
+    }
+  }
+  return recent[top];
+}
 
 void tide_cuda_recent_ops(char *buf, size_t cap) {
   size_t len = 0;

@@ -100,7 +100,9 @@ int copy(void *dst, const void *src, size_t n, int32_t to_device) {
     return 0;
   }
   if (refuse_in_capture(to_device == 1 ? "copy to the device:" : "copy to the host:",
-                        to_device == 1 ? "a copy from host memory" : "a copy to host memory (it waits for the device)"))
+                        to_device == 1 ? "a copy from host memory (a CPU tensor moved to the device)"
+                                       : "reading device memory on the host (item, tolist, printing, a copy to "
+                                         "the CPU) waits for the device"))
     return -1;
   cudaMemcpyKind kind = to_device == 1 ? cudaMemcpyHostToDevice
                       : to_device == 0 ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
@@ -334,7 +336,7 @@ extern "C" cudaStream_t tide_cuda_stream(void) {
 
 extern "C" int tide_cuda_after_launch(const char *op) {
   // counted under the op the op layer dispatched (the op that launched) and the launch's own name
-  const char *by = tide_cuda_last_op();
+  const char *by = tide_cuda_launching_op(op);
   count_launch(tide_cuda_current(), by[0] ? by : op, op);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return device_fault(e, op);
