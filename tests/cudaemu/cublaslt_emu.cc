@@ -398,8 +398,10 @@ tide_lt_status MatmulNow(tide_lt_handle h, tide_lt_desc desc, const void *alpha,
 tide_lt_status Matmul(tide_lt_handle h, tide_lt_desc desc, const void *alpha, const void *a, tide_lt_layout adesc, const void *b,
                       tide_lt_layout bdesc, const void *beta, const void *c, tide_lt_layout cdesc, void *d, tide_lt_layout ddesc,
                       const tide_lt_algo *algo, void *workspace, size_t workspace_size, void *stream) {
-  if (!cudaemu::capturing())
+  if (!cudaemu::capturing()) {
+    cudaemu::device_timer timer;  // device work, for telling host time from emulated kernel time
     return MatmulNow(h, desc, alpha, a, adesc, b, bdesc, beta, c, cdesc, d, ddesc, algo, workspace, workspace_size);
+  }
   Problem p;
   tide_lt_status st = check(&p, h, desc, adesc, bdesc, cdesc, ddesc);
   if (st != TIDE_LT_SUCCESS) return st;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 #include <algorithm>
 #include <string>
@@ -379,7 +380,25 @@ void warp_gather(unsigned mask, const void *in, size_t n, void *all, const char 
   yield_to_scheduler();
 }
 
+namespace {
+int timer_depth = 0;
+double timer_start = 0, device_seconds = 0;
+double wall() {  // this thread's CPU time: the emulator runs here, and time descheduled is nobody's
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+}  // namespace
+
+device_timer::device_timer() {
+  if (timer_depth++ == 0) timer_start = wall();
+}
+device_timer::~device_timer() {
+  if (--timer_depth == 0) device_seconds += wall() - timer_start;
+}
+
 cudaError_t run_grid(const char *file, int line, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
+  device_timer timer;
   ensure_seed();
   if (S.cur) { fprintf(stderr, "cudaemu: launch from inside a kernel at %s:%d\n", file, line); abort(); }
   uint64_t n = (uint64_t)block.x * block.y * block.z;
@@ -501,6 +520,7 @@ cudaError_t record_launch(const char *file, int line, cudaStream_t stream, dim3 
 
 cudaError_t enqueue(cudaStream_t stream, std::function<void()> work, const char *what) {
   if (!Cap.stream) {
+    device_timer timer;
     work();
     return cudaSuccess;
   }
@@ -565,6 +585,7 @@ cudaError_t GraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned 
   return cudaSuccess;
 }
 cudaError_t GraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  device_timer timer;
   if (!exec) return cudaErrorInvalidValue;
   if (Cap.stream) return invalidate(cudaErrorStreamCaptureUnsupported, "cudaGraphLaunch");
   (void)stream;
@@ -698,3 +719,7 @@ extern "C" void cudaemu_inject_fault(void) {
   cudaemu::S.last_error = cudaErrorLaunchFailure;
   cudaemu::S.message = "unspecified launch failure (injected by cudaemu_inject_fault)";
 }
+
+/* Seconds of CPU time (of the launching thread) spent running emulated device work (grids, replays, the
+   emulated cuBLASLt) since the start. */
+extern "C" double cudaemu_device_seconds(void) { return cudaemu::device_seconds; }

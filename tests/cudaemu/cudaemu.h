@@ -138,6 +138,15 @@ cudaError_t record_launch(const char *file, int line, cudaStream_t stream, dim3 
                           std::function<void()> body);
 /* Grids run since the process started (kernel launches, replayed ones included), for tests. */
 uint64_t grids_run();
+/* Times emulated device work (grids, the emulated cuBLASLt) while it lives, in this thread's CPU time;
+   nested timers count once. cudaemu_device_seconds() (C linkage) is the total, so that host time can be
+   told from emulated kernel time (bench/launch_overhead.lua). */
+struct device_timer {
+  device_timer();
+  ~device_timer();
+  device_timer(const device_timer &) = delete;
+  device_timer &operator=(const device_timer &) = delete;
+};
 
 template <class... P, class... A>
 inline void launch(const char *file, int line, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
