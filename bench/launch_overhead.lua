@@ -4,6 +4,7 @@
 --   tide bench/launch_overhead.lua [--n=20000]         host time per small op on the CPU (2x2 tensors)
 --   tide-cudaemu bench/launch_overhead.lua [--reps=5]  launches per step by op, and host time per
 --                                                      launch: the same work eagerly and as a graph replay
+--   tide-cudaemu bench/launch_overhead.lua --ops       the small ops on the emulated device
 -- (TIDE_CUDA_POISON=0 for the emulator, as on a GPU: no 0xFF fill of each allocation.)
 local a = tide.args or {}
 local ffi = require 'ffi'
@@ -26,13 +27,22 @@ local function best_of(reps, fn)
   return best
 end
 
-if not tide.cuda.is_available() then
-  -- host time of one op from Lua on tiny CPU tensors: the Lua call, the op
+-- under the emulator, kernels run inside the launch call: the time they take
+-- (emulated device time, counted by cudaemu) is subtracted to leave the host's
+local emu = tide.cuda.runtime() == 'cudaemu'
+if emu then pcall(ffi.cdef, 'double cudaemu_device_seconds(void);') end
+local function device_seconds() return emu and ffi.C.cudaemu_device_seconds() or 0 end
+
+if not tide.cuda.is_available() or a.ops then
+  -- host time of one op from Lua on tiny tensors: the Lua call, the op
   -- layer's checks, allocation of the result, dispatch, a 4-element kernel
-  local n = tonumber(a.n) or 20000
-  local x, y = tide.ones(2, 2), tide.ones(2, 2)
-  local w, b = tide.ones(2), tide.zeros(2)
-  local xg, wg = tide.ones(2, 2):requires_grad_(true), tide.ones(2, 2):requires_grad_(true)
+  -- (on the CPU; with --ops under the emulator, less the emulated kernels)
+  local n = tonumber(a.n) or (emu and 2000 or 20000)
+  local dev = a.ops and 'cuda' or 'cpu'
+  local x, y = tide.ones(2, 2, { device = dev }), tide.ones(2, 2, { device = dev })
+  local w, b = tide.ones(2, { device = dev }), tide.zeros(2, { device = dev })
+  local xg = tide.ones(2, 2, { device = dev }):requires_grad_(true)
+  local wg = tide.ones(2, 2, { device = dev }):requires_grad_(true)
   local F = tide.F
   local cases = {
     { 'none (the loop)', function() end },
@@ -49,12 +59,21 @@ if not tide.cuda.is_available() then
     { 'matmul, autograd recorded', function() return xg:matmul(wg) end },
     { 'matmul + sum + backward', function() xg:matmul(wg):sum():backward() end },
   }
-  print(('host time per call from Lua, %d calls, best of 5, thread CPU time (2x2 f32 CPU tensors):'):format(n))
+  print(('host time per call from Lua, %d calls, best of 5, thread CPU time (2x2 f32 tensors on %s%s):')
+    :format(n, dev, emu and a.ops and ', emulated kernel time subtracted' or ''))
   for _, c in ipairs(cases) do
     local f = c[2]
     collectgarbage()
-    local t = best_of(5, function() for _ = 1, n do f() end end) / n
-    print(('  %-28s %7.2f us'):format(c[1], t * 1e6))
+    local best = math.huge
+    for _ = 1, 5 do
+      local t0, d0 = clock(), device_seconds()
+      for _ = 1, n do f() end
+      best = math.min(best, clock() - t0 - (device_seconds() - d0))
+    end
+    tide.cuda.reset_launch_stats()
+    f()
+    local l = tide.cuda.is_available() and tide.cuda.launch_stats().total or 0
+    print(('  %-28s %7.2f us%s'):format(c[1], best / n * 1e6, a.ops and ('  (%d launches)'):format(l) or ''))
   end
   return
 end
@@ -70,12 +89,6 @@ tide.manual_seed(0)
 local model = tide.gpt2.new(cfg):to('cuda')
 local opt = tide.optim.AdamW(tide.optim.grouped_params(model, 0.1), { lr = 3e-4, betas = { 0.9, 0.95 }, eps = 1e-8 })
 local ids = tide.randint(0, cfg.vocab_size, { B, T }, { dtype = 'i64' }):to('cuda')
-
--- under the emulator, kernels run inside the launch call: the time they take
--- (emulated device time, counted by cudaemu) is subtracted to leave the host's
-local emu = tide.cuda.runtime() == 'cudaemu'
-if emu then pcall(ffi.cdef, 'double cudaemu_device_seconds(void);') end
-local function device_seconds() return emu and ffi.C.cudaemu_device_seconds() or 0 end
 
 local phases = {}
 local function phase(name, fn)
