@@ -19,6 +19,7 @@
 #define LARGE_ROUND ((size_t)2 << 20)        /* bigger ones: rounded to 2 MiB */
 #define MAX_REQUEST (SIZE_MAX / 2)
 #define RAW_ALIGN ((uintptr_t)256)
+#define POOL_TAG ((uint64_t)1 << 63)         /* graph pool tags have the top bit set (cuda_alloc.h) */
 
 enum { POOL_SMALL, POOL_LARGE, NUM_POOLS };
 
@@ -27,6 +28,7 @@ typedef struct blk {
   size_t size;
   uint64_t stream;
   int pool, allocated;
+  uint64_t reserved_for;        /* released during the capture of this graph pool: held until it is released */
   size_t seg_size;              /* heads only: the segment's size */
   struct blk *prev, *next;      /* address neighbours within the segment */
   struct blk *fprev, *fnext;    /* free list of the pool (free blocks) */
@@ -44,6 +46,9 @@ struct tide_cuda_alloc {
   blk **buckets;
   size_t nbuckets, nlive;
   tide_cuda_alloc_stats st;
+  uint64_t capture_pool;        /* the graph pool being captured into, 0 when none */
+  blk **deferred;               /* blocks released during captures, held for their pools */
+  size_t ndeferred, cap_deferred;
 };
 
 /* --- live-block hash table ---------------------------------------------- */
@@ -132,12 +137,14 @@ static void segment_unlink(tide_cuda_alloc *a, blk *h) {
   a->st.reserved -= h->seg_size;
 }
 
-/* Returns fully free segments through raw_free; the bytes freed. */
+/* Returns fully free segments through raw_free; the bytes freed. None during
+   a capture: freeing device memory waits for the device. */
 static size_t empty_cache_locked(tide_cuda_alloc *a) {
   size_t freed = 0;
+  if (a->capture_pool) return 0;
   for (blk *h = a->segments, *nh; h; h = nh) {
     nh = h->snext;
-    if (h->allocated || h->next) continue;
+    if (h->allocated || h->next || (h->stream & POOL_TAG)) continue;  /* a graph's pool stays with it */
     free_remove(a, h);
     segment_unlink(a, h);
     a->raw_free(a->ctx, h->ptr);
@@ -201,6 +208,7 @@ void tide_cuda_alloc_free(tide_cuda_alloc *a) {
     for (blk *b = h, *nb; b; b = nb) { nb = b->next; free(b); }
   }
   pthread_mutex_destroy(&a->lock);
+  free(a->deferred);
   free(a->buckets);
   free(a);
 }
@@ -214,6 +222,7 @@ void *tide_cuda_alloc_malloc(tide_cuda_alloc *a, size_t n, uint64_t stream) {
     tide_fail("cuda allocator: a request of %zu bytes is too large", n);
     return NULL;
   }
+  if (a->capture_pool) stream = a->capture_pool;  /* only the graph's own segments serve its capture */
   size_t size = n == 0 ? ROUND : (n + ROUND - 1) / ROUND * ROUND;
   int pool = size <= SMALL_MAX ? POOL_SMALL : POOL_LARGE;
   blk *b = best_fit(a, pool, size, stream);
@@ -258,14 +267,8 @@ void *tide_cuda_alloc_malloc(tide_cuda_alloc *a, size_t n, uint64_t stream) {
   return p;
 }
 
-int tide_cuda_alloc_release(tide_cuda_alloc *a, void *p) {
-  if (!p) return 0;
-  pthread_mutex_lock(&a->lock);
-  blk *b = hash_remove(a, p);
-  if (!b) {
-    pthread_mutex_unlock(&a->lock);
-    return tide_fail("cuda allocator: %p is not a live block of this allocator (freed twice, or never allocated here)", p);
-  }
+/* Gives b (removed from the hash table) back to its pool's free list. */
+static void release_locked(tide_cuda_alloc *a, blk *b) {
   b->allocated = 0;
   a->st.allocated -= b->size;
   a->st.live_blocks--;
@@ -288,8 +291,85 @@ int tide_cuda_alloc_release(tide_cuda_alloc *a, void *p) {
     b = pv;
   }
   free_insert(a, b);
+}
+
+int tide_cuda_alloc_release(tide_cuda_alloc *a, void *p) {
+  if (!p) return 0;
+  pthread_mutex_lock(&a->lock);
+  blk *b = hash_remove(a, p);
+  if (!b || b->reserved_for) {
+    if (b) hash_insert(a, b);
+    pthread_mutex_unlock(&a->lock);
+    return tide_fail("cuda allocator: %p is not a live block of this allocator (freed twice, or never allocated here)", p);
+  }
+  if (a->capture_pool && b->stream != a->capture_pool) {
+    /* The graph being captured may read this block on every replay, so it must
+       not serve eager work: it stays allocated, reserved for the graph's pool,
+       until tide_cuda_alloc_pool_release. (A block of the pool itself is reused
+       within the capture: replays keep the captured order.) */
+    if (a->ndeferred == a->cap_deferred) {
+      size_t nc = a->cap_deferred ? a->cap_deferred * 2 : 64;
+      blk **d = realloc(a->deferred, nc * sizeof *d);
+      if (!d) {
+        hash_insert(a, b);
+        pthread_mutex_unlock(&a->lock);
+        return tide_fail("cuda allocator: out of host memory for a block freed during a graph capture");
+      }
+      a->deferred = d; a->cap_deferred = nc;
+    }
+    hash_insert(a, b);
+    b->reserved_for = a->capture_pool;
+    a->deferred[a->ndeferred++] = b;
+    pthread_mutex_unlock(&a->lock);
+    return 0;
+  }
+  release_locked(a, b);
   pthread_mutex_unlock(&a->lock);
   return 0;
+}
+
+void tide_cuda_alloc_begin_capture(tide_cuda_alloc *a, uint64_t pool) {
+  pthread_mutex_lock(&a->lock);
+  a->capture_pool = pool;
+  pthread_mutex_unlock(&a->lock);
+}
+
+void tide_cuda_alloc_end_capture(tide_cuda_alloc *a) {
+  pthread_mutex_lock(&a->lock);
+  a->capture_pool = 0;
+  pthread_mutex_unlock(&a->lock);
+}
+
+size_t tide_cuda_alloc_pool_release(tide_cuda_alloc *a, uint64_t pool) {
+  if (!pool) return 0;
+  pthread_mutex_lock(&a->lock);
+  size_t bytes = 0;
+  /* the pool's segments become ordinary ones: their free blocks serve any request now */
+  for (blk *h = a->segments; h; h = h->snext)
+    if (h->stream == pool) {
+      bytes += h->seg_size;
+      for (blk *b = h; b; b = b->next) b->stream = 0;
+    }
+  size_t keep = 0;
+  for (size_t i = 0; i < a->ndeferred; i++) {
+    blk *b = a->deferred[i];
+    if (b->reserved_for != pool) { a->deferred[keep++] = b; continue; }
+    b->reserved_for = 0;
+    hash_remove(a, b->ptr);
+    release_locked(a, b);
+  }
+  a->ndeferred = keep;
+  pthread_mutex_unlock(&a->lock);
+  return bytes;
+}
+
+size_t tide_cuda_alloc_pool_bytes(tide_cuda_alloc *a, uint64_t pool) {
+  pthread_mutex_lock(&a->lock);
+  size_t bytes = 0;
+  for (blk *h = a->segments; h; h = h->snext)
+    if (pool && h->stream == pool) bytes += h->seg_size;
+  pthread_mutex_unlock(&a->lock);
+  return bytes;
 }
 
 size_t tide_cuda_alloc_empty_cache(tide_cuda_alloc *a) {

@@ -16,7 +16,8 @@
      address neighbours of its segment.
    - Each block records the stream it was allocated on, and a free block is
      reused only for a request on the same stream. There is one stream for
-     now; cross-stream reuse (recording events on free) comes later.
+     now; cross-stream reuse (recording events on free) comes later. A CUDA
+     graph's private pool is such a tag (see "Graph pools" below).
    - When raw_alloc fails, every fully free segment is returned through
      raw_free and the raw allocation is tried once more; then the request
      fails with a message naming the size asked and the bytes allocated and
@@ -73,5 +74,25 @@ size_t tide_cuda_alloc_empty_cache(tide_cuda_alloc *a);
 void tide_cuda_alloc_get_stats(tide_cuda_alloc *a, tide_cuda_alloc_stats *out);
 /* Sets the peaks to the current allocated and reserved bytes. */
 void tide_cuda_alloc_reset_peak(tide_cuda_alloc *a);
+
+/* Graph pools (tide.cuda.graph). Between begin_capture and end_capture every
+   request is served from pool's own segments (tagged with pool, an id with the
+   top bit set, which no stream has), never from the blocks eager work uses, so the
+   addresses a captured graph reads and writes stay the graph's for every
+   replay. A block of pool released during the capture is reused by the
+   capture's later requests (a replay runs in the captured order); a block of
+   any other pool released during the capture stays allocated, reserved for
+   pool (the graph may read it at each replay); no segment goes back to
+   raw_free during a capture. After the capture, blocks of pool released by
+   their tensors go back to pool's free lists, where nothing but that pool
+   takes them, and empty_cache keeps the pool's segments. */
+void tide_cuda_alloc_begin_capture(tide_cuda_alloc *a, uint64_t pool);
+void tide_cuda_alloc_end_capture(tide_cuda_alloc *a);
+/* Gives pool back when its graph is destroyed: its segments become ordinary
+   (their free blocks serve any request; live ones stay live until released)
+   and the blocks reserved for it are released. Returns the pool's bytes. */
+size_t tide_cuda_alloc_pool_release(tide_cuda_alloc *a, uint64_t pool);
+/* The bytes of the segments that pool holds now. */
+size_t tide_cuda_alloc_pool_bytes(tide_cuda_alloc *a, uint64_t pool);
 
 #endif

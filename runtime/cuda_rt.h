@@ -31,6 +31,31 @@ typedef struct tide_cuda_runtime {
   /* 1 where every allocation is poisoned by default (the emulator: tests then see unwritten elements);
      TIDE_CUDA_POISON=1 or 0 in the environment overrides it. */
   int32_t poison_by_default;
+
+  /* CUDA graphs. capture_begin starts recording the current device's work (on tide's stream, which is a
+     capture stream until capture_end): kernels, cuBLASLt calls, device-to-device copies and memsets are
+     recorded, not run, and whatever needs the host (synchronize, copies between host and device,
+     tide_cuda_to_host) fails naming the op. One capture at a time in the process; 0 or -1. */
+  int (*capture_begin)(void);
+  /* Ends the capture (always, even when it failed); *graph is the captured graph, or NULL with -1 and an
+     error when something invalidated the capture. */
+  int (*capture_end)(void **graph);
+  /* The device being captured, or -1 when none. */
+  int32_t (*capture_device)(void);
+  /* An executable graph from a captured one (the captured one may then be destroyed); 0 or -1. */
+  int (*graph_instantiate)(void *graph, void **exec);
+  /* Launches an executable graph on tide's stream of the current device, after the work before it; 0 or -1. */
+  int (*graph_launch)(void *exec);
+  /* Destroys a captured graph and an executable one (either may be NULL); a graph still running finishes. */
+  void (*graph_destroy)(void *graph, void *exec);
+
+  /* Launch statistics of device, counted by tide_cuda_after_launch: *total launches, and up to cap
+     entries (op name, the name the launch gave, count) by op and launch name; returns the number of
+     entries there are (may exceed cap). Names stay valid for the process. */
+  int32_t (*launch_stats)(int32_t device, int32_t cap, const char **ops, const char **kernels, uint64_t *counts,
+                          uint64_t *total, uint64_t *graph_launches);
+  /* Zeroes device's launch statistics. */
+  void (*reset_launch_stats)(int32_t device);
 } tide_cuda_runtime;
 
 /* The table, or NULL in a build without CUDA (kernels/cuda/runtime.cu or none.c). */
@@ -47,5 +72,9 @@ int32_t tide_cuda_current(void);
 void tide_cuda_note_op(const char *op);
 /* "mul, exp, sum": the recent ops of this thread, oldest first, into buf (always terminated). */
 void tide_cuda_recent_ops(char *buf, size_t cap);
+/* The op a launch named kernel belongs to, for the launch statistics: of the ops this thread dispatched
+   last, the newest that has not launched yet, or the newest when it already launched a kernel of that
+   name ("" before any op). */
+const char *tide_cuda_launching_op(const char *kernel);
 
 #endif

@@ -28,6 +28,9 @@ static _Thread_local int32_t current_device = 0;
 #define RECENT 8
 static _Thread_local char recent[RECENT][32];
 static _Thread_local unsigned recent_n;
+/* the launch name each recent op has launched first ("" while it has launched nothing): attributes
+   launches to ops for tide_cuda_launching_op */
+static _Thread_local char launched[RECENT][32];
 
 void tide_device_name(int32_t device, char *buf, size_t n) {
   if (device == TIDE_CPU) snprintf(buf, n, "cpu");
@@ -63,7 +66,26 @@ int tide_device_use(int32_t device, const char *op) {
 int32_t tide_cuda_current(void) { return current_device; }
 
 void tide_cuda_note_op(const char *op) {
+  launched[recent_n % RECENT][0] = 0;
   snprintf(recent[recent_n++ % RECENT], sizeof recent[0], "%s", op ? op : "?");
+}
+
+/* An op may dispatch another before its own kernel runs (a scalar operand on the device is made by
+   full first), so the newest op is not always the one launching: the newest op that has launched
+   nothing yet takes the launch, unless the newest op already launched a kernel of this name (the
+   second pass of a reduction). */
+const char *tide_cuda_launching_op(const char *kernel) {
+  if (!recent_n) return "";
+  unsigned top = (recent_n - 1) % RECENT, n = recent_n < RECENT ? recent_n : RECENT;
+  if (launched[top][0] && strncmp(launched[top], kernel, sizeof launched[0] - 1) == 0) return recent[top];
+  for (unsigned k = 0; k < n; k++) {
+    unsigned i = (recent_n - 1 - k) % RECENT;
+    if (!launched[i][0]) {
+      snprintf(launched[i], sizeof launched[0], "%s", kernel[0] ? kernel : "?");
+      return recent[i];
+    }
+  }
+  return recent[top];
 }
 
 void tide_cuda_recent_ops(char *buf, size_t cap) {
@@ -205,5 +227,96 @@ int tide_cuda_mem_info(int32_t device, int64_t *free_bytes, int64_t *total_bytes
   TIDE_TRY(tide_cuda_runtime_get()->mem_info(&f, &t));
   *free_bytes = (int64_t)f;
   *total_bytes = (int64_t)t;
+  return 0;
+}
+
+/* --- CUDA graphs -------------------------------------------------------- */
+
+struct tide_cuda_graph {
+  int32_t device;
+  uint64_t pool;       /* the allocator's tag for the graph's private pool */
+  void *graph, *exec;  /* the runtime's captured and executable graphs */
+  int capturing;       /* 1 until tide_cuda_graph_end */
+};
+
+/* Pool tags: the top bit set, so no stream handle is mistaken for one. */
+static _Atomic uint64_t next_pool = 1;
+
+int32_t tide_cuda_graph_capturing(void) {
+  const tide_cuda_runtime *rt = tide_cuda_runtime_get();
+  return rt ? rt->capture_device() : -1;
+}
+
+int tide_cuda_graph_begin(int32_t device, tide_cuda_graph **out) {
+  *out = NULL;
+  if (device < 0) return tide_fail("cuda.graph: expected a CUDA device, got cpu");
+  tide_cuda_alloc *a = allocator(device, "cuda.graph");
+  if (!a) return -1;
+  TIDE_TRY(tide_device_use(device, "cuda.graph"));
+  tide_cuda_graph *g = calloc(1, sizeof *g);
+  if (!g) return tide_fail("cuda.graph: out of host memory");
+  g->device = device;
+  g->pool = ((uint64_t)1 << 63) | atomic_fetch_add(&next_pool, 1);
+  if (tide_cuda_runtime_get()->capture_begin() != 0) {
+    free(g);
+    return -1;
+  }
+  tide_cuda_alloc_begin_capture(a, g->pool);
+  g->capturing = 1;
+  *out = g;
+  return 0;
+}
+
+int tide_cuda_graph_end(tide_cuda_graph *g) {
+  if (!g) return tide_fail("cuda.graph: no graph");
+  if (!g->capturing) return tide_fail("cuda.graph: this graph's capture has already ended");
+  const tide_cuda_runtime *rt = tide_cuda_runtime_get();
+  tide_cuda_alloc_end_capture(atomic_load(&allocators[g->device]));
+  g->capturing = 0;
+  TIDE_TRY(rt->capture_end(&g->graph));
+  return rt->graph_instantiate(g->graph, &g->exec);
+}
+
+int tide_cuda_graph_replay(tide_cuda_graph *g) {
+  if (!g) return tide_fail("graph replay: no graph");
+  if (g->capturing) return tide_fail("graph replay: the graph is still being captured");
+  if (!g->exec) return tide_fail("graph replay: the graph's capture failed, so there is nothing to replay");
+  TIDE_TRY(tide_device_use(g->device, "graph replay"));
+  return tide_cuda_runtime_get()->graph_launch(g->exec);
+}
+
+void tide_cuda_graph_free(tide_cuda_graph *g) {
+  if (!g) return;
+  const tide_cuda_runtime *rt = tide_cuda_runtime_get();
+  if (g->capturing) {
+    /* an error left the capture open: end it, keep the error that caused it */
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", tide_last_error());
+    (void)tide_cuda_graph_end(g);
+    tide_fail("%s", msg);
+  }
+  rt->graph_destroy(g->graph, g->exec);
+  /* a replay still running keeps its order: what reuses the pool's blocks runs after it on the stream */
+  tide_cuda_alloc *a = atomic_load(&allocators[g->device]);
+  if (a) tide_cuda_alloc_pool_release(a, g->pool);
+  free(g);
+}
+
+int64_t tide_cuda_graph_pool_bytes(const tide_cuda_graph *g) {
+  tide_cuda_alloc *a = g ? atomic_load(&allocators[g->device]) : NULL;
+  return a ? (int64_t)tide_cuda_alloc_pool_bytes(a, g->pool) : 0;
+}
+
+int32_t tide_cuda_launch_stats(int32_t device, int32_t cap, const char **ops, const char **kernels,
+                               uint64_t *counts, uint64_t *total, uint64_t *graph_replays) {
+  if (tide_device_check(device, "cuda.launch_stats") != 0) return -1;
+  if (device == TIDE_CPU) return tide_fail("cuda.launch_stats: expected a CUDA device, got cpu");
+  return tide_cuda_runtime_get()->launch_stats(device, cap, ops, kernels, counts, total, graph_replays);
+}
+
+int tide_cuda_reset_launch_stats(int32_t device) {
+  if (tide_device_check(device, "cuda.reset_launch_stats") != 0) return -1;
+  if (device == TIDE_CPU) return tide_fail("cuda.reset_launch_stats: expected a CUDA device, got cpu");
+  tide_cuda_runtime_get()->reset_launch_stats(device);
   return 0;
 }

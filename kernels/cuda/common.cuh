@@ -20,12 +20,15 @@ extern "C" {
 
 // The stream every kernel runs on: the device's default stream, so the order
 // of launches is the order of ops and the caching allocator may reuse a
-// freed block for the next op without an event.
-#define TIDE_CUDA_STREAM ((cudaStream_t)0)
+// freed block for the next op without an event. While tide.cuda.graph
+// captures the current device it is the capture stream instead (runtime.cu).
+extern "C" cudaStream_t tide_cuda_stream(void);
+#define TIDE_CUDA_STREAM (tide_cuda_stream())
 
 // Checks a launch (configuration errors at once; in debug-sync mode the kernel's
-// own faults too) and records op among the recent ops named when an
-// asynchronous fault surfaces later. Returns 0 or -1 with an error naming op.
+// own faults too), records op among the recent ops named when an
+// asynchronous fault surfaces later, and counts the launch for
+// tide.cuda.launch_stats. Returns 0 or -1 with an error naming op.
 extern "C" int tide_cuda_after_launch(const char *op);
 
 // Launches kernel on the stream, then returns -1 from the calling function if the launch failed.

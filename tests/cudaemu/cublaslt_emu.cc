@@ -40,6 +40,7 @@
 //   requires an algo from the heuristic for the same problem, a workspace of
 //   the size promised, and every batch entry's pointer aligned as declared.
 #include "cublaslt_api.h"
+#include "cudaemu.h"
 extern "C" {
 #include "tide.h"
 #include "dtype.h"
@@ -48,6 +49,7 @@ extern "C" {
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <memory>
 #include <string>
 
 namespace {
@@ -396,10 +398,9 @@ int64_t offset(const Layout *l, uint64_t i, uint64_t j, int32_t e) {
   return (int64_t)e * l->stride + in;
 }
 
-tide_lt_status Matmul(tide_lt_handle h, tide_lt_desc desc, const void *alpha, const void *a, tide_lt_layout adesc, const void *b,
-                      tide_lt_layout bdesc, const void *beta, const void *c, tide_lt_layout cdesc, void *d, tide_lt_layout ddesc,
-                      const tide_lt_algo *algo, void *workspace, size_t workspace_size, void *stream) {
-  (void)stream;  // the emulator's streams are synchronous
+tide_lt_status MatmulNow(tide_lt_handle h, tide_lt_desc desc, const void *alpha, const void *a, tide_lt_layout adesc, const void *b,
+                         tide_lt_layout bdesc, const void *beta, const void *c, tide_lt_layout cdesc, void *d, tide_lt_layout ddesc,
+                         const tide_lt_algo *algo, void *workspace, size_t workspace_size) {
   Problem p;
   tide_lt_status st = check(&p, h, desc, adesc, bdesc, cdesc, ddesc);
   if (st != TIDE_LT_SUCCESS) return st;
@@ -482,6 +483,48 @@ tide_lt_status Matmul(tide_lt_handle h, tide_lt_desc desc, const void *alpha, co
       store((char *)p.d->bias, td, (int64_t)i, f64 ? sd : (double)sf);
     }
   }
+  return TIDE_LT_SUCCESS;
+}
+
+// The emulator's streams are synchronous: the product runs now, unless the
+// stream is being captured into a graph (cudaemu.h); then the call is
+// recorded with copies of the descriptors and scalars it reads (the caller
+// destroys them after the call, as cuBLASLt allows) and runs at each replay.
+tide_lt_status Matmul(tide_lt_handle h, tide_lt_desc desc, const void *alpha, const void *a, tide_lt_layout adesc, const void *b,
+                      tide_lt_layout bdesc, const void *beta, const void *c, tide_lt_layout cdesc, void *d, tide_lt_layout ddesc,
+                      const tide_lt_algo *algo, void *workspace, size_t workspace_size, void *stream) {
+  if (!cudaemu::capturing()) {
+    cudaemu::device_timer timer;  // device work, for telling host time from emulated kernel time
+    return MatmulNow(h, desc, alpha, a, adesc, b, bdesc, beta, c, cdesc, d, ddesc, algo, workspace, workspace_size);
+  }
+  Problem p;
+  tide_lt_status st = check(&p, h, desc, adesc, bdesc, cdesc, ddesc);
+  if (st != TIDE_LT_SUCCESS) return st;
+  if (!alpha || !beta || !algo) return refuse(TIDE_LT_INVALID_VALUE, "a NULL alpha, beta or algo");
+  struct Saved {
+    Desc desc;
+    Layout l[4];
+    double alpha[2], beta[2];  // room for a double or a float
+    tide_lt_algo algo;
+  };
+  auto sv = std::make_shared<Saved>();
+  sv->desc = *(const Desc *)desc;
+  const tide_lt_layout ls[4] = {adesc, bdesc, cdesc, ddesc};
+  for (int i = 0; i < 4; i++) sv->l[i] = *(const Layout *)ls[i];
+  size_t ss = p.d->scale == TIDE_LT_R_64F ? sizeof(double) : sizeof(float);
+  memcpy(sv->alpha, alpha, ss);
+  memcpy(sv->beta, beta, ss);
+  sv->algo = *algo;
+  cudaError_t e = cudaemu::enqueue(
+      (cudaStream_t)stream,
+      [=]() {
+        tide_lt_status r = MatmulNow(h, (tide_lt_desc)&sv->desc, sv->alpha, a, (tide_lt_layout)&sv->l[0], b,
+                                     (tide_lt_layout)&sv->l[1], sv->beta, c, (tide_lt_layout)&sv->l[2], d,
+                                     (tide_lt_layout)&sv->l[3], &sv->algo, workspace, workspace_size);
+        if (r != TIDE_LT_SUCCESS) fprintf(stderr, "cudaemu: a replayed cublasLtMatmul failed: %s\n", reason.c_str());
+      },
+      "cublasLtMatmul");
+  if (e != cudaSuccess) return refuse(TIDE_LT_INVALID_VALUE, "%s", cudaemu::last_message());
   return TIDE_LT_SUCCESS;
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 #include <algorithm>
 #include <string>
@@ -104,6 +105,7 @@ struct Sched {
   std::vector<unsigned char> smem;
   cudaError_t last_error = cudaSuccess;
   std::string message;
+  uint64_t grids = 0;
 } S;
 
 uint64_t next_rand() {  // splitmix64: small, and the same everywhere
@@ -378,7 +380,25 @@ void warp_gather(unsigned mask, const void *in, size_t n, void *all, const char 
   yield_to_scheduler();
 }
 
+namespace {
+int timer_depth = 0;
+double timer_start = 0, device_seconds = 0;
+double wall() {  // this thread's CPU time: the emulator runs here, and time descheduled is nobody's
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+}  // namespace
+
+device_timer::device_timer() {
+  if (timer_depth++ == 0) timer_start = wall();
+}
+device_timer::~device_timer() {
+  if (--timer_depth == 0) device_seconds += wall() - timer_start;
+}
+
 cudaError_t run_grid(const char *file, int line, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) {
+  device_timer timer;
   ensure_seed();
   if (S.cur) { fprintf(stderr, "cudaemu: launch from inside a kernel at %s:%d\n", file, line); abort(); }
   uint64_t n = (uint64_t)block.x * block.y * block.z;
@@ -409,6 +429,7 @@ cudaError_t run_grid(const char *file, int line, dim3 grid, dim3 block, size_t s
         }
       }
   S.body = nullptr;
+  S.grids++;
   return cudaSuccess;
 }
 
@@ -435,8 +456,162 @@ struct Mem {
 Mem &mem() { static Mem m; return m; }
 }  // namespace
 
+/* --- graph capture ---------------------------------------------------- */
+
+namespace {
+/* One recorded piece of work: a grid, a copy, a memset or host work. */
+struct Op {
+  enum { GRID, COPY, SET, HOST } kind;
+  const char *file = "";
+  int line = 0;
+  dim3 grid, block;
+  size_t smem = 0;
+  std::function<void()> body;  // GRID: one thread's body, HOST: the work
+  void *dst = nullptr;
+  const void *src = nullptr;
+  size_t n = 0;
+  int value = 0;
+};
+struct Capture {
+  cudaStream_t stream = nullptr;  // the capturing stream, nullptr when none
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+  bool invalid = false;
+  std::vector<Op> ops;
+} Cap;
+/* this thread's interaction mode (cudaThreadExchangeStreamCaptureMode) */
+thread_local cudaStreamCaptureMode thread_mode = cudaStreamCaptureModeGlobal;
+uintptr_t next_stream = 0x5000;  // fake stream handles: distinct, never dereferenced
+
+/* Fails an operation that a capture forbids and invalidates the capture. */
+cudaError_t invalidate(cudaError_t e, const std::string &what) {
+  Cap.invalid = true;
+  S.message = "cudaemu: " + what + " while a stream is being captured (the capture is invalidated)";
+  return e;
+}
+/* Unsafe calls (cudaMalloc, cudaFree) are refused during a capture unless the mode is relaxed. */
+bool unsafe_refused() {
+  return Cap.stream && Cap.mode != cudaStreamCaptureModeRelaxed && thread_mode != cudaStreamCaptureModeRelaxed;
+}
+cudaError_t record(cudaStream_t stream, Op op, const char *what) {
+  if (stream != Cap.stream) return invalidate(cudaErrorStreamCaptureImplicit, std::string(what) + " on another stream");
+  if (!Cap.invalid) Cap.ops.push_back(std::move(op));
+  return cudaSuccess;
+}
+}  // namespace
+
+bool capturing(cudaStream_t s) { return Cap.stream && (!s || s == Cap.stream); }
+
+uint64_t grids_run() { return S.grids; }
+
+cudaError_t record_launch(const char *file, int line, cudaStream_t stream, dim3 grid, dim3 block, size_t smem,
+                          std::function<void()> body) {
+  Op op;
+  op.kind = Op::GRID;
+  op.file = file;
+  op.line = line;
+  op.grid = grid;
+  op.block = block;
+  op.smem = smem;
+  op.body = std::move(body);
+  cudaError_t e = record(stream, std::move(op), "a kernel launch");
+  if (e != cudaSuccess) S.last_error = e;  // a launch reports through cudaGetLastError
+  return e;
+}
+
+cudaError_t enqueue(cudaStream_t stream, std::function<void()> work, const char *what) {
+  if (!Cap.stream) {
+    device_timer timer;
+    work();
+    return cudaSuccess;
+  }
+  Op op;
+  op.kind = Op::HOST;
+  op.body = std::move(work);
+  return record(stream, std::move(op), what);
+}
+
+cudaError_t StreamCreate(cudaStream_t *s) { return StreamCreateWithFlags(s, 0); }
+cudaError_t StreamCreateWithFlags(cudaStream_t *s, unsigned) {
+  *s = (cudaStream_t)(next_stream += 16);
+  return cudaSuccess;
+}
+cudaError_t StreamDestroy(cudaStream_t s) {
+  if (s && s == Cap.stream) return invalidate(cudaErrorStreamCaptureUnsupported, "cudaStreamDestroy of the capturing stream");
+  return cudaSuccess;
+}
+cudaError_t StreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+  if (!s) {
+    S.message = "cudaemu: the legacy stream cannot be captured";
+    return cudaErrorStreamCaptureUnsupported;
+  }
+  if (Cap.stream) {
+    S.message = "cudaemu: a stream is already being captured";
+    return cudaErrorIllegalState;
+  }
+  Cap.stream = s;
+  Cap.mode = mode;
+  Cap.invalid = false;
+  Cap.ops.clear();
+  return cudaSuccess;
+}
+cudaError_t StreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
+  *graph = nullptr;
+  if (!s || s != Cap.stream) {
+    S.message = "cudaemu: cudaStreamEndCapture of a stream that is not capturing";
+    return cudaErrorIllegalState;
+  }
+  Cap.stream = nullptr;
+  if (Cap.invalid) {
+    Cap.ops.clear();
+    return cudaErrorStreamCaptureInvalidated;
+  }
+  *graph = reinterpret_cast<cudaGraph_t>(new std::vector<Op>(std::move(Cap.ops)));
+  Cap.ops.clear();
+  return cudaSuccess;
+}
+cudaError_t StreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status) {
+  *status = s && s == Cap.stream ? (Cap.invalid ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive)
+                                 : cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
+cudaError_t ThreadExchangeStreamCaptureMode(cudaStreamCaptureMode *mode) {
+  std::swap(thread_mode, *mode);
+  return cudaSuccess;
+}
+cudaError_t GraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long) {
+  if (!graph) return cudaErrorInvalidValue;
+  // an executable graph is a copy: the graph may be destroyed after instantiation
+  *exec = reinterpret_cast<cudaGraphExec_t>(new std::vector<Op>(*reinterpret_cast<std::vector<Op> *>(graph)));
+  return cudaSuccess;
+}
+cudaError_t GraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  device_timer timer;
+  if (!exec) return cudaErrorInvalidValue;
+  if (Cap.stream) return invalidate(cudaErrorStreamCaptureUnsupported, "cudaGraphLaunch");
+  (void)stream;
+  for (const Op &op : *reinterpret_cast<std::vector<Op> *>(exec)) {
+    if (S.last_error != cudaSuccess) return S.last_error;  // a fault stops the graph, as on the GPU
+    switch (op.kind) {
+      case Op::GRID: run_grid(op.file, op.line, op.grid, op.block, op.smem, op.body); break;
+      case Op::COPY: memmove(op.dst, op.src, op.n); break;
+      case Op::SET: memset(op.dst, op.value, op.n); break;
+      case Op::HOST: op.body(); break;
+    }
+  }
+  return cudaSuccess;
+}
+cudaError_t GraphExecDestroy(cudaGraphExec_t exec) {
+  delete reinterpret_cast<std::vector<Op> *>(exec);
+  return cudaSuccess;
+}
+cudaError_t GraphDestroy(cudaGraph_t graph) {
+  delete reinterpret_cast<std::vector<Op> *>(graph);
+  return cudaSuccess;
+}
+
 cudaError_t Malloc(void **p, size_t n) {
   *p = nullptr;
+  if (unsafe_refused()) return invalidate(cudaErrorStreamCaptureUnsupported, "cudaMalloc");
   Mem &M = mem();
   if (n > M.capacity - M.used) return cudaErrorMemoryAllocation;
   // exactly n bytes (no rounding up), so that ASan sees a write past the end
@@ -449,6 +624,7 @@ cudaError_t Malloc(void **p, size_t n) {
   return cudaSuccess;
 }
 cudaError_t Free(void *p) {
+  if (unsafe_refused()) return invalidate(cudaErrorStreamCaptureUnsupported, "cudaFree");
   if (!p) return cudaSuccess;
   Mem &M = mem();
   for (size_t i = M.blocks.size(); i-- > 0;)
@@ -479,12 +655,53 @@ cudaError_t MallocHost(void **p, size_t n) {
 }
 cudaError_t FreeHost(void *p) { free(p); return cudaSuccess; }
 cudaError_t Memcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) {
+  // on the legacy stream, which waits for the capturing stream
+  if (Cap.stream) return invalidate(cudaErrorStreamCaptureImplicit, "cudaMemcpy");
   if (S.last_error != cudaSuccess) return S.last_error;  // a pending fault fails the copy, as on the GPU
   if (n) memmove(dst, src, n);
   return cudaSuccess;
 }
-cudaError_t Memset(void *p, int v, size_t n) { if (n) memset(p, v, n); return cudaSuccess; }
-cudaError_t DeviceSynchronize() { return S.last_error; }
+cudaError_t MemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (!Cap.stream) {
+    if (S.last_error != cudaSuccess) return S.last_error;  // as Memcpy
+    if (n) memmove(dst, src, n);
+    return cudaSuccess;
+  }
+  // host memory is pageable here: a graph cannot copy from or to it
+  if (kind != cudaMemcpyDeviceToDevice)
+    return invalidate(cudaErrorStreamCaptureUnsupported, "cudaMemcpyAsync between host and device");
+  Op op;
+  op.kind = Op::COPY;
+  op.dst = dst;
+  op.src = src;
+  op.n = n;
+  return record(stream, std::move(op), "cudaMemcpyAsync");
+}
+cudaError_t Memset(void *p, int v, size_t n) {
+  if (Cap.stream) return invalidate(cudaErrorStreamCaptureImplicit, "cudaMemset");
+  if (n) memset(p, v, n);
+  return cudaSuccess;
+}
+cudaError_t MemsetAsync(void *p, int v, size_t n, cudaStream_t stream) {
+  if (!Cap.stream) {
+    if (n) memset(p, v, n);
+    return cudaSuccess;
+  }
+  Op op;
+  op.kind = Op::SET;
+  op.dst = p;
+  op.value = v;
+  op.n = n;
+  return record(stream, std::move(op), "cudaMemsetAsync");
+}
+cudaError_t DeviceSynchronize() {
+  if (Cap.stream) return invalidate(cudaErrorStreamCaptureUnsupported, "cudaDeviceSynchronize");
+  return S.last_error;
+}
+cudaError_t StreamSynchronize(cudaStream_t) {
+  if (Cap.stream) return invalidate(cudaErrorStreamCaptureUnsupported, "cudaStreamSynchronize");
+  return S.last_error;
+}
 cudaError_t GetLastError() { cudaError_t e = S.last_error; S.last_error = cudaSuccess; return e; }
 cudaError_t PeekAtLastError() { return S.last_error; }
 const char *GetErrorString(cudaError_t e) {
@@ -502,3 +719,7 @@ extern "C" void cudaemu_inject_fault(void) {
   cudaemu::S.last_error = cudaErrorLaunchFailure;
   cudaemu::S.message = "unspecified launch failure (injected by cudaemu_inject_fault)";
 }
+
+/* Seconds of CPU time (of the launching thread) spent running emulated device work (grids, replays, the
+   emulated cuBLASLt) since the start. */
+extern "C" double cudaemu_device_seconds(void) { return cudaemu::device_seconds; }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -45,12 +46,24 @@ struct dim3 {
   constexpr operator uint3() const { return uint3{x, y, z}; }
 };
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInvalidDevice = 101,
-                   cudaErrorInvalidConfiguration = 9, cudaErrorLaunchFailure = 719 };
+                   cudaErrorInvalidConfiguration = 9, cudaErrorIllegalState = 401, cudaErrorLaunchFailure = 719,
+                   cudaErrorStreamCaptureUnsupported = 900, cudaErrorStreamCaptureInvalidated = 901,
+                   cudaErrorStreamCaptureImplicit = 906 };
 typedef cudaError_t cudaError;
 struct CUstream_st;
 typedef CUstream_st *cudaStream_t;
 enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2,
                       cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4 };
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
+                             cudaStreamCaptureModeRelaxed = 2 };
+enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1,
+                               cudaStreamCaptureStatusInvalidated = 2 };
+struct CUgraph_st;
+typedef CUgraph_st *cudaGraph_t;
+struct CUgraphExec_st;
+typedef CUgraphExec_st *cudaGraphExec_t;
+#define cudaStreamDefault 0x00
+#define cudaStreamNonBlocking 0x01
 #endif
 
 /* Qualifiers: a __shared__ variable is a function static, which is
@@ -106,9 +119,44 @@ template <class T> inline T shfl(int op, unsigned mask, T v, int arg, int width,
    that the next cudaGetLastError reports. */
 cudaError_t run_grid(const char *file, int line, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body);
 
+/* Graph capture (cudaStreamBeginCapture on a stream made by cudaStreamCreate*):
+   while a stream captures, work issued on it is recorded, not run, and
+   cudaGraphLaunch replays it in order. Work on another stream (the legacy
+   stream 0 included), a synchronous copy or memset, a synchronize, a copy
+   between host and device, and, unless the capture mode is relaxed (see
+   cudaThreadExchangeStreamCaptureMode), cudaMalloc and cudaFree fail and
+   invalidate the capture, as on the GPU: cudaStreamEndCapture then returns
+   cudaErrorStreamCaptureInvalidated. */
+/* True while s captures; s == nullptr asks whether any stream captures. */
+bool capturing(cudaStream_t s = nullptr);
+/* Work of a library running on the host (the emulated cuBLASLt): runs it now,
+   or records it when stream captures; cudaErrorStreamCaptureImplicit (and the
+   capture invalidated) for another stream while one captures. */
+cudaError_t enqueue(cudaStream_t stream, std::function<void()> work, const char *what);
+/* A recorded launch: the configuration and the kernel with its copied arguments. */
+cudaError_t record_launch(const char *file, int line, cudaStream_t stream, dim3 grid, dim3 block, size_t smem,
+                          std::function<void()> body);
+/* Grids run since the process started (kernel launches, replayed ones included), for tests. */
+uint64_t grids_run();
+/* Times emulated device work (grids, the emulated cuBLASLt) while it lives, in this thread's CPU time;
+   nested timers count once. cudaemu_device_seconds() (C linkage) is the total, so that host time can be
+   told from emulated kernel time (bench/launch_overhead.lua). */
+struct device_timer {
+  device_timer();
+  ~device_timer();
+  device_timer(const device_timer &) = delete;
+  device_timer &operator=(const device_timer &) = delete;
+};
+
 template <class... P, class... A>
 inline void launch(const char *file, int line, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
-                   cudaStream_t, A &&...args) {
+                   cudaStream_t stream, A &&...args) {
+  if (capturing()) {
+    /* a copy of the arguments lives with the graph, as a captured kernel node holds its parameters */
+    auto params = std::make_shared<std::tuple<typename std::decay<P>::type...>>(std::forward<A>(args)...);
+    record_launch(file, line, stream, grid, block, smem, [kernel, params]() { std::apply(kernel, *params); });
+    return;
+  }
   /* the arguments are converted once, as a real launch copies them */
   std::tuple<typename std::decay<P>::type...> params(std::forward<A>(args)...);
   run_grid(file, line, grid, block, smem, [&]() { std::apply(kernel, params); });
@@ -119,13 +167,23 @@ cudaError_t Malloc(void **p, size_t n);
 template <class T> inline cudaError_t Malloc(T **p, size_t n) { return Malloc(reinterpret_cast<void **>(p), n); }
 cudaError_t Free(void *p);
 cudaError_t Memcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind);
-inline cudaError_t MemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t = 0) {
-  return Memcpy(dst, src, n, kind);
-}
+cudaError_t MemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t stream = 0);
 cudaError_t Memset(void *p, int v, size_t n);
-inline cudaError_t MemsetAsync(void *p, int v, size_t n, cudaStream_t = 0) { return Memset(p, v, n); }
+cudaError_t MemsetAsync(void *p, int v, size_t n, cudaStream_t stream = 0);
 cudaError_t DeviceSynchronize();
-inline cudaError_t StreamSynchronize(cudaStream_t) { return DeviceSynchronize(); }
+cudaError_t StreamSynchronize(cudaStream_t s);
+/* Streams are names only (work runs at once), but capture tells them apart. */
+cudaError_t StreamCreate(cudaStream_t *s);
+cudaError_t StreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t StreamDestroy(cudaStream_t s);
+cudaError_t StreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t StreamEndCapture(cudaStream_t s, cudaGraph_t *graph);
+cudaError_t StreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status);
+cudaError_t ThreadExchangeStreamCaptureMode(cudaStreamCaptureMode *mode);
+cudaError_t GraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t GraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t GraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t GraphDestroy(cudaGraph_t graph);
 /* One device (CUDAEMU_DEVICES=N gives N, all sharing host memory) with
    CUDAEMU_MEMORY bytes (default 16 GiB; suffixes K, M, G): Malloc past it is
    cudaErrorMemoryAllocation, so out-of-memory paths are testable. */
@@ -207,6 +265,17 @@ inline void __threadfence() {}
 #define cudaGetLastError ::cudaemu::GetLastError
 #define cudaPeekAtLastError ::cudaemu::PeekAtLastError
 #define cudaGetErrorString ::cudaemu::GetErrorString
+#define cudaStreamCreate ::cudaemu::StreamCreate
+#define cudaStreamCreateWithFlags ::cudaemu::StreamCreateWithFlags
+#define cudaStreamDestroy ::cudaemu::StreamDestroy
+#define cudaStreamBeginCapture ::cudaemu::StreamBeginCapture
+#define cudaStreamEndCapture ::cudaemu::StreamEndCapture
+#define cudaStreamIsCapturing ::cudaemu::StreamIsCapturing
+#define cudaThreadExchangeStreamCaptureMode ::cudaemu::ThreadExchangeStreamCaptureMode
+#define cudaGraphInstantiate ::cudaemu::GraphInstantiate
+#define cudaGraphLaunch ::cudaemu::GraphLaunch
+#define cudaGraphExecDestroy ::cudaemu::GraphExecDestroy
+#define cudaGraphDestroy ::cudaemu::GraphDestroy
 
 #endif /* __CUDACC__ */
 #endif

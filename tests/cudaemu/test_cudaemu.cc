@@ -3,7 +3,10 @@
 // reduce exactly, a divergent __syncthreads is reported (not hung), and
 // a 16x16 by 16x8 bf16 tile
 // through ldmatrix_x4 and mma_bf16_16816 equals a CPU GEMM, and the same
-// kernel with a swapped fragment index is caught.
+// kernel with a swapped fragment index is caught; graph capture records
+// launches (with copies of their arguments), device copies and memsets, and
+// replays them in order, and whatever a capture forbids fails and
+// invalidates it.
 #include "cudaemu.h"
 #include "mma_tile.h"
 
@@ -148,6 +151,139 @@ template <bool kBarrier> static int count_wrong(int seed, const std::vector<int>
   return wrong;
 }
 
+// y[i] = a * x[i] + b, one block-reduced sum of y into out[0] (a barrier inside, so replay runs real fibers).
+__global__ void axpb(const float *x, float *y, float a, float b, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = a * x[i] + b;
+}
+__global__ void sum256(const float *y, float *out) {
+  __shared__ float s[256];
+  s[threadIdx.x] = y[threadIdx.x];
+  __syncthreads();
+  for (int st = 128; st > 0; st /= 2) {
+    if ((int)threadIdx.x < st) s[threadIdx.x] += s[threadIdx.x + st];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[0] = s[0];
+}
+
+// (f) capture and replay; errors that invalidate a capture
+static void graphs() {
+  const int n = 256;
+  float *x, *y, *z, *out;
+  cudaMalloc(&x, n * sizeof(float));
+  cudaMalloc(&y, n * sizeof(float));
+  cudaMalloc(&z, n * sizeof(float));
+  cudaMalloc(&out, sizeof(float));
+  std::vector<float> hx(n), hy(n), hz(n);
+  for (int i = 0; i < n; i++) hx[i] = (float)(i % 7);
+  cudaMemcpy(x, hx.data(), n * sizeof(float), cudaMemcpyHostToDevice);
+  cudaMemset(y, 0, n * sizeof(float));
+  cudaStream_t s;
+  CHECK(cudaStreamCreate(&s) == cudaSuccess, "stream");
+  CHECK(cudaStreamBeginCapture((cudaStream_t)0, cudaStreamCaptureModeThreadLocal) == cudaErrorStreamCaptureUnsupported,
+        "the legacy stream was captured");
+
+  // record: y = 2x + 1; z = y (copy); y = 0 (memset); out = sum(z)
+  CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "begin capture");
+  CHECK(cudaemu::capturing(s) && cudaemu::capturing(), "capturing()");
+  uint64_t grids = cudaemu::grids_run();
+  float a = 2;
+  LAUNCH(axpb, 1, n, 0, s, x, y, a, 1.0f, n);
+  a = 100;  // the graph holds a copy of the arguments
+  CHECK(cudaMemcpyAsync(z, y, n * sizeof(float), cudaMemcpyDeviceToDevice, s) == cudaSuccess, "captured copy");
+  CHECK(cudaMemsetAsync(y, 0, n * sizeof(float), s) == cudaSuccess, "captured memset");
+  LAUNCH(sum256, 1, n, 0, s, z, out);
+  CHECK(cudaGetLastError() == cudaSuccess, "captured launches: %s", cudaemu::last_message());
+  cudaStreamCaptureStatus st;
+  cudaStreamIsCapturing(s, &st);
+  CHECK(st == cudaStreamCaptureStatusActive, "status %d", (int)st);
+  cudaGraph_t graph = nullptr;
+  CHECK(cudaStreamEndCapture(s, &graph) == cudaSuccess && graph, "end capture");
+  CHECK(cudaemu::grids_run() == grids, "a captured kernel ran during the capture");
+  cudaMemcpy(hy.data(), y, n * sizeof(float), cudaMemcpyDeviceToHost);
+  CHECK(hy[5] == 0, "the captured kernel wrote y during the capture");
+  float h_out = -1;
+  cudaMemcpy(out, &h_out, sizeof h_out, cudaMemcpyHostToDevice);
+  cudaGraphExec_t exec = nullptr;
+  CHECK(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess && exec, "instantiate");
+  cudaGraphDestroy(graph);  // the executable graph is independent of it
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < n; i++) hx[i] = (float)((i * (round + 3)) % 11);
+    cudaMemcpy(x, hx.data(), n * sizeof(float), cudaMemcpyHostToDevice);
+    CHECK(cudaGraphLaunch(exec, 0) == cudaSuccess, "launch");
+    cudaMemcpy(hy.data(), y, n * sizeof(float), cudaMemcpyDeviceToHost);
+    cudaMemcpy(hz.data(), z, n * sizeof(float), cudaMemcpyDeviceToHost);
+    cudaMemcpy(&h_out, out, sizeof h_out, cudaMemcpyDeviceToHost);
+    float want = 0;
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+      bad += hz[i] != 2 * hx[i] + 1 || hy[i] != 0;
+      want += 2 * hx[i] + 1;
+    }
+    CHECK(bad == 0, "replay %d: %d elements wrong", round, bad);
+    CHECK(h_out == want, "replay %d: sum %g, want %g", round, h_out, want);
+  }
+  CHECK(cudaemu::grids_run() == grids + 6, "3 replays of 2 kernels ran %llu grids",
+        (unsigned long long)(cudaemu::grids_run() - grids));
+  cudaGraphExecDestroy(exec);
+
+  // forbidden during a capture: each fails and the capture ends invalidated
+  struct Case { const char *what; cudaError_t want; };
+  const Case cases[] = {{"synchronize", cudaErrorStreamCaptureUnsupported},
+                        {"device-to-host copy", cudaErrorStreamCaptureImplicit},
+                        {"async device-to-host copy", cudaErrorStreamCaptureUnsupported},
+                        {"launch on the legacy stream", cudaErrorStreamCaptureImplicit},
+                        {"cudaMalloc", cudaErrorStreamCaptureUnsupported},
+                        {"nested capture", cudaErrorIllegalState}};
+  for (const Case &c : cases) {
+    cudaStream_t s2;
+    cudaStreamCreate(&s2);
+    CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "begin (%s)", c.what);
+    LAUNCH(axpb, 1, n, 0, s, x, y, 3.0f, 0.0f, n);
+    cudaError_t e = cudaSuccess;
+    float h;
+    void *p = nullptr;
+    if (!strcmp(c.what, "synchronize")) e = cudaDeviceSynchronize();
+    else if (!strcmp(c.what, "device-to-host copy")) e = cudaMemcpy(&h, out, sizeof h, cudaMemcpyDeviceToHost);
+    else if (!strcmp(c.what, "async device-to-host copy")) e = cudaMemcpyAsync(&h, out, sizeof h, cudaMemcpyDeviceToHost, s);
+    else if (!strcmp(c.what, "launch on the legacy stream")) {
+      LAUNCH(axpb, 1, n, 0, 0, x, y, 3.0f, 0.0f, n);
+      e = cudaGetLastError();
+    } else if (!strcmp(c.what, "cudaMalloc")) e = cudaMalloc(&p, 1024);
+    else e = cudaStreamBeginCapture(s2, cudaStreamCaptureModeThreadLocal);
+    CHECK(e == c.want, "%s during a capture gave %d, want %d", c.what, (int)e, (int)c.want);
+    cudaGraph_t g2 = nullptr;
+    e = cudaStreamEndCapture(s, &g2);
+    if (!strcmp(c.what, "nested capture")) {
+      CHECK(e == cudaSuccess && g2, "the outer capture survives a refused nested one");
+      cudaGraphDestroy(g2);
+    } else {
+      CHECK(e == cudaErrorStreamCaptureInvalidated && !g2, "%s did not invalidate the capture (%d)", c.what, (int)e);
+    }
+    CHECK(!cudaemu::capturing(), "the capture did not end");
+  }
+  // relaxed mode allows cudaMalloc (not recorded)
+  CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "begin");
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  void *p = nullptr;
+  CHECK(cudaMalloc(&p, 1024) == cudaSuccess && p, "cudaMalloc in relaxed mode");
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  cudaGraph_t g3 = nullptr;
+  CHECK(cudaStreamEndCapture(s, &g3) == cudaSuccess && g3, "end after a relaxed cudaMalloc");
+  cudaGraphDestroy(g3);
+  cudaFree(p);
+  // after everything, eager work runs at once again
+  LAUNCH(axpb, 1, n, 0, 0, x, y, 1.0f, 5.0f, n);
+  cudaMemcpy(hy.data(), y, n * sizeof(float), cudaMemcpyDeviceToHost);
+  CHECK(hy[3] == hx[3] + 5, "eager launch after captures");
+  cudaFree(x);
+  cudaFree(y);
+  cudaFree(z);
+  cudaFree(out);
+}
+
 int main() {
   // the seeds tried: base..base+4, base from CUDAEMU_SEED (ctest runs two bases)
   const char *env = getenv("CUDAEMU_SEED");
@@ -236,6 +372,8 @@ int main() {
     CHECK(ws > 0, "mma tile with a swapped fragment index passed on seed %d", seed);
     if (seed == base) printf("mma tile: %d of 128 wrong; swapped fragment index: %d of 128 wrong\n", w, ws);
   }
+
+  graphs();
 
   if (failures) { fprintf(stderr, "%d failures\n", failures); return 1; }
   printf("ok\n");
