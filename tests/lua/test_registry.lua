@@ -91,6 +91,13 @@ end
 cases['F.layer_norm'] = function()
   return function(x, w, b) return F.layer_norm(x, 4, w, b) end, { p({ 3, 4 }), p({ 4 }), p({ 4 }) }
 end
+-- both outputs carry gradient: s squared so ds and dy differ
+cases['F.residual_layer_norm'] = function()
+  return function(x, r, w, b)
+    local s, y = F.residual_layer_norm(x, r, w, b)
+    return s:square() + y
+  end, { p({ 3, 4 }), p({ 3, 4 }), p({ 4 }), p({ 4 }) }
+end
 cases['F.softmax'] = function() return function(x) return F.softmax(x, -1) end, { p({ 3, 4 }) } end
 cases['F.log_softmax'] = function() return function(x) return F.log_softmax(x, -1) end, { p({ 3, 4 }) } end
 cases['F.dropout'] = function()
