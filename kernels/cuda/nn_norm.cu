@@ -229,8 +229,26 @@ RLN_UNROLL
 
 enum { RLN_FWD_WARPS = 4, RLN_BWD_WARPS = 8, RLN_SMEM = 48 * 1024 };
 
-// s = x + r (r NULL: s NULL, x normalised), y = layer_norm(s); row `row` of the grid's warps.
-template <int DT, int V>
+// Calls f(c, j) for the packs of a row this lane owns: c = (32 j + lane) V, j = 0, 1, ... while c < C. With
+// NV > 0 (the launch guarantees C <= 32 V NV) the loop is unrolled, so a pack cache indexed by j stays in
+// registers; with NV == 0 it runs as long as the row needs.
+template <int V, int NV, class F> __device__ __forceinline__ void rln_packs(int64_t C, int lane, F f) {
+  if constexpr (NV > 0) {
+RLN_UNROLL
+    for (int j = 0; j < NV; j++) {
+      const int64_t c = ((int64_t)j * 32 + lane) * V;
+      if (c < C) f(c, j);
+    }
+  } else {
+    int j = 0;
+    for (int64_t c = (int64_t)lane * V; c < C; c += 32 * V, j++) f(c, j);
+  }
+}
+
+// s = x + r (r NULL: s NULL, x normalised), y = layer_norm(s); one row per warp. NV > 0: the row is held in
+// registers between the passes (NV packs of V per lane); NV == 0: the later passes read it again (from
+// L1/L2: this lane wrote or read those bytes in the first pass).
+template <int DT, int V, int NV>
 __global__ void rln_forward(typename ln_elem<DT>::T *s, typename ln_elem<DT>::T *y, typename ln_elem<DT>::S *mean,
                             typename ln_elem<DT>::S *rstd, const typename ln_elem<DT>::T *x,
                             const typename ln_elem<DT>::T *r, const typename ln_elem<DT>::T *w,
@@ -239,12 +257,13 @@ __global__ void rln_forward(typename ln_elem<DT>::T *s, typename ln_elem<DT>::T 
   typedef typename E::T T;
   typedef typename E::A A;
   const int lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
+  A cache[NV > 0 ? NV * V : 1] = {};
   for (int64_t row = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); row < rows; row += (int64_t)gridDim.x * wpb) {
     const T *xr = x + row * C;
     T *sr = s ? s + row * C : nullptr;
     const T *src = r ? sr : xr;  // the row normalised: the rounded sum, as the unfused ops see it
     double sum = 0;
-    for (int64_t c = (int64_t)lane * V; c < C; c += 32 * V) {
+    rln_packs<V, NV>(C, lane, [&](int64_t c, int j) {
       A v[V];
       ln_load<DT, V>(v, xr + c);
       if (r) {
@@ -255,21 +274,29 @@ RLN_UNROLL
         ln_store<DT, V>(sr + c, v);
       }
 RLN_UNROLL
-      for (int e = 0; e < V; e++) sum += (double)v[e];
-    }
+      for (int e = 0; e < V; e++) {
+        sum += (double)v[e];
+        if constexpr (NV > 0) cache[j * V + e] = v[e];
+      }
+    });
     const double mu = nn_warp_sum(sum) / (double)C;  // NaN for C == 0, as the contract says
     // x - mean as (x - mt) - ml: exact or relative to itself when the mean is large against the spread
     const A mt = (A)mu, ml = (A)(mu - (double)mt);
     A ps = 0;
-    for (int64_t c = (int64_t)lane * V; c < C; c += 32 * V) {
+    rln_packs<V, NV>(C, lane, [&](int64_t c, int j) {
       A v[V];
-      ln_load<DT, V>(v, src + c);  // the same lane wrote (or read) these in the first pass
+      if constexpr (NV > 0) {
+RLN_UNROLL
+        for (int e = 0; e < V; e++) v[e] = cache[j * V + e];
+      } else {
+        ln_load<DT, V>(v, src + c);
+      }
 RLN_UNROLL
       for (int e = 0; e < V; e++) {
         A d = (v[e] - mt) - ml;
         ps += d * d;
       }
-    }
+    });
     const double ss = nn_warp_sum((double)ps);
     const double rs = 1.0 / sqrt(ss / (double)C + eps);
     if (lane == 0) {
@@ -277,9 +304,14 @@ RLN_UNROLL
       rstd[row] = (typename E::S)rs;
     }
     const A rt = (A)rs;
-    for (int64_t c = (int64_t)lane * V; c < C; c += 32 * V) {
+    rln_packs<V, NV>(C, lane, [&](int64_t c, int j) {
       A v[V], wv[V] = {}, bv[V] = {};
-      ln_load<DT, V>(v, src + c);
+      if constexpr (NV > 0) {
+RLN_UNROLL
+        for (int e = 0; e < V; e++) v[e] = cache[j * V + e];
+      } else {
+        ln_load<DT, V>(v, src + c);
+      }
       if (w) ln_load<DT, V>(wv, w + c);
       if (b) ln_load<DT, V>(bv, b + c);
 RLN_UNROLL
@@ -290,14 +322,15 @@ RLN_UNROLL
         v[e] = o;
       }
       ln_store<DT, V>(y + row * C + c, v);
-    }
+    });
   }
 }
 
 // Rows [blockIdx.x * rb, ...) of dx = ds + layer_norm_backward(dy); warp k of the block takes rows k, k + W, ...
 // of the block. pw / pb (NULL: unwanted) receive the block's partial sums of dy * xhat and dy, row blockIdx.x
 // of [nblk, C] in A. acc_g: the warps' accumulators in global scratch when shared memory is too small.
-template <int DT, int V>
+// NV > 0: dy and s of a row stay in registers for the second pass; NV == 0: it reads them again.
+template <int DT, int V, int NV>
 __global__ void rln_backward(typename ln_elem<DT>::T *dx, typename ln_elem<DT>::A *pw, typename ln_elem<DT>::A *pb,
                              const typename ln_elem<DT>::T *ds, const typename ln_elem<DT>::T *dy,
                              const typename ln_elem<DT>::T *s, const typename ln_elem<DT>::T *w,
@@ -316,11 +349,12 @@ __global__ void rln_backward(typename ln_elem<DT>::T *dx, typename ln_elem<DT>::
   if (part)  // each lane zeroes the columns it accumulates below, so no lane waits for another
     for (int64_t c = (int64_t)lane * V; c < C; c += 32 * V)
       for (int e = 0; e < V; e++) aw[c + e] = ab[c + e] = 0;
+  A cg[NV > 0 ? NV * V : 1] = {}, cs[NV > 0 ? NV * V : 1] = {};
   for (int64_t row = r0 + warp; row < r1; row += W) {
     const T *dyr = dy + row * C, *sr = s + row * C;
     const A mt = (A)mean[row], rt = (A)rstd[row];
     A pg = 0, pgx = 0;
-    for (int64_t c = (int64_t)lane * V; c < C; c += 32 * V) {
+    rln_packs<V, NV>(C, lane, [&](int64_t c, int j) {
       A g[V], v[V], wv[V] = {};
       ln_load<DT, V>(g, dyr + c);
       ln_load<DT, V>(v, sr + c);
@@ -330,13 +364,25 @@ RLN_UNROLL
         A gg = w ? g[e] * wv[e] : g[e];
         pg += gg;
         pgx += gg * ((v[e] - mt) * rt);
+        if constexpr (NV > 0) {
+          cg[j * V + e] = g[e];
+          cs[j * V + e] = v[e];
+        }
       }
-    }
+    });
     const A a = (A)(nn_warp_sum((double)pg) / (double)C), bb = (A)(nn_warp_sum((double)pgx) / (double)C);
-    for (int64_t c = (int64_t)lane * V; c < C; c += 32 * V) {
+    rln_packs<V, NV>(C, lane, [&](int64_t c, int j) {
       A g[V], v[V], wv[V] = {}, d[V] = {};
-      ln_load<DT, V>(g, dyr + c);
-      ln_load<DT, V>(v, sr + c);
+      if constexpr (NV > 0) {
+RLN_UNROLL
+        for (int e = 0; e < V; e++) {
+          g[e] = cg[j * V + e];
+          v[e] = cs[j * V + e];
+        }
+      } else {
+        ln_load<DT, V>(g, dyr + c);
+        ln_load<DT, V>(v, sr + c);
+      }
       if (w) ln_load<DT, V>(wv, w + c);
       if (ds) ln_load<DT, V>(d, ds + row * C + c);
 RLN_UNROLL
@@ -351,7 +397,7 @@ RLN_UNROLL
         }
       }
       ln_store<DT, V>(dx + row * C + c, v);
-    }
+    });
   }
   if (!part) return;
   __syncthreads();  // every warp's rows are summed
@@ -378,6 +424,18 @@ __global__ void rln_sum_partials(typename ln_elem<DT>::T *o, const typename ln_e
 
 static bool rln_aligned(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
+// Packs per lane held in registers for a row of C (V elements a pack): the smallest of 1, 2, 4, 8 (, 16) that
+// holds the row, or 0 (re-read) past `most`. Only f32 and bf16, the training dtypes, get the cached kernels
+// (RLN_NV maps the others to 0 so those instances are never compiled).
+template <int DT> static int rln_cache_packs(int64_t C, int V, int most) {
+  if (DT != TIDE_F32 && DT != TIDE_BF16) return 0;
+  int64_t need = (C + 32 * V - 1) / (32 * V);
+  for (int nv = 1; nv <= most; nv *= 2)
+    if (need <= nv) return nv;
+  return 0;
+}
+#define RLN_NV(DT, N) ((DT) == TIDE_F32 || (DT) == TIDE_BF16 ? (N) : 0)
+
 template <int DT>
 static int rln_forward_launch(void *s, void *y, void *mean, void *rstd, const void *x, const void *r, const void *w,
                               const void *b, int64_t rows, int64_t C, double eps) {
@@ -390,12 +448,21 @@ static int rln_forward_launch(void *s, void *y, void *mean, void *rstd, const vo
                    rln_aligned(w) && rln_aligned(b);
   int64_t blocks = (rows + RLN_FWD_WARPS - 1) / RLN_FWD_WARPS;
   unsigned grid = (unsigned)(blocks > 65535 * 8 ? 65535 * 8 : blocks);
-  if (vec)
-    TIDE_CUDA_LAUNCH(op, (rln_forward<DT, V>), grid, 32 * RLN_FWD_WARPS, 0, (T *)s, (T *)y, (S *)mean, (S *)rstd,
-                     (const T *)x, (const T *)r, (const T *)w, (const T *)b, rows, C, eps);
-  else
-    TIDE_CUDA_LAUNCH(op, (rln_forward<DT, 1>), grid, 32 * RLN_FWD_WARPS, 0, (T *)s, (T *)y, (S *)mean, (S *)rstd,
-                     (const T *)x, (const T *)r, (const T *)w, (const T *)b, rows, C, eps);
+  const int nv = vec ? rln_cache_packs<DT>(C, V, 16) : 0;
+#define RLN_FWD(VV, NN)                                                                                        \
+  TIDE_CUDA_LAUNCH(op, (rln_forward<DT, VV, NN>), grid, 32 * RLN_FWD_WARPS, 0, (T *)s, (T *)y, (S *)mean,       \
+                   (S *)rstd, (const T *)x, (const T *)r, (const T *)w, (const T *)b, rows, C, eps)
+  switch (nv) {
+    case 1: RLN_FWD(V, RLN_NV(DT, 1)); break;
+    case 2: RLN_FWD(V, RLN_NV(DT, 2)); break;
+    case 4: RLN_FWD(V, RLN_NV(DT, 4)); break;
+    case 8: RLN_FWD(V, RLN_NV(DT, 8)); break;
+    case 16: RLN_FWD(V, RLN_NV(DT, 16)); break;
+    default:
+      if (vec) RLN_FWD(V, 0);
+      else RLN_FWD(1, 0);
+  }
+#undef RLN_FWD
   return 0;
 }
 
@@ -436,12 +503,21 @@ static int rln_backward_launch(void *dx, void *dweight, void *dbias, const void 
   size_t smem = in_smem ? acc_bytes : 0;
   int rc = 0;
   if (nblk) {
-    if (vec)
-      LAUNCH((rln_backward<DT, V>), (unsigned)nblk, 32 * W, smem, TIDE_CUDA_STREAM, (T *)dx, pw, pb, (const T *)ds,
-             (const T *)dout, (const T *)s, (const T *)w, (const S *)mean, (const S *)rstd, rows, C, rb, acc_g);
-    else
-      LAUNCH((rln_backward<DT, 1>), (unsigned)nblk, 32 * W, smem, TIDE_CUDA_STREAM, (T *)dx, pw, pb, (const T *)ds,
-             (const T *)dout, (const T *)s, (const T *)w, (const S *)mean, (const S *)rstd, rows, C, rb, acc_g);
+    const int nv = vec ? rln_cache_packs<DT>(C, V, 8) : 0;
+#define RLN_BWD(VV, NN)                                                                                        \
+  LAUNCH((rln_backward<DT, VV, NN>), (unsigned)nblk, 32 * W, smem, TIDE_CUDA_STREAM, (T *)dx, pw, pb,           \
+         (const T *)ds, (const T *)dout, (const T *)s, (const T *)w, (const S *)mean, (const S *)rstd, rows, C, rb, \
+         acc_g)
+    switch (nv) {
+      case 1: RLN_BWD(V, RLN_NV(DT, 1)); break;
+      case 2: RLN_BWD(V, RLN_NV(DT, 2)); break;
+      case 4: RLN_BWD(V, RLN_NV(DT, 4)); break;
+      case 8: RLN_BWD(V, RLN_NV(DT, 8)); break;
+      default:
+        if (vec) RLN_BWD(V, 0);
+        else RLN_BWD(1, 0);
+    }
+#undef RLN_BWD
     rc = tide_cuda_after_launch(op);
   }
   // the final passes run even with no rows: dweight and dbias are then zeros
