@@ -70,6 +70,8 @@ fi
 step allocator build-gpu/tide tests/gpu/alloc_fragment.lua
 step attention_flash build-gpu/tide tests/gpu/attention_flash.lua
 cat "$out/attention_flash.log"
+step residual_layer_norm build-gpu/tide tests/gpu/residual_layer_norm.lua
+cat "$out/residual_layer_norm.log"
 step dist_nccl_world1 env TIDE_TEST_DIST_NCCL=1 build-gpu/tide test tests/lua/test_dist.lua
 if command -v mpirun >/dev/null 2>&1; then
   step dist_staged_np2 bash tests/dist/run_mpi.sh 2 build-gpu/tide test tests/lua/test_dist.lua
