@@ -11,6 +11,8 @@
 # 5. the caching allocator under a fragmenting workload;
 # 6. flash attention against the plain kernels at GPT-2 sizes (T to 1024,
 #    B*H 12 and 48, D 64, bf16), with both kernels' times (printed).
+#    The fused residual layer norm at GPT-2 124M's size (rows 16384, C 768,
+#    bf16 and f32) against the CPU, with fused and unfused times (printed).
 # 7. tide.dist on the GPU: every collective and dtype on CUDA tensors through
 #    NCCL in a world of one (libtide_nccl.so), and on 2 processes sharing the
 #    GPU, staged through host memory and MPI (skipped where mpirun is absent:
