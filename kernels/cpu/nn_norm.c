@@ -267,12 +267,14 @@ static void add_rows(void *o, const void *a, const void *b, int64_t n, int32_t d
   }
 }
 
-/* Allocations of the residual kernels, freed together. */
+/* Allocations of the residual kernels, freed together (the backward takes 7 at most). */
+#define SCRATCH_MAX 8
 struct scratch {
-  void *p[6];
+  void *p[SCRATCH_MAX];
   int n;
 };
 static void *grab(struct scratch *sc, size_t bytes) {
+  if (sc->n == SCRATCH_MAX) return NULL;  /* reported as out of memory; not reached by the two kernels below */
   void *p = malloc(bytes ? bytes : 1);
   if (p) sc->p[sc->n++] = p;
   return p;
