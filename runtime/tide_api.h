@@ -234,6 +234,13 @@ int tide_layer_norm(const tide_tensor *x, const tide_tensor *weight, const tide_
 int tide_layer_norm_backward(const tide_tensor *dout, const tide_tensor *x, const tide_tensor *weight,
                              const tide_tensor *mean, const tide_tensor *rstd,
                              tide_tensor **dx, tide_tensor **dweight, tide_tensor **dbias);
+/* s = x + r (r NULL: *s is set to NULL and x is normalised) and out = layer_norm(s) over the last dim in one pass; x, r, weight, bias of one dtype; mean and rstd as tide_layer_norm's. */
+int tide_residual_layer_norm(const tide_tensor *x, const tide_tensor *r, const tide_tensor *weight, const tide_tensor *bias,
+                             double eps, tide_tensor **s, tide_tensor **out, tide_tensor **mean, tide_tensor **rstd);
+/* dx = ds + layer_norm_backward(dout) over s (the gradient of both x and r); ds or dout may be NULL, not both; dweight/dbias as tide_layer_norm_backward's, in s's dtype. */
+int tide_residual_layer_norm_backward(const tide_tensor *ds, const tide_tensor *dout, const tide_tensor *s,
+                                      const tide_tensor *weight, const tide_tensor *mean, const tide_tensor *rstd,
+                                      tide_tensor **dx, tide_tensor **dweight, tide_tensor **dbias);
 /* Softmax (log_softmax when log is 1) along dim, computed stably. */
 int tide_softmax(const tide_tensor *x, int32_t dim, int32_t log, tide_tensor **out);
 /* Gradient of softmax / log_softmax from its output. */

@@ -203,7 +203,179 @@ static int layernorm_backward(void *dinp, double *dweight, double *dbias, const 
   return 0;
 }
 
+/* residual add + layer norm ------------------------------------------------------------
+   What the unfused ops compute, in their order: s = x + r as the add op (f32/f64 in their
+   own type; bf16/f16 computed in f32 and rounded, as the op layer's pointwise path), then
+   the op layer's layer_norm over s: f32/f64 straight into the kernels above, bf16/f16
+   through f32 copies and a rounding of the result; mean/rstd narrowed to f32 for the f32
+   family. The backward likewise: layernorm_backward on f32 (or f64) operands, its dx cast
+   to dtype, then ds + dx by the add op's rule. So GPT-2's CPU results keep their bits when
+   its residual adds move into this op. */
+
+/* n elements of a float dtype as f32 (exact for bf16/f16). */
+static void load_f32(float *d, const void *s, int64_t n, int32_t dt) {
+  int par = n >= TIDE_GRAIN;
+  if (dt == TIDE_F32) {
+    memcpy(d, s, (size_t)n * sizeof(float));
+  } else if (dt == TIDE_BF16) {
+    const uint16_t *h = s;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t i = 0; i < n; i++) d[i] = tide_bf16_to_f32(h[i]);
+  } else {
+    const uint16_t *h = s;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t i = 0; i < n; i++) d[i] = tide_f16_to_f32(h[i]);
+  }
+}
+
+/* n f32 values rounded to bf16/f16 (nearest even), as a cast does. */
+static void store_f32(void *d, const float *s, int64_t n, int32_t dt) {
+  int par = n >= TIDE_GRAIN;
+  uint16_t *h = d;
+  if (dt == TIDE_BF16) {
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t i = 0; i < n; i++) h[i] = tide_f32_to_bf16(s[i]);
+  } else {
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t i = 0; i < n; i++) h[i] = tide_f32_to_f16(s[i]);
+  }
+}
+
+/* o = a + b elementwise in dtype dt, as the add op computes it (o may be a or b). */
+static void add_rows(void *o, const void *a, const void *b, int64_t n, int32_t dt) {
+  int par = n >= TIDE_GRAIN;
+  if (dt == TIDE_F32) {
+    float *oo = o;
+    const float *aa = a, *bb = b;
+#pragma omp parallel for simd schedule(static) if (par)
+    for (int64_t i = 0; i < n; i++) oo[i] = aa[i] + bb[i];
+  } else if (dt == TIDE_F64) {
+    double *oo = o;
+    const double *aa = a, *bb = b;
+#pragma omp parallel for simd schedule(static) if (par)
+    for (int64_t i = 0; i < n; i++) oo[i] = aa[i] + bb[i];
+  } else if (dt == TIDE_BF16) {
+    uint16_t *oo = o;
+    const uint16_t *aa = a, *bb = b;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t i = 0; i < n; i++) oo[i] = tide_f32_to_bf16(tide_bf16_to_f32(aa[i]) + tide_bf16_to_f32(bb[i]));
+  } else {
+    uint16_t *oo = o;
+    const uint16_t *aa = a, *bb = b;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t i = 0; i < n; i++) oo[i] = tide_f32_to_f16(tide_f16_to_f32(aa[i]) + tide_f16_to_f32(bb[i]));
+  }
+}
+
+/* Allocations of the residual kernels, freed together (the backward takes 7 at most). */
+#define SCRATCH_MAX 8
+struct scratch {
+  void *p[SCRATCH_MAX];
+  int n;
+};
+static void *grab(struct scratch *sc, size_t bytes) {
+  if (sc->n == SCRATCH_MAX) return NULL;  /* reported as out of memory; not reached by the two kernels below */
+  void *p = malloc(bytes ? bytes : 1);
+  if (p) sc->p[sc->n++] = p;
+  return p;
+}
+static void drop(struct scratch *sc) {
+  for (int i = 0; i < sc->n; i++) free(sc->p[i]);
+}
+
+static int residual_layernorm_forward(void *s, void *out, void *mean, void *rstd, const void *x, const void *r,
+                                      const void *weight, const void *bias, int64_t rows, int64_t C, double eps,
+                                      int32_t dtype) {
+  const char *op = "residual_layer_norm";
+  if (!tide_is_float(dtype)) return tide_fail("%s: no kernel for dtype %s", op, tide_dtype_name(dtype));
+  if (r && !s) return tide_fail("%s: r given without s", op);
+  int64_t n = rows * C;
+  if (r) add_rows(s, x, r, n, dtype);
+  const void *src = r ? s : x;
+  if (dtype == TIDE_F64) return layernorm_forward(out, mean, rstd, src, weight, bias, rows, C, eps, TIDE_F64);
+  struct scratch sc = {{0}, 0};
+  int rc = -1;
+  double *md = grab(&sc, (size_t)rows * 2 * sizeof(double));
+  if (!md) goto oom;
+  if (dtype == TIDE_F32) {
+    if (layernorm_forward(out, md, md + rows, src, weight, bias, rows, C, eps, TIDE_F32)) goto done;
+  } else {
+    float *xf = grab(&sc, (size_t)n * sizeof(float)), *yf = grab(&sc, (size_t)n * sizeof(float));
+    float *wf = weight ? grab(&sc, (size_t)C * sizeof(float)) : NULL, *bf = bias ? grab(&sc, (size_t)C * sizeof(float)) : NULL;
+    if (!xf || !yf || (weight && !wf) || (bias && !bf)) goto oom;
+    load_f32(xf, src, n, dtype);
+    if (wf) load_f32(wf, weight, C, dtype);
+    if (bf) load_f32(bf, bias, C, dtype);
+    if (layernorm_forward(yf, md, md + rows, xf, wf, bf, rows, C, eps, TIDE_F32)) goto done;
+    store_f32(out, yf, n, dtype);
+  }
+  for (int64_t i = 0; i < rows; i++) {
+    ((float *)mean)[i] = (float)md[i];
+    ((float *)rstd)[i] = (float)md[rows + i];
+  }
+  rc = 0;
+  goto done;
+oom:
+  tide_fail("%s: out of memory for the f32 copies of %lld x %lld elements", op, (long long)rows, (long long)C);
+done:
+  drop(&sc);
+  return rc;
+}
+
+static int residual_layernorm_backward(void *dx, void *dweight, void *dbias, const void *ds, const void *dout,
+                                       const void *s, const void *weight, const void *mean, const void *rstd,
+                                       int64_t rows, int64_t C, int32_t dtype) {
+  const char *op = "residual_layer_norm_backward";
+  if (!tide_is_float(dtype)) return tide_fail("%s: no kernel for dtype %s", op, tide_dtype_name(dtype));
+  int64_t n = rows * C;
+  if (!dout && n) return tide_fail("%s: dout is NULL", op);
+  struct scratch sc = {{0}, 0};
+  int rc = -1;
+  const double *md = mean, *rd = rstd;
+  double *gw = NULL, *gb = NULL;
+  if (dtype != TIDE_F64) {  /* the op layer widened the f32 statistics to f64 (exact) */
+    double *m = grab(&sc, (size_t)rows * 2 * sizeof(double));
+    if (!m) goto oom;
+    for (int64_t i = 0; i < rows; i++) {
+      m[i] = ((const float *)mean)[i];
+      m[rows + i] = ((const float *)rstd)[i];
+    }
+    md = m;
+    rd = m + rows;
+  }
+  if ((dweight && !(gw = grab(&sc, (size_t)C * sizeof(double)))) || (dbias && !(gb = grab(&sc, (size_t)C * sizeof(double)))))
+    goto oom;
+  if (dtype == TIDE_F32 || dtype == TIDE_F64) {
+    if (layernorm_backward(dx, gw, gb, dout, s, weight, md, rd, rows, C, dtype)) goto done;
+  } else {
+    float *dyf = grab(&sc, (size_t)n * sizeof(float)), *sf = grab(&sc, (size_t)n * sizeof(float));
+    float *wf = weight ? grab(&sc, (size_t)C * sizeof(float)) : NULL;
+    if (!dyf || !sf || (weight && !wf)) goto oom;
+    load_f32(dyf, dout, n, dtype);
+    load_f32(sf, s, n, dtype);
+    if (wf) load_f32(wf, weight, C, dtype);
+    float *gf = grab(&sc, (size_t)n * sizeof(float));
+    if (!gf) goto oom;
+    if (layernorm_backward(gf, gw, gb, dyf, sf, wf, md, rd, rows, C, TIDE_F32)) goto done;
+    store_f32(dx, gf, n, dtype);
+  }
+  if (ds) add_rows(dx, ds, dx, n, dtype);
+  for (int64_t c = 0; c < C; c++) {
+    if (gw) tide_store_f64((char *)dweight + c * tide_dtype_size(dtype), dtype, gw[c]);
+    if (gb) tide_store_f64((char *)dbias + c * tide_dtype_size(dtype), dtype, gb[c]);
+  }
+  rc = 0;
+  goto done;
+oom:
+  tide_fail("%s: out of memory for the f32 copies of %lld x %lld elements", op, (long long)rows, (long long)C);
+done:
+  drop(&sc);
+  return rc;
+}
+
 const struct tide_norm_kernels tide_cpu_norm = {
     .layernorm_forward = layernorm_forward,
     .layernorm_backward = layernorm_backward,
+    .residual_layernorm_forward = residual_layernorm_forward,
+    .residual_layernorm_backward = residual_layernorm_backward,
 };

@@ -76,6 +76,38 @@ local function record(name, out, inputs, backward, saved)
 end
 M.record = record
 
+-- Attaches one node to several outputs (outs, an array): an op whose outputs
+-- all carry gradient, such as residual_layer_norm's x + r and its norm.
+-- backward(g1, g2, ...) receives one gradient per output, nil for an output
+-- that got none, and runs once, after every use of every output.
+local function record_multi(name, outs, inputs, backward, saved)
+  local any = false
+  for i = 1, inputs.n or #inputs do if needs(inputs[i]) then any = true; break end end
+  if not any then return end
+  local snap = saved and snapshot(saved, 'saved tensor ') or nil
+  local node = { name = name, inputs = inputs, backward = backward, saved = snap, nout = #outs }
+  for k = 1, #outs do
+    rawset(outs[k], 'requires_grad', true)
+    rawset(outs[k], '_node', node)
+    rawset(outs[k], '_out', k)
+  end
+end
+M.record_multi = record_multi
+
+-- Adds gradient g of tensor x (made by node xn) to what flows into xn:
+-- one sum per node, or one per output of a multi-output node.
+local function add_pending(pending, xn, x, g)
+  if xn.nout then
+    local slots = pending[xn]
+    if slots == nil then slots = {}; pending[xn] = slots end
+    local k = rawget(x, '_out')
+    slots[k] = slots[k] and (slots[k] + g) or g
+  else
+    local prev = pending[xn]
+    pending[xn] = prev and (prev + g) or g
+  end
+end
+
 -- Runs fn with grad mode off (restored even if fn fails); returns fn's results.
 local function no_grad(fn, ...)
   local prev = enabled
@@ -214,7 +246,8 @@ local function execute(order, pending, retain)
     local inputs = node.inputs
     if g ~= nil then
       if node.saved then check_saved(node.name, node.saved, 0) end
-      local grads = { node.backward(g) }
+      local grads
+      if node.nout then grads = { node.backward(unpack(g, 1, node.nout)) } else grads = { node.backward(g) } end
       for i = 1, inputs.n or #inputs do
         local x, gi = inputs[i], grads[i]
         if gi ~= nil and needs(x) then
@@ -223,8 +256,7 @@ local function execute(order, pending, retain)
           if gi._c.dtype ~= x._c.dtype then gi = gi:to(x:dtype()) end
           local xn = rawget(x, '_node')
           if xn then
-            local prev = pending[xn]
-            pending[xn] = prev and (prev + gi) or gi
+            add_pending(pending, xn, x, gi)
           else
             accumulate_leaf(x, gi)
             if got and uses[x] then got[x] = true end
@@ -300,7 +332,9 @@ local function backward(root, grad, opts)
   -- in backward (a backward called inside tide.autocast included), as in torch
   local amp = tide.amp
   local amp_mode = amp and amp.set_mode(nil)
-  local ok, err = pcall(no_grad, execute, order, { [root_node] = grad }, opts.retain_graph)
+  local pending = {}
+  add_pending(pending, root_node, root, grad)
+  local ok, err = pcall(no_grad, execute, order, pending, opts.retain_graph)
   if amp then amp.set_mode(amp_mode) end
   if not ok then callbacks, in_backward = nil, false; error(err, 0) end
   run_callbacks()
@@ -458,7 +492,8 @@ function M.checkpoint(fn, ...)
       if g ~= nil and is_tensor(o) and needs(o) then
         local on = rawget(o, '_node')
         if on then
-          if pending[on] == nil then roots[#roots + 1] = on; pending[on] = g else pending[on] = pending[on] + g end
+          if pending[on] == nil then roots[#roots + 1] = on end
+          add_pending(pending, on, o, g)
         else
           leaves[#leaves + 1] = { o, g }  -- fn returned an argument (or a parameter) itself
         end

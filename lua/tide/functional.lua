@@ -142,6 +142,47 @@ function M.install(tide, core)
     return out
   end
 
+  -- F.residual_layer_norm(x, r, weight, bias, eps) -> s, y: s = x + r and
+  -- y = layer_norm(s) over the last dim in one pass (r nil: s is x itself).
+  -- A transformer's residual stream adds each block's output and normalises
+  -- the sum for the next block; fused, the sum is read once instead of three
+  -- times. Both outputs carry gradient: dx = dr = ds + layer_norm's dx.
+  -- x, r, weight and bias share one dtype; weight and bias may be nil.
+  local out4 = ffi.new('tide_tensor*[1]')
+  function F.residual_layer_norm(x, r, weight, bias, eps)
+    local what = 'residual_layer_norm'
+    local cx, cr = handle(x, what, 'x'), opt_handle(r, what, 'r')
+    local cw, cb = opt_handle(weight, what, 'weight'), opt_handle(bias, what, 'bias')
+    if eps ~= nil and type(eps) ~= 'number' then error(('%s: eps must be a number, got %s'):format(what, type(eps)), 2) end
+    run(C.tide_residual_layer_norm(cx, cr, cw, cb, eps or 1e-5, out1, out2, out3, out4))
+    local s = r == nil and x or wrap(out1[0])
+    local y, mean, rstd = wrap(out2[0]), wrap(out3[0]), wrap(out4[0])
+    if not ag.wants(x, r, weight, bias) then return s, y end
+    local function grads(ds, dy)
+      local want_w, want_b = weight ~= nil and ag.needs(weight), bias ~= nil and ag.needs(bias)
+      run(C.tide_residual_layer_norm_backward(ds and ds._c, dy and dy._c, s._c, cw, mean._c, rstd._c, out1,
+        (dy and want_w) and out2 or nil, (dy and want_b) and out3 or nil))
+      local dx = wrap(out1[0])
+      local dw, db
+      if dy and want_w then dw = wrap(out2[0]) end
+      if dy and want_b then db = wrap(out3[0]) end
+      return dx, dw, db
+    end
+    if r == nil then
+      -- s is x: its gradient reaches x through x's own uses; y's node adds layer norm's
+      record(what, y, { n = 3, x, weight, bias }, function(dy)
+        local dx, dw, db = grads(nil, dy)
+        return dx, dw, db
+      end, { x, weight })
+    else
+      ag.record_multi(what, { s, y }, { n = 4, x, r, weight, bias }, function(ds, dy)
+        local dx, dw, db = grads(ds, dy)
+        return dx, dx, dw, db
+      end, { s, weight })
+    end
+    return s, y
+  end
+
   -- softmax -----------------------------------------------------------------------
 
   local function softmax(name, log, x, dim)
@@ -291,7 +332,7 @@ function M.install(tide, core)
   -- the fused ops record their own nodes above (forward and backward are C
   -- kernels); the registry lists them so each must have a gradcheck
   local reg = require 'tide.ops.registry'
-  for _, name in ipairs { 'embedding', 'layer_norm', 'softmax', 'log_softmax', 'dropout',
+  for _, name in ipairs { 'embedding', 'layer_norm', 'residual_layer_norm', 'softmax', 'log_softmax', 'dropout',
                           'scaled_dot_product_attention', 'cross_entropy' } do
     reg.def { 'F.' .. name, forward = F[name], recorded = true }
   end

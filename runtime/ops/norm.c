@@ -1,7 +1,9 @@
 /* Layer norm's op layer: checks, the compute dtype (f64 stays, the f32
-   family computes in f32 copies and returns its own dtype), contiguous
+   family computes in f32 copies and returns its own dtype; on a device the
+   f32 family runs in its own dtype through the residual members), contiguous
    operands and results on the operands' device, then the backend's kernel
-   (kernels/nn_norm.h). */
+   (kernels/nn_norm.h). The residual op (x + r, then layer norm) always runs
+   in its operands' dtype. */
 #include "dispatch.h"
 #include "nn_norm.h"
 #include <string.h>
@@ -38,6 +40,21 @@ static tide_tensor *to_dtype(tide_tensor *t, int32_t dt) {
 
 static const void *data_or_null(const tide_tensor *t) { return t ? t->data : NULL; }
 
+static int residual_forward(const tide_backend *be, int32_t dev, const char *op, const tide_tensor *x,
+                            const tide_tensor *r, const tide_tensor *weight, const tide_tensor *bias, double eps,
+                            tide_tensor **s, tide_tensor **out, tide_tensor **mean, tide_tensor **rstd);
+static int residual_backward(const tide_backend *be, int32_t dev, const char *op, const tide_tensor *ds,
+                             const tide_tensor *dout, const tide_tensor *s, const tide_tensor *weight,
+                             const tide_tensor *mean, const tide_tensor *rstd, tide_tensor **dx, tide_tensor **dweight,
+                             tide_tensor **dbias);
+
+/* On a device, the f32 family goes through the residual members in its own dtype (bf16 read and
+   written as bf16, no f32 copies) when every operand shares it; the CPU keeps the f32 copies and
+   f64 statistics of the first members, whose bits the models depend on. */
+static int native_dtype(int32_t dev, const tide_tensor *x, const tide_tensor *a, const tide_tensor *b) {
+  return dev != TIDE_CPU && x->dtype != TIDE_F64 && (!a || a->dtype == x->dtype) && (!b || b->dtype == x->dtype);
+}
+
 /* mean and rstd may be NULL when not wanted (inference). */
 int tide_layer_norm(const tide_tensor *x, const tide_tensor *weight, const tide_tensor *bias, double eps,
                     tide_tensor **out, tide_tensor **mean, tide_tensor **rstd) {
@@ -54,6 +71,8 @@ int tide_layer_norm(const tide_tensor *x, const tide_tensor *weight, const tide_
   for (int32_t d = 0; d < x->ndim - 1; d++) rows *= x->shape[d];
   if (weight) TIDE_TRY(need_affine(weight, C, op, "weight"));
   if (bias) TIDE_TRY(need_affine(bias, C, op, "bias"));
+  if (native_dtype(dev, x, weight, bias) && be->norm->residual_layernorm_forward)
+    return residual_forward(be, dev, op, x, NULL, weight, bias, eps, NULL, out, mean, rstd);
   if (!be->norm->layernorm_forward) return tide_not_implemented(op, be);
   int32_t cd = compute_dtype(x->dtype), sd = cd;
   tide_tensor *xc = tide_contiguous_as(x, cd), *wc = NULL, *bc = NULL, *y = NULL, *mt = NULL, *rt = NULL;
@@ -113,6 +132,9 @@ int tide_layer_norm_backward(const tide_tensor *dout, const tide_tensor *x, cons
   if (weight) TIDE_TRY(need_affine(weight, C, op, "weight"));
   if (dweight) *dweight = NULL;
   if (dbias) *dbias = NULL;
+  if (native_dtype(dev, x, dout, weight) && mean->dtype == TIDE_F32 && rstd->dtype == TIDE_F32 &&
+      be->norm->residual_layernorm_backward)
+    return residual_backward(be, dev, op, NULL, dout, x, weight, mean, rstd, dx, dweight, dbias);
   if (!be->norm->layernorm_backward) return tide_not_implemented(op, be);
   int want_w = weight && dweight, want_b = dbias != NULL;
   int32_t cd = compute_dtype(x->dtype == TIDE_F64 || dout->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32);
@@ -147,4 +169,173 @@ done:
   tide_tensor_release(gw);
   tide_tensor_release(gb);
   return rc;
+}
+
+/* residual add + layer norm ------------------------------------------------------------ */
+
+/* The dtype the statistics are kept in: f64 for f64, f32 for the f32 family. */
+static int32_t stat_dtype(int32_t dt) { return dt == TIDE_F64 ? TIDE_F64 : TIDE_F32; }
+
+/* t (not NULL) has ref's dtype, and ref's shape when same_shape. */
+static int need_like(const tide_tensor *t, const tide_tensor *ref, int same_shape, const char *op, const char *name,
+                     const char *ref_name) {
+  if (t->dtype != ref->dtype)
+    return tide_fail("%s: %s has dtype %s but %s has %s (expected the same dtype)", op, name, tide_dtype_name(t->dtype),
+                     ref_name, tide_dtype_name(ref->dtype));
+  if (same_shape && (t->ndim != ref->ndim || memcmp(t->shape, ref->shape, sizeof(int64_t) * (size_t)ref->ndim))) {
+    char b1[160], b2[160];
+    return tide_fail("%s: %s of shape %s does not match %s of shape %s", op, name,
+                     tide_shape_str(b1, sizeof b1, t->ndim, t->shape), ref_name,
+                     tide_shape_str(b2, sizeof b2, ref->ndim, ref->shape));
+  }
+  return 0;
+}
+
+/* The forward through the residual member in x's own dtype; r may be NULL (then *s stays NULL). */
+static int residual_forward(const tide_backend *be, int32_t dev, const char *op, const tide_tensor *x,
+                            const tide_tensor *r, const tide_tensor *weight, const tide_tensor *bias, double eps,
+                            tide_tensor **s, tide_tensor **out, tide_tensor **mean, tide_tensor **rstd) {
+  int64_t C = x->shape[x->ndim - 1], rows = 1;
+  for (int32_t d = 0; d < x->ndim - 1; d++) rows *= x->shape[d];
+  int32_t dt = x->dtype, sd = stat_dtype(dt);
+  tide_tensor *xc = NULL, *rc_ = NULL, *wc = NULL, *bc = NULL, *st = NULL, *y = NULL, *mt = NULL, *rt = NULL;
+  int rc = -1;
+  if (!(xc = tide_contiguous_as(x, dt))) goto done;
+  if (r && !(rc_ = tide_contiguous_as(r, dt))) goto done;
+  if (weight && !(wc = tide_contiguous_as(weight, dt))) goto done;
+  if (bias && !(bc = tide_contiguous_as(bias, dt))) goto done;
+  if (r && !(st = tide_new_on(dev, dt, x->ndim, x->shape))) goto done;
+  if (!(y = tide_new_on(dev, dt, x->ndim, x->shape))) goto done;
+  if (!(mt = tide_new_on(dev, sd, x->ndim - 1, x->shape)) || !(rt = tide_new_on(dev, sd, x->ndim - 1, x->shape))) goto done;
+  if (be->norm->residual_layernorm_forward(st ? st->data : NULL, y->data, mt->data, rt->data, xc->data,
+                                           rc_ ? rc_->data : NULL, data_or_null(wc), data_or_null(bc), rows, C, eps, dt))
+    goto done;
+  if (s) { *s = st; st = NULL; }
+  *out = y;
+  y = NULL;
+  if (mean) { *mean = mt; mt = NULL; }
+  if (rstd) { *rstd = rt; rt = NULL; }
+  rc = 0;
+done:
+  tide_tensor_release(xc);
+  tide_tensor_release(rc_);
+  tide_tensor_release(wc);
+  tide_tensor_release(bc);
+  tide_tensor_release(st);
+  tide_tensor_release(y);
+  tide_tensor_release(mt);
+  tide_tensor_release(rt);
+  return rc;
+}
+
+int tide_residual_layer_norm(const tide_tensor *x, const tide_tensor *r, const tide_tensor *weight, const tide_tensor *bias,
+                             double eps, tide_tensor **s, tide_tensor **out, tide_tensor **mean, tide_tensor **rstd) {
+  const char *op = "residual_layer_norm";
+  const tide_tensor *ts[4] = {x, r, weight, bias};
+  const tide_backend *be;
+  int32_t dev;
+  if (s) *s = NULL;
+  TIDE_OP_BACKEND(be, dev, norm, op, 4, ts);
+  TIDE_TRY(need_float(x, op, "x"));
+  if (!out) return tide_fail("%s: out is NULL", op);
+  if (r && !s) return tide_fail("%s: s is NULL (r is given, so x + r is returned)", op);
+  if (x->ndim < 1) return tide_fail("%s: x must have at least 1 dimension (normalised over the last), got a 0-d tensor", op);
+  if (!(eps >= 0) || isinf(eps)) return tide_fail("%s: eps must be finite and >= 0, got %g", op, eps);
+  int64_t C = x->shape[x->ndim - 1];
+  if (r) TIDE_TRY(need_like(r, x, 1, op, "r", "x"));
+  if (weight) {
+    TIDE_TRY(need_affine(weight, C, op, "weight"));
+    TIDE_TRY(need_like(weight, x, 0, op, "weight", "x"));
+  }
+  if (bias) {
+    TIDE_TRY(need_affine(bias, C, op, "bias"));
+    TIDE_TRY(need_like(bias, x, 0, op, "bias", "x"));
+  }
+  if (!be->norm->residual_layernorm_forward) return tide_not_implemented(op, be);
+  return residual_forward(be, dev, op, x, r, weight, bias, eps, s, out, mean, rstd);
+}
+
+/* The backward through the residual member; every operand checked, dout not NULL. */
+static int residual_backward(const tide_backend *be, int32_t dev, const char *op, const tide_tensor *ds,
+                             const tide_tensor *dout, const tide_tensor *s, const tide_tensor *weight,
+                             const tide_tensor *mean, const tide_tensor *rstd, tide_tensor **dx, tide_tensor **dweight,
+                             tide_tensor **dbias) {
+  int64_t C = s->shape[s->ndim - 1], rows = 1;
+  for (int32_t d = 0; d < s->ndim - 1; d++) rows *= s->shape[d];
+  int32_t dt = s->dtype, sd = stat_dtype(dt);
+  int want_w = weight && dweight, want_b = dbias != NULL;
+  tide_tensor *sc = NULL, *dsc = NULL, *dyc = NULL, *wc = NULL, *mc = NULL, *rc_ = NULL, *g = NULL, *gw = NULL, *gb = NULL;
+  int rc = -1;
+  if (!(sc = tide_contiguous_as(s, dt)) || !(dyc = tide_contiguous_as(dout, dt))) goto done;
+  if (ds && !(dsc = tide_contiguous_as(ds, dt))) goto done;
+  if (weight && !(wc = tide_contiguous_as(weight, dt))) goto done;
+  if (!(mc = tide_contiguous_as(mean, sd)) || !(rc_ = tide_contiguous_as(rstd, sd))) goto done;
+  if (!(g = tide_new_on(dev, dt, s->ndim, s->shape))) goto done;
+  if (want_w && !(gw = tide_new_on(dev, dt, 1, &C))) goto done;
+  if (want_b && !(gb = tide_new_on(dev, dt, 1, &C))) goto done;
+  if (be->norm->residual_layernorm_backward(g->data, gw ? gw->data : NULL, gb ? gb->data : NULL, dsc ? dsc->data : NULL,
+                                            dyc->data, sc->data, data_or_null(wc), mc->data, rc_->data, rows, C, dt))
+    goto done;
+  *dx = g;
+  g = NULL;
+  if (want_w) { *dweight = gw; gw = NULL; }
+  if (want_b) { *dbias = gb; gb = NULL; }
+  rc = 0;
+done:
+  tide_tensor_release(sc);
+  tide_tensor_release(dsc);
+  tide_tensor_release(dyc);
+  tide_tensor_release(wc);
+  tide_tensor_release(mc);
+  tide_tensor_release(rc_);
+  tide_tensor_release(g);
+  tide_tensor_release(gw);
+  tide_tensor_release(gb);
+  return rc;
+}
+
+/* With dout NULL, *dx is ds itself (a new reference: the gradient of s passes to x and r unchanged)
+   and dweight/dbias are NULL. */
+int tide_residual_layer_norm_backward(const tide_tensor *ds, const tide_tensor *dout, const tide_tensor *s,
+                                      const tide_tensor *weight, const tide_tensor *mean, const tide_tensor *rstd,
+                                      tide_tensor **dx, tide_tensor **dweight, tide_tensor **dbias) {
+  const char *op = "residual_layer_norm_backward";
+  const tide_tensor *ts[6] = {ds, dout, s, weight, mean, rstd};
+  const tide_backend *be;
+  int32_t dev;
+  if (dweight) *dweight = NULL;
+  if (dbias) *dbias = NULL;
+  TIDE_OP_BACKEND(be, dev, norm, op, 6, ts);
+  if (!dx) return tide_fail("%s: dx is NULL", op);
+  TIDE_TRY(need_float(s, op, "s"));
+  if (s->ndim < 1) return tide_fail("%s: s must have at least 1 dimension, got a 0-d tensor", op);
+  if (!ds && !dout) return tide_fail("%s: ds and dout are both NULL (expected the gradient of s, of out, or both)", op);
+  if (ds) TIDE_TRY(need_like(ds, s, 1, op, "ds", "s"));
+  if (!dout) {
+    tide_tensor_retain((tide_tensor *)ds);
+    *dx = (tide_tensor *)ds;
+    return 0;
+  }
+  TIDE_TRY(need_like(dout, s, 1, op, "dout", "s"));
+  TIDE_TRY(need_float(mean, op, "mean"));
+  TIDE_TRY(need_float(rstd, op, "rstd"));
+  int64_t C = s->shape[s->ndim - 1], rows = 1;
+  for (int32_t d = 0; d < s->ndim - 1; d++) rows *= s->shape[d];
+  char b1[160], b2[160], b3[160];
+  if (mean->numel != rows || rstd->numel != rows)
+    return tide_fail("%s: mean and rstd must hold one value per row of s (%lld rows for s of shape %s), got shapes %s and %s",
+                     op, (long long)rows, tide_shape_str(b1, sizeof b1, s->ndim, s->shape),
+                     tide_shape_str(b2, sizeof b2, mean->ndim, mean->shape),
+                     tide_shape_str(b3, sizeof b3, rstd->ndim, rstd->shape));
+  int32_t sd = stat_dtype(s->dtype);
+  if (mean->dtype != sd || rstd->dtype != sd)
+    return tide_fail("%s: mean and rstd must be %s for s of dtype %s (as residual_layer_norm returns them), got %s and %s",
+                     op, tide_dtype_name(sd), tide_dtype_name(s->dtype), tide_dtype_name(mean->dtype),
+                     tide_dtype_name(rstd->dtype));
+  if (weight) {
+    TIDE_TRY(need_affine(weight, C, op, "weight"));
+    TIDE_TRY(need_like(weight, s, 0, op, "weight", "s"));
+  }
+  if (!be->norm->residual_layernorm_backward) return tide_not_implemented(op, be);
+  return residual_backward(be, dev, op, ds, dout, s, weight, mean, rstd, dx, dweight, dbias);
 }

@@ -14,6 +14,8 @@
 #    The fused Linear/Conv1D layers (cuBLASLt's bias, GELU and bias-gradient
 #    epilogues) against the unfused ops at GPT-2 124M's four shapes, with
 #    both times (tests/gpu/linear_epilogue.lua).
+#    The fused residual layer norm at GPT-2 124M's size (rows 16384, C 768,
+#    bf16 and f32) against the CPU, with fused and unfused times (printed).
 # 7. tide.dist on the GPU: every collective and dtype on CUDA tensors through
 #    NCCL in a world of one (libtide_nccl.so), and on 2 processes sharing the
 #    GPU, staged through host memory and MPI (skipped where mpirun is absent:
@@ -77,6 +79,9 @@ step attention_flash build-gpu/tide tests/gpu/attention_flash.lua
 cat "$out/attention_flash.log"
 step linear_epilogue build-gpu/tide tests/gpu/linear_epilogue.lua
 cat "$out/linear_epilogue.log"
+
+step residual_layer_norm build-gpu/tide tests/gpu/residual_layer_norm.lua
+cat "$out/residual_layer_norm.log"
 step dist_nccl_world1 env TIDE_TEST_DIST_NCCL=1 build-gpu/tide test tests/lua/test_dist.lua
 if command -v mpirun >/dev/null 2>&1; then
   step dist_staged_np2 bash tests/dist/run_mpi.sh 2 build-gpu/tide test tests/lua/test_dist.lua

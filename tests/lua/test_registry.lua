@@ -98,6 +98,13 @@ end
 cases['F.conv1d_gpt2'] = function()
   return function(x, w, b) return F.conv1d_gpt2(x, w, b, 'gelu') end, { p({ 2, 3, 4 }), p({ 4, 5 }), p({ 5 }) }
 end
+-- both outputs carry gradient: s squared so ds and dy differ
+cases['F.residual_layer_norm'] = function()
+  return function(x, r, w, b)
+    local s, y = F.residual_layer_norm(x, r, w, b)
+    return s:square() + y
+  end, { p({ 3, 4 }), p({ 3, 4 }), p({ 4 }), p({ 4 }) }
+end
 cases['F.softmax'] = function() return function(x) return F.softmax(x, -1) end, { p({ 3, 4 }) } end
 cases['F.log_softmax'] = function() return function(x) return F.log_softmax(x, -1) end, { p({ 3, 4 }) } end
 cases['F.dropout'] = function()

@@ -210,9 +210,20 @@ function M.install(tide, core)
     self:add_module('ln_2', nn.LayerNorm(cfg.n_embd, { eps = cfg.layer_norm_epsilon }))
     self:add_module('mlp', MLP(cfg))
   end
-  function Block:forward(x, key_mask, layer_cache)
-    x = x + self.attn(self.ln_1(x), key_mask, layer_cache)
-    return x + self.mlp(self.ln_2(x))
+  -- A LayerNorm module's parameters as F.residual_layer_norm takes them; the
+  -- one place the model reads them, so a precision policy can substitute them.
+  local function ln_params(m) return m.weight, m.bias, m.eps end
+
+  -- The residual stream arrives as x + r (r: the previous block's MLP
+  -- output, nil for the first block) and leaves the same way, so each
+  -- residual add is fused with the layer norm that follows it (ln_1, ln_2,
+  -- then the next block's ln_1 or ln_f): returns the stream before this
+  -- block's MLP output, and that output.
+  function Block:forward(x, r, key_mask, layer_cache)
+    local h
+    x, h = F.residual_layer_norm(x, r, ln_params(self.ln_1))
+    x, h = F.residual_layer_norm(x, self.attn(h, key_mask, layer_cache), ln_params(self.ln_2))
+    return x, self.mlp(h)
   end
 
   local Transformer = nn.Module:extend('GPT2Model')
@@ -405,20 +416,25 @@ function M.install(tide, core)
     local tr = self.transformer
     local x = tr.wte(ids) + tr.wpe(pos)
     x = tr.drop(x)
+    local r  -- the last block's output, added to the stream by ln_f's fused op
     if cache ~= nil then
       for i = 1, tr.h:len() do
         local lc = cache.layers[i]
         lc.past = past
-        x = tr.h[i](x, key_mask, lc)
+        x, r = tr.h[i](x, r, key_mask, lc)
       end
       cache.length = past + T
     else
-      for i = 1, tr.h:len() do x = tr.h[i](x, key_mask) end
+      for i = 1, tr.h:len() do x, r = tr.h[i](x, r, key_mask) end
     end
     -- logits_to_keep = n: only the last n positions' logits (generate needs
     -- the last one; the prompt's other positions would cost most of a prefill)
-    if keep > 0 and keep < T then x = x:narrow(2, T - keep + 1, keep) end
-    x = tr.ln_f(x)
+    if keep > 0 and keep < T then
+      x = x:narrow(2, T - keep + 1, keep)
+      if r ~= nil then r = r:narrow(2, T - keep + 1, keep) end
+    end
+    local _
+    _, x = F.residual_layer_norm(x, r, ln_params(tr.ln_f))
     local logits = F.linear(x, self.lm_head.weight)
     if opts.labels == nil then return { logits = logits } end
     local labels = batch_arg(opts.labels, 'labels', B, T, 2)

@@ -37,6 +37,10 @@ T.test('matmul, softmax, layer norm and cross-entropy on cuda', function()
   check('log_softmax dim 1', function(x) return F.log_softmax(x, 1) end, { param({ 3, 2 }) })
   check('layer_norm', function(x, w, bb) return F.layer_norm(x, { 4 }, w, bb) end,
         { param({ 2, 4 }), param({ 4 }), param({ 4 }) })
+  check('residual_layer_norm', function(x, r, w, bb)
+    local s, y = F.residual_layer_norm(x, r, w, bb)
+    return s:square() + y
+  end, { param({ 2, 4 }), param({ 2, 4 }), param({ 4 }), param({ 4 }) })
   local tgt = tide.tensor({ 1, 0, 3 }, { dtype = 'i64', device = 'cuda' })
   check('cross_entropy', function(x) return F.cross_entropy(x, tgt) end, { param({ 3, 4 }) })
 end)

@@ -1,5 +1,5 @@
 -- The nn ops on CUDA against the CPU (tide-cudaemu in CI, a GPU in
--- tests/gpu/run.sh): layer_norm, softmax and log_softmax along any dim, and
+-- tests/gpu/run.sh): layer_norm, residual_layer_norm, softmax and log_softmax along any dim, and
 -- cross_entropy (every reduction, ignore_index, [B, T, V] logits, a GPT-2
 -- wide row), forward and backward through autograd, in f32, bf16 and f64,
 -- with non-contiguous inputs. Each backward is seeded with a random
@@ -53,6 +53,51 @@ T.test('layer_norm forward and backward on cuda', function()
       return y, x.grad, w.grad
     end, { x2, w2, g2 }, TOL[dt], 'layer_norm weight only ' .. dt)
   end
+end)
+
+T.test('residual_layer_norm forward and backward on cuda (bf16 read natively)', function()
+  T.need_cuda()
+  tide.manual_seed(4)
+  for _, dt in ipairs(DTYPES) do
+    for _, shape in ipairs { { 6, 40 }, { 2, 3, 37 }, { 1, 1 }, { 5, 768 } } do
+      local C = shape[#shape]
+      local x, r = randn(shape, dt, 2):requires_grad_(true), randn(shape, dt):requires_grad_(true)
+      local w = (randn({ C }, dt) * 0.5 + 1):detach():requires_grad_(true)
+      local b = randn({ C }, dt):requires_grad_(true)
+      local gs, gy = randn(shape, dt), randn(shape, dt)
+      local what = ('residual_layer_norm %s [%s]'):format(dt, table.concat(shape, ', '))
+      T.device_parity(function(x, r, w, b, gs, gy)
+        local s, y = F.residual_layer_norm(x, r, w, b, 1e-5)
+        ;((s * gs):sum() + (y * gy):sum()):backward()
+        return s, y, x.grad, r.grad, w.grad, b.grad
+      end, { x, r, w, b, gs, gy }, TOL[dt], what)
+      -- only y used (ds absent), then only s (dy absent: no parameter gradients)
+      local function clear() for _, t in ipairs { x, r, w, b } do rawset(t, 'grad', nil) end end
+      clear()
+      T.device_parity(function(x, r, w, b, gy)
+        local _, y = F.residual_layer_norm(x, r, w, b, 1e-5)
+        y:backward(gy)
+        return y, x.grad, r.grad, w.grad, b.grad
+      end, { x, r, w, b, gy }, TOL[dt], what .. ' from y only')
+      clear()
+      T.device_parity(function(x, r, w, b, gs)
+        local s = F.residual_layer_norm(x, r, w, b, 1e-5)
+        s:backward(gs)
+        return s, x.grad, r.grad, w.grad == nil, b.grad == nil
+      end, { x, r, w, b, gs }, TOL[dt], what .. ' from s only')
+    end
+    -- no residual, no affine parameters, a transposed input
+    local xt = randn({ 24, 7 }, dt):requires_grad_(true)
+    local g = randn({ 7, 24 }, dt)
+    T.device_parity(function(xt, g)
+      local _, y = F.residual_layer_norm(xt:t(), nil)
+      y:backward(g)
+      return y, xt.grad
+    end, { xt, g }, TOL[dt], 'residual_layer_norm without r ' .. dt)
+  end
+  -- s = x + r rounds exactly as the add op on both devices
+  local x, r = randn({ 4, 96 }, 'bf16'), randn({ 4, 96 }, 'bf16')
+  T.device_parity(function(x, r) return (F.residual_layer_norm(x, r)) end, { x, r }, { exact = true }, 's bits')
 end)
 
 T.test('softmax and log_softmax along every dim on cuda', function()
