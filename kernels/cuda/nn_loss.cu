@@ -38,18 +38,37 @@ extern "C" {
 template <class T> struct CeT;
 template <> struct CeT<float> {
   typedef float A;
+  static __device__ __forceinline__ float ex(float v) { return expf(v); }
   static __device__ __forceinline__ float ld(float v) { return v; }
   static __device__ __forceinline__ float st(float a) { return a; }
 };
 template <> struct CeT<double> {
   typedef double A;
+  static __device__ __forceinline__ double ex(double v) { return exp(v); }
   static __device__ __forceinline__ double ld(double v) { return v; }
   static __device__ __forceinline__ double st(double a) { return a; }
 };
 template <> struct CeT<uint16_t> {
   typedef float A;
+  // bf16 logits: the hardware exp (ex2 of x log2 e, two instructions; relative error a few 1e-6, far
+  // below bf16's 4e-3), where expf's ~8 instructions an element would make the kernel compute-bound at
+  // HBM speed; the emulator has only expf
+  static __device__ __forceinline__ float ex(float v) {
+#if defined(__CUDA_ARCH__)
+    return __expf(v);
+#else
+    return expf(v);
+#endif
+  }
   static __device__ __forceinline__ float ld(uint16_t v) { return tide_bf16_to_f32(v); }
-  static __device__ __forceinline__ uint16_t st(float a) { return tide_f32_to_bf16(a); }
+  // round to nearest even, as tide_f32_to_bf16 (one instruction on the GPU)
+  static __device__ __forceinline__ uint16_t st(float a) {
+#if defined(__CUDA_ARCH__)
+    return __bfloat16_as_ushort(__float2bfloat16_rn(a));
+#else
+    return tide_f32_to_bf16(a);
+#endif
+  }
 };
 
 // 16 bytes of elements: one vector load or store.
@@ -68,12 +87,12 @@ template <class T> __device__ __forceinline__ int64_t ce_head(const T *p, int64_
 
 // Folds k values into a running max m and sum s = sum exp(x - m) (NaN skipped by the max and
 // carried by the sum, as on the CPU). While m is -inf every value so far was -inf (adding 0) or NaN.
-template <class A, int K> __device__ __forceinline__ void ce_fold(A &m, A &s, const A (&v)[K]) {
+template <class E, class A, int K> __device__ __forceinline__ void ce_fold(A &m, A &s, const A (&v)[K]) {
   A cm = m;
 CE_UNROLL
   for (int k = 0; k < K; k++) cm = nn_max(cm, v[k]);
   if (cm > m) {
-    s = s * nn_exp(m - cm);  // m == -inf: s is 0 and stays 0
+    s = s * E::ex(m - cm);  // m == -inf: s is 0 and stays 0
     m = cm;
   }
   if (m == A(-INFINITY)) {
@@ -82,36 +101,36 @@ CE_UNROLL
       if (v[k] != v[k]) s = v[k];
   } else {
 CE_UNROLL
-    for (int k = 0; k < K; k++) s += nn_exp(v[k] - m);
+    for (int k = 0; k < K; k++) s += E::ex(v[k] - m);
   }
 }
 
 // (m, s) merged with (m2, s2); symmetric in its two operands, so an xor butterfly gives every lane the same bits.
-template <class A> __device__ __forceinline__ void ce_merge(A &m, A &s, A m2, A s2) {
+template <class E, class A> __device__ __forceinline__ void ce_merge(A &m, A &s, A m2, A s2) {
   const A M = nn_max(m, m2);
-  const A a = m == M ? s : s * nn_exp(m - M), b = m2 == M ? s2 : s2 * nn_exp(m2 - M);
+  const A a = m == M ? s : s * E::ex(m - M), b = m2 == M ? s2 : s2 * E::ex(m2 - M);
   m = M;
   s = a + b;
 }
 
-template <class A> __device__ __forceinline__ void ce_warp_merge(A &m, A &s) {
+template <class E, class A> __device__ __forceinline__ void ce_warp_merge(A &m, A &s) {
   for (int o = 16; o > 0; o >>= 1) {
     const A m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
-    ce_merge(m, s, m2, s2);
+    ce_merge<E>(m, s, m2, s2);
   }
 }
 
 // Every thread's (m, s) merged, returned to every thread. Called by all threads of the block.
-template <class A> __device__ void ce_block_merge(A &m, A &s) {
+template <class E, class A> __device__ void ce_block_merge(A &m, A &s) {
   __shared__ A pm[32], ps[32];
-  ce_warp_merge(m, s);
+  ce_warp_merge<E>(m, s);
   __syncthreads();  // a previous row's reads of pm, ps are over
   if ((threadIdx.x & 31) == 0) pm[threadIdx.x >> 5] = m, ps[threadIdx.x >> 5] = s;
   __syncthreads();
   const bool have = (threadIdx.x & 31) < (blockDim.x >> 5);
   m = have ? pm[threadIdx.x & 31] : A(-INFINITY);
   s = have ? ps[threadIdx.x & 31] : A(0);
-  ce_warp_merge(m, s);
+  ce_warp_merge<E>(m, s);
 }
 
 // Threads for rows of V elements read in vectors of W: one vector each where the row is short.
@@ -173,7 +192,7 @@ __global__ void ce_forward_rows(void *rl, int32_t out_dt, int out_size, typename
     A m = A(-INFINITY), s = A(0);
     for (int64_t v = threadIdx.x; v < head; v += blockDim.x) {
       const A a[1] = {CeT<T>::ld(xr[v])};
-      ce_fold(m, s, a);
+      ce_fold<CeT<T> >(m, s, a);
     }
     // two vectors in flight per thread, then the odd one
     int64_t i = threadIdx.x;
@@ -182,23 +201,23 @@ __global__ void ce_forward_rows(void *rl, int32_t out_dt, int out_size, typename
       A a[Vec::W];
 CE_UNROLL
       for (int k = 0; k < Vec::W; k++) a[k] = CeT<T>::ld(c0.v[k]);
-      ce_fold(m, s, a);
+      ce_fold<CeT<T> >(m, s, a);
 CE_UNROLL
       for (int k = 0; k < Vec::W; k++) a[k] = CeT<T>::ld(c1.v[k]);
-      ce_fold(m, s, a);
+      ce_fold<CeT<T> >(m, s, a);
     }
     if (i < nvec) {
       const Vec c0 = xv[i];
       A a[Vec::W];
 CE_UNROLL
       for (int k = 0; k < Vec::W; k++) a[k] = CeT<T>::ld(c0.v[k]);
-      ce_fold(m, s, a);
+      ce_fold<CeT<T> >(m, s, a);
     }
     for (int64_t v = tail + threadIdx.x; v < V; v += blockDim.x) {
       const A a[1] = {CeT<T>::ld(xr[v])};
-      ce_fold(m, s, a);
+      ce_fold<CeT<T> >(m, s, a);
     }
-    ce_block_merge(m, s);
+    ce_block_merge<CeT<T> >(m, s);
     if (threadIdx.x == 0) {
       const double l = (double)m + log((double)s);
       const int64_t tn = t[n];
@@ -275,8 +294,8 @@ __global__ void ce_mean_scale(double *scale, const int64_t *t, const void *dloss
 
 // One element of the gradient: scale * (p - [v == t]), p - 1 formed before scaling (no cancellation when
 // p is close to 1).
-template <class A> __device__ __forceinline__ A ce_grad(A x, A l, A sc, bool target) {
-  const A e = nn_exp(x - l);
+template <class E, class A> __device__ __forceinline__ A ce_grad(A x, A l, A sc, bool target) {
+  const A e = E::ex(x - l);
   return target ? (e - A(1)) * sc : e * sc;
 }
 
@@ -307,18 +326,20 @@ CE_UNROLL
                             : mean_scale ? *mean_scale : tide_load_f64((const char *)dloss, ddt);
     // a target out of range (never checked again after the forward) makes the row NaN, reading nothing stray
     const A l = tn >= 0 && tn < V ? lse[n] : A(NAN), sc = (A)scd;
-    for (int64_t v = threadIdx.x; v < head; v += blockDim.x) o[v] = CeT<T>::st(ce_grad(CeT<T>::ld(xr[v]), l, sc, v == tn));
+    for (int64_t v = threadIdx.x; v < head; v += blockDim.x) o[v] = CeT<T>::st(ce_grad<CeT<T> >(CeT<T>::ld(xr[v]), l, sc, v == tn));
     const Vec *xv = reinterpret_cast<const Vec *>(xr + head);
     Vec *ov = reinterpret_cast<Vec *>(o + head);
     for (int64_t i = threadIdx.x; i < nvec; i += blockDim.x) {
       const Vec c = xv[i];
       Vec r;
-      const int64_t v0 = head + i * Vec::W;
+      // the target's place in this vector, or -1: 32-bit compares in the unrolled loop
+      const int64_t rel = tn - (head + i * Vec::W);
+      const int kt = rel >= 0 && rel < Vec::W ? (int)rel : -1;
 CE_UNROLL
-      for (int k = 0; k < Vec::W; k++) r.v[k] = CeT<T>::st(ce_grad(CeT<T>::ld(c.v[k]), l, sc, v0 + k == tn));
+      for (int k = 0; k < Vec::W; k++) r.v[k] = CeT<T>::st(ce_grad<CeT<T> >(CeT<T>::ld(c.v[k]), l, sc, k == kt));
       ov[i] = r;
     }
-    for (int64_t v = tail + threadIdx.x; v < V; v += blockDim.x) o[v] = CeT<T>::st(ce_grad(CeT<T>::ld(xr[v]), l, sc, v == tn));
+    for (int64_t v = tail + threadIdx.x; v < V; v += blockDim.x) o[v] = CeT<T>::st(ce_grad<CeT<T> >(CeT<T>::ld(xr[v]), l, sc, v == tn));
   }
 }
 
