@@ -17,8 +17,9 @@
 //   in the same vectors; scale_n comes from dloss (one value for sum, that
 //   over the rows not ignored for mean, one per row for none: how per-sample
 //   weights reach the kernel without another pass over the logits).
-// Every sum has a fixed shape (thread strides, then xor butterflies), so
-// results have the same bits on every run. Rows need not be 16-byte aligned
+// bf16 rows use the GPU's fast exp (CeT<uint16_t>::ex says why). Every sum
+// has a fixed shape (thread strides, then xor butterflies), so results have
+// the same bits on every run. Rows need not be 16-byte aligned
 // (V = 50257 bf16 rows are not): each row starts with up to 15 bytes read
 // one element at a time, then whole vectors, then a tail.
 #include "nn_softmax_rows.cuh"
