@@ -268,11 +268,15 @@ int tide_embedding(const tide_tensor *weight, const tide_tensor *ids, tide_tenso
 /* Gradient of embedding: dout [..., C] summed into rows of a [num_embeddings, C] tensor. */
 int tide_embedding_backward(const tide_tensor *dout, const tide_tensor *ids, int64_t num_embeddings, tide_tensor **dweight);
 /* Cross-entropy of logits [N, V] (or [..., V]) against 0-based targets [N] (or [...]),
-   skipping targets equal to ignore_index; log-sum-exp in f32 or better, no one-hot.
-   lse ([N], f32/f64) is saved for the backward; loss is 0-d unless reduction is NONE. */
+   skipping targets equal to ignore_index; log-sum-exp in f32 or better, no one-hot, no stored
+   probabilities (on CUDA bf16 logits are read in place). lse ([N], f32/f64) is saved for the
+   backward; loss (the logits' dtype) is 0-d unless reduction is NONE. A target outside 0..V-1
+   that is not ignore_index is an error naming it (on CUDA: one small host round trip). */
 int tide_cross_entropy(const tide_tensor *logits, const tide_tensor *targets, int64_t ignore_index, int32_t reduction,
                        tide_tensor **loss, tide_tensor **lse);
-/* Gradient of cross-entropy with respect to the logits. */
+/* Gradient of cross-entropy with respect to the logits (the logits' dtype): dloss (any float dtype)
+   scales each row, one value for MEAN/SUM or one per target for NONE. The CPU checks the targets again;
+   CUDA does not (the forward did): a row with a target out of range gets NaN there. */
 int tide_cross_entropy_backward(const tide_tensor *dloss, const tide_tensor *logits, const tide_tensor *targets,
                                 const tide_tensor *lse, int64_t ignore_index, int32_t reduction, tide_tensor **dlogits);
 /* Inverted dropout: zeroes elements with probability p from g and scales the rest by 1/(1-p);

@@ -10,7 +10,8 @@
    that is not ignore_index is an error naming it and V. f32 exps are
    vmath.h's vectorised tide_expf, summed in f32 in short runs and then in
    double; lse and the losses are formed in double and rounded once. lse is
-   saved in f32 for the f32 family and f64 for f64. The backward works in
+   written in f32 for the f32 family and f64 for f64; the losses in the
+   dtype the op layer asks (the logits'). The backward works in
    the compute type, exp(x - lse) * scale, with the target's p - 1 formed
    before scaling. The reduction adds rows in order, so no result depends on
    the thread count. */
@@ -23,6 +24,9 @@
 #include <string.h>
 
 static inline double exp_f64(double v) { return exp(v); }
+
+/* bytes of an element of a float dtype */
+static size_t ce_fsize(int32_t dt) { return dt == TIDE_F64 ? 8 : dt == TIDE_F32 ? 4 : 2; }
 
 /* Terms per partial sum of the exps: each of 16 vector lanes adds 16 f32
    values (relative error below 1e-6) before the sum goes on in double. */
@@ -64,12 +68,13 @@ static int cross_entropy_check_targets(const int64_t *p, int64_t N, int64_t V, i
   return 0;
 }
 
-static int cross_entropy_forward(double *loss, double *ls, const void *logits, const int64_t *t, int64_t N, int64_t V,
-                                 int64_t ignore_index, int32_t reduction, int32_t cd) {
+static int cross_entropy_forward(void *loss, int32_t loss_dt, void *ls, const void *logits, const int64_t *t,
+                                 int64_t N, int64_t V, int64_t ignore_index, int32_t reduction, int32_t cd) {
   if (cd != TIDE_F32 && cd != TIDE_F64)
     return tide_fail("cross_entropy: the CPU kernel takes f32 or f64 logits, got %s", tide_dtype_name(cd));
-  /* the row losses go straight to loss when it keeps them all */
-  double *rl = reduction == TIDE_REDUCE_NONE ? loss : malloc((size_t)(N ? N : 1) * sizeof(double));
+  if (!tide_is_float(loss_dt)) return tide_fail("cross_entropy: the loss must be a float dtype, got %s", tide_dtype_name(loss_dt));
+  /* the row losses in double, each rounded once to loss_dt at the end */
+  double *rl = malloc((size_t)(N ? N : 1) * sizeof(double));
   if (!rl) return tide_fail("cross_entropy: out of memory");
   int par = N > 1 && N * V >= TIDE_GRAIN;
 #pragma omp parallel for schedule(static) if (par)
@@ -79,15 +84,19 @@ static int cross_entropy_forward(double *loss, double *ls, const void *logits, c
       const float *x = (const float *)logits + n * V;
       l = ce_lse_f32(x, V);
       if (t[n] != ignore_index) xt = x[t[n]];
+      ((float *)ls)[n] = (float)l;
     } else {
       const double *x = (const double *)logits + n * V;
       l = ce_lse_f64(x, V);
       if (t[n] != ignore_index) xt = x[t[n]];
+      ((double *)ls)[n] = l;
     }
-    ls[n] = l;
     rl[n] = t[n] == ignore_index ? 0.0 : l - xt;
   }
-  if (reduction != TIDE_REDUCE_NONE) {
+  size_t es = ce_fsize(loss_dt);
+  if (reduction == TIDE_REDUCE_NONE) {
+    for (int64_t n = 0; n < N; n++) tide_store_f64((char *)loss + (size_t)n * es, loss_dt, rl[n]);
+  } else {
     double s = 0;
     int64_t count = 0;
     for (int64_t n = 0; n < N; n++) {
@@ -95,41 +104,48 @@ static int cross_entropy_forward(double *loss, double *ls, const void *logits, c
       count += t[n] != ignore_index;
     }
     if (reduction == TIDE_REDUCE_MEAN) s = count ? s / (double)count : NAN;
-    *loss = s;
-    free(rl);
+    tide_store_f64((char *)loss, loss_dt, s);
   }
+  free(rl);
   return 0;
 }
 
-static int cross_entropy_backward(void *dlogits, const void *logits, const int64_t *t, const double *l, const double *d,
-                                  int64_t N, int64_t V, int64_t ignore_index, int32_t reduction, int32_t cd) {
+static int cross_entropy_backward(void *dlogits, const void *logits, const int64_t *t, const void *lse,
+                                  const void *dloss, int32_t ddt, int64_t N, int64_t V, int64_t ignore_index,
+                                  int32_t reduction, int32_t cd) {
   if (cd != TIDE_F32 && cd != TIDE_F64)
     return tide_fail("cross_entropy_backward: the CPU kernel takes f32 or f64 logits, got %s", tide_dtype_name(cd));
+  if (!tide_is_float(ddt)) return tide_fail("cross_entropy_backward: dloss must be a float dtype, got %s", tide_dtype_name(ddt));
+  const char *d = (const char *)dloss;
+  const size_t des = ce_fsize(ddt);
   int64_t count = 0;
   for (int64_t n = 0; n < N; n++) count += t[n] != ignore_index;
   /* with every row ignored the mean's scale is never used */
-  double common = reduction == TIDE_REDUCE_MEAN ? (count ? d[0] / (double)count : 0) : d[0];
+  double d0 = reduction == TIDE_REDUCE_NONE ? 0 : tide_load_f64(d, ddt);
+  double common = reduction == TIDE_REDUCE_MEAN ? (count ? d0 / (double)count : 0) : d0;
   int par = N > 1 && N * V >= TIDE_GRAIN;
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t n = 0; n < N; n++) {
     int skip = t[n] == ignore_index;
-    double sc = reduction == TIDE_REDUCE_NONE ? d[n] : common;
+    double sc = reduction == TIDE_REDUCE_NONE ? tide_load_f64(d + (size_t)n * des, ddt) : common;
     if (cd == TIDE_F32) {
       float *o = (float *)dlogits + n * V;
       if (skip) memset(o, 0, (size_t)V * sizeof(float));
       else {
         const float *x = (const float *)logits + n * V;
-        ce_bwd_row_f32(x, o, V, l[n], sc);
+        const float ln = ((const float *)lse)[n];
+        ce_bwd_row_f32(x, o, V, ln, sc);
         /* p - 1 before scaling: no cancellation when p is close to 1 */
-        o[t[n]] = (float)(((double)tide_expf(x[t[n]] - (float)l[n]) - 1.0) * sc);
+        o[t[n]] = (float)(((double)tide_expf(x[t[n]] - ln) - 1.0) * sc);
       }
     } else {
       double *o = (double *)dlogits + n * V;
       if (skip) memset(o, 0, (size_t)V * sizeof(double));
       else {
         const double *x = (const double *)logits + n * V;
-        ce_bwd_row_f64(x, o, V, l[n], sc);
-        o[t[n]] = (exp(x[t[n]] - l[n]) - 1.0) * sc;
+        const double ln = ((const double *)lse)[n];
+        ce_bwd_row_f64(x, o, V, ln, sc);
+        o[t[n]] = (exp(x[t[n]] - ln) - 1.0) * sc;
       }
     }
   }
@@ -137,6 +153,8 @@ static int cross_entropy_backward(void *dlogits, const void *logits, const int64
 }
 
 const struct tide_loss_kernels tide_cpu_loss = {
+  .bf16_logits = 0,
+  .backward_checks_targets = 1,
   .cross_entropy_check_targets = cross_entropy_check_targets,
   .cross_entropy_forward = cross_entropy_forward,
   .cross_entropy_backward = cross_entropy_backward,

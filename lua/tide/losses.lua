@@ -25,23 +25,31 @@ function M.install(tide, core)
         :format(table.concat(inputs:size(), ', '), table.concat(logits:size(), ', ')), 2)
     end
     local B, T, V = logits:size(1), logits:size(2), logits:size(3)
-    -- tokens < n predict token n
-    local shift_labels = inputs:narrow(2, 2, T - 1)
-    local shift_logits = logits:narrow(2, 1, T - 1)
-    local loss = F.cross_entropy(shift_logits:reshape(B * (T - 1), V), shift_labels:reshape(B * (T - 1)),
-      { reduction = 'none' })
-    local loss_per_sample = loss:view(B, T - 1):mean(2)
-    -- occurrences of each keytoken in the whole sample, summed over keytokens
-    -- (built from inputs, so it lives on their device)
-    local counts
     for i, kt in ipairs(keytoken_ids) do
       if type(kt) ~= 'number' then
         error(('keytoken_weighted_loss: keytoken_ids[%d] is a %s, not an id'):format(i, type(kt)), 2)
       end
-      local c = inputs:eq(kt):float():sum(2)
-      counts = counts and counts + c or c
     end
-    if not counts then return loss_per_sample:mean() * alpha end  -- no keytokens: every weight is alpha
+    -- tokens < n predict token n: the labels shift left and the last position is ignored
+    -- (ignore_index -100), so the loss reads the logits in place instead of a narrowed copy
+    -- of B * (T-1) * V; the per-sample weights reach the fused kernel's backward as its
+    -- per-row dloss (reduction 'none'), with no further pass over the logits
+    local shift_labels = tide.full({ B, T }, -100, { dtype = 'i64', device = inputs.device })
+    shift_labels:narrow(2, 1, T - 1):copy_(inputs:narrow(2, 2, T - 1))
+    local loss = F.cross_entropy(logits:reshape(B * T, V), shift_labels:view(B * T), { reduction = 'none' })
+    -- the ignored last position adds 0: the mean over the T - 1 real ones
+    local loss_per_sample = loss:view(B, T):sum(2) / (T - 1)
+    if #keytoken_ids == 0 then return loss_per_sample:mean() * alpha end  -- no keytokens: every weight is alpha
+    -- occurrences of each keytoken in the whole sample, summed over keytokens (an id listed
+    -- twice counts twice, as in the course's code): one isin over the distinct ids, then the
+    -- repeats; built from inputs, so it lives on their device
+    local distinct, extra, seen = {}, {}, {}
+    for _, kt in ipairs(keytoken_ids) do
+      if seen[kt] then extra[#extra + 1] = kt else distinct[#distinct + 1] = kt end
+      seen[kt] = true
+    end
+    local counts = tide.isin(inputs, distinct):float():sum(2)
+    for _, kt in ipairs(extra) do counts = counts + inputs:eq(kt):float():sum(2) end
     local weights = (counts + 1) * alpha
     return (loss_per_sample * weights):mean()
   end

@@ -1,10 +1,14 @@
 /* Cross-entropy of logits [..., V] against 0-based class ids [...]: the
    leading dims are flattened into N rows, the class dimension is the last
    one. Targets are checked before anything is computed: a value outside
-   0..V-1 that is not ignore_index is an error naming it and V. bf16/f16
-   logits compute in f32; lse is saved in f32 for the f32 family and f64 for
-   f64; the losses and gradients come back in the logits' dtype. The
-   arithmetic is the backend's (kernels/cpu/nn_loss.c says how it rounds). */
+   0..V-1 that is not ignore_index is an error naming it and V (by the
+   forward; the backward again only where the backend asks,
+   kernels/nn_loss.h). bf16/f16 logits compute in f32: a backend that reads
+   bf16 itself (CUDA) gets them in place, the CPU an f32 copy; lse is saved
+   in f32 for the f32 family and f64 for f64; the losses and gradients come
+   back in the logits' dtype, written by the kernels. The arithmetic is the
+   backend's (kernels/cpu/nn_loss.c and kernels/cuda/nn_loss.cu say how
+   they round). */
 #include "dispatch.h"
 #include "nn_loss.h"
 #include <string.h>
@@ -15,7 +19,7 @@ static const char *reduction_name(int32_t r) { return r == TIDE_REDUCE_NONE ? "n
    N and the backend and returns the targets as contiguous i64 (NULL on error). */
 static tide_tensor *check_inputs(const tide_tensor *logits, const tide_tensor *targets, int64_t ignore_index, int32_t reduction,
                                  int64_t *V, int64_t *N, const char *op, int32_t n, const tide_tensor *const *ts,
-                                 const tide_backend **bep, int32_t *dev) {
+                                 const tide_backend **bep, int32_t *dev, int forward) {
   if (!logits) { tide_fail("%s: logits is NULL (expected a tensor)", op); return NULL; }
   if (!targets) { tide_fail("%s: targets is NULL (expected a tensor)", op); return NULL; }
   if (tide_check_handle(logits, op) || tide_check_handle(targets, op)) return NULL;
@@ -56,6 +60,9 @@ static tide_tensor *check_inputs(const tide_tensor *logits, const tide_tensor *t
   *N = targets->numel;
   tide_tensor *t = tide_contiguous_as(targets, TIDE_I64);
   if (!t) return NULL;
+  /* the backward skips the check where the kernel is safe with any target (on CUDA it is a host round
+     trip; the forward made it and autograd refuses targets changed since) */
+  if (!forward && !be->loss->backward_checks_targets) return t;
   int64_t bad = 0;
   int r = be->loss->cross_entropy_check_targets((const int64_t *)t->data, *N, *V, ignore_index, &bad);
   if (r > 0)
@@ -68,8 +75,15 @@ static tide_tensor *check_inputs(const tide_tensor *logits, const tide_tensor *t
   return t;
 }
 
+/* The dtype the kernel reads the logits in: bf16 in place where the backend takes it, else the compute
+   dtype (f64 for f64, f32 otherwise). */
+static int32_t kernel_dtype(const tide_backend *be, int32_t dt) {
+  if (dt == TIDE_BF16 && be->loss->bf16_logits) return TIDE_BF16;
+  return dt == TIDE_F64 ? TIDE_F64 : TIDE_F32;
+}
+
 /* loss is 0-d for mean and sum, shaped like targets for none, in the logits'
-   dtype; lse ([N]) may be NULL when not wanted. */
+   dtype; lse ([N], the compute dtype) may be NULL when not wanted. */
 int tide_cross_entropy(const tide_tensor *logits, const tide_tensor *targets, int64_t ignore_index, int32_t reduction,
                        tide_tensor **loss, tide_tensor **lse) {
   const char *op = "cross_entropy";
@@ -78,7 +92,7 @@ int tide_cross_entropy(const tide_tensor *logits, const tide_tensor *targets, in
   const tide_tensor *ts[2] = {logits, targets};
   const tide_backend *be = NULL;
   int32_t dev;
-  tide_tensor *tg = check_inputs(logits, targets, ignore_index, reduction, &V, &N, op, 2, ts, &be, &dev);
+  tide_tensor *tg = check_inputs(logits, targets, ignore_index, reduction, &V, &N, op, 2, ts, &be, &dev, 1);
   if (!tg) return -1;
   int32_t cd = logits->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32;
   tide_tensor *xc = NULL, *lt = NULL, *lo = NULL;
@@ -87,21 +101,18 @@ int tide_cross_entropy(const tide_tensor *logits, const tide_tensor *targets, in
     tide_not_implemented(op, be);
     goto done;
   }
-  if (!(xc = tide_contiguous_as(logits, cd))) goto done;
-  if (!(lt = tide_new_on(dev, TIDE_F64, 1, &N))) goto done;
-  if (reduction == TIDE_REDUCE_NONE) lo = tide_new_on(dev, TIDE_F64, targets->ndim, targets->shape);
-  else lo = tide_new_on(dev, TIDE_F64, 0, NULL);
+  /* no copy of the logits where they are contiguous in the dtype the kernel reads */
+  if (!(xc = tide_contiguous_as(logits, kernel_dtype(be, logits->dtype)))) goto done;
+  if (!(lt = tide_new_on(dev, cd, 1, &N))) goto done;
+  if (reduction == TIDE_REDUCE_NONE) lo = tide_new_on(dev, logits->dtype, targets->ndim, targets->shape);
+  else lo = tide_new_on(dev, logits->dtype, 0, NULL);
   if (!lo) goto done;
-  if (be->loss->cross_entropy_forward((double *)lo->data, (double *)lt->data, xc->data, (const int64_t *)tg->data, N, V,
-                                      ignore_index, reduction, cd))
+  if (be->loss->cross_entropy_forward(lo->data, logits->dtype, lt->data, xc->data, (const int64_t *)tg->data, N, V,
+                                      ignore_index, reduction, xc->dtype))
     goto done;
-  tide_tensor *r = tide_contiguous_as(lo, logits->dtype);
-  if (!r) goto done;
-  tide_tensor_release(lo);
-  lo = r;
   if (lse) {
-    if (!(r = tide_contiguous_as(lt, cd))) goto done;
-    *lse = r;
+    *lse = lt;
+    lt = NULL;
   }
   *loss = lo;
   lo = NULL;
@@ -130,7 +141,7 @@ int tide_cross_entropy_backward(const tide_tensor *dloss, const tide_tensor *log
   const tide_tensor *ts[4] = {logits, targets, dloss, lse};
   const tide_backend *be = NULL;
   int32_t dev;
-  tide_tensor *tg = check_inputs(logits, targets, ignore_index, reduction, &V, &N, op, 4, ts, &be, &dev);
+  tide_tensor *tg = check_inputs(logits, targets, ignore_index, reduction, &V, &N, op, 4, ts, &be, &dev, 0);
   if (!tg) return -1;
   char b1[160], b2[160];
   int rc = -1;
@@ -155,14 +166,15 @@ int tide_cross_entropy_backward(const tide_tensor *dloss, const tide_tensor *log
     tide_not_implemented(op, be);
     goto done;
   }
-  int32_t cd = logits->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32;
-  if (!(xc = tide_contiguous_as(logits, cd)) || !(lc = tide_contiguous_as(lse, TIDE_F64)) || !(dc = tide_contiguous_as(dloss, TIDE_F64)))
+  int32_t cd = logits->dtype == TIDE_F64 ? TIDE_F64 : TIDE_F32, kd = kernel_dtype(be, logits->dtype);
+  /* the saved lse and a contiguous dloss are used as they are (dloss in any float dtype) */
+  if (!(xc = tide_contiguous_as(logits, kd)) || !(lc = tide_contiguous_as(lse, cd)) || !(dc = tide_contiguous_as(dloss, dloss->dtype)))
     goto done;
-  if (!(g = tide_new_on(dev, cd, logits->ndim, logits->shape))) goto done;
-  if (be->loss->cross_entropy_backward(g->data, xc->data, (const int64_t *)tg->data, (const double *)lc->data,
-                                       (const double *)dc->data, N, V, ignore_index, reduction, cd))
+  if (!(g = tide_new_on(dev, kd, logits->ndim, logits->shape))) goto done;
+  if (be->loss->cross_entropy_backward(g->data, xc->data, (const int64_t *)tg->data, lc->data, dc->data, dc->dtype, N, V,
+                                       ignore_index, reduction, kd))
     goto done;
-  if (logits->dtype != cd) {
+  if (logits->dtype != kd) {
     tide_tensor *r = tide_contiguous_as(g, logits->dtype);
     tide_tensor_release(g);
     if (!(g = r)) goto done;

@@ -439,11 +439,13 @@ function M.install(tide, core)
     if opts.labels == nil then return { logits = logits } end
     local labels = batch_arg(opts.labels, 'labels', B, T, 2)
     if labels:size(1) ~= B then labels = labels:expand(B, T) end
-    -- predict token t+1 from tokens up to t
-    local shift_logits = logits:narrow(2, 1, T - 1)
-    local shift_labels = labels:narrow(2, 2, T - 1)
-    local loss = F.cross_entropy(shift_logits:reshape(B * (T - 1), cfg.vocab_size),
-      shift_labels:reshape(B * (T - 1)), { ignore_index = -100 })
+    -- predict token t+1 from tokens up to t: the labels shift left and the last position gets
+    -- ignore_index, so the loss reads the logits in place (a narrowed copy would move all of
+    -- B * (T-1) * V); the same rows, the same mean in the same order, so the same bits
+    local shift_labels = tide.full({ B, T }, -100, { dtype = 'i64', device = labels.device })
+    if T > 1 then shift_labels:narrow(2, 1, T - 1):copy_(labels:narrow(2, 2, T - 1)) end
+    local loss = F.cross_entropy(logits:reshape(B * T, cfg.vocab_size), shift_labels:view(B * T),
+      { ignore_index = -100 })
     return { logits = logits, loss = loss }
   end
 
