@@ -244,6 +244,19 @@ int tide_gelu_backward(const tide_tensor *dout, const tide_tensor *x, tide_tenso
 int tide_embedding(const tide_tensor *weight, const tide_tensor *ids, tide_tensor **out);
 /* Gradient of embedding: dout [..., C] summed into rows of a [num_embeddings, C] tensor. */
 int tide_embedding_backward(const tide_tensor *dout, const tide_tensor *ids, int64_t num_embeddings, tide_tensor **dweight);
+/* GPT-2's input embedding in one pass: out [B, T, C] in wte's dtype, out[b, t] = wte[ids[b, t]] + wpe[pos],
+   pos = past + t when position_ids is NULL, else position_ids[b, t] (position_ids [B, T], or [1, T] / [T]
+   shared by the batch). wte [V, C] and wpe [P, C] share one float dtype; bf16/f16 add in f32 and round
+   once. Fails naming the first id outside 0..V-1 or position outside 0..P-1, or past + T > P. */
+int tide_gpt2_embedding(const tide_tensor *ids, const tide_tensor *wte, const tide_tensor *wpe,
+                        const tide_tensor *position_ids, int64_t past, tide_tensor **out);
+/* Gradients of tide_gpt2_embedding from dout [B, T, C]: dwte [vocab_size, C] (dout's rows summed by id, in
+   the order of b * T + t) and dwpe [n_positions, C] (summed by position; the batch summed first where the
+   positions are shared by every row), in dout's dtype (summed in f32, f64 for f64). dwte or dwpe NULL:
+   that gradient is not computed. Same ids, position_ids and past as the forward. */
+int tide_gpt2_embedding_backward(const tide_tensor *dout, const tide_tensor *ids, const tide_tensor *position_ids,
+                                 int64_t past, int64_t vocab_size, int64_t n_positions, tide_tensor **dwte,
+                                 tide_tensor **dwpe);
 /* Cross-entropy of logits [N, V] (or [..., V]) against 0-based targets [N] (or [...]),
    skipping targets equal to ignore_index; log-sum-exp in f32 or better, no one-hot.
    lse ([N], f32/f64) is saved for the backward; loss is 0-d unless reduction is NONE. */
