@@ -82,6 +82,39 @@ function M.install(tide, core)
     return out
   end
 
+  -- F.gpt2_embedding(ids, wte, wpe, past): GPT-2's input embedding in one op,
+  -- wte[ids] + wpe[positions] for ids [B, T]: positions past..past+T-1 (past
+  -- a number, default 0: the positions a KV cache already holds), or a
+  -- position_ids tensor [B, T] / [1, T] / [T] in past's place. The same bits
+  -- as F.embedding(ids, wte) + F.embedding(positions, wpe) on the CPU.
+  function F.gpt2_embedding(ids, wte, wpe, past)
+    local ci = handle(ids, 'gpt2_embedding', 'ids')
+    local cw, cp = handle(wte, 'gpt2_embedding', 'wte'), handle(wpe, 'gpt2_embedding', 'wpe')
+    local pos, npast = nil, 0
+    if is_tensor(past) then
+      pos = past
+    elseif past ~= nil then
+      if type(past) ~= 'number' or past < 0 or past % 1 ~= 0 then
+        error('gpt2_embedding: past must be a non-negative integer or a position_ids tensor, got ' .. tostring(past), 2)
+      end
+      npast = past
+    end
+    local cpos = pos and pos._c or nil
+    run(C.tide_gpt2_embedding(ci, cw, cp, cpos, npast, out1))
+    local out = wrap(out1[0])
+    if ag.wants(wte, wpe) then
+      local V, P = wte:size(1), wpe:size(1)
+      record('gpt2_embedding', out, { n = 4, false, wte, wpe, false }, function(g)
+        local want_te, want_pe = ag.needs(wte), ag.needs(wpe)
+        run(C.tide_gpt2_embedding_backward(g._c, ids._c, cpos, npast, V, P,
+          want_te and out1 or nil, want_pe and out2 or nil))
+        return nil, want_te and wrap(out1[0]) or nil, want_pe and wrap(out2[0]) or nil, nil
+      end, { ids, pos })
+    end
+    return out
+  end
+  require('tide.ops.registry').def { 'F.gpt2_embedding', forward = F.gpt2_embedding, recorded = true }
+
   -- layer norm --------------------------------------------------------------------
 
   -- F.layer_norm(x, normalized_shape, weight, bias, eps): over the last dim.

@@ -377,7 +377,7 @@ function M.install(tide, core)
           :format(cfg.n_positions, pos:min():item(), pos:max():item()), 2)
       end
     else
-      pos = tide.arange(past, past + T, { device = ids.device })
+      pos = past  -- positions past..past+T-1: gpt2_embedding makes them itself
     end
     local key_mask
     if opts.attention_mask ~= nil then
@@ -395,7 +395,9 @@ function M.install(tide, core)
       if m:numel() > 0 and m:logical_not():sum():item() > 0 then key_mask = m:contiguous() end
     end
     local tr = self.transformer
-    local x = tr.wte(ids) + tr.wpe(pos)
+    -- the token and position embeddings in one op; the tables read here only
+    local wte, wpe = tr.wte.weight, tr.wpe.weight
+    local x = F.gpt2_embedding(ids, wte, wpe, pos)
     x = tr.drop(x)
     if cache ~= nil then
       for i = 1, tr.h:len() do
