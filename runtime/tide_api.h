@@ -283,6 +283,13 @@ int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor
 int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k, const tide_tensor *v,
                             const tide_tensor *key_mask, const tide_tensor *out, const tide_tensor *lse, int32_t causal,
                             int64_t q_offset, double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv);
+/* tide_attention_backward for self-attention (S == T, no q_offset) whose gradients go to one packed
+   tensor: dq, dk and dv written as the three parts of dqkv [B, T, 3 * H * D] ([B, T, 3, H, D] memory),
+   the gradient of a [B, T, 3C] projection that q, k and v are head views of (GPT-2's c_attn output),
+   with no copy to join them. Same values as tide_attention_backward. */
+int tide_attention_backward_qkv(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k,
+                                const tide_tensor *v, const tide_tensor *key_mask, const tide_tensor *out,
+                                const tide_tensor *lse, int32_t causal, double scale, tide_tensor **dqkv);
 /* One AdamW step in place, exactly torch.optim.AdamW's arithmetic: decoupled decay
    p -= lr*wd*p, then moments and the bias-corrected update (step counts from 1). */
 int tide_adamw_step_(tide_tensor *param, const tide_tensor *grad, tide_tensor *exp_avg, tide_tensor *exp_avg_sq,

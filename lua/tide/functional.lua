@@ -240,6 +240,67 @@ function M.install(tide, core)
     return out
   end
 
+  -- F.qkv_attention(qkv, n_head, {is_causal=false, scale=1/sqrt(D), key_mask=nil}):
+  -- self-attention over a packed projection qkv [B, T, 3C] laid out as
+  -- [q | k | v], each C = n_head * D wide, heads in order (GPT-2's c_attn
+  -- output); returns [B, T, C] with the heads merged. The same values as
+  -- splitting qkv into head views and calling scaled_dot_product_attention,
+  -- without its copies: q, k and v are read in place, the output is written
+  -- in [B, T, H, D] order (the merge is a view), and the backward writes the
+  -- gradient of qkv as one tensor (no zero-padded piece per split part to add up).
+  local qkv_opts = { is_causal = true, scale = true, key_mask = true }
+  function F.qkv_attention(qkv, n_head, opts)
+    local cqkv = handle(qkv, 'qkv_attention', 'qkv')
+    opts = opts or {}
+    if type(opts) ~= 'table' then error('qkv_attention: options must be a table, got ' .. type(opts), 2) end
+    for key in pairs(opts) do
+      if not qkv_opts[key] then error(('qkv_attention: unknown option %s'):format(tostring(key)), 2) end
+    end
+    if type(n_head) ~= 'number' or n_head < 1 or n_head % 1 ~= 0 then
+      error('qkv_attention: n_head must be a positive integer, got ' .. tostring(n_head), 2)
+    end
+    if cqkv.ndim ~= 3 or qkv:size(3) % (3 * n_head) ~= 0 then
+      error(('qkv_attention: qkv must be [B, T, 3 * C] with C a multiple of n_head = %d, got shape [%s]')
+        :format(n_head, table.concat(qkv:shape(), ', ')), 2)
+    end
+    local B, T = qkv:size(1), qkv:size(2)
+    local width = qkv:size(3) / 3  -- C, n_head * D
+    local D = width / n_head
+    local causal = opts.is_causal and 1 or 0
+    local scale = opts.scale or 1 / math.sqrt(D)
+    local mask, cm = opts.key_mask, nil
+    if mask ~= nil then
+      handle(mask, 'qkv_attention', 'key_mask')
+      local dt = mask:dtype()
+      if dt ~= 'bool' and dt ~= 'u8' then
+        if dt == 'f32' or dt == 'f64' or dt == 'bf16' or dt == 'f16' then
+          error('qkv_attention: key_mask must be bool or integer (nonzero = attend), got ' .. dt, 2)
+        end
+        mask = mask:ne(0)
+      end
+      cm = mask._c
+    end
+    -- head views [B, H, T, D] of the one buffer, made off the tape: the node below stands for them
+    local heads = qkv:detach():view(B, T, 3, n_head, D)
+    local q = heads:select(3, 1):transpose(2, 3)
+    local k = heads:select(3, 2):transpose(2, 3)
+    local v = heads:select(3, 3):transpose(2, 3)
+    run(C.tide_attention(q._c, k._c, v._c, cm, causal, 0, scale, out1, out2))
+    local out, lse = wrap(out1[0]), wrap(out2[0])
+    -- out is [B, H, T, D] over [B, T, H, D] memory: merging the heads is a view
+    local y = out:transpose(2, 3):reshape(B, T, width)
+    if ag.wants(qkv) then
+      if mask ~= nil and rawequal(mask, opts.key_mask) then mask = mask:clone() end
+      record('qkv_attention', y, { n = 1, qkv }, function(g)
+        local dout = g:reshape(B, T, n_head, D):transpose(2, 3)
+        run(C.tide_attention_backward_qkv(dout._c, q._c, k._c, v._c, mask and mask._c, out._c, lse._c, causal, scale, out1))
+        return wrap(out1[0])
+      end)
+    end
+    return y
+  end
+  require('tide.ops.registry').def { 'F.qkv_attention', forward = F.qkv_attention, recorded = true }
+
   -- losses -------------------------------------------------------------------------------
 
   local reductions = { none = C.TIDE_REDUCE_NONE, mean = C.TIDE_REDUCE_MEAN, sum = C.TIDE_REDUCE_SUM }

@@ -96,6 +96,11 @@ cases['F.gpt2_embedding'] = function()
       + F.gpt2_embedding(x, wte, wpe, ids { { 0, 1, 2 }, { 2, 2, 0 } })
   end, { p({ 4, 3 }), p({ 5, 3 }) }
 end
+-- packed q | k | v of 2 heads of D = 2, causal, with a key mask
+cases['F.qkv_attention'] = function()
+  local mask = tide.tensor({ { true, true, false }, { true, true, true } })
+  return function(qkv) return F.qkv_attention(qkv, 2, { is_causal = true, key_mask = mask }) end, { p({ 2, 3, 12 }) }
+end
 cases['F.layer_norm'] = function()
   return function(x, w, b) return F.layer_norm(x, 4, w, b) end, { p({ 3, 4 }), p({ 4 }), p({ 4 }) }
 end
