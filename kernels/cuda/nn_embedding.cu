@@ -295,7 +295,8 @@ static int launch_backward(void *dweight, const void *dout, const int64_t *ids, 
   }
   if (n > 0) EMB_LAUNCH(run_bounds_kernel, tide_cuda_blocks(n), TIDE_CUDA_THREADS, first, end, sorted, ids, n);
   int threads = C >= 256 ? 256 : (int)((C + 31) / 32 * 32);
-  unsigned blocks = (unsigned)(V < 65535 * 8 ? V : 65535 * 8);
+  // rows grid-strided over a few waves of blocks (most rows of a vocabulary only get zeros)
+  unsigned blocks = (unsigned)(V < 8192 ? V : 8192);
   EMB_LAUNCH(rows_sum_kernel<T>, blocks, threads, (T *)dweight, (const T *)dout, sorted, first, end, V, C);
 #undef EMB_LAUNCH
   tide_cuda_scratch_free(scratch, total);
