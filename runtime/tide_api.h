@@ -267,6 +267,19 @@ int tide_linear_act_backward(const tide_tensor *dy, const tide_tensor *x, const 
 int tide_embedding(const tide_tensor *weight, const tide_tensor *ids, tide_tensor **out);
 /* Gradient of embedding: dout [..., C] summed into rows of a [num_embeddings, C] tensor. */
 int tide_embedding_backward(const tide_tensor *dout, const tide_tensor *ids, int64_t num_embeddings, tide_tensor **dweight);
+/* GPT-2's input embedding in one pass: out [B, T, C] in wte's dtype, out[b, t] = wte[ids[b, t]] + wpe[pos],
+   pos = past + t when position_ids is NULL, else position_ids[b, t] (position_ids [B, T], or [1, T] / [T]
+   shared by the batch). wte [V, C] and wpe [P, C] share one float dtype; bf16/f16 add in f32 and round
+   once. Fails naming the first id outside 0..V-1 or position outside 0..P-1, or past + T > P. */
+int tide_gpt2_embedding(const tide_tensor *ids, const tide_tensor *wte, const tide_tensor *wpe,
+                        const tide_tensor *position_ids, int64_t past, tide_tensor **out);
+/* Gradients of tide_gpt2_embedding from dout [B, T, C]: dwte [vocab_size, C] (dout's rows summed by id, in
+   the order of b * T + t) and dwpe [n_positions, C] (summed by position; the batch summed first where the
+   positions are shared by every row), in dout's dtype (summed in f32, f64 for f64). dwte or dwpe NULL:
+   that gradient is not computed. Same ids, position_ids and past as the forward. */
+int tide_gpt2_embedding_backward(const tide_tensor *dout, const tide_tensor *ids, const tide_tensor *position_ids,
+                                 int64_t past, int64_t vocab_size, int64_t n_positions, tide_tensor **dwte,
+                                 tide_tensor **dwpe);
 /* Cross-entropy of logits [N, V] (or [..., V]) against 0-based targets [N] (or [...]),
    skipping targets equal to ignore_index; log-sum-exp in f32 or better, no one-hot, no stored
    probabilities (on CUDA bf16 logits are read in place). lse ([N], f32/f64) is saved for the
@@ -297,6 +310,13 @@ int tide_attention(const tide_tensor *q, const tide_tensor *k, const tide_tensor
 int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k, const tide_tensor *v,
                             const tide_tensor *key_mask, const tide_tensor *out, const tide_tensor *lse, int32_t causal,
                             int64_t q_offset, double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv);
+/* tide_attention_backward for self-attention (S == T, no q_offset) whose gradients go to one packed
+   tensor: dq, dk and dv written as the three parts of dqkv [B, T, 3 * H * D] ([B, T, 3, H, D] memory),
+   the gradient of a [B, T, 3C] projection that q, k and v are head views of (GPT-2's c_attn output),
+   with no copy to join them. Same values as tide_attention_backward. */
+int tide_attention_backward_qkv(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k,
+                                const tide_tensor *v, const tide_tensor *key_mask, const tide_tensor *out,
+                                const tide_tensor *lse, int32_t causal, double scale, tide_tensor **dqkv);
 /* One AdamW step in place, exactly torch.optim.AdamW's arithmetic: decoupled decay
    p -= lr*wd*p, then moments and the bias-corrected update (step counts from 1). */
 int tide_adamw_step_(tide_tensor *param, const tide_tensor *grad, tide_tensor *exp_avg, tide_tensor *exp_avg_sq,

@@ -5,7 +5,14 @@
    column range, so each output element is the sum of the same values in the
    same order whatever the thread count (bitwise deterministic), and no two
    threads write the same element. f32 sums in f32 (as PyTorch's CPU
-   embedding_dense_backward), f64 in f64 (bf16/f16 reach it as f32). */
+   embedding_dense_backward), f64 in f64 (bf16/f16 reach it as f32).
+
+   GPT-2's token + position embedding adds the two rows as the unfused
+   embedding, embedding, add did: f32 and f64 in their type, bf16 and f16 in
+   f32 rounded once (the add's f32 compute type), so the fused op gives the
+   same bits. Its gradients are the embedding backward above (the op layer
+   sums over the batch first where the positions are shared, as the unfused
+   add's backward did). */
 #include "nn_embedding.h"
 #include "dtype.h"
 #include "error.h"
@@ -95,8 +102,49 @@ static int embedding_backward(void *dweight, const void *dout, const int64_t *p,
   return 0;
 }
 
+/* out row i = wte row ids[i] + wpe row pos(i), element by element in dtype's add */
+#define GPT2_EMB(T, SUF, LOAD, STORE)                                                                       \
+  static void gpt2_emb_##SUF(T *out, const T *wte, const T *wpe, const int64_t *ids, const int64_t *pos,    \
+                             int64_t pbs, int64_t B, int64_t Tn, int64_t C, int64_t past, int64_t trs,      \
+                             int64_t tcs, int64_t prs, int64_t pcs) {                                      \
+    int64_t n = B * Tn;                                                                                    \
+    int par = n > 1 && n * C >= TIDE_GRAIN;                                                                \
+    _Pragma("omp parallel for schedule(static) if (par)")                                                  \
+    for (int64_t i = 0; i < n; i++) {                                                                      \
+      int64_t b = i / Tn, t = i - b * Tn;                                                                  \
+      int64_t p = pos ? pos[b * pbs + t] : past + t;                                                       \
+      const T *a = wte + ids[i] * trs, *e = wpe + p * prs;                                                 \
+      T *o = out + i * C;                                                                                  \
+      if (tcs == 1 && pcs == 1) {                                                                          \
+        _Pragma("omp simd")                                                                                \
+        for (int64_t c = 0; c < C; c++) o[c] = STORE(LOAD(a[c]) + LOAD(e[c]));                             \
+      } else {                                                                                             \
+        for (int64_t c = 0; c < C; c++) o[c] = STORE(LOAD(a[c * tcs]) + LOAD(e[c * pcs]));                 \
+      }                                                                                                    \
+    }                                                                                                      \
+  }
+#define EMB_ID(x) (x)
+GPT2_EMB(float, f32, EMB_ID, EMB_ID)
+GPT2_EMB(double, f64, EMB_ID, EMB_ID)
+GPT2_EMB(uint16_t, bf16, tide_bf16_to_f32, tide_f32_to_bf16)
+GPT2_EMB(uint16_t, f16, tide_f16_to_f32, tide_f32_to_f16)
+
+static int gpt2_embedding_forward(void *out, const void *wte, const void *wpe, const int64_t *ids,
+                                  const int64_t *pos_ids, int64_t pos_b_stride, int64_t B, int64_t T, int64_t C,
+                                  int64_t past, int64_t trs, int64_t tcs, int64_t prs, int64_t pcs, int32_t dtype) {
+  if (B * T * C <= 0) return 0;
+  switch (dtype) {
+    case TIDE_F32: gpt2_emb_f32(out, wte, wpe, ids, pos_ids, pos_b_stride, B, T, C, past, trs, tcs, prs, pcs); return 0;
+    case TIDE_F64: gpt2_emb_f64(out, wte, wpe, ids, pos_ids, pos_b_stride, B, T, C, past, trs, tcs, prs, pcs); return 0;
+    case TIDE_BF16: gpt2_emb_bf16(out, wte, wpe, ids, pos_ids, pos_b_stride, B, T, C, past, trs, tcs, prs, pcs); return 0;
+    case TIDE_F16: gpt2_emb_f16(out, wte, wpe, ids, pos_ids, pos_b_stride, B, T, C, past, trs, tcs, prs, pcs); return 0;
+    default: return tide_fail("gpt2_embedding: the tables must be f32, f64, bf16 or f16, got %s", tide_dtype_name(dtype));
+  }
+}
+
 const struct tide_embedding_kernels tide_cpu_embedding = {
   .embedding_check_ids = embedding_check_ids,
   .embedding_forward = embedding_forward,
   .embedding_backward = embedding_backward,
+  .gpt2_embedding_forward = gpt2_embedding_forward,
 };

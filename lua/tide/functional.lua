@@ -113,6 +113,39 @@ function M.install(tide, core)
     return out
   end
 
+  -- F.gpt2_embedding(ids, wte, wpe, past): GPT-2's input embedding in one op,
+  -- wte[ids] + wpe[positions] for ids [B, T]: positions past..past+T-1 (past
+  -- a number, default 0: the positions a KV cache already holds), or a
+  -- position_ids tensor [B, T] / [1, T] / [T] in past's place. The same bits
+  -- as F.embedding(ids, wte) + F.embedding(positions, wpe) on the CPU.
+  function F.gpt2_embedding(ids, wte, wpe, past)
+    local ci = handle(ids, 'gpt2_embedding', 'ids')
+    local cw, cp = handle(wte, 'gpt2_embedding', 'wte'), handle(wpe, 'gpt2_embedding', 'wpe')
+    local pos, npast = nil, 0
+    if is_tensor(past) then
+      pos = past
+    elseif past ~= nil then
+      if type(past) ~= 'number' or past < 0 or past % 1 ~= 0 then
+        error('gpt2_embedding: past must be a non-negative integer or a position_ids tensor, got ' .. tostring(past), 2)
+      end
+      npast = past
+    end
+    local cpos = pos and pos._c or nil
+    run(C.tide_gpt2_embedding(ci, cw, cp, cpos, npast, out1))
+    local out = wrap(out1[0])
+    if ag.wants(wte, wpe) then
+      local V, P = wte:size(1), wpe:size(1)
+      record('gpt2_embedding', out, { n = 4, false, wte, wpe, false }, function(g)
+        local want_te, want_pe = ag.needs(wte), ag.needs(wpe)
+        run(C.tide_gpt2_embedding_backward(g._c, ids._c, cpos, npast, V, P,
+          want_te and out1 or nil, want_pe and out2 or nil))
+        return nil, want_te and wrap(out1[0]) or nil, want_pe and wrap(out2[0]) or nil, nil
+      end, { ids, pos })
+    end
+    return out
+  end
+  require('tide.ops.registry').def { 'F.gpt2_embedding', forward = F.gpt2_embedding, recorded = true }
+
   -- layer norm --------------------------------------------------------------------
 
   -- F.layer_norm(x, normalized_shape, weight, bias, eps): over the last dim.
@@ -278,6 +311,67 @@ function M.install(tide, core)
     end
     return out
   end
+
+  -- F.qkv_attention(qkv, n_head, {is_causal=false, scale=1/sqrt(D), key_mask=nil}):
+  -- self-attention over a packed projection qkv [B, T, 3C] laid out as
+  -- [q | k | v], each C = n_head * D wide, heads in order (GPT-2's c_attn
+  -- output); returns [B, T, C] with the heads merged. The same values as
+  -- splitting qkv into head views and calling scaled_dot_product_attention,
+  -- without its copies: q, k and v are read in place, the output is written
+  -- in [B, T, H, D] order (the merge is a view), and the backward writes the
+  -- gradient of qkv as one tensor (no zero-padded piece per split part to add up).
+  local qkv_opts = { is_causal = true, scale = true, key_mask = true }
+  function F.qkv_attention(qkv, n_head, opts)
+    local cqkv = handle(qkv, 'qkv_attention', 'qkv')
+    opts = opts or {}
+    if type(opts) ~= 'table' then error('qkv_attention: options must be a table, got ' .. type(opts), 2) end
+    for key in pairs(opts) do
+      if not qkv_opts[key] then error(('qkv_attention: unknown option %s'):format(tostring(key)), 2) end
+    end
+    if type(n_head) ~= 'number' or n_head < 1 or n_head % 1 ~= 0 then
+      error('qkv_attention: n_head must be a positive integer, got ' .. tostring(n_head), 2)
+    end
+    if cqkv.ndim ~= 3 or qkv:size(3) % (3 * n_head) ~= 0 then
+      error(('qkv_attention: qkv must be [B, T, 3 * C] with C a multiple of n_head = %d, got shape [%s]')
+        :format(n_head, table.concat(qkv:shape(), ', ')), 2)
+    end
+    local B, T = qkv:size(1), qkv:size(2)
+    local width = qkv:size(3) / 3  -- C, n_head * D
+    local D = width / n_head
+    local causal = opts.is_causal and 1 or 0
+    local scale = opts.scale or 1 / math.sqrt(D)
+    local mask, cm = opts.key_mask, nil
+    if mask ~= nil then
+      handle(mask, 'qkv_attention', 'key_mask')
+      local dt = mask:dtype()
+      if dt ~= 'bool' and dt ~= 'u8' then
+        if dt == 'f32' or dt == 'f64' or dt == 'bf16' or dt == 'f16' then
+          error('qkv_attention: key_mask must be bool or integer (nonzero = attend), got ' .. dt, 2)
+        end
+        mask = mask:ne(0)
+      end
+      cm = mask._c
+    end
+    -- head views [B, H, T, D] of the one buffer, made off the tape: the node below stands for them
+    local heads = qkv:detach():view(B, T, 3, n_head, D)
+    local q = heads:select(3, 1):transpose(2, 3)
+    local k = heads:select(3, 2):transpose(2, 3)
+    local v = heads:select(3, 3):transpose(2, 3)
+    run(C.tide_attention(q._c, k._c, v._c, cm, causal, 0, scale, out1, out2))
+    local out, lse = wrap(out1[0]), wrap(out2[0])
+    -- out is [B, H, T, D] over [B, T, H, D] memory: merging the heads is a view
+    local y = out:transpose(2, 3):reshape(B, T, width)
+    if ag.wants(qkv) then
+      if mask ~= nil and rawequal(mask, opts.key_mask) then mask = mask:clone() end
+      record('qkv_attention', y, { n = 1, qkv }, function(g)
+        local dout = g:reshape(B, T, n_head, D):transpose(2, 3)
+        run(C.tide_attention_backward_qkv(dout._c, q._c, k._c, v._c, mask and mask._c, out._c, lse._c, causal, scale, out1))
+        return wrap(out1[0])
+      end)
+    end
+    return y
+  end
+  require('tide.ops.registry').def { 'F.qkv_attention', forward = F.qkv_attention, recorded = true }
 
   -- losses -------------------------------------------------------------------------------
 

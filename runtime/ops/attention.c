@@ -4,7 +4,10 @@
    Layout. out, dq, dk and dv are [B, H, R, D] views of [B, R, H, D] memory,
    as PyTorch's CPU flash attention returns them: GPT-2 merges heads with
    out:transpose(2, 3), which is then contiguous, so the view to [B, T, C]
-   costs no copy. lse is a contiguous [B, H, T] tensor. Inputs are read in
+   costs no copy. tide_attention_backward_qkv writes dq, dk and dv as the
+   three heads of one [B, T, 3, H, D] buffer, which is the gradient of
+   GPT-2's packed c_attn output [B, T, 3C] as it is: no concatenation.
+   lse is a contiguous [B, H, T] tensor. Inputs are read in
    place when their last dimension is contiguous (the transposed split of
    GPT-2's c_attn output is); other layouts are copied first. f32 and f64
    compute natively (lse in the same type), bf16/f16 through f32 copies of
@@ -185,6 +188,31 @@ static int new_out(outslot *s, int32_t dev, int32_t dt, int32_t ct, int64_t B, i
   return 0;
 }
 
+/* An output slot whose result is the given [B, H, R, D] view (a head of a packed [B, R, 3, H, D]
+   buffer, taken over): st are the strides of what the kernels write. */
+static int new_out_view(outslot *s, tide_tensor *view, int32_t dev, int32_t dt, int32_t ct, int64_t st[3]) {
+  s->res = view;
+  s->work = NULL;
+  if (!view) return -1;
+  int64_t B = view->shape[0], H = view->shape[1], R = view->shape[2], D = view->shape[3];
+  if (dt == ct) {
+    s->work = view;
+    tide_tensor_retain(view);
+  } else if (!(s->work = new_bthd(dev, ct, B, H, R, D))) {
+    return -1;
+  }
+  st[0] = s->work->stride[0], st[1] = s->work->stride[1];
+  st[2] = R > 1 ? s->work->stride[2] : max64(H * D, 1);
+  return 0;
+}
+
+/* Head j (0 q, 1 k, 2 v) of the packed [B, R, 3, H, D] gradient `base` as a [B, H, R, D] view. */
+static tide_tensor *packed_head(tide_tensor *base, int64_t j) {
+  int64_t B = base->shape[0], R = base->shape[1], H = base->shape[3], D = base->shape[4];
+  int64_t shape[4] = {B, H, R, D}, stride[4] = {R * 3 * H * D, D, 3 * H * D, 1};
+  return tide_new_view(base, 4, shape, stride, base->offset + j * H * D);
+}
+
 /* Stores the work tensor into the result when they differ. */
 static int finish_out(outslot *s) {
   if (s->work == s->res) return 0;
@@ -270,11 +298,12 @@ done:
 
 /* backward --------------------------------------------------------------------- */
 
-int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k, const tide_tensor *v,
-                            const tide_tensor *key_mask, const tide_tensor *out, const tide_tensor *lse, int32_t causal,
-                            int64_t q_offset, double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv) {
-  const char *op = "attention_backward";
-  if (!dq || !dk || !dv) return tide_fail("%s: no output slot given", op);
+/* The backward of both entries below: dq, dk, dv as three tensors, or (dqkv not NULL) written
+   into one [B, T, 3, H, D] buffer returned as [B, T, 3 * H * D]. */
+static int attention_backward(const char *op, const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k,
+                              const tide_tensor *v, const tide_tensor *key_mask, const tide_tensor *out,
+                              const tide_tensor *lse, int32_t causal, int64_t q_offset, double scale, tide_tensor **dq,
+                              tide_tensor **dk, tide_tensor **dv, tide_tensor **dqkv) {
   const tide_tensor *ts[7] = {dout, q, k, v, key_mask, out, lse};
   const tide_backend *be;
   int32_t dev;
@@ -312,12 +341,27 @@ int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const
   const void *pq, *pk, *pv, *po, *pd;
   outslot sq = {0}, sk = {0}, sv = {0};
   tide_tensor *hq = NULL, *hk = NULL, *hv = NULL, *ho = NULL, *hd = NULL, *hl = NULL, *rd = NULL, *hm = NULL;
+  tide_tensor *packed = NULL;
   int rc = -1;
   TIDE_TRY(read_mask(key_mask, op, &c, &km, &hm));
   int64_t lshape[3] = {c.B, c.H, c.T};
-  if (new_out(&sq, dev, dt, ct, c.B, c.H, c.T, c.D, st.dq) || new_out(&sk, dev, dt, ct, c.B, c.H, c.S, c.D, st.dk) ||
-      new_out(&sv, dev, dt, ct, c.B, c.H, c.S, c.D, st.dv))
+  if (dqkv) {
+    if (c.S != c.T) {
+      rc = tide_fail("%s: packed q, k, v gradients need as many keys as queries, got T = %lld and S = %lld", op,
+                     (long long)c.T, (long long)c.S);
+      goto done;
+    }
+    int64_t pshape[5] = {c.B, c.T, 3, c.H, c.D};
+    if (!(packed = tide_new_on(dev, dt, 5, pshape))) goto done;
+    if (new_out_view(&sq, packed_head(packed, 0), dev, dt, ct, st.dq) ||
+        new_out_view(&sk, packed_head(packed, 1), dev, dt, ct, st.dk) ||
+        new_out_view(&sv, packed_head(packed, 2), dev, dt, ct, st.dv))
+      goto done;
+  } else if (new_out(&sq, dev, dt, ct, c.B, c.H, c.T, c.D, st.dq) ||
+             new_out(&sk, dev, dt, ct, c.B, c.H, c.S, c.D, st.dk) ||
+             new_out(&sv, dev, dt, ct, c.B, c.H, c.S, c.D, st.dv)) {
     goto done;
+  }
   if (read_opnd(q, ct, &pq, st.q, &hq) || read_opnd(k, ct, &pk, st.k, &hk) || read_opnd(v, ct, &pv, st.v, &hv) ||
       read_opnd(out, ct, &po, st.out, &ho) || read_opnd(dout, ct, &pd, st.dout, &hd))
     goto done;
@@ -342,11 +386,37 @@ done:
     drop_out(&sq);
     drop_out(&sk);
     drop_out(&sv);
+    tide_tensor_release(packed);
     return -1;
   }
   tide_tensor_release(sq.work);
   tide_tensor_release(sk.work);
   tide_tensor_release(sv.work);
+  if (dqkv) {
+    tide_tensor_release(sq.res);
+    tide_tensor_release(sk.res);
+    tide_tensor_release(sv.res);
+    int64_t shape[3] = {c.B, c.T, 3 * c.H * c.D}, stride[3] = {packed->stride[0], packed->stride[1], 1};
+    *dqkv = tide_new_view(packed, 3, shape, stride, packed->offset);
+    tide_tensor_release(packed);
+    return *dqkv ? 0 : -1;
+  }
   *dq = sq.res, *dk = sk.res, *dv = sv.res;
   return 0;
+}
+
+int tide_attention_backward(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k, const tide_tensor *v,
+                            const tide_tensor *key_mask, const tide_tensor *out, const tide_tensor *lse, int32_t causal,
+                            int64_t q_offset, double scale, tide_tensor **dq, tide_tensor **dk, tide_tensor **dv) {
+  const char *op = "attention_backward";
+  if (!dq || !dk || !dv) return tide_fail("%s: no output slot given", op);
+  return attention_backward(op, dout, q, k, v, key_mask, out, lse, causal, q_offset, scale, dq, dk, dv, NULL);
+}
+
+int tide_attention_backward_qkv(const tide_tensor *dout, const tide_tensor *q, const tide_tensor *k,
+                                const tide_tensor *v, const tide_tensor *key_mask, const tide_tensor *out,
+                                const tide_tensor *lse, int32_t causal, double scale, tide_tensor **dqkv) {
+  const char *op = "attention_backward";
+  if (!dqkv) return tide_fail("%s: no output slot given", op);
+  return attention_backward(op, dout, q, k, v, key_mask, out, lse, causal, 0, scale, NULL, NULL, NULL, dqkv);
 }

@@ -88,6 +88,19 @@ cases.to = function() return views.to, { p({ 3, 4 }) }, { eps = 1e-2, atol = 1e-
 cases['F.embedding'] = function()
   return function(w) return F.embedding(ids { 1, 0, 3, 1 }, w) end, { p({ 4, 3 }) }
 end
+-- repeated ids and positions given as a number, a shared row and per row
+cases['F.gpt2_embedding'] = function()
+  return function(wte, wpe)
+    local x = ids { { 1, 0, 3 }, { 1, 1, 2 } }
+    return F.gpt2_embedding(x, wte, wpe, 1) + F.gpt2_embedding(x, wte, wpe, ids { { 4, 0, 4 } })
+      + F.gpt2_embedding(x, wte, wpe, ids { { 0, 1, 2 }, { 2, 2, 0 } })
+  end, { p({ 4, 3 }), p({ 5, 3 }) }
+end
+-- packed q | k | v of 2 heads of D = 2, causal, with a key mask
+cases['F.qkv_attention'] = function()
+  local mask = tide.tensor({ { true, true, false }, { true, true, true } })
+  return function(qkv) return F.qkv_attention(qkv, 2, { is_causal = true, key_mask = mask }) end, { p({ 2, 3, 12 }) }
+end
 cases['F.layer_norm'] = function()
   return function(x, w, b) return F.layer_norm(x, 4, w, b) end, { p({ 3, 4 }), p({ 4 }), p({ 4 }) }
 end

@@ -151,6 +151,13 @@ function M.install(tide, core)
     local B, T, C = x:size(1), x:size(2), x:size(3)
     local H, D = self.n_head, self.head_dim
     local qkv = self.c_attn(x)
+    if layer_cache == nil and not (self.training and self.attn_pdrop > 0) then
+      -- one op over the packed projection: the head views, the merge of the
+      -- heads and the gradient of qkv cost no copy (a split would give each
+      -- part's gradient as a zero-padded copy of qkv, then add the three)
+      local y = F.qkv_attention(qkv, H, { is_causal = true, scale = self.scale, key_mask = key_mask })
+      return self.resid_dropout(self.c_proj(y))
+    end
     local parts = qkv:split(C, 3)
     -- [B, T, C] -> [B, H, T, D] as views: the kernel reads any strides
     local q = parts[1]:view(B, T, H, D):transpose(2, 3)
@@ -165,7 +172,7 @@ function M.install(tide, core)
       local keys = layer_cache.k:narrow(3, 1, past + T)
       local values = layer_cache.v:narrow(3, 1, past + T)
       y = F.scaled_dot_product_attention(q, keys, values, { is_causal = true, scale = self.scale, q_offset = past, key_mask = key_mask })
-    elseif self.training and self.attn_pdrop > 0 then
+    else
       -- dropout on the attention probabilities needs them materialised: the
       -- explicit path (scores, mask, softmax, dropout, weighted sum)
       local scores = q:matmul(k:transpose(3, 4)) * self.scale
@@ -183,8 +190,6 @@ function M.install(tide, core)
         probs = F.softmax(scores:masked_fill(hidden, fill), -1):masked_fill(none, 0)
       end
       y = F.dropout(probs, self.attn_pdrop, true):matmul(v)
-    else
-      y = F.scaled_dot_product_attention(q, k, v, { is_causal = true, scale = self.scale, key_mask = key_mask })
     end
     y = y:transpose(2, 3):reshape(B, T, C)
     return self.resid_dropout(self.c_proj(y))
@@ -396,7 +401,7 @@ function M.install(tide, core)
           :format(cfg.n_positions, pos:min():item(), pos:max():item()), 2)
       end
     else
-      pos = tide.arange(past, past + T, { device = ids.device })
+      pos = past  -- positions past..past+T-1: gpt2_embedding makes them itself
     end
     local key_mask
     if opts.attention_mask ~= nil then
@@ -414,7 +419,9 @@ function M.install(tide, core)
       if m:numel() > 0 and m:logical_not():sum():item() > 0 then key_mask = m:contiguous() end
     end
     local tr = self.transformer
-    local x = tr.wte(ids) + tr.wpe(pos)
+    -- the token and position embeddings in one op; the tables read here only
+    local wte, wpe = tr.wte.weight, tr.wpe.weight
+    local x = F.gpt2_embedding(ids, wte, wpe, pos)
     x = tr.drop(x)
     local r  -- the last block's output, added to the stream by ln_f's fused op
     if cache ~= nil then
