@@ -287,6 +287,10 @@ int tide_gpt2_embedding_backward(const tide_tensor *dout, const tide_tensor *ids
    that is not ignore_index is an error naming it (on CUDA: one small host round trip). */
 int tide_cross_entropy(const tide_tensor *logits, const tide_tensor *targets, int64_t ignore_index, int32_t reduction,
                        tide_tensor **loss, tide_tensor **lse);
+/* tide_cross_entropy with the loss in loss_dtype (a float dtype; -1: the logits'): bf16 logits give an
+   f32 loss without an f32 copy of the logits, as autocast wants. */
+int tide_cross_entropy_as(const tide_tensor *logits, const tide_tensor *targets, int64_t ignore_index,
+                          int32_t reduction, int32_t loss_dtype, tide_tensor **loss, tide_tensor **lse);
 /* Gradient of cross-entropy with respect to the logits (the logits' dtype): dloss (any float dtype)
    scales each row, one value for MEAN/SUM or one per target for NONE. The CPU checks the targets again;
    CUDA does not (the forward did): a row with a target out of range gets NaN there. */

@@ -29,13 +29,13 @@
 --   F.layer_norm, F.residual_layer_norm as given           shadow if x is bf16   x's dtype, f32 math
 --   F.layer_norm_conv1d_gpt2            as given           as the two ops        bf16
 --   F.softmax, F.log_softmax, gelu      as given           -                     x's dtype, f32 math
---   F.cross_entropy                     bf16 logits to f32 -                     f32 loss
+--   F.cross_entropy                     as given           -                     f32 loss (f32 math)
 --
 -- layer_norm keeps an f32 input f32 (torch runs it in f32 under autocast);
 -- the bf16 residual stream of GPT-2 gets bf16 outputs with f32 statistics.
--- cross_entropy: today's kernels return the loss in the logits' dtype, so
--- bf16 logits are converted to f32 first (as torch's autocast does); a
--- kernel that reads bf16 logits and returns an f32 loss makes that copy go.
+-- cross_entropy: torch's autocast converts bf16 logits to f32 first (a copy
+-- of B*T*V); tide's kernels read bf16 logits in place and are asked for an
+-- f32 loss instead (F.cross_entropy's dtype option).
 local C = require 'tide.C'
 
 local M = {}
@@ -124,10 +124,13 @@ local function act(x)
 end
 M.cast = act
 
--- The bf16 logits as f32 (see cross_entropy in the table above).
-local function f32(x)
-  if mode ~= nil and is_tensor(x) and x._c.dtype == C.TIDE_BF16 then return x:to('f32') end
-  return x
+-- cross_entropy's options under autocast: the loss in f32 (see the table above).
+local function f32_loss(opts)
+  if opts ~= nil and type(opts) ~= 'table' then return opts end  -- F.cross_entropy reports it
+  if opts ~= nil and opts.dtype ~= nil then return opts end
+  local o = { dtype = 'f32' }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return o
 end
 
 -- Wraps tbl[name] so that, under autocast, adjust(...) rewrites its
@@ -156,6 +159,11 @@ function M.install(t, c)
     return x, ns, w, b, ...
   end)
   wrap(F, 'residual_layer_norm', function(x, r, w, b, ...)
+    -- an f32 stream plus a bf16 branch adds in f32, as torch promotes x + r
+    if is_tensor(x) and is_tensor(r) and x._c.dtype ~= r._c.dtype then
+      if x._c.dtype == C.TIDE_F32 and r._c.dtype == C.TIDE_BF16 then r = r:to('f32')
+      elseif x._c.dtype == C.TIDE_BF16 and r._c.dtype == C.TIDE_F32 then x = x:to('f32') end
+    end
     if is_tensor(x) and x._c.dtype == C.TIDE_BF16 then return x, r, param(w), param(b), ... end
     return x, r, w, b, ...
   end)
@@ -166,7 +174,7 @@ function M.install(t, c)
     return x, lw, lb, eps, param(w), param(b), ...
   end)
   wrap(F, 'scaled_dot_product_attention', function(q, k, v, ...) return act(q), act(k), act(v), ... end)
-  wrap(F, 'cross_entropy', function(logits, ...) return f32(logits), ... end)
+  wrap(F, 'cross_entropy', function(logits, targets, opts, ...) return logits, targets, f32_loss(opts), ... end)
   -- matmul: both operands to bf16 (a parameter through its shadow)
   local function mm2(a, b, ...)
     local function one(x)

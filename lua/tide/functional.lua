@@ -387,7 +387,15 @@ function M.install(tide, core)
       error(("cross_entropy: reduction must be 'mean', 'sum' or 'none', got %s"):format(tostring(opts.reduction)), 2)
     end
     local ignore = opts.ignore_index or -100
-    run(C.tide_cross_entropy(cl, ct, ignore, red, out1, out2))
+    -- opts.dtype: the loss's dtype (default the logits'); 'f32' gives bf16
+    -- logits an f32 loss with no f32 copy of the logits (what autocast asks)
+    local ld = -1
+    if opts.dtype ~= nil then
+      local okd, code = pcall(core.dtype, opts.dtype)
+      ld = okd and code or nil
+      if ld == nil then error(('cross_entropy: dtype must be a float dtype name such as \'f32\', got %s'):format(tostring(opts.dtype)), 2) end
+    end
+    run(C.tide_cross_entropy_as(cl, ct, ignore, red, ld, out1, out2))
     local loss, lse = wrap(out1[0]), wrap(out2[0])
     if ag.wants(logits) then
       record('cross_entropy', loss, { n = 2, logits, false }, function(g)

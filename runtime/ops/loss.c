@@ -86,8 +86,15 @@ static int32_t kernel_dtype(const tide_backend *be, int32_t dt) {
    dtype; lse ([N], the compute dtype) may be NULL when not wanted. */
 int tide_cross_entropy(const tide_tensor *logits, const tide_tensor *targets, int64_t ignore_index, int32_t reduction,
                        tide_tensor **loss, tide_tensor **lse) {
+  return tide_cross_entropy_as(logits, targets, ignore_index, reduction, -1, loss, lse);
+}
+
+int tide_cross_entropy_as(const tide_tensor *logits, const tide_tensor *targets, int64_t ignore_index,
+                          int32_t reduction, int32_t loss_dtype, tide_tensor **loss, tide_tensor **lse) {
   const char *op = "cross_entropy";
   if (!loss) return tide_fail("%s: loss is NULL", op);
+  if (loss_dtype != -1 && !tide_is_float(loss_dtype))
+    return tide_fail("%s: the loss dtype must be a float dtype, got %s", op, tide_dtype_name(loss_dtype));
   int64_t V = 0, N = 0;
   const tide_tensor *ts[2] = {logits, targets};
   const tide_backend *be = NULL;
@@ -104,10 +111,11 @@ int tide_cross_entropy(const tide_tensor *logits, const tide_tensor *targets, in
   /* no copy of the logits where they are contiguous in the dtype the kernel reads */
   if (!(xc = tide_contiguous_as(logits, kernel_dtype(be, logits->dtype)))) goto done;
   if (!(lt = tide_new_on(dev, cd, 1, &N))) goto done;
-  if (reduction == TIDE_REDUCE_NONE) lo = tide_new_on(dev, logits->dtype, targets->ndim, targets->shape);
-  else lo = tide_new_on(dev, logits->dtype, 0, NULL);
+  int32_t ld = loss_dtype == -1 ? logits->dtype : loss_dtype;
+  if (reduction == TIDE_REDUCE_NONE) lo = tide_new_on(dev, ld, targets->ndim, targets->shape);
+  else lo = tide_new_on(dev, ld, 0, NULL);
   if (!lo) goto done;
-  if (be->loss->cross_entropy_forward(lo->data, logits->dtype, lt->data, xc->data, (const int64_t *)tg->data, N, V,
+  if (be->loss->cross_entropy_forward(lo->data, ld, lt->data, xc->data, (const int64_t *)tg->data, N, V,
                                       ignore_index, reduction, xc->dtype))
     goto done;
   if (lse) {

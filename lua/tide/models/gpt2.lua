@@ -147,10 +147,12 @@ function M.install(tide, core)
   -- layer_cache: nil, or { k = [B, H, T_max, D], v = ..., past = n } (one
   -- layer of a KVCache): this call's keys and values are written at
   -- positions past..past+T-1 and the queries attend to all past+T of them.
-  function Attention:forward(x, key_mask, layer_cache)
+  -- qkv: c_attn(x) when the caller has it already (recompute = 2 makes it
+  -- with the layer norm in one op); x is then the layer norm's input.
+  function Attention:forward(x, key_mask, layer_cache, qkv)
     local B, T, C = x:size(1), x:size(2), x:size(3)
     local H, D = self.n_head, self.head_dim
-    local qkv = self.c_attn(x)
+    qkv = qkv or self.c_attn(x)
     if layer_cache == nil and not (self.training and self.attn_pdrop > 0) then
       -- one op over the packed projection: the head views, the merge of the
       -- heads and the gradient of qkv cost no copy (a split would give each
@@ -201,8 +203,15 @@ function M.install(tide, core)
     self:add_module('c_fc', nn.Conv1D(inner, cfg.n_embd))
     self:add_module('c_proj', nn.Conv1D(cfg.n_embd, inner))
     self:add_module('dropout', nn.Dropout(cfg.resid_pdrop))
+    self.recompute = cfg.recompute or 0
+  end
+  -- c_proj(gelu(h)) keeping only h (c_fc's output before the GELU): the
+  -- GELU is computed again in c_proj's backward (F.gelu_conv1d_gpt2)
+  function MLP:from_pre(h)
+    return self.dropout(F.gelu_conv1d_gpt2(h, self.c_proj.weight, self.c_proj.bias))
   end
   function MLP:forward(x)
+    if self.recompute >= 1 and tide.autograd.is_grad_enabled() then return self:from_pre(self.c_fc(x)) end
     -- c_fc's bias and the tanh GELU fused into its product (cuBLASLt's
     -- GELU_AUX_BIAS epilogue on CUDA; the same bits as the unfused ops on the CPU)
     return self.dropout(self.c_proj(self.c_fc(x, 'gelu')))
@@ -214,6 +223,7 @@ function M.install(tide, core)
     self:add_module('attn', Attention(cfg, layer_idx))
     self:add_module('ln_2', nn.LayerNorm(cfg.n_embd, { eps = cfg.layer_norm_epsilon }))
     self:add_module('mlp', MLP(cfg))
+    self.recompute = cfg.recompute or 0
   end
   -- A LayerNorm module's parameters as F.residual_layer_norm takes them; the
   -- one place the model reads them, so a precision policy can substitute them.
@@ -223,12 +233,34 @@ function M.install(tide, core)
   -- output, nil for the first block) and leaves the same way, so each
   -- residual add is fused with the layer norm that follows it (ln_1, ln_2,
   -- then the next block's ln_1 or ln_f): returns the stream before this
-  -- block's MLP output, and that output.
-  function Block:forward(x, r, key_mask, layer_cache)
+  -- block's MLP output, and that output. The model calls this.
+  function Block:stream(x, r, key_mask, layer_cache)
+    if self.recompute == 2 and layer_cache == nil and tide.autograd.is_grad_enabled() then
+      return self:stream_recompute(x, r, key_mask)
+    end
     local h
     x, h = F.residual_layer_norm(x, r, ln_params(self.ln_1))
     x, h = F.residual_layer_norm(x, self.attn(h, key_mask, layer_cache), ln_params(self.ln_2))
     return x, self.mlp(h)
+  end
+  -- recompute = 2 (llm.c's): the layer norms' outputs are not kept either;
+  -- each norm is fused with the product that reads it (F.layer_norm_conv1d_gpt2
+  -- keeps its input, mean and rstd and normalises again in backward), so the
+  -- residual adds run on their own here
+  function Block:stream_recompute(x, r, key_mask)
+    local a, mlp = self.attn, self.mlp
+    if r ~= nil then x = x + r end
+    local w, b, eps = ln_params(self.ln_1)
+    local qkv = F.layer_norm_conv1d_gpt2(x, w, b, eps, a.c_attn.weight, a.c_attn.bias)
+    x = x + a(x, key_mask, nil, qkv)
+    w, b, eps = ln_params(self.ln_2)
+    return x, mlp:from_pre(F.layer_norm_conv1d_gpt2(x, w, b, eps, mlp.c_fc.weight, mlp.c_fc.bias))
+  end
+  -- block(x): transformers' GPT2Block, x + attn + mlp (one tensor), for
+  -- code that calls a block by itself.
+  function Block:forward(x, key_mask, layer_cache)
+    local s, m = self:stream(x, nil, key_mask, layer_cache)
+    return s + m
   end
 
   local Transformer = nn.Module:extend('GPT2Model')
@@ -428,11 +460,11 @@ function M.install(tide, core)
       for i = 1, tr.h:len() do
         local lc = cache.layers[i]
         lc.past = past
-        x, r = tr.h[i](x, r, key_mask, lc)
+        x, r = tr.h[i]:stream(x, r, key_mask, lc)
       end
       cache.length = past + T
     else
-      for i = 1, tr.h:len() do x, r = tr.h[i](x, r, key_mask) end
+      for i = 1, tr.h:len() do x, r = tr.h[i]:stream(x, r, key_mask) end
     end
     -- logits_to_keep = n: only the last n positions' logits (generate needs
     -- the last one; the prompt's other positions would cost most of a prefill)
