@@ -8,6 +8,7 @@ Plain Python 3, no packages: it also runs where torch is missing.
 """
 import json
 import os
+import re
 import sys
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, TFLOP/s.
@@ -46,6 +47,16 @@ def read_results(work, part):
                 r['part'] = part
                 out.append(r)
     return out
+
+
+def last_line(work, part):
+    """The last line of a part's log other than RESULT lines (its error, as a rule)."""
+    path = os.path.join(work, part + '.log')
+    if not os.path.exists(path):
+        return '(no log)'
+    with open(path, errors='replace') as f:
+        lines = [l.strip() for l in f if l.strip() and not l.startswith('RESULT ')]
+    return lines[-1] if lines else '(empty log)'
 
 
 def smi_peak(work, part, baseline):
@@ -97,8 +108,12 @@ def main(argv):
                 r['smi_peak_mb'] = mem  # whole process, context included, sampled every 200 ms
             if peak and 'tokens_per_s' in r:
                 r['mfu'] = r['tokens_per_s'] * r['flops_per_token'] / (peak * 1e12)
-        if not rs and p['status'] != 'ok':
-            rs = [dict(part=p['part'], side=p['part'], error=p['note'], status=p['status'])]
+        m = re.match(r'^(.*)_B(\d+)$', p['part'])
+        if not rs and m:  # a side's part that printed no result: say why in its row
+            why = p['note'] or p['status']
+            if p['status'] != 'skipped':
+                why += ': ' + last_line(work, p['part'])
+            rs = [dict(part=p['part'], side=m.group(1), B=int(m.group(2)), error=why, status=p['status'])]
         results.extend(rs)
 
     # ratios: tide's plain loss over each peer at the same B and T; a *_keytoken side
@@ -121,7 +136,7 @@ def main(argv):
 
     order = {'tide': 0, 'tide_keytoken': 1, 'nanogpt_compiled': 2, 'nanogpt_eager': 3, 'llmc_cudnn': 4,
              'llmc': 5, 'hf_sdpa_eager': 6}
-    results.sort(key=lambda r: ('B' not in r, r.get('B') or 0, r.get('T') or 0, order.get(r.get('side'), 9),
+    results.sort(key=lambda r: (r.get('B') is None, r.get('B') or 0, order.get(r.get('side'), 9),
                                 r.get('side', '')))
 
     head = '| side | B | T | tokens/s | step ms (median, min-max) | MFU | peak MiB (own / process) | tide / side | loss first -> last |'
@@ -129,7 +144,7 @@ def main(argv):
     for r in results:
         if 'error' in r:
             rows.append('| %s | %s | %s | %s: %s | | | | | |' % (
-                r.get('side'), r.get('B', ''), r.get('T', ''), 'skipped' if r.get('status') == 'skipped' else 'failed',
+                r.get('side'), r.get('B', ''), r.get('T') or '', 'skipped' if r.get('status') == 'skipped' else 'failed',
                 r['error'].replace('|', '/').replace('\n', ' ')[:160]))
             continue
         own = r.get('peak_alloc_mb')

@@ -23,7 +23,11 @@
 #   bench/gpu/fetch-llmc.sh                            # llm.c and cudnn-frontend, pinned, in .llmc
 # then the device call: carry [".devdeps", ".llmc"], command
 #   bash bench/gpu/run.sh "$OUT"            with timeout_s 600
-# (.devdeps is sourced here when LuaJIT is not installed.)
+# (.devdeps is sourced here when LuaJIT is not installed.) Environment:
+# BENCH_BUDGET_S (seconds for the whole run), BENCH_WORK (scratch folder),
+# BENCH_TIDE (a tide executable built already: no build), BENCH_CMAKE_ARGS
+# (more cmake -D options), BENCH_LLMC_CUDNN=0 (llm.c without cuDNN only),
+# TIDE_REF_PYTHON (the Python with torch; python3).
 #
 # Time budget: BENCH_BUDGET_S (default 540 s, under the device call's 600).
 # Parts run in this order, each under `timeout` with min(its cap, what is left
@@ -180,9 +184,9 @@ if [ $dry = 1 ]; then
     else
       skip llmc_shard_check "cc could not build bench/gpu/llmc_shard_check.c ($(tail -1 "$work/llmc_shard_check_build.log"))"
     fi
-    skip llmc "train_gpt2cu needs a GPU (dry run); on one: .llmc/train_gpt2cu -i '$work/llmc-data/train_*.bin' -e d12 -b 16 -t 1024 ..."
+    skip llmc_B16 "train_gpt2cu needs a GPU (dry run); on one: .llmc/train_gpt2cu -i '$work/llmc-data/train_*.bin' -e d12 -b 16 -t 1024 ..."
   else
-    skip llmc "no llm.c copy in .llmc (bench/gpu/fetch-llmc.sh places one)"
+    skip llmc_B16 "no llm.c copy in .llmc (bench/gpu/fetch-llmc.sh places one)"
   fi
   publish
   log "dry run done; results in $out"
@@ -191,6 +195,8 @@ if [ $dry = 1 ]; then
 fi
 
 # --- on the GPU -----------------------------------------------------------------------
+# the Debian libraries of .devdeps are for tide alone: Python and llm.c keep the system's
+orig_ld_path=${LD_LIBRARY_PATH-}
 if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists luajit 2>/dev/null; then
   if [ -f .devdeps/unpack.sh ]; then
     source .devdeps/unpack.sh
@@ -215,7 +221,9 @@ llmc_pids=()
 llmc_libs=$work/llmc-lib
 mkdir -p "$llmc_libs"
 cudnn_inc= cudnn_lib= cudnn_why=
-if [ -f "$cuda_home/include/cudnn.h" ] && ls "$cuda_home"/lib64/libcudnn.so* >/dev/null 2>&1; then
+if [ "${BENCH_LLMC_CUDNN:-1}" = 0 ]; then
+  cudnn_why="BENCH_LLMC_CUDNN=0"
+elif [ -f "$cuda_home/include/cudnn.h" ] && ls "$cuda_home"/lib64/libcudnn.so* >/dev/null 2>&1; then
   cudnn_inc=$cuda_home/include; cudnn_lib=$cuda_home/lib64
 else
   # PyTorch's wheel of cuDNN (nvidia-cudnn-cu13): headers and libcudnn.so.9, no unversioned name
@@ -251,9 +259,13 @@ if [ -f .llmc/train_gpt2.cu ]; then
   log "llm.c: building in the background (cuDNN: ${cudnn_inc:-no, $cudnn_why}; NVML: ${nvml:-no})"
 fi
 
-tide=build-gpu/tide
-part build 300 60 bash -c "cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTIDE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-  && cmake --build build-gpu -j $jobs --target tide"
+tide=${BENCH_TIDE:-build-gpu/tide}
+if [ -n "${BENCH_TIDE:-}" ]; then
+  skip build "BENCH_TIDE=$BENCH_TIDE: that tide is used as it is"
+else
+  part build 300 60 bash -c "cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTIDE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    ${BENCH_CMAKE_ARGS:-} && cmake --build build-gpu -j $jobs --target tide"
+fi
 tide_ok=1
 if [ ! -x $tide ]; then
   tide_ok=0; log "tide did not build (build.log above); the peers still run"
@@ -287,7 +299,7 @@ run_llmc() {  # run_llmc cudnn|plain B CAP
   llmc_wait; llmc_data
   if [ ! -x "$work/llmc-$v/train_gpt2cu" ]; then skip "${name}_B$B" "train_gpt2cu ($v) did not build (build_llmc_$v.log)"; return; fi
   if [ ! -f "$work/llmc-data/train_000000.bin" ]; then skip "${name}_B$B" "no token shard"; return; fi
-  part "${name}_B$B" "$cap" 20 env LD_LIBRARY_PATH=${cudnn_lib:+$cudnn_lib:}$cuda_home/lib64:${LD_LIBRARY_PATH:-} \
+  part "${name}_B$B" "$cap" 20 env LD_LIBRARY_PATH=${cudnn_lib:+$cudnn_lib:}$cuda_home/lib64${orig_ld_path:+:$orig_ld_path} \
     python3 bench/gpu/peers.py --impl=llmc --llmc_name=$name --llmc_bin="$work/llmc-$v/train_gpt2cu" \
     --llmc_data="$work/llmc-data/train_*.bin" --B=$B --T=1024 --steps=20 --warmup=5 --budget_s=$((cap - 5)) \
     ${peak:+--peak_tflops=$peak}
@@ -298,7 +310,8 @@ run_tide() {
 }
 run_torch() {  # run_torch nanogpt|hf B CAP FLOOR
   if [ $have_torch = 0 ]; then skip "$1_B$2" "no torch in $py"; return; fi
-  part "$1_B$2" "$3" "$4" env TORCHINDUCTOR_CACHE_DIR="$work/inductor" "$py" bench/gpu/peers.py --impl=$1 "${gpt2[@]}" --B=$2
+  part "$1_B$2" "$3" "$4" env LD_LIBRARY_PATH="$orig_ld_path" TORCHINDUCTOR_CACHE_DIR="$work/inductor" \
+    "$py" bench/gpu/peers.py --impl=$1 "${gpt2[@]}" --B=$2
 }
 
 for B in 16 32; do
