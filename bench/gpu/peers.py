@@ -217,16 +217,20 @@ def run_torch(a):
         opt = torch.optim.AdamW(decay_groups(model), lr=6e-4, betas=(0.9, 0.95), eps=1e-8, foreach=True)
     autocast = (lambda: torch.autocast(device_type=a.device, dtype=torch.bfloat16)) if a.precision == 'bf16' \
         else contextlib.nullcontext
-    # flash attention by name: the strongest PyTorch attention for bf16 causal GPT-2
-    # (on f32 inputs, as in the fp32 dry run, the math kernel: flash takes only half types on CUDA)
+    # nanoGPT: flash attention by name, the strongest PyTorch attention for bf16 causal
+    # GPT-2 (f32 on CUDA, as in an fp32 run, cannot take it: flash takes only half
+    # types there). transformers: PyTorch's own choice, as its users get it (flash
+    # takes no explicit mask, and whether transformers passes one is its business)
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    backends = [SDPBackend.FLASH_ATTENTION] if a.precision == 'bf16' or a.device == 'cpu' \
-        else [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    if a.impl == 'nanogpt' and (a.precision == 'bf16' or a.device == 'cpu'):
+        attention, sdpa = (lambda: sdpa_kernel([SDPBackend.FLASH_ATTENTION])), 'flash'
+    else:
+        attention, sdpa = contextlib.nullcontext, 'auto'
     sync = torch.cuda.synchronize if a.device == 'cuda' else (lambda: None)
 
     def step(x, y, full):
         opt.zero_grad(set_to_none=True)
-        with autocast(), sdpa_kernel(backends):
+        with autocast(), attention():
             loss = loss_fn(x, y, full)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -270,7 +274,7 @@ def run_torch(a):
             r = dict(side=name, impl=a.impl, B=B, steps=len(times), warmup=a.warmup, warmup_s=warmup_s,
                      step_ms_median=med * 1e3, step_ms_min=lo * 1e3, step_ms_max=hi * 1e3,
                      tokens_per_s=B * a.T / med, loss_first=first, loss_last=last,
-                     torch=torch.__version__)
+                     torch=torch.__version__, sdpa=sdpa, vocab=c['vocab_size'])
             if a.impl == 'hf':
                 import transformers
                 r['transformers'] = transformers.__version__
