@@ -318,7 +318,8 @@ def run_llmc(a):
         except subprocess.TimeoutExpired as e:
             out = (e.stdout or b'').decode() if isinstance(e.stdout, bytes) else (e.stdout or '')
             p = None
-        with open(os.path.join(os.environ.get('BENCH_OUT', '.'), '%s_B%d.log' % (a.llmc_name, B)), 'w') as f:
+        # llm.c's own output, beside (not in) the log of bench/gpu/run.sh's part
+        with open(os.path.join(os.environ.get('BENCH_OUT', '.'), '%s_B%d.out' % (a.llmc_name, B)), 'w') as f:
             f.write(' '.join(cmd) + '\n' + out)
         steps, mem = [], None
         for line in out.splitlines():
@@ -333,6 +334,8 @@ def run_llmc(a):
             status = 1
             tail = ' | '.join(out.strip().splitlines()[-3:])
             why = 'timed out' if p is None else 'exit %d' % p.returncode
+            print('%s B=%d failed (%s, %d step lines); the end of its output:\n%s' % (
+                a.llmc_name, B, why, len(steps), '\n'.join(out.strip().splitlines()[-8:])), file=sys.stderr)
             emit(a, dict(side=a.llmc_name, impl='llmc', B=B, error=('%s, %d step lines: %s' % (why, len(steps), tail))[:300]))
             continue
         med, lo, hi = summarize([s[2] / 1e3 for s in timed])

@@ -120,7 +120,10 @@ def main(argv):
     # against its own plain side (the keytoken loss's cost)
     def key(r):
         return (r.get('B'), r.get('T'))
-    tide = {key(r): r for r in results if r.get('side') == 'tide' and 'tokens_per_s' in r}
+    # the base: tide's bf16 side, else its f32/TF32 fallback (a tide without autocast)
+    tide = {}
+    for base in ('tide_tf32', 'tide'):
+        tide.update({key(r): r for r in results if r.get('side') == base and 'tokens_per_s' in r})
     plain = {(r.get('side'), key(r)): r for r in results if 'tokens_per_s' in r}
     for r in results:
         side = r.get('side', '')
@@ -134,7 +137,7 @@ def main(argv):
         elif not side.startswith('tide') and key(r) in tide:
             r['tide_over_this'] = tide[key(r)]['tokens_per_s'] / r['tokens_per_s']
 
-    order = {'tide': 0, 'tide_keytoken': 1, 'nanogpt_compiled': 2, 'nanogpt_eager': 3, 'llmc_cudnn': 4,
+    order = {'tide': 0, 'tide_keytoken': 1, 'tide_tf32': 0, 'tide_tf32_keytoken': 1, 'nanogpt_compiled': 2, 'nanogpt_eager': 3, 'llmc_cudnn': 4,
              'llmc': 5, 'hf_sdpa_eager': 6}
     results.sort(key=lambda r: (r.get('B') is None, r.get('B') or 0, order.get(r.get('side'), 9),
                                 r.get('side', '')))

@@ -274,6 +274,12 @@ elif ! $tide -e 'os.exit(tide.cuda.is_available() and 0 or 1)' >/dev/null 2>&1; 
 fi
 
 gpt2=(--device=cuda --model=gpt2 --precision=bf16 --T=1024 --steps=20 --warmup=5 --budget_s=15 ${peak:+--peak_tflops=$peak})
+tide_args=()
+if [ $tide_ok = 1 ] && ! $tide -e 'os.exit(type(tide.autocast) == "function" and 0 or 1)' >/dev/null 2>&1; then
+  # without issue 14's autocast, tide's figure is f32 with TF32 products, named so in the table
+  log "warning: this tide has no tide.autocast (bf16 mixed precision): its side runs in f32 with TF32 as tide_tf32"
+  tide_args=(--precision=fp32 --tf32 --name=tide_tf32)
+fi
 llmc_ran_data=0
 llmc_data() {  # the shard llm.c reads, once (tide writes it; the CUDA build runs on the CPU here)
   [ $llmc_ran_data = 1 ] && return 0
@@ -305,7 +311,7 @@ run_llmc() {  # run_llmc cudnn|plain B CAP
     ${peak:+--peak_tflops=$peak}
 }
 run_tide() {
-  if [ $tide_ok = 1 ]; then part "tide_B$1" "$2" 30 $tide bench/gpu/train_step.lua "${gpt2[@]}" --B=$1
+  if [ $tide_ok = 1 ]; then part "tide_B$1" "$2" 30 $tide bench/gpu/train_step.lua "${gpt2[@]}" "${tide_args[@]}" --B=$1
   else skip "tide_B$1" "tide did not build"; fi
 }
 run_torch() {  # run_torch nanogpt|hf B CAP FLOOR

@@ -9,6 +9,7 @@
 -- --loss=plain|keytoken|both (both) --model=gpt2|tiny --precision=bf16|fp32
 -- --device=cuda|cpu --peak_tflops (for MFU; none: MFU not printed) --seed (0)
 -- --name (the side's name in the results: tide, and NAME_keytoken; default tide)
+-- --tf32 (f32 products on tensor cores, tide.cuda.set_allow_tf32: for --precision=fp32 on a GPU)
 -- Prints one line per loss variant and a `RESULT {json}` line that
 -- bench/gpu/report.py reads.
 local a = tide.args
@@ -48,6 +49,11 @@ end
 if precision == 'bf16' and type(tide.autocast) ~= 'function' then
   fail('--precision=bf16 needs tide.autocast (issue 14\'s mixed precision), which this tide does not have; ' ..
     'run with --precision=fp32')
+end
+
+if a.tf32 then
+  if device ~= 'cuda' then fail('--tf32 is for --device=cuda') end
+  tide.cuda.set_allow_tf32(true)
 end
 
 -- dropout off, as in llm.c and nanoGPT's benchmark: every side does the same work
@@ -151,7 +157,7 @@ for _, kind in ipairs(kinds) do
     if last_loss ~= last_loss or last_loss == math.huge then error('the loss is not finite: ' .. tostring(last_loss)) end
     print('RESULT ' .. json.encode({
       side = kind == 'plain' and name or name .. '_keytoken', impl = 'tide', loss = kind, model = model_name,
-      B = B, T = T, precision = precision, device = device, n_params = n_params, flops_per_token = flops_per_token,
+      B = B, T = T, precision = precision .. (a.tf32 and '+tf32' or ''), device = device, n_params = n_params, flops_per_token = flops_per_token,
       steps = n, warmup = warmup, warmup_s = warmup_s,
       step_ms_median = median * 1e3, step_ms_min = sorted[1] * 1e3, step_ms_max = sorted[n] * 1e3,
       tokens_per_s = tps, mfu = mfu or json.null, peak_alloc_mb = mem.peak_alloc_mb,
