@@ -54,8 +54,11 @@ py=${TIDE_REF_PYTHON:-python3}
 t_begin=$SECONDS
 mkdir -p "$out" && rm -rf "$work" && mkdir -p "$work" || { echo "cannot create $out and $work"; exit 1; }
 out=$(cd "$out" && pwd)
-exec > >(tee "$out/run.log") 2>&1
 log() { echo "[$(date -u +%H:%M:%S) +$((SECONDS - t_begin))s] $*"; }
+
+# everything below runs in main, whose output goes to the console and to
+# OUTDIR/run.log (a pipeline, so the log is complete when the script returns)
+main() {
 
 gpu=0
 if [ $dry = 0 ]; then
@@ -334,3 +337,7 @@ log "done in $((SECONDS - t_begin)) s; results in $out (results.md, results.json
 cat "$work/report.txt"
 if [ $tide_ok = 1 ] && grep -q $'^tide_B16\tok' "$work/parts.tsv"; then echo "summary: tide and the peers ran (see the table)"; exit 0; fi
 echo "summary: tide's GPT-2 124M step did not run (see its part's log)"; exit 1
+}
+
+main 2>&1 | tee "$out/run.log"
+exit "${PIPESTATUS[0]}"
