@@ -36,9 +36,9 @@ local bf16 = precision == 'bf16'
 local tol_loss0, tol_loss1 = bf16 and 1e-2 or 1e-4, bf16 and 2e-2 or 1e-4
 local tol_tensor, tol_total = bf16 and 5e-2 or 1e-4, bf16 and 2e-2 or 1e-4
 
-if not tide.cuda.is_available() then print('skipped: no GPU visible to tide'); os.exit(0) end
+if not tide.cuda.is_available() then print('skipped: no GPU visible to tide'); os.exit(0, true) end
 if bf16 and type(tide.autocast) ~= 'function' then
-  print('FAIL: tide.autocast does not exist in this build (bf16 mixed precision, issue 14)'); os.exit(1)
+  print('FAIL: tide.autocast does not exist in this build (bf16 mixed precision, issue 14)'); os.exit(1, true)
 end
 
 local nodrop = { resid_pdrop = 0, embd_pdrop = 0, attn_pdrop = 0 }
@@ -85,9 +85,9 @@ local cmd = ('%s tests/gpu/gpt2_step_ref.py %s --device=%s --precision=%s 2>&1')
 local p = io.popen(cmd)
 local text = p:read('*a')
 local ok, how, code = p:close()
-if code == 3 or text:match('^skipped:') then print(text:match('skipped:[^\n]*') or text); os.exit(0) end
+if code == 3 or text:match('^skipped:') then print(text:match('skipped:[^\n]*') or text); os.exit(0, true) end
 local line = text:match('REF (%b{})')
-if not line then print('FAIL: ' .. cmd .. ' gave no result:\n' .. text); os.exit(1) end
+if not line then print('FAIL: ' .. cmd .. ' gave no result:\n' .. text); os.exit(1, true) end
 local ref = json.decode(line)
 print(('torch %s (%s, %s): loss %.5f, grad norm %.5f, loss after the step %.5f')
   :format(ref.torch, precision, ref_device, ref.loss0, ref.grad_norm, ref.loss1))
@@ -122,6 +122,6 @@ end
 print(('%d gradient norms compared; largest relative difference %.2e (%s); bounds: loss %.0e, after the step %.0e, ' ..
   'per tensor %.0e, total %.0e'):format(n, worst, tostring(worst_name), tol_loss0, tol_loss1, tol_tensor, tol_total))
 if n == 0 then fails[#fails + 1] = 'no gradient norms to compare' end
-if #fails == 0 then print('ok'); os.exit(0) end
+if #fails == 0 then print('ok'); os.exit(0, true) end
 for _, f in ipairs(fails) do print('FAIL: ' .. f) end
-os.exit(1)
+os.exit(1, true)

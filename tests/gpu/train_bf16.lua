@@ -20,9 +20,9 @@ local cfg = tide.gpt2.config({ vocab_size = a.vocab or 8192, n_positions = a.T o
   n_layer = a.layers or 4, n_head = a.heads or 4, resid_pdrop = 0, embd_pdrop = 0, attn_pdrop = 0 })
 local B, T = a.B or 8, a.T or 128
 
-if not tide.cuda.is_available() then print('skipped: no GPU visible to tide'); os.exit(0) end
+if not tide.cuda.is_available() then print('skipped: no GPU visible to tide'); os.exit(0, true) end
 if precision == 'bf16' and type(tide.autocast) ~= 'function' then
-  print('FAIL: tide.autocast does not exist in this build (bf16 mixed precision, issue 14)'); os.exit(1)
+  print('FAIL: tide.autocast does not exist in this build (bf16 mixed precision, issue 14)'); os.exit(1, true)
 end
 
 -- four fixed batches, cycled: the loss falls as they are learnt, so the runs
@@ -71,11 +71,11 @@ for _, s in ipairs { 1, 2, 5, 10, 20, 30, 40, 50 } do
 end
 if worst <= tol and ref[steps] < ref[1] - 0.1 then
   print(('ok: largest loss difference %.2e at step %d (bound %.0e)'):format(worst, worst_step, tol))
-  os.exit(0)
+  os.exit(0, true)
 end
 if ref[steps] >= ref[1] - 0.1 then print('FAIL: the CPU run did not learn (its loss did not fall by 0.1): no trajectory to compare') end
 if not (worst <= tol) then
   print(('FAIL: step %d: CUDA loss %.5f, CPU %.5f: difference %.2e over the bound %.0e')
     :format(worst_step, got[worst_step], ref[worst_step], worst, tol))
 end
-os.exit(1)
+os.exit(1, true)
