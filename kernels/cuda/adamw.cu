@@ -392,13 +392,6 @@ __global__ void norm_chunks(norm_table t, int nt, int64_t nchunks, double *parti
   }
 }
 
-// Sum over a warp by xor butterflies: every lane ends with the same bits (each step adds the
-// same two values in either order).
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v = v + __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
 // One block of NORM_THREADS: warp w finishes the table's tensors w, w + 8, ... into
 // norms[first + w], ...; the last table's launch also writes the total of norms[0, ntotal).
 template <class TO>
@@ -410,7 +403,7 @@ __global__ void norm_finish(norm_table t, int nt, const double *partial, double 
     int64_t nc = (d.n + NORM_CHUNK - 1) / NORM_CHUNK;
     double acc = 0;
     for (int64_t j = lane; j < nc; j += 32) acc = acc + partial[d.chunk0 + j];
-    double s = sqrt(warp_sum(acc));
+    double s = sqrt(tide_warp_sum(acc));
     if (lane == 0) norms[first + i] = d.f64 ? s : (double)(float)s;
   }
   if (!last) return;

@@ -43,6 +43,13 @@ extern "C" int tide_cuda_to_host(void *dst, const void *src, size_t n, const cha
 // Copies n bytes of host memory to the device (the host buffer may be reused at once); 0 or -1.
 extern "C" int tide_cuda_to_device(void *dst, const void *src, size_t n, const char *op);
 
+// Sum over a warp by xor butterflies (all 32 lanes present): every lane ends with the same bits,
+// as each step adds the same two values in either order, so the result is schedule-independent.
+template <class T> __device__ __forceinline__ T tide_warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
 // Threads per block of the elementwise kernels, and a grid that covers n
 // elements with grid-stride loops (capped so huge tensors loop instead).
 enum { TIDE_CUDA_THREADS = 256 };

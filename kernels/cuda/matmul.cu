@@ -361,7 +361,7 @@ __global__ void bias_grad_kernel(T *out, const T *x, int64_t rows, int64_t len, 
   for (int64_t r = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; r < rows; r += warps) {
     A s = 0;
     for (int64_t p = threadIdx.x % 32; p < len; p += 32) s += epi_load(x[r * sr + p * sp]);
-    for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+    s = tide_warp_sum(s);
     if (threadIdx.x % 32 == 0) epi_store(&out[r], s);
   }
 }

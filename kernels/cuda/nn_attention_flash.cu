@@ -320,7 +320,7 @@ template <class In> __global__ void flash_rowdot_kernel(flash_params p) {
   const In *o = head_at<const In>(p.o, p.st.out, b, h) + t * p.st.out[2];
   float x = 0;
   for (int64_t d = lane; d < p.D; d += 32) x += tide_bf16_to_f32(tide_f32_to_bf16(to_f32(g[d]))) * to_f32(o[d]);
-  for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(kFull, x, off);
+  x = tide_warp_sum(x);
   if (lane == 0) p.rowdot_out[row] = x;
 }
 

@@ -279,7 +279,7 @@ RLN_UNROLL
         if constexpr (NV > 0) cache[j * V + e] = v[e];
       }
     });
-    const double mu = nn_warp_sum(sum) / (double)C;  // NaN for C == 0, as the contract says
+    const double mu = tide_warp_sum(sum) / (double)C;  // NaN for C == 0, as the contract says
     // x - mean as (x - mt) - ml: exact or relative to itself when the mean is large against the spread
     const A mt = (A)mu, ml = (A)(mu - (double)mt);
     A ps = 0;
@@ -297,7 +297,7 @@ RLN_UNROLL
         ps += d * d;
       }
     });
-    const double ss = nn_warp_sum((double)ps);
+    const double ss = tide_warp_sum((double)ps);
     const double rs = 1.0 / sqrt(ss / (double)C + eps);
     if (lane == 0) {
       mean[row] = (typename E::S)mu;
@@ -370,7 +370,7 @@ RLN_UNROLL
         }
       }
     });
-    const A a = (A)(nn_warp_sum((double)pg) / (double)C), bb = (A)(nn_warp_sum((double)pgx) / (double)C);
+    const A a = (A)(tide_warp_sum((double)pg) / (double)C), bb = (A)(tide_warp_sum((double)pgx) / (double)C);
     rln_packs<V, NV>(C, lane, [&](int64_t c, int j) {
       A g[V], v[V], wv[V] = {}, d[V] = {};
       if constexpr (NV > 0) {

@@ -23,11 +23,6 @@ __device__ __forceinline__ double nn_exp(double v) { return exp(v); }
 __device__ __forceinline__ float nn_max(float a, float v) { return v > a ? v : a; }
 __device__ __forceinline__ double nn_max(double a, double v) { return v > a ? v : a; }
 
-template <class T> __device__ __forceinline__ T nn_warp_sum(T v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
 template <class T> __device__ __forceinline__ T nn_warp_max(T v) {
   for (int o = 16; o > 0; o >>= 1) v = nn_max(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
@@ -36,12 +31,12 @@ template <class T> __device__ __forceinline__ T nn_warp_max(T v) {
 // The sum of every thread's v, returned to every thread. Called by all threads of the block.
 template <class T> __device__ T nn_block_sum(T v) {
   __shared__ T part[32];
-  v = nn_warp_sum(v);
+  v = tide_warp_sum(v);
   __syncthreads();  // the previous call's reads of part are over
   if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
   __syncthreads();
   v = (threadIdx.x & 31) < (blockDim.x >> 5) ? part[threadIdx.x & 31] : T(0);
-  return nn_warp_sum(v);
+  return tide_warp_sum(v);
 }
 
 // The maximum of every thread's v (NaN skipped), returned to every thread.
