@@ -239,7 +239,8 @@ else
 fi
 nvml=
 if printf '#include <nvml.h>\n' | g++ -E -I"$cuda_home/include" -x c++ - >/dev/null 2>&1; then
-  # llm.c uses NVML when nvml.h exists; link the driver's library (or the toolkit's stub)
+  # llm.c uses NVML when nvml.h exists: link against the driver's libnvidia-ml, or else the
+  # toolkit's link-time stub library (lib64/stubs; the driver's copy is loaded at run time)
   lib=$(ldconfig -p 2>/dev/null | awk '/libnvidia-ml.so.1 /{print $NF; exit}')
   [ -z "$lib" ] && lib=$(ls "$cuda_home"/lib64/stubs/libnvidia-ml.so 2>/dev/null | head -1)
   [ -n "$lib" ] && ln -sf "$lib" "$llmc_libs/libnvidia-ml.so"
